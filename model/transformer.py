@@ -1,0 +1,200 @@
+"""Decoder-only transformer (pre-LayerNorm, tied embeddings, GELU MLP) with a preallocated KV cache."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CM3Config
+
+
+class KVCache:
+    """Per-layer keys/values of shape (n_layers, batch, heads, max_len, head_dim), filled left to right."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k = k
+        self.v = v
+        self.length = 0
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def max_len(self) -> int:
+        return self.k.shape[3]
+
+    def reorder(self, indices: torch.Tensor | list[int]) -> None:
+        """Select (and possibly repeat) batch rows, e.g. the surviving beams; the batch size may change."""
+        index = torch.as_tensor(indices, dtype=torch.long, device=self.k.device)
+        self.k = self.k.index_select(1, index)
+        self.v = self.v.index_select(1, index)
+
+
+def sinusoidal_table(n_positions: int, dim: int) -> torch.Tensor:
+    """fairseq's table: sin in the first half of the channels, cos in the second."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / max(half - 1, 1)))
+    angles = torch.arange(n_positions, dtype=torch.float32)[:, None] * freq[None, :]
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2:
+        table = torch.cat([table, torch.zeros(n_positions, 1)], dim=1)
+    return table
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: CM3Config) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.head_dim = cfg.d_model // cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        kv_cache: KVCache | None,
+        layer: int,
+    ) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        is_causal = attn_mask is None
+        if kv_cache is not None:
+            start = kv_cache.length
+            kv_cache.k[layer, :, :, start : start + t] = k
+            kv_cache.v[layer, :, :, start : start + t] = v
+            k = kv_cache.k[layer, :, :, : start + t]
+            v = kv_cache.v[layer, :, :, : start + t]
+            if start > 0:
+                # query i sits at absolute position start + i and sees keys 0 .. start + i
+                is_causal = False
+                if t > 1:
+                    attn_mask = torch.ones(t, start + t, dtype=torch.bool, device=x.device).tril(start)
+        y = F.scaled_dot_product_attention(
+            q,
+            k.to(q.dtype),
+            v.to(q.dtype),
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal and t > 1,
+        )
+        return self.out(y.transpose(1, 2).reshape(b, t, d))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: CM3Config) -> None:
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.mlp_norm = nn.LayerNorm(cfg.d_model)
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ffn)
+        self.fc2 = nn.Linear(cfg.d_ffn, cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, attn_mask, kv_cache, layer):
+        x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, kv_cache, layer))
+        return x + self.dropout(self.fc2(F.gelu(self.fc1(self.mlp_norm(x)))))
+
+
+class CM3Transformer(nn.Module):
+    """`model(tokens) -> logits`; `model(step, kv_cache=cache)` for incremental decoding."""
+
+    def __init__(self, cfg: CM3Config) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.embed_scale = math.sqrt(cfg.d_model)
+        if cfg.positions == "learned":
+            self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        else:
+            self.register_buffer(
+                "pos_table", sinusoidal_table(cfg.max_seq_len, cfg.d_model), persistent=False
+            )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2/fairseq init: N(0, 0.02) linears, residual outputs scaled by 1/sqrt(2L), embeddings d^-0.5."""
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = residual_std if name.endswith(("attn.out", "fc2")) else 0.02
+                nn.init.normal_(module.weight, std=std)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
+        if self.config.positions == "learned":
+            nn.init.normal_(self.pos_embed.weight, std=self.config.d_model**-0.5)
+
+    def num_params(self, include_embeddings: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if not include_embeddings:
+            n -= self.embed.weight.numel()
+            if self.config.positions == "learned":
+                n -= self.pos_embed.weight.numel()
+        return n
+
+    def new_kv_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
+        cfg = self.config
+        if max_len > cfg.max_seq_len:
+            raise ValueError(f"max_len {max_len} exceeds the model's max_seq_len {cfg.max_seq_len}")
+        shape = (cfg.n_layers, batch_size, cfg.n_heads, max_len, cfg.d_model // cfg.n_heads)
+        ref = self.embed.weight
+        dtype = dtype or ref.dtype
+        return KVCache(
+            torch.zeros(shape, dtype=dtype, device=ref.device),
+            torch.zeros(shape, dtype=dtype, device=ref.device),
+        )
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        kv_cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """tokens (B, T) -> logits (B, T, vocab).
+
+        segment_ids (B, T): attention stays inside equal ids (documents packed in one row);
+        positions (B, T): explicit positions (restarting per document), else 0..T-1 after the cache.
+        """
+        b, t = tokens.shape
+        start = kv_cache.length if kv_cache is not None else 0
+        if kv_cache is not None:
+            if segment_ids is not None:
+                raise ValueError("segment_ids cannot be combined with a KV cache")
+            if b != kv_cache.batch_size:
+                raise ValueError(f"batch {b} does not match the cache's batch {kv_cache.batch_size}")
+            if start + t > kv_cache.max_len:
+                raise ValueError(f"cache full: {start} + {t} > {kv_cache.max_len}")
+        if positions is None:
+            if start + t > self.config.max_seq_len:
+                raise ValueError(f"sequence of {start + t} exceeds max_seq_len {self.config.max_seq_len}")
+            positions = torch.arange(start, start + t, device=tokens.device)
+        if self.config.positions == "learned":
+            pos = self.pos_embed(positions)
+        else:
+            pos = self.pos_table[positions].to(self.embed.weight.dtype)
+        x = self.drop(self.embed(tokens) * self.embed_scale + pos)
+        attn_mask = None
+        if segment_ids is not None:
+            same = segment_ids[:, :, None] == segment_ids[:, None, :]
+            attn_mask = (same & torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril())[:, None]
+        for i, layer in enumerate(self.layers):
+            x = layer(x, attn_mask, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.length = start + t
+        return F.linear(self.final_norm(x), self.embed.weight)
+
+
+__all__ = ["CM3Transformer", "KVCache"]
