@@ -1,0 +1,265 @@
+"""Minimal HTML as C4 "lines": parsing, paragraph-like blocks, removing blocks, deterministic serialisation.
+
+A block is a run of inline content (text, <a>, <b>, <img> ...) inside one block-level element, cut at
+block-level children and at <br>/<hr>: `<div>intro<p>para</p>after</div>` has three blocks, "intro",
+"para" and "after". Every non-empty image alt is a block of its own, right after the block holding the
+image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_blocks` all read them
+the same way, which is what makes dedup indices line up.
+
+Serialisation follows html_minimizer's rules so cleaned pages stay byte-compatible with its output: lower-case
+tags, attributes sorted by name, empty values as bare names, values double-quoted, `&<>"` escaped, no
+comments, whitespace runs collapsed to one space and dropped next to block tags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from lxml import etree
+
+VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
+# tags next to which html_minimizer drops a space (byte compatibility of the serialisation)
+SPACING_BLOCK_TAGS = frozenset(
+    """html head body title meta p div h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table thead tbody tfoot tr td th
+    caption blockquote pre figure figcaption article section main br hr details summary address""".split()
+)
+# tags that end a line when reading blocks (HTML's block-level elements plus line breaks)
+LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
+    """aside center dialog fieldset footer form header hgroup legend menu nav noscript optgroup option
+    search select textarea""".split()
+)
+_KEEP_ALWAYS = frozenset({"html", "head", "body"})
+
+_WS = re.compile(r"\s+")
+_SPACE_AT_BLOCK = re.compile(
+    r" ?(</?(?:" + "|".join(sorted(SPACING_BLOCK_TAGS, key=lambda t: (-len(t), t))) + r")(?: [^>]*)?>) ?"
+)
+_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
+
+
+def normalise(text: str) -> str:
+    """Whitespace runs -> one space, stripped: the line text the rules see."""
+    return " ".join(text.split())
+
+
+def parse(html: str) -> etree._Element | None:
+    """The <html> root of `html`, or None when there is no document (empty / whitespace / unparseable)."""
+    parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
+    try:
+        return etree.fromstring(html.encode("utf-8", "replace"), parser)
+    except (etree.ParserError, ValueError):
+        return None
+
+
+def _is_element(node: etree._Element) -> bool:
+    return isinstance(node.tag, str)
+
+
+@dataclass
+class Block:
+    """One line. For text blocks: the run starts in `container.text` (lead None) or in `lead.tail`, and
+    continues through `inlines` (each with its tail). For alt blocks: `image` holds the alt attribute."""
+
+    index: int
+    text: str
+    exempt: bool
+    container: etree._Element | None = None
+    lead: etree._Element | None = None
+    inlines: list[etree._Element] = field(default_factory=list)
+    image: etree._Element | None = None
+
+    @property
+    def is_alt(self) -> bool:
+        return self.image is not None
+
+    def text_slots(self) -> Iterator[tuple[etree._Element, str]]:
+        """(element, "text" | "tail") for every text node of the run, in document order."""
+        if self.is_alt:
+            return
+        yield (self.container, "text") if self.lead is None else (self.lead, "tail")
+        for inline in self.inlines:
+            for node in inline.iter():
+                if _is_element(node):
+                    yield node, "text"
+                if node is not inline:
+                    yield node, "tail"
+            yield inline, "tail"
+
+    def current_text(self) -> str:
+        if self.is_alt:
+            return normalise(self.image.get("alt") or "")
+        return normalise("".join(getattr(el, slot) or "" for el, slot in self.text_slots()))
+
+
+def line_breaking_elements(root: etree._Element) -> set[etree._Element]:
+    """Elements that are line-breaking tags or contain one: everything else is inline content."""
+    found: set[etree._Element] = set()
+    for el in root.iter():
+        if _is_element(el) and el.tag in LINE_BREAKING_TAGS and el not in found:
+            node = el
+            while node is not None and node not in found:
+                found.add(node)
+                node = node.getparent()
+    return found
+
+
+def read_blocks(root: etree._Element, exempt_tags: frozenset[str]) -> list[Block]:
+    """All blocks with non-blank text, in document order (see module docstring)."""
+    breaking = line_breaking_elements(root)
+    blocks: list[Block] = []
+
+    def flush(container: etree._Element, lead: etree._Element | None, inlines: list, exempt: bool) -> None:
+        block = Block(len(blocks), "", exempt, container, lead, inlines)
+        block.text = block.current_text()
+        if block.text:
+            blocks.append(block)
+        for inline in inlines:
+            for image in inline.iter("img"):
+                alt = normalise(image.get("alt") or "")
+                if alt:
+                    blocks.append(Block(len(blocks), alt, "img" in exempt_tags, image=image))
+
+    def walk(container: etree._Element, exempt: bool) -> None:
+        exempt = exempt or container.tag in exempt_tags
+        lead, inlines = None, []
+        for child in container:
+            if child in breaking:
+                flush(container, lead, inlines, exempt)
+                walk(child, exempt)
+                lead, inlines = child, []
+            else:
+                inlines.append(child)
+        flush(container, lead, inlines, exempt)
+
+    walk(root, False)
+    return blocks
+
+
+def _strip_text_keep_images(inline: etree._Element) -> None:
+    inline.tail = None
+    for node in inline.iter():
+        if _is_element(node):
+            node.text = None
+        if node is not inline:
+            node.tail = None
+
+    def prune(node: etree._Element) -> None:
+        for child in list(node):
+            if child.tag == "img":
+                continue
+            if next(child.iter("img"), None) is None:
+                node.remove(child)
+            else:
+                prune(child)
+
+    prune(inline)
+
+
+def remove_block(block: Block) -> None:
+    """Removes the block's text from the tree; images inside it stay (their alt is a block of its own)."""
+    if block.is_alt:
+        del block.image.attrib["alt"]
+        return
+    if block.lead is None:
+        block.container.text = None
+    else:
+        block.lead.tail = None
+    for inline in block.inlines:
+        if inline.tag == "img" or next(inline.iter("img"), None) is not None:
+            _strip_text_keep_images(inline)
+        else:
+            inline.getparent().remove(inline)  # its tail (part of the run) goes with it
+
+
+def _blank(text: str | None) -> bool:
+    return not text or text.isspace()
+
+
+def _remove_keeping_tail(el: etree._Element, had_space: bool) -> None:
+    parent, prev = el.getparent(), el.getprevious()
+    before = (prev.tail if prev is not None else parent.text) or ""
+    tail = el.tail or ""
+    if before and tail:
+        if before[-1].isspace() and tail[0].isspace():
+            tail = tail.lstrip()
+        elif had_space and not before[-1].isspace() and not tail[0].isspace():
+            tail = " " + tail
+    if prev is not None:
+        prev.tail = (before + tail) or None
+    else:
+        parent.text = (before + tail) or None
+    parent.remove(el)
+
+
+def prune_empty(root: etree._Element) -> None:
+    """Drops elements left without text, image or other void element (as html_minimizer does), except
+    where that would join the text of two blocks into one line."""
+    has_text: dict[etree._Element, bool] = {}
+    has_content: dict[etree._Element, bool] = {}
+    for el in reversed(list(root.iter())):
+        if not _is_element(el):
+            has_text[el] = has_content[el] = False
+            continue
+        text = not _blank(el.text) or any(has_text[c] or not _blank(c.tail) for c in el)
+        has_text[el] = text
+        has_content[el] = text or el.tag in VOID_TAGS or any(has_content[c] for c in el)
+    breaking = line_breaking_elements(root)
+
+    def text_before_in_line(el: etree._Element) -> bool:
+        prev = el.getprevious()
+        while prev is not None:
+            if not _blank(prev.tail) or has_text[prev]:
+                return True
+            if prev in breaking:
+                return False
+            prev = prev.getprevious()
+        return not _blank(el.getparent().text)
+
+    def visit(el: etree._Element) -> None:
+        for child in list(el):
+            if not _is_element(child) or has_content[child] or child.tag in _KEEP_ALWAYS:
+                if _is_element(child):
+                    visit(child)
+                continue
+            if child in breaking and not _blank(child.tail) and text_before_in_line(child):
+                continue
+            had_space = any(n.text for n in child.iter() if _is_element(n)) or any(
+                n.tail for n in child.iter() if n is not child
+            )
+            _remove_keeping_tail(child, had_space)
+
+    visit(root)
+
+
+def escape_text(text: str) -> str:
+    return _WS.sub(" ", text).translate(_TEXT_ESCAPES)
+
+
+def _start_tag(tag: str, attrib: etree._Attrib) -> str:
+    parts = [tag]
+    for name, value in sorted(attrib.items()):
+        parts.append(f'{name}="{value.translate(_ATTR_ESCAPES)}"' if value else name)
+    return "<" + " ".join(parts) + ">"
+
+
+def serialise(root: etree._Element) -> str:
+    """Deterministic bytes for the same tree (see module docstring)."""
+    out: list[str] = []
+    for event, el in etree.iterwalk(root, events=("start", "end")):
+        if not _is_element(el):
+            if event == "end" and el.tail:
+                out.append(escape_text(el.tail))
+            continue
+        if event == "start":
+            out.append(_start_tag(el.tag, el.attrib))
+            if el.text:
+                out.append(escape_text(el.text))
+            continue
+        if el.tag not in VOID_TAGS:
+            out.append(f"</{el.tag}>")
+        if el.tail and el is not root:
+            out.append(escape_text(el.tail))
+    return _SPACE_AT_BLOCK.sub(r"\1", "".join(out))

@@ -1,0 +1,117 @@
+"""`clean_html`: the C4 rules on minimal HTML, removing failing blocks and dropping failing pages.
+
+Each block (see `blocks`) is a line. Blocks under `C4Options.exempt_tags` (headings, <title>, captions,
+image alt) skip the end-mark and minimum-words rules but face all others: a heading "Privacy Policy" goes,
+a title with "lorem ipsum" drops the page. Images stay when the text around them goes; a failing alt text
+loses only its alt attribute. Page rules: sentences are counted over the kept non-exempt blocks; bad words
+and language are checked over all kept text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from c4_filters.blocks import Block, parse, prune_empty, read_blocks, remove_block, serialise
+from c4_filters.rules import (
+    CITATION,
+    DEFAULT_OPTIONS,
+    C4Options,
+    has_too_long_word,
+    judge_line_content,
+    judge_line_shape,
+    judge_page,
+)
+from c4_filters.stats import C4Stats
+
+# in HTML the space before a marker goes with it, so "word [1]." becomes "word."
+_CITATION_WITH_SPACE = re.compile(r"\s*(?:" + CITATION.pattern + ")")
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    html: str  # the cleaned minimal HTML (same serialisation rules as html_minimizer)
+    text: str  # the kept blocks' text joined by "\n", in block order
+    lang_score: float  # probability of the detected language (0.0 when detection is off)
+    n_sentences: int  # sentences in the kept non-exempt blocks
+
+
+def _remove_citations(text: str) -> tuple[str, int]:
+    removed = 0
+    while True:
+        text, n = _CITATION_WITH_SPACE.subn("", text)
+        if not n:
+            return text, removed
+        removed += n
+
+
+def _remove_block_citations(block: Block) -> int:
+    """Removes markers text node by text node (a marker split across elements stays); returns the count."""
+    if block.is_alt:
+        alt, removed = _remove_citations(block.image.get("alt") or "")
+        if removed:
+            block.image.set("alt", alt)
+        return removed
+    removed = 0
+    for el, slot in list(block.text_slots()):
+        value = getattr(el, slot)
+        if value and "[" in value:
+            value, n = _remove_citations(value)
+            if n:
+                setattr(el, slot, value or None)
+                removed += n
+    return removed
+
+
+def finish_page(
+    root, kept: list[Block], options: C4Options, stats: C4Stats, prefix: str = ""
+) -> CleanResult | None:
+    """Page rules over the kept blocks, then pruning and serialisation; None when a page rule fails."""
+    verdict = judge_page([b.text for b in kept if not b.exempt], [b.text for b in kept], options)
+    if verdict.failed is not None:
+        stats.inc(prefix + verdict.failed)
+        return None
+    prune_empty(root)
+    stats.inc(prefix + "line:kept", len(kept))
+    stats.inc(prefix + "page:kept")
+    return CleanResult(
+        serialise(root), "\n".join(b.text for b in kept), verdict.lang_score, verdict.n_sentences
+    )
+
+
+def clean_html(
+    html: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats | None = None
+) -> CleanResult | None:
+    """C4-cleaned minimal HTML, or None when the page is dropped (or is no HTML document at all)."""
+    stats = stats if stats is not None else C4Stats()
+    stats.inc("page:read")
+    root = parse(html)
+    if root is None:
+        stats.inc("page:unparseable")
+        return None
+    kept: list[Block] = []
+    for block in read_blocks(root, options.exempt_tags):
+        stats.inc("line:read")
+        if has_too_long_word(block.text, options.max_word_length):
+            stats.inc("line:too_long_word")
+            remove_block(block)
+            continue
+        n_citations = _remove_block_citations(block)
+        if n_citations:
+            stats.inc("citation:removed", n_citations)
+            block.text = block.current_text()
+        if not block.text:
+            stats.inc("line:only_citations")
+            remove_block(block)
+            continue
+        failed = (None if block.exempt else judge_line_shape(block.text, options)) or judge_line_content(
+            block.text
+        )
+        if failed is not None:
+            stats.inc(failed)
+            if failed.startswith("page:"):
+                return None
+            remove_block(block)
+            continue
+        kept.append(block)
+    return finish_page(root, kept, options, stats)

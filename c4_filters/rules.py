@@ -1,0 +1,148 @@
+"""The C4 rules (T5 paper section 2.2; tensorflow-datasets `c4_utils.clean_page`), one small function each.
+
+Per line, in this order: a word over 1000 characters drops the line; citation markers are removed; a line
+not ending in `. ? ! "` (or ending in `...`) is dropped; fewer than 5 words drops it; "lorem ipsum" drops the
+page; "javascript" drops the line; `{` drops the page; policy phrases drop the line. Per page, in this order:
+fewer than 3 sentences, any bad word, not English with p >= 0.99 -> the page is dropped.
+Both `clean_page` (plain text) and `clean_html` (minimal HTML) apply them through `judge_line`/`judge_page`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from c4_filters.badwords import ldnoobw_english
+from c4_filters.language import top_language
+from c4_filters.sentences import split_sentences
+
+END_MARKS = (".", "?", "!", '"')
+ELLIPSIS = "..."
+POLICY_SUBSTRINGS = (
+    "terms of use",
+    "privacy policy",
+    "cookie policy",
+    "uses cookies",
+    "use of cookies",
+    "use cookies",
+)
+CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
+EXEMPT_TAGS = frozenset({"title", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption", "caption", "img"})
+
+
+@dataclass(frozen=True)
+class C4Options:
+    """Rule parameters; the defaults are C4's.
+
+    exempt_tags: text inside these elements (and image alt text, named "img") keeps the page's structure: it
+    skips the end-mark and minimum-words rules, never the others. `frozenset()` treats all text as lines.
+    language: None skips language detection (e.g. when a job identifies language elsewhere).
+    """
+
+    max_word_length: int = 1000
+    min_words_per_line: int = 5
+    min_sentences: int = 3
+    language: str | None = "en"
+    min_language_probability: float = 0.99
+    exempt_tags: frozenset[str] = EXEMPT_TAGS
+
+
+DEFAULT_OPTIONS = C4Options()
+
+
+def has_too_long_word(line: str, max_word_length: int) -> bool:
+    return any(len(word) > max_word_length for word in line.split())
+
+
+def remove_citations(line: str) -> tuple[str, int]:
+    """Removes `[1]`, `[]`, `[edit]`, `[citation needed]`, repeated until none is left (so "[[1]]" goes too
+    and cleaning twice changes nothing); returns the new line and how many markers went."""
+    removed = 0
+    while True:
+        line, n = CITATION.subn("", line)
+        if not n:
+            return line, removed
+        removed += n
+
+
+def lacks_end_mark(line: str) -> bool:
+    return not line.endswith(END_MARKS)
+
+
+def ends_with_ellipsis(line: str) -> bool:
+    return line.endswith(ELLIPSIS)
+
+
+def has_too_few_words(line: str, min_words: int) -> bool:
+    return len(line.split()) < min_words
+
+
+def has_lorem_ipsum(line_lower: str) -> bool:
+    return "lorem ipsum" in line_lower
+
+
+def mentions_javascript(line_lower: str) -> bool:
+    return "javascript" in line_lower
+
+
+def has_curly_bracket(line: str) -> bool:
+    return "{" in line
+
+
+def has_policy_phrase(line_lower: str) -> bool:
+    return any(phrase in line_lower for phrase in POLICY_SUBSTRINGS)
+
+
+def judge_line_shape(line: str, options: C4Options) -> str | None:
+    """The end-mark and length rules (the ones exempt structure skips): failing rule name or None."""
+    if lacks_end_mark(line):
+        return "line:no_end_mark"
+    if ends_with_ellipsis(line):
+        return "line:ends_with_ellipsis"
+    if has_too_few_words(line, options.min_words_per_line):
+        return "line:too_few_words"
+    return None
+
+
+def judge_line_content(line: str) -> str | None:
+    """The content rules after the shape rules, in C4 order: a "page:*" name drops the page, "line:*" the line."""
+    lower = line.lower()
+    if has_lorem_ipsum(lower):
+        return "page:lorem_ipsum"
+    if mentions_javascript(lower):
+        return "line:javascript"
+    if has_curly_bracket(line):
+        return "page:curly_bracket"
+    if has_policy_phrase(lower):
+        return "line:policy"
+    return None
+
+
+def count_sentences(lines: Iterable[str]) -> int:
+    return sum(len(split_sentences(line)) for line in lines)
+
+
+@dataclass(frozen=True)
+class PageVerdict:
+    failed: str | None  # "page:too_few_sentences" | "page:bad_words" | "page:not_english" | None
+    n_sentences: int
+    lang_score: float  # probability of langdetect's top language; 0.0 when detection is off
+
+
+def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Options) -> PageVerdict:
+    """Page rules in order: >= min_sentences over `sentence_lines`, no bad word and the wanted language over
+    `all_lines` (exempt structure included)."""
+    n_sentences = count_sentences(sentence_lines)
+    if n_sentences < options.min_sentences:
+        return PageVerdict("page:too_few_sentences", n_sentences, 0.0)
+    bad_words = ldnoobw_english()
+    if any(bad_words.find(line) for line in all_lines):
+        return PageVerdict("page:bad_words", n_sentences, 0.0)
+    if options.language is None:
+        return PageVerdict(None, n_sentences, 0.0)
+    lang, prob = top_language("\n".join(all_lines))
+    if lang != options.language or prob < options.min_language_probability:
+        name = "page:not_english" if options.language == "en" else f"page:not_{options.language}"
+        return PageVerdict(name, n_sentences, prob)
+    return PageVerdict(None, n_sentences, prob)
