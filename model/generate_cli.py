@@ -1,0 +1,185 @@
+"""`cm3-generate`: run a file of CM3 prompts (JSONL) through a checkpoint and write the results.
+
+Every request gets a line in OUT/results.jsonl; every generated document is also written as
+OUT/{index:04d}-{mode}-{k}.html with its images decoded by the VQGAN into PNG files beside it.
+See docs/generate.md for the modes and their fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .generate import (
+    MODES,
+    BeamOptions,
+    CodeConstraint,
+    GenerationSettings,
+    PromptError,
+    SamplingOptions,
+    run_request,
+)
+
+_SRC_ATTR = re.compile(r'src="([^"]*)"')
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="cm3-generate",
+        description="Prompt a CM3 checkpoint: image generation, infilling, captioning, candidate scoring. "
+        f"Modes: {', '.join(MODES)}.",
+    )
+    p.add_argument("checkpoint", help="a checkpoint directory written by cm3-train, or its run directory")
+    p.add_argument(
+        "--prompts", required=True, help="JSONL file, one {mode, ...fields} object a line; - = stdin"
+    )
+    p.add_argument("--out", required=True, help="output directory (results.jsonl, HTML pages, PNG images)")
+    p.add_argument("--vqgan", default=None, help="VQGAN checkpoint (default: the bundled small one)")
+    p.add_argument("--vqgan-config", default=None, help="yaml of a taming VQGAN checkpoint")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0, help="run seed; each request's seed derives from it")
+    p.add_argument("--num-samples", type=int, default=1, help="samples per sampling-mode request")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
+    p.add_argument("--num-beams", type=int, default=4, help="beams (and returned captions) for captioning")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / len ** this")
+    p.add_argument("--min-new-tokens", type=int, default=1, help="captions: no stop before this many tokens")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="text modes (image modes need 257)")
+    return p.parse_args(argv)
+
+
+def read_requests(path: str) -> list[tuple[dict | None, str | None]]:
+    """(request, None) or (None, error) for every non-blank line."""
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    out: list[tuple[dict | None, str | None]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            request = json.loads(line)
+        except json.JSONDecodeError as err:
+            out.append((None, f"line {number}: not JSON: {err}"))
+            continue
+        if not isinstance(request, dict):
+            out.append((None, f"line {number}: expected a JSON object"))
+            continue
+        out.append((request, None))
+    return out
+
+
+def page_html(mode: str, body: str) -> str:
+    """A standalone page for a generated document; the policy keeps any generated script inert."""
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'none'; object-src 'none'\">"
+        f"<title>cm3-generate: {mode}</title></head>\n<body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_document(document: str, vq, out_dir: Path, stem: str, mode: str) -> list[str]:
+    """Writes stem.html with every 256-code src decoded to stem-img{j}.png; returns the file names."""
+    from PIL import Image
+
+    from image_tokenizer import src_to_codes
+
+    found: list[tuple[str, list[int]]] = []
+    for value in dict.fromkeys(m.group(1) for m in _SRC_ATTR.finditer(document)):
+        try:
+            found.append((value, src_to_codes(value, vq.n_embed)))
+        except ValueError:
+            continue
+    files = []
+    names: dict[str, str] = {}
+    if found:
+        pixels = vq.decode(np.array([codes for _, codes in found], dtype=np.int64))
+        for j, ((value, _), image) in enumerate(zip(found, pixels, strict=True)):
+            name = f"{stem}-img{j}.png"
+            Image.fromarray(image).save(out_dir / name)
+            names[value] = name
+            files.append(name)
+    body = _SRC_ATTR.sub(
+        lambda m: f'src="{names[m.group(1)]}"' if m.group(1) in names else m.group(0), document
+    )
+    (out_dir / f"{stem}.html").write_text(page_html(mode, body), encoding="utf-8")
+    return [f"{stem}.html", *files]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from image_tokenizer import ImageDecodeError, decode_image, load_vqgan, preprocess
+
+    from .checkpoint import load_checkpoint
+
+    try:
+        settings = GenerationSettings(
+            sampling=SamplingOptions(args.temperature, args.top_k, args.top_p),
+            beam=BeamOptions(args.num_beams, args.length_penalty, args.min_new_tokens),
+            num_samples=args.num_samples,
+            max_new_tokens=args.max_new_tokens,
+            seed=args.seed,
+        )
+    except ValueError as err:
+        print(f"cm3-generate: {err}", file=sys.stderr)
+        return 2
+    model, tok, _ = load_checkpoint(args.checkpoint, device=args.device)
+    vq = load_vqgan(args.vqgan, args.vqgan_config, device=args.device)
+    if vq.n_embed != tok.n_embed:
+        print(f"cm3-generate: VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}", file=sys.stderr)
+        return 2
+    constraint = CodeConstraint(tok)
+    base = Path(".") if args.prompts == "-" else Path(args.prompts).parent
+
+    def codes_of_image(path: str) -> list[int]:
+        image_path = base / path
+        image = decode_image(image_path.read_bytes())
+        return vq.encode(preprocess(image, seed_key=str(path))[None])[0].tolist()
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    requests = read_requests(args.prompts)
+    failed = 0
+    with torch.inference_mode(), open(out_dir / "results.jsonl", "w", encoding="utf-8") as results:
+        for index, (request, error) in enumerate(requests):
+            started = time.perf_counter()
+            record: dict = {"index": index, "request": request}
+            if error is None:
+                try:
+                    record.update(
+                        run_request(model, tok, constraint, request, index, settings, codes_of_image)
+                    )
+                except (PromptError, ValueError, OSError, ImageDecodeError) as err:
+                    error = f"{type(err).__name__}: {err}"
+            if error is not None:
+                failed += 1
+                record["error"] = error
+            else:
+                mode = record["mode"]
+                documents = [o["document"] for o in record.get("outputs", [])]
+                documents += [record["document"]] if "document" in record else []
+                record["files"] = [
+                    name
+                    for k, document in enumerate(documents)
+                    for name in write_document(document, vq, out_dir, f"{index:04d}-{mode}-{k}", mode)
+                ]
+            results.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            status = "error: " + error if error else "ok"
+            print(
+                f"[{index + 1}/{len(requests)}] {record.get('mode', '?')}: {status} "
+                f"({time.perf_counter() - started:.1f} s)",
+                file=sys.stderr,
+            )
+    print(f"cm3-generate: {len(requests) - failed} ok, {failed} failed -> {out_dir}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
