@@ -1,0 +1,234 @@
+"""`cm3-data`: run the CM3 data job (web HTML -> minimal HTML with VQGAN image codes -> Parquet shards),
+verify a finished output, or view shards.
+
+Unknown `--flags` are Beam pipeline options and pass through unchanged (`--runner`, `--direct_num_workers`,
+`--direct_running_mode`, `--dask_client_address`, Dataflow's `--project/--region/--temp_location` ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
+
+EXAMPLES = """examples:
+  cm3-data run --output out/shards                      # the bundled sample corpus, DirectRunner
+  cm3-data run --input 'crawl/*.warc.gz' --output out/shards --direct_running_mode=multi_processing \\
+      --direct_num_workers=2
+  cm3-data run --input 'gs://bucket/cc/*.warc.gz' --output gs://bucket/shards --runner=DataflowRunner ...
+                                                        # (see python -m dataflow.launch --help)
+  cm3-data verify out/shards
+"""
+
+
+def sample_inputs() -> list[str]:
+    """The bundled sample corpus: a WARC with news-like pages and their photos + a Wikipedia-format dump."""
+    return sorted(
+        str(path) for path in SAMPLE_CORPUS.iterdir() if path.name.endswith((".warc.gz", ".tar.gz"))
+    )
+
+
+def code_version() -> str:
+    try:
+        return f"cm3-data {metadata.version('cm3-data')}"
+    except metadata.PackageNotFoundError:
+        return "cm3-data unknown"
+
+
+def run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cm3-data run",
+        description="Run the data job. Unknown --options are passed to Beam (runner, workers, Dataflow ...).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+    )
+    parser.add_argument(
+        "--input",
+        action="append",
+        metavar="PATTERN",
+        help="glob of WARC/ARC (.warc[.gz], .arc[.gz]), Wikipedia Enterprise dumps (.tar.gz/.ndjson) or "
+        ".html files, on any Beam filesystem; repeatable (default: the bundled sample corpus)",
+    )
+    parser.add_argument("--output", required=True, help="output directory (local, gs://, s3:// ...)")
+    parser.add_argument("--train-shards", type=int, default=4, help="number of train shards (default 4)")
+    parser.add_argument(
+        "--validation-shards", type=int, default=1, help="number of validation shards (default 1)"
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.05,
+        help="share of documents (by URL hash) in the validation split (default 0.05)",
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="read at most N pages per input file (quick looks)"
+    )
+    parser.add_argument(
+        "--no-images", action="store_true", help="skip image encoding: every <img> is removed"
+    )
+    parser.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="never download images: only images found as records in the input are used",
+    )
+    parser.add_argument(
+        "--allow-private-image-hosts",
+        action="store_true",
+        help="allow fetching images from loopback/private addresses (off by default)",
+    )
+    parser.add_argument(
+        "--vqgan-checkpoint", default=None, help="taming VQModel .ckpt (default: the bundled model)"
+    )
+    parser.add_argument(
+        "--vqgan-config", default=None, help="its yaml config (default: beside the checkpoint)"
+    )
+    parser.add_argument("--image-batch-size", type=int, default=8, help="images per VQGAN batch (default 8)")
+    parser.add_argument(
+        "--image-buckets",
+        type=int,
+        default=16,
+        help="hash buckets images are batched in (raise to about n_images/2000 for big runs; default 16)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    return parser
+
+
+def _heartbeat(stop: threading.Event, started: float) -> None:
+    while not stop.wait(15):
+        print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+
+
+def run_command(argv: list[str]) -> int:
+    args, beam_args = run_parser().parse_known_args(argv)
+    unknown = [arg for arg in beam_args if not arg.startswith("--")]
+    if unknown:
+        print(f"cm3-data run: unexpected arguments {unknown}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.quiet:
+        logging.getLogger("pipeline").setLevel(logging.INFO)
+
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline import images, shards
+    from pipeline.graph import JobOptions, build_pipeline
+    from pipeline.readers import expand_inputs
+    from pipeline.report import report_table
+
+    patterns = args.input or sample_inputs()
+    if shards.manifest_exists(args.output):
+        print(
+            f"cm3-data run: {args.output} already holds a finished output (manifest.json); "
+            "choose another --output or delete it",
+            file=sys.stderr,
+        )
+        return 3
+    try:
+        files = expand_inputs(patterns)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"cm3-data run: {error}", file=sys.stderr)
+        return 2
+    if "://" not in args.output:
+        os.makedirs(args.output, exist_ok=True)
+    job = JobOptions(
+        inputs=tuple(patterns),
+        output=args.output,
+        train_shards=args.train_shards,
+        validation_shards=args.validation_shards,
+        validation_fraction=args.validation_fraction,
+        limit=args.limit,
+        images=not args.no_images,
+        fetch_images=not args.no_fetch,
+        allow_private_image_hosts=args.allow_private_image_hosts,
+        vqgan_checkpoint=args.vqgan_checkpoint,
+        vqgan_config=args.vqgan_config,
+        image_batch_size=args.image_batch_size,
+        image_buckets=args.image_buckets,
+        files=tuple(files),
+    )
+    image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
+    options = PipelineOptions(beam_args)
+    print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
+    started = time.monotonic()
+    stop = threading.Event()
+    if not args.quiet:
+        threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
+    try:
+        pipeline = beam.Pipeline(options=options)
+        build_pipeline(pipeline, job, image_codes, code_version())
+        result = pipeline.run()
+        result.wait_until_finish()
+    finally:
+        stop.set()
+    elapsed = time.monotonic() - started
+    report_path = beam.io.filesystems.FileSystems.join(args.output, "report.json")
+    import json
+
+    summary = json.loads(shards.read_bytes(report_path))
+    print(report_table(summary))
+    print(
+        f"\nfinished in {elapsed:.1f}s; report: {report_path} (+ report.html), verify: cm3-data verify {args.output}"
+    )
+    return 0
+
+
+def verify_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cm3-data verify",
+        description="Check a finished output against its manifest: files, sha256, row counts, schema, sorted "
+        "unique ids, and that every <img> carries a valid code string.",
+    )
+    parser.add_argument("output", help="output directory of `cm3-data run`")
+    parser.add_argument(
+        "--quick", action="store_true", help="files, sha256 and row counts only (no row content)"
+    )
+    args = parser.parse_args(argv)
+    from pipeline.shards import verify
+
+    problems = verify(args.output, check_content=not args.quick)
+    for problem in problems:
+        print(f"FAIL {problem}")
+    if problems:
+        print(f"{args.output}: {len(problems)} problem(s)")
+        return 1
+    print(f"{args.output}: OK")
+    return 0
+
+
+def view_command(argv: list[str]) -> int:
+    try:
+        from pipeline.view import main as view_main
+    except ImportError:
+        print(
+            "cm3-data view: the shard viewer (pipeline.view) is not available in this build", file=sys.stderr
+        )
+        return 2
+    return view_main(argv)
+
+
+COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(
+            "usage: cm3-data {run,verify,view} ...\n\n"
+            "  run     run the data job (cm3-data run --help)\n"
+            "  verify  check a finished output against its manifest\n"
+            "  view    look at documents in shards (cm3-data view --help)\n\n" + EXAMPLES
+        )
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

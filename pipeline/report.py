@@ -1,0 +1,135 @@
+"""Funnel report of a run, computed from the counted events (data, not Beam metrics, so every runner
+reports it): a text table, report.json and a self-contained report.html with an inline SVG funnel."""
+
+from __future__ import annotations
+
+import html as html_lib
+import json
+
+
+def _sum(counts: dict[str, int], prefix: str) -> int:
+    return sum(n for name, n in counts.items() if name.startswith(prefix))
+
+
+def build_report(counts: dict[str, int], splits: dict) -> dict:
+    """The funnel (documents per stage), drops per rule and image outcomes, from the job's counts."""
+    written = {split: info["rows"] for split, info in splits.items()}
+    read = _sum(counts, "read.pages.")
+    minimized = counts.get("minimize.ok", 0)
+    c4_kept = counts.get("c4.kept", 0)
+    url_unique = c4_kept - counts.get("dedup.url_duplicates_dropped", 0)
+    span_kept = url_unique - counts.get("dedup.span_docs_dropped", 0)
+    funnel = [
+        {"stage": "pages read", "docs": read},
+        {"stage": "minimized", "docs": minimized},
+        {"stage": "kept by C4", "docs": c4_kept},
+        {"stage": "unique URL", "docs": url_unique},
+        {"stage": "after span dedup", "docs": span_kept},
+        {"stage": "written", "docs": sum(written.values())},
+    ]
+    dropped = {name: n for name, n in counts.items() if name.startswith("minimize.error.")}
+    dropped.update(
+        {
+            name: n
+            for name, n in counts.items()
+            if name.startswith("c4.page:") and not name.endswith((":kept", ":read"))
+        }
+    )
+    for name in ("c4.error.unexpected", "dedup.url_duplicates_dropped", "dedup.span_docs_dropped"):
+        if counts.get(name):
+            dropped[name] = counts[name]
+    images = {
+        "unique": counts.get("images.unique", 0),
+        "from_input": counts.get("images.source.from_input", 0),
+        "fetched": counts.get("images.source.fetched", 0),
+        "failed": {
+            name[len("images.failed.") :]: n
+            for name, n in counts.items()
+            if name.startswith("images.failed.")
+        },
+        "codes_written": counts.get("images.encoded", 0),
+        "refs_kept": counts.get("images.refs_kept", 0),
+        "refs_removed": counts.get("images.refs_removed", 0),
+    }
+    return {
+        "funnel": funnel,
+        "dropped": dict(sorted(dropped.items())),
+        "images": images,
+        "written": written,
+        "counts": dict(sorted(counts.items())),
+    }
+
+
+def report_table(report: dict) -> str:
+    """Plain-text summary table printed at the end of `cm3-data run`."""
+    lines = []
+    top = max([row["docs"] for row in report["funnel"]] + [1])
+    lines.append(f"{'stage':<28}{'documents':>10}  ")
+    lines.append("-" * 60)
+    for row in report["funnel"]:
+        bar = "#" * round(20 * row["docs"] / top)
+        lines.append(f"{row['stage']:<28}{row['docs']:>10}  {bar}")
+    lines.append("")
+    lines.append(f"{'dropped by rule':<44}{'documents':>10}")
+    lines.append("-" * 60)
+    for name, n in report["dropped"].items():
+        lines.append(f"{name:<44}{n:>10}")
+    images = report["images"]
+    lines.append("")
+    lines.append(f"{'images':<44}{'count':>10}")
+    lines.append("-" * 60)
+    for key in ("unique", "from_input", "fetched", "codes_written", "refs_kept", "refs_removed"):
+        lines.append(f"{key:<44}{images[key]:>10}")
+    for reason, n in sorted(images["failed"].items()):
+        lines.append(f"{'failed: ' + reason:<44}{n:>10}")
+    lines.append("")
+    lines.append("written: " + ", ".join(f"{split} {n}" for split, n in report["written"].items()))
+    return "\n".join(lines)
+
+
+def report_json(report: dict) -> bytes:
+    return (json.dumps(report, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def report_html(report: dict) -> bytes:
+    """Self-contained HTML page (inline CSS + SVG, no external assets) with the funnel chart and tables."""
+    esc = html_lib.escape
+    funnel = report["funnel"]
+    top = max([row["docs"] for row in funnel] + [1])
+    bar_h, gap, label_w, chart_w = 26, 8, 170, 420
+    height = len(funnel) * (bar_h + gap) + gap
+    bars = []
+    for i, row in enumerate(funnel):
+        y = gap + i * (bar_h + gap)
+        width = max(1, round(chart_w * row["docs"] / top))
+        bars.append(
+            f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end">{esc(row["stage"])}</text>'
+            f'<rect x="{label_w}" y="{y}" width="{width}" height="{bar_h}" rx="3" fill="#3b7dd8"/>'
+            f'<text x="{label_w + width + 6}" y="{y + 18}">{row["docs"]}</text>'
+        )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + chart_w + 80}" height="{height}" '
+        f'font-family="sans-serif" font-size="13">{"".join(bars)}</svg>'
+    )
+
+    def table(title: str, rows: list[tuple[str, int]]) -> str:
+        body = "".join(f"<tr><td>{esc(name)}</td><td class=n>{n}</td></tr>" for name, n in rows)
+        return f"<h2>{esc(title)}</h2><table>{body}</table>"
+
+    images = report["images"]
+    image_rows = [(key, images[key]) for key in ("unique", "from_input", "fetched", "codes_written")]
+    image_rows += [("failed: " + reason, n) for reason, n in sorted(images["failed"].items())]
+    image_rows += [("references kept", images["refs_kept"]), ("references removed", images["refs_removed"])]
+    page = (
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>cm3-data run report</title><style>"
+        "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
+        "td{border-bottom:1px solid #ddd;padding:3px 12px}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+        "</style></head><body><h1>cm3-data run report</h1><h2>Document funnel</h2>"
+        + svg
+        + table("Dropped by rule", list(report["dropped"].items()))
+        + table("Images", image_rows)
+        + table("Written", list(report["written"].items()))
+        + table("All counters", list(report["counts"].items()))
+        + "</body></html>\n"
+    )
+    return page.encode("utf-8")

@@ -1,0 +1,180 @@
+"""The job's logic as plain functions (the Beam graph in `pipeline.graph` only wires them).
+
+Every function yields its result(s) and `Count` events, so a bad document is a counted skip. Winners of
+every de-duplication are chosen by content/URL hashes only, never by arrival order, so any runner and any
+re-run gives the same documents.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import lxml.html
+
+from c4_filters import C4Options, C4Stats, clean_html, drop_blocks, span_hashes, stable_hash
+from html_minimizer import MinimizeError, minimize, replace_images
+from pipeline.readers import Count, Page
+
+LOG = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation")
+SOURCE_PRIORITY = {"warc": 0, "wikipedia": 1, "html": 2}
+
+
+@dataclass(frozen=True)
+class Doc:
+    """A document between stages: minimal HTML after C4 cleaning (and later dedup / image rewriting)."""
+
+    url: str
+    source: str
+    html: str
+    lang_score: float = 0.0
+
+
+def counts_from_c4(stats: C4Stats, prefix: str = "c4.") -> Iterator[Count]:
+    for name, n in stats.as_dict().items():
+        yield Count(prefix + name, n)
+
+
+def doc_id(url: str) -> str:
+    """Hex stable hash of the URL: the `id` column, also the sort key inside a shard."""
+    return f"{stable_hash(url):016x}"
+
+
+# ---------------------------------------------------------------- minimize + C4
+
+
+def minimize_and_clean(page: Page, options: C4Options) -> Iterator[Doc | Count]:
+    """Page -> minimal HTML -> C4 (HTML mode). Failures are counted per typed error / rule."""
+    try:
+        minimal = minimize(page.body, page.url, charset=page.charset)
+    except MinimizeError as error:
+        yield Count(f"minimize.error.{type(error).__name__}")
+        return
+    except Exception as error:  # untrusted input must never crash the job: counted, logged
+        LOG.warning("minimize crashed on %s: %r", page.url, error)
+        yield Count("minimize.error.unexpected")
+        return
+    yield Count("minimize.ok")
+    stats = C4Stats()
+    try:
+        cleaned = clean_html(minimal.html, options, stats)
+    except Exception as error:
+        LOG.warning("clean_html crashed on %s: %r", page.url, error)
+        yield Count("c4.error.unexpected")
+        return
+    yield from counts_from_c4(stats)
+    if cleaned is None:
+        yield Count("c4.dropped")
+        return
+    yield Count("c4.kept")
+    yield Doc(url=page.url, source=page.source, html=cleaned.html, lang_score=float(cleaned.lang_score))
+
+
+# ---------------------------------------------------------------- URL dedup
+
+
+def url_winner(url: str, docs: Iterable[Doc]) -> Iterator[Doc | Count]:
+    """One document per URL: the smallest (source priority, html) wins, independent of arrival order."""
+    ordered = sorted(docs, key=lambda d: (SOURCE_PRIORITY.get(d.source, 9), d.source, d.html))
+    if len(ordered) > 1:
+        yield Count("dedup.url_duplicates_dropped", len(ordered) - 1)
+    yield ordered[0]
+
+
+# ---------------------------------------------------------------- three-sentence span dedup
+
+
+def doc_spans(doc: Doc) -> Iterator[tuple[int, tuple[str, int]]]:
+    """(span hash, (url, block index)) for every three-sentence span of a cleaned document."""
+    for block, span in span_hashes(doc.html):
+        yield span, (doc.url, block)
+
+
+def span_losers(occurrences: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
+    """(url, block) to drop for one span hash: all but one occurrence survive the paper's rule.
+
+    The survivor is the first block of the document with the smallest stable_hash(url) (URL as tie-break);
+    repeats inside that same document are dropped too ("discard all but one").
+    """
+    unique = sorted(set(occurrences), key=lambda o: (stable_hash(o[0]), o[0], o[1]))
+    yield from unique[1:]
+
+
+def apply_span_dedup(doc: Doc, blocks: Iterable[int], options: C4Options) -> Iterator[Doc | Count]:
+    """Drop the losing blocks of one document; the page rules are re-applied (page may be dropped)."""
+    blocks = sorted(set(blocks))
+    if not blocks:
+        yield doc
+        return
+    yield Count("dedup.span_docs_touched")
+    yield Count("dedup.span_blocks_dropped", len(blocks))
+    stats = C4Stats()
+    cleaned = drop_blocks(doc.html, blocks, options, stats)
+    yield from counts_from_c4(stats, prefix="dedup.c4.")
+    if cleaned is None:
+        yield Count("dedup.span_docs_dropped")
+        return
+    yield Doc(url=doc.url, source=doc.source, html=cleaned.html, lang_score=doc.lang_score)
+
+
+# ---------------------------------------------------------------- images
+
+
+def image_srcs(html: str) -> list[str]:
+    """Distinct <img src> values of a minimal HTML document, in document order."""
+    if "<img" not in html:
+        return []
+    root = lxml.html.document_fromstring(html)
+    return list(dict.fromkeys(src for src in root.xpath("//img/@src") if src))
+
+
+def count_code_images(html: str) -> int:
+    """Number of <img> elements in the final document (all of them carry codes by then)."""
+    if "<img" not in html:
+        return 0
+    return len(lxml.html.document_fromstring(html).xpath("//img"))
+
+
+def rewrite_images(doc: Doc, codes: dict[str, str | None], images_enabled: bool) -> Iterator[Doc | Count]:
+    """Write each image's codes into its src; images that failed (None) are removed from the document."""
+    srcs = image_srcs(doc.html)
+    if not srcs:
+        yield doc
+        return
+    mapping: dict[str, str | None] = {}
+    for src in srcs:
+        code = codes.get(src) if images_enabled else None
+        mapping[src] = code
+        yield Count("images.refs_kept" if code is not None else "images.refs_removed")
+    yield Doc(
+        url=doc.url, source=doc.source, html=replace_images(doc.html, mapping), lang_score=doc.lang_score
+    )
+
+
+# ---------------------------------------------------------------- split + shards
+
+
+def assign_split(url: str, validation_fraction: float) -> str:
+    """Deterministic train/validation split by URL hash."""
+    bucket = stable_hash("split:" + url) % 1_000_000
+    return "validation" if bucket < round(validation_fraction * 1_000_000) else "train"
+
+
+def shard_index(url: str, n_shards: int) -> int:
+    return stable_hash("shard:" + url) % n_shards
+
+
+def doc_row(doc: Doc) -> dict:
+    """One row of a document shard (the contract's columns)."""
+    return {
+        "id": doc_id(doc.url),
+        "url": doc.url,
+        "source": doc.source,
+        "html": doc.html,
+        "n_images": count_code_images(doc.html),
+        "n_chars": len(doc.html),
+        "lang_score": doc.lang_score,
+    }
