@@ -106,8 +106,9 @@ class CodeState:
 
 class CodeConstraint:
     """Per-token masks for one tokenizer: inside an image `src` only image ids (exactly 256), then a
-    token starting with `"` (or <eos> for an infilled span); outside, no image ids, no <pad>, and no
-    text token that would open a `src` with anything but codes."""
+    token starting with `"` (or <eos> for an infilled span); outside, no image ids, no <pad>, no
+    `<mask:i>` (never trained as a target), and no text token that would open a `src` with anything
+    but codes."""
 
     def __init__(self, tok) -> None:
         self.tok = tok
@@ -121,6 +122,8 @@ class CodeConstraint:
         self.eos_ok[tok.eos_id] = True
         text_ok = ~image
         text_ok[tok.pad_id] = False
+        # the objective gives predicting a sentinel zero loss weight: those logits are untrained
+        text_ok[tok.mask_id(0) : tok.mask_id(0) + tok.n_masks] = False
         text_ok &= ~torch.tensor([bool(_SRC_WITH_VALUE.search(t)) for t in self.texts])
         self.text_ok = text_ok
         # Inside an open <img> tag whose text ends with the first m chars of `src=`, a token starting
@@ -491,7 +494,7 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
 
     - unconditional_image: `<img src="` -> 256 codes
     - conditional_image {text}: `<img alt="{text}" src="` -> 256 codes
-    - text_infill {html with <mask:i>}: `{html}<mask:0>` -> the spans, in order, up to <eos>
+    - text_infill {html with one <mask:0>}: `{html}<mask:0>` -> the span, up to <eos>
     - image_infill {codes|image, span: [start, end], text?}:
       `<img [alt="{text}"] src="{prefix}<mask:0>{postfix}"><mask:0>` -> end - start codes, then <eos>
     - masked_caption {codes|image}: `<img alt="<mask:0>" src="{codes}"><mask:0>` -> caption up to <eos>
@@ -501,7 +504,7 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
       title is <mask:0>, each candidate scored as `{html}<mask:0>{candidate}<eos>`
     """
     mode = request.get("mode")
-    masks_and_eos = frozenset([tok.eos_id, *(tok.mask_id(i) for i in range(tok.n_masks))])
+    until_eos = StopRule(frozenset([tok.eos_id]))
     if mode in ("unconditional_image", "conditional_image"):
         alt = f' alt="{_attr(_text_field(request, "text"))}"' if mode == "conditional_image" else ""
         head = f"<img{alt} src="
@@ -520,15 +523,14 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
         )
     if mode == "text_infill":
         doc = _text_field(request, "html")
-        indices = {int(m) for m in _MASK_TEXT.findall(doc)}
-        if not indices or indices != set(range(len(indices))):
-            raise PromptError("text_infill needs `html` with masks <mask:0> ... <mask:n-1>")
+        if _MASK_TEXT.findall(doc) != ["0"]:
+            raise PromptError("text_infill needs `html` with exactly one <mask:0> (the span to fill)")
         ids = encode_with_masks(tok, doc) + [tok.mask_id(0)]
         return Prompt(
             mode,
             tuple(ids),
             constraint.walk(ids),
-            StopRule(frozenset([tok.eos_id])),
+            until_eos,
             "sample",
             fields={"html": doc},
         )
@@ -554,7 +556,7 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
             mode,
             tuple(ids),
             state,
-            StopRule(frozenset([tok.eos_id])),
+            until_eos,
             "sample",
             new_tokens=end - start + 1,
             fields={"alt": alt, "prefix": codes[:start], "postfix": codes[end:]},
@@ -566,7 +568,7 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
             ids = (
                 tok.encode('<img alt="') + [tok.mask_id(0)] + tok.encode(f'" src="{src}">') + [tok.mask_id(0)]
             )
-            stop = StopRule(masks_and_eos)
+            stop = until_eos
         else:
             ids = tok.encode(f'<img src="{src}" title="')
             stop = StopRule(frozenset([tok.eos_id]), text='"')
@@ -592,19 +594,6 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
 # Turning continuations into documents
 
 
-def _split_spans(tok, ids: Sequence[int]) -> dict[int, str]:
-    """Generated infill `span0 <mask:1> span1 ...` -> {0: span0, 1: span1, ...}."""
-    spans: dict[int, list[int]] = {0: []}
-    current = 0
-    for token in ids:
-        if tok.is_mask_id(token):
-            current = token - tok.mask_id(0)
-            spans[current] = []
-        elif token != tok.eos_id:
-            spans[current].append(token)
-    return {i: tok.decode(s) for i, s in spans.items()}
-
-
 def document_of(tok, prompt: Prompt, cont: Continuation) -> str:
     """The HTML the continuation completes (image codes in `src`, as in the document shards)."""
     f = prompt.fields
@@ -620,8 +609,7 @@ def document_of(tok, prompt: Prompt, cont: Continuation) -> str:
         ]
         return f'<img{f["alt"]} src="{" ".join(map(str, codes))}">'
     if prompt.mode == "text_infill":
-        spans = _split_spans(tok, cont.ids)
-        return _MASK_TEXT.sub(lambda m: spans.get(int(m.group(1)), m.group(0)), f["html"])
+        return f["html"].replace("<mask:0>", cont.text)
     if prompt.mode == "masked_caption":
         return f'<img alt="{_attr(cont.text)}" src="{f["src"]}">'
     if prompt.mode == "causal_caption":

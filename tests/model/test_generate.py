@@ -1,0 +1,517 @@
+"""Generation: filters, the image-code constraint, every prompt mode on a tiny model trained here,
+KV-cache decoding against full forwards, determinism, and the `cm3-generate` CLI end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model import CM3Config, CM3Tokenizer, CM3Transformer, load_checkpoint
+from model.checkpoint import write_model_files
+from model.generate import (
+    MODES,
+    BeamOptions,
+    CodeConstraint,
+    CodeState,
+    GenerationSettings,
+    PromptError,
+    SamplingOptions,
+    StopRule,
+    beam_search,
+    build_prompt,
+    choose_tokens,
+    run_request,
+    sample,
+    score_completions,
+    top_k_filter,
+    top_p_filter,
+)
+from model.objectives import apply_objective
+
+CAPTIONS = ["a red square", "a blue circle", "a green field", "a grey cat"]
+SENTENCES = [
+    "The cat sat on the mat.",
+    "Paris is the capital of France.",
+    "Birds sing songs about rivers.",
+    "Coffee in the morning light.",
+]
+IMG_SRC = re.compile(r'<img\b[^<>]*?src="([^"]*)"')
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models decode token by token: extra threads only contend on the shared CI cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def caption_codes(caption: str, n_embed: int) -> list[int]:
+    """A smooth, caption-specific code pattern, so a few training steps can pick it up."""
+    rng = random.Random(caption)
+    base = [rng.randrange(n_embed) for _ in range(4)]
+    return [base[(i // 16) // 4] for i in range(256)]
+
+
+def training_docs(n_embed: int) -> list[str]:
+    docs = []
+    for i in range(24):
+        caption = CAPTIONS[i % len(CAPTIONS)]
+        src = " ".join(map(str, caption_codes(caption, n_embed)))
+        text = " ".join(SENTENCES[(i + k) % len(SENTENCES)] for k in range(2))
+        docs.append(
+            f'<html><body><p>{text}</p><img alt="{caption}" src="{src}"><p>{SENTENCES[1]}</p></body></html>'
+        )
+    return docs
+
+
+@pytest.fixture(scope="module")
+def vq():
+    from image_tokenizer import load_vqgan
+
+    return load_vqgan()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(vq, tmp_path_factory):
+    """A tiny CM3 model trained for 40 steps with the CM3 objective, saved by the checkpoint writer."""
+    torch.set_num_threads(1)
+    docs = training_docs(vq.n_embed)
+    tok = CM3Tokenizer.train(docs, vocab_size=300, n_embed=vq.n_embed)
+    cfg = CM3Config(
+        vocab_size=tok.vocab_size,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        d_ffn=256,
+        max_seq_len=768,
+        pad_id=tok.pad_id,
+    )
+    torch.manual_seed(0)
+    model = CM3Transformer(cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
+    encoded = [np.asarray(ids, dtype=np.int64) for ids in tok.encode_batch(docs)]
+    for step in range(40):
+        batch = []
+        for j in range(4):
+            k = (4 * step + j) % len(encoded)
+            batch += apply_objective(
+                "cm3",
+                encoded[k],
+                window_len=700,
+                seed=0,
+                epoch=step,
+                doc_key=k,
+                mask_offset=tok.mask_id(0),
+                eos_id=tok.eos_id,
+            )
+        width = max(len(s) for s in batch)
+        tokens = torch.full((len(batch), width), tok.pad_id)
+        for row, seq in enumerate(batch):
+            tokens[row, : len(seq)] = torch.from_numpy(seq)
+        targets = tokens[:, 1:].clone()
+        targets[
+            (targets == tok.pad_id) | ((targets >= tok.mask_id(0)) & (targets < tok.image_code_offset))
+        ] = -100
+        loss = torch.nn.functional.cross_entropy(
+            model(tokens[:, :-1]).flatten(0, 1), targets.flatten(), ignore_index=-100
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    out = tmp_path_factory.mktemp("ckpt")
+    write_model_files(out, model.state_dict(), cfg, tok)
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(checkpoint):
+    model, tok, _ = load_checkpoint(checkpoint)
+    return model, tok, CodeConstraint(tok)
+
+
+def request_for(mode: str, n_embed: int) -> dict:
+    codes = caption_codes(CAPTIONS[0], n_embed)
+    return {
+        "unconditional_image": {"mode": mode},
+        "conditional_image": {"mode": mode, "text": "a blue circle"},
+        "text_infill": {
+            "mode": mode,
+            "html": "<p>The cat <mask:0> the mat.</p><p>Paris is the capital of France.</p>",
+        },
+        "image_infill": {"mode": mode, "codes": codes, "span": [64, 128], "text": CAPTIONS[0]},
+        "masked_caption": {"mode": mode, "codes": codes},
+        "causal_caption": {"mode": mode, "codes": " ".join(map(str, codes))},
+        "score": {
+            "mode": mode,
+            "prompt": "<p>Paris is the capital of",
+            "candidates": [" France.", " Spain."],
+        },
+        "entity": {
+            "mode": mode,
+            "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
+            "candidates": ["Paris", "Paris Hilton"],
+        },
+    }[mode]
+
+
+# ---- pure functions over logits
+
+
+def test_top_k_keeps_the_k_largest():
+    logits = torch.tensor([[1.0, 5.0, 3.0, 4.0, 2.0]])
+    kept = torch.isfinite(top_k_filter(logits, 2))
+    assert kept.tolist() == [[False, True, False, True, False]]
+    assert torch.equal(top_k_filter(logits, 0), logits)
+
+
+def test_top_p_keeps_the_nucleus():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    assert torch.isfinite(top_p_filter(logits, 0.7)).tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.81)).tolist() == [[True, True, True, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.1)).tolist() == [[True, False, False, False]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(-20, 20, allow_nan=False), min_size=2, max_size=40),
+    st.floats(0.01, 1.0),
+)
+def test_top_p_is_the_smallest_set_reaching_p(values, p):
+    logits = torch.tensor([values], dtype=torch.float64)
+    probs = logits.softmax(-1)[0]
+    kept = torch.isfinite(top_p_filter(logits, p))[0]
+    assert kept[int(logits.argmax())]
+    assert float(probs[kept].sum()) >= p - 1e-9
+    # dropping the least likely kept token falls below p (unless it is the only one)
+    if kept.sum() > 1:
+        weakest = float(probs[kept].min())
+        assert float(probs[kept].sum()) - weakest < p + 1e-9
+
+
+def test_choose_tokens_greedy_and_seeded_sampling():
+    logits = torch.tensor([[0.1, 2.0, 0.3], [3.0, 0.0, 0.0]])
+    assert choose_tokens(logits, SamplingOptions(temperature=0), None).tolist() == [1, 0]
+    draws = [
+        choose_tokens(logits, SamplingOptions(), torch.Generator().manual_seed(7)).tolist() for _ in range(2)
+    ]
+    assert draws[0] == draws[1]
+    probs = torch.tensor([[0.6, 0.3, 0.1]])
+    gen = torch.Generator().manual_seed(0)
+    counts = np.bincount(
+        [int(choose_tokens(probs.log(), SamplingOptions(), gen)) for _ in range(3000)], minlength=3
+    )
+    assert np.allclose(counts / 3000, [0.6, 0.3, 0.1], atol=0.04)
+    top1 = {int(choose_tokens(probs.log(), SamplingOptions(top_k=1), gen)) for _ in range(50)}
+    assert top1 == {0}
+
+
+def test_options_reject_bad_values():
+    with pytest.raises(ValueError):
+        SamplingOptions(top_p=0.0)
+    with pytest.raises(ValueError):
+        SamplingOptions(temperature=-1)
+    with pytest.raises(ValueError):
+        BeamOptions(num_beams=0)
+
+
+# ---- the constraint
+
+
+def test_constraint_masks(loaded):
+    _, tok, constraint = loaded
+    image = torch.tensor([tok.is_image_id(i) for i in range(tok.vocab_size)])
+    state = constraint.walk(tok.encode('<img alt="x" src="'))
+    assert state.remaining == 256
+    assert torch.equal(constraint.allowed(state), image)
+    for code in range(256):
+        state = constraint.advance(state, tok.image_code_offset + code % tok.n_embed)
+    assert state.closing and len(state.codes) == 256
+    closing = constraint.allowed(state)
+    assert closing.any() and all(
+        constraint.texts[i].startswith('"') for i in closing.nonzero().flatten().tolist()
+    )
+    quote = tok.encode('">')[0]
+    after = constraint.advance(state, quote)
+    assert after.in_text and len(after.images) == 1
+    assert not (constraint.allowed(after) & image).any()
+    assert not constraint.allowed(after)[tok.pad_id]
+    infill = CodeState(remaining=1, close_with_eos=True)
+    infill = constraint.advance(infill, tok.image_code_offset)
+    assert constraint.allowed(infill).nonzero().flatten().tolist() == [tok.eos_id]
+
+
+def test_constraint_bans_text_inside_src(loaded):
+    _, tok, constraint = loaded
+    state = constraint.walk(tok.encode("<p>x</p><img src"))
+    allowed = constraint.allowed(state)
+    for token, text in enumerate(constraint.texts):
+        if text.startswith('="') and len(text) > 2:
+            assert not allowed[token], text
+
+
+def src_values(text: str) -> list[str]:
+    return IMG_SRC.findall(text)
+
+
+def test_random_model_never_breaks_an_image_src(loaded):
+    """An untrained model at a high temperature, prompted inside an <img> tag: every src it opens
+    holds exactly 256 image ids, and no image id appears outside one."""
+    model, tok, constraint = loaded
+    torch.manual_seed(1)
+    random_model = CM3Transformer(model.config).eval()
+    for mode in ("unconditional_image", "conditional_image"):
+        result = run_request(
+            random_model,
+            tok,
+            constraint,
+            request_for(mode, tok.n_embed),
+            0,
+            GenerationSettings(sampling=SamplingOptions(temperature=3.0), num_samples=3),
+        )
+        for out in result["outputs"]:
+            (src,) = src_values(out["document"])
+            codes = src.split(" ")
+            assert len(codes) == 256 and all(0 <= int(c) < tok.n_embed for c in codes)
+            assert out["new_tokens"] == 257 and out["finished"]
+    prompt = tok.encode('<p>Hello</p><img alt="a" ')
+    outs = sample(
+        random_model,
+        constraint,
+        prompt,
+        constraint.walk(prompt),
+        StopRule(frozenset([tok.eos_id])),
+        SamplingOptions(temperature=5.0),
+        num_samples=4,
+        max_new_tokens=400,
+        generator=torch.Generator().manual_seed(3),
+    )
+    for out in outs:
+        ids = list(prompt) + list(out.ids)
+        runs = [len(list(g)) for is_img, g in itertools.groupby(ids, tok.is_image_id) if is_img]
+        assert all(r == 256 for r in runs)
+        for src in src_values(tok.decode(ids)):
+            assert len(src.split(" ")) == 256
+
+
+# ---- KV cache
+
+
+def test_kv_cache_matches_full_forward(loaded):
+    model, tok, _ = loaded
+    ids = torch.tensor([tok.encode(training_docs(tok.n_embed)[0])[:120]])
+    with torch.no_grad():
+        full = model(ids)
+        cache = model.new_kv_cache(1, 120)
+        steps = [model(ids[:, :40], kv_cache=cache)]
+        steps += [model(ids[:, t : t + 1], kv_cache=cache) for t in range(40, 100)]
+        steps.append(model(ids[:, 100:], kv_cache=cache))
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-4, rtol=1e-4)
+
+
+def reference_logprob(model, constraint, prompt, cont_ids, state) -> float:
+    """Recomputes a continuation's constrained log-probability with one full forward (no cache)."""
+    ids = torch.tensor([list(prompt) + list(cont_ids)])
+    with torch.no_grad():
+        logits = model(ids)[0, len(prompt) - 1 : -1].float()
+    total = 0.0
+    for t, token in enumerate(cont_ids):
+        masked = constraint.mask(logits[t : t + 1], [state])
+        total += float(masked.log_softmax(-1)[0, token])
+        state = constraint.advance(state, token)
+    return total
+
+
+@pytest.mark.parametrize("mode", ["conditional_image", "causal_caption", "text_infill"])
+def test_decoding_log_probs_match_a_full_forward(loaded, mode):
+    """Sampling and beam search (with cache reordering) report the log-probabilities a full forward gives."""
+    model, tok, constraint = loaded
+    request = request_for(mode, tok.n_embed)
+    prompt = build_prompt(tok, constraint, request)
+    if prompt.search == "beam":
+        conts = beam_search(
+            model,
+            constraint,
+            prompt.ids,
+            prompt.state,
+            prompt.stop,
+            BeamOptions(3, 1.0, 0),
+            max_new_tokens=24,
+        )
+    else:
+        conts = sample(
+            model,
+            constraint,
+            prompt.ids,
+            prompt.state,
+            prompt.stop,
+            SamplingOptions(),
+            num_samples=2,
+            max_new_tokens=prompt.new_tokens or 24,
+            generator=torch.Generator().manual_seed(5),
+        )
+    for cont in conts:
+        expected = reference_logprob(model, constraint, prompt.ids, cont.ids, prompt.state)
+        assert math.isclose(cont.logprob, expected, rel_tol=1e-3, abs_tol=1e-3)
+
+
+# ---- modes
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_gives_well_formed_output(loaded, mode):
+    model, tok, constraint = loaded
+    request = request_for(mode, tok.n_embed)
+    result = run_request(
+        model, tok, constraint, request, 0, GenerationSettings(beam=BeamOptions(num_beams=3), num_samples=2)
+    )
+    assert result["mode"] == mode
+    if mode in ("score", "entity"):
+        scores = result["scores"]
+        assert sorted(s["candidate"] for s in scores) == sorted(request["candidates"])
+        assert [s["logprob"] for s in scores] == sorted((s["logprob"] for s in scores), reverse=True)
+        assert result["best"] == scores[0]["candidate"]
+        return
+    outputs = result["outputs"]
+    assert 1 <= len(outputs) <= 3 if mode.endswith("caption") else len(outputs) == 2
+    for out in outputs:
+        doc = out["document"]
+        if mode == "text_infill":
+            assert doc.startswith("<p>The cat ") and doc.endswith(".</p>")
+            assert "<mask:" not in doc
+            continue
+        (src,) = src_values(doc)
+        codes = [int(c) for c in src.split(" ")]
+        assert len(codes) == 256 and all(0 <= c < tok.n_embed for c in codes)
+        if mode == "image_infill":
+            original = request["codes"]
+            assert codes[:64] == original[:64] and codes[128:] == original[128:]
+            assert doc.startswith(f'<img alt="{CAPTIONS[0]}" src="') and out["finished"]
+        if mode in ("unconditional_image", "conditional_image"):
+            assert out["new_tokens"] == 257 and out["finished"]
+            if mode == "conditional_image":
+                assert doc.startswith('<img alt="a blue circle" src="')
+        if mode.endswith("caption"):
+            assert codes == caption_codes(CAPTIONS[0], tok.n_embed)
+    if mode.endswith("caption"):
+        ranked = [(not o["finished"], o["perplexity"]) for o in outputs]
+        assert ranked == sorted(ranked)
+
+
+def test_trained_model_learned_the_data(loaded):
+    """40 steps are enough for the scores to prefer what the training documents say."""
+    model, tok, constraint = loaded
+    result = run_request(model, tok, constraint, request_for("score", tok.n_embed), 0, GenerationSettings())
+    assert result["best"] == " France."
+
+
+def test_score_equals_full_forward_log_likelihood(loaded):
+    model, tok, _ = loaded
+    prompt = tok.encode("<p>The cat sat on")
+    completions = [tok.encode(" the mat."), tok.encode(" a"), tok.encode(" the sky and the sea.")]
+    scores = score_completions(model, prompt, completions)
+    for completion, score in zip(completions, scores, strict=True):
+        ids = torch.tensor([prompt + completion])
+        with torch.no_grad():
+            logp = model(ids)[0].log_softmax(-1)
+        expected = sum(float(logp[len(prompt) - 1 + t, tok_id]) for t, tok_id in enumerate(completion))
+        assert math.isclose(score, expected, rel_tol=1e-4, abs_tol=1e-4)
+
+
+def test_same_seed_same_output_other_seed_differs(loaded):
+    model, tok, constraint = loaded
+    request = request_for("unconditional_image", tok.n_embed)
+
+    def run(seed):
+        return run_request(model, tok, constraint, request, 0, GenerationSettings(seed=seed))["outputs"]
+
+    first = run(0)
+    assert run(0) == first
+    assert run(1) != first
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        {"mode": "nope"},
+        {"mode": "conditional_image"},
+        {"mode": "text_infill", "html": "<p>no mask</p>"},
+        {"mode": "text_infill", "html": "<p><mask:1> only</p>"},
+        {"mode": "text_infill", "html": "<p><mask:0> and <mask:0></p>"},
+        {"mode": "image_infill", "codes": [0] * 256, "span": [10, 5]},
+        {"mode": "masked_caption", "codes": [0] * 10},
+        {"mode": "masked_caption", "codes": [10**6] * 256},
+        {"mode": "causal_caption"},
+        {"mode": "score", "prompt": "x", "candidates": []},
+        {"mode": "entity", "html": "<p>no mask</p>", "candidates": ["a"]},
+    ],
+)
+def test_bad_requests_raise_prompt_error(loaded, request_):
+    _, tok, constraint = loaded
+    with pytest.raises(PromptError):
+        build_prompt(tok, constraint, request_)
+
+
+def test_too_long_prompt_is_a_prompt_error(loaded):
+    model, tok, constraint = loaded
+    request = {"mode": "text_infill", "html": "<p>" + "word " * 2000 + "<mask:0></p>"}
+    with pytest.raises(PromptError, match="max_seq_len"):
+        run_request(model, tok, constraint, request, 0, GenerationSettings())
+
+
+# ---- CLI
+
+
+@pytest.mark.slow
+def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from model.generate_cli import main
+
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "astronaut.png")
+    n_embed = vq.n_embed
+    requests = [request_for(mode, n_embed) for mode in MODES]
+    requests.append({"mode": "causal_caption", "image": "astronaut.png"})
+    lines = [json.dumps(r) for r in requests] + ["not json", json.dumps({"mode": "conditional_image"})]
+    (tmp_path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    args = [
+        str(checkpoint),
+        "--prompts",
+        str(tmp_path / "prompts.jsonl"),
+        "--out",
+        str(out),
+        "--num-beams",
+        "2",
+    ]
+    rc = main([*args, "--num-samples", "2", "--max-new-tokens", "16"])
+    assert rc == 1  # two bad lines, reported, the rest still done
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == len(lines)
+    assert [("error" in r) for r in records] == [False] * len(requests) + [True, True]
+    image_record = records[0]
+    assert len(image_record["outputs"]) == 2
+    pngs = [f for f in image_record["files"] if f.endswith(".png")]
+    assert len(pngs) == 2
+    for name in pngs:
+        with Image.open(out / name) as png:
+            assert png.size == (256, 256)
+            assert np.asarray(png).std() > 0
+    page = (out / image_record["files"][0]).read_text()
+    assert 'src="0000-unconditional_image-0-img0.png"' in page
+    astronaut = records[len(MODES)]
+    assert astronaut["outputs"] and all(f in astronaut["files"] for f in astronaut["files"])
+    first = (out / "results.jsonl").read_bytes()
+    assert main([*args, "--num-samples", "2", "--max-new-tokens", "16"]) == 1
+    assert (out / "results.jsonl").read_bytes() == first
