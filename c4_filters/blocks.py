@@ -33,9 +33,6 @@ LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
 _KEEP_ALWAYS = frozenset({"html", "head", "body"})
 
 _WS = re.compile(r"\s+")
-_SPACE_AT_BLOCK = re.compile(
-    r" ?(</?(?:" + "|".join(sorted(SPACING_BLOCK_TAGS, key=lambda t: (-len(t), t))) + r")(?: [^>]*)?>) ?"
-)
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
@@ -247,19 +244,35 @@ def _start_tag(tag: str, attrib: etree._Attrib) -> str:
 
 def serialise(root: etree._Element) -> str:
     """Deterministic bytes for the same tree (see module docstring)."""
-    out: list[str] = []
+    parts: list[str] = []
+    at_block: list[bool] = []  # per part: is it a start/end tag of a SPACING_BLOCK_TAGS element
+    texts: list[int] = []
+
+    def add(part: str, block: bool = False, text: bool = False) -> None:
+        if text:
+            texts.append(len(parts))
+        parts.append(part)
+        at_block.append(block)
+
     for event, el in etree.iterwalk(root, events=("start", "end")):
         if not _is_element(el):
             if event == "end" and el.tail:
-                out.append(escape_text(el.tail))
+                add(escape_text(el.tail), text=True)
             continue
+        block = el.tag in SPACING_BLOCK_TAGS
         if event == "start":
-            out.append(_start_tag(el.tag, el.attrib))
+            add(_start_tag(el.tag, el.attrib), block)
             if el.text:
-                out.append(escape_text(el.text))
+                add(escape_text(el.text), text=True)
             continue
         if el.tag not in VOID_TAGS:
-            out.append(f"</{el.tag}>")
+            add(f"</{el.tag}>", block)
         if el.tail and el is not root:
-            out.append(escape_text(el.tail))
-    return _SPACE_AT_BLOCK.sub(r"\1", "".join(out))
+            add(escape_text(el.tail), text=True)
+    # a space next to a block tag is not rendered, so it is not content
+    for i in texts:
+        if i > 0 and at_block[i - 1] and parts[i].startswith(" "):
+            parts[i] = parts[i][1:]
+        if i + 1 < len(parts) and at_block[i + 1] and parts[i].endswith(" "):
+            parts[i] = parts[i][:-1]
+    return "".join(parts)

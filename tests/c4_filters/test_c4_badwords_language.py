@@ -1,0 +1,84 @@
+"""Bad-word matching (LDNOOBW as C4 pinned it) and deterministic, thread-safe language detection."""
+
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+import pytest
+
+from c4_filters.badwords import BadWords, ldnoobw_english
+from c4_filters.language import top_language
+
+
+def test_packaged_list_is_the_shared_c4_list_with_its_licence(shared_dir):
+    data = resources.files("c4_filters").joinpath("data")
+    assert data.joinpath("ldnoobw_en.txt").read_bytes() == (shared_dir / "data/ldnoobw/en.txt").read_bytes()
+    assert data.joinpath("LICENSE.ldnoobw").read_bytes() == (shared_dir / "data/ldnoobw/LICENSE").read_bytes()
+    assert len(ldnoobw_english().entries) == 377
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ass",
+        "What an ass.",
+        "ASS!",
+        "(ass)",
+        "the ass, again",
+        "2 girls 1 cup",
+        "Two words: 2 girls\n1  CUP.",
+    ],
+)
+def test_bad_word_matches_on_word_boundaries_any_case(text):
+    assert ldnoobw_english().find(text) is not None
+
+
+@pytest.mark.parametrize(
+    "text", ["assassin", "grass", "class", "bass guitar", "2 girls 1 cupcake", "2 girls"]
+)
+def test_bad_word_inside_another_word_does_not_match(text):
+    assert ldnoobw_english().find(text) is None
+
+
+def test_multi_word_entries_match_whole_phrases():
+    words = BadWords(["hot pocket", "pocket"])
+    assert words.find("a hot pocket") == "hot pocket"
+    assert words.find("a hotpocket") is None
+    assert words.find("the pocket knife") == "pocket"
+    assert BadWords(["alabama hot pocket"]).find("alabama hot") is None
+
+
+def test_entries_with_punctuation_and_emoji_match():
+    words = ldnoobw_english()
+    assert words.find("an s&m club") == "s&m"
+    assert words.find("the g-spot myth") == "g-spot"
+    assert words.find("rude🖕sign") == "🖕"
+    assert words.find("miss&more") is None
+
+
+ENGLISH = "The river flows slowly through the old town in the early morning light."
+SHORT = "ok fine then"  # short text: langdetect's guess depends on its random draws
+TEXTS = [ENGLISH, SHORT, "Der Fluss fließt langsam durch die Altstadt.", "x", "12345", "gracias amigo bueno"]
+
+
+def test_english_is_detected_with_high_probability():
+    lang, prob = top_language(ENGLISH)
+    assert lang == "en" and prob >= 0.99
+    assert top_language("Der Fluss fließt langsam durch die alte Stadt am Morgen.")[0] == "de"
+
+
+def test_text_without_letters_has_no_language():
+    assert top_language("12345 !!! ...") == (None, 0.0)
+    assert top_language("") == (None, 0.0)
+
+
+def test_language_detection_is_deterministic():
+    for text in TEXTS:
+        answers = {top_language(text) for _ in range(5)}
+        assert len(answers) == 1, text
+
+
+def test_language_detection_gives_the_same_answers_from_threads():
+    expected = [top_language(text) for text in TEXTS]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(top_language, TEXTS * 20))
+    assert results == expected * 20
