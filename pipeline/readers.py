@@ -13,6 +13,7 @@ import json
 import logging
 import tarfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
@@ -202,13 +203,20 @@ def _read_warc(path: str) -> Iterator[Item]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         head = raw.read(3)
         magic = GZIP_MAGIC if head == GZIP_MAGIC else WARC_MAGIC
-        start = 0
+        start, seen, resumed = 0, set(), False
         for _ in range(MAX_RESYNCS_PER_FILE):
             raw.seek(start)
-            last_start = None
+            last_start, progressed, at_position = None, False, Counter()
             try:
                 for record in ArchiveIterator(raw, parse_http=True, auto_decode="all"):
+                    # several records share one offset inside a multi-record gzip member: key by ordinal too
                     last_start = start + record.stream_pos
+                    at_position[last_start] += 1
+                    key = (last_start, at_position[last_start])
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    progressed = True
                     if record.record_type not in (WarcRecordType.response, WarcRecordType.resource):
                         continue
                     yield Count(f"read.warc_{record.record_type}")
@@ -220,15 +228,13 @@ def _read_warc(path: str) -> Iterator[Item]:
                 return
             except (OSError, ValueError, zlib.error, EOFError) as error:
                 LOG.info("broken WARC data in %s after offset %s: %s", path, last_start, error)
-                yield Count("read.broken_or_truncated_record")
-            # resync: skip the broken record (the first record start after the last good one) and go on
-            broken_at = start if last_start is None else _find_magic(raw, last_start + 1, magic)
-            if broken_at is None:
+                if progressed or not resumed:  # one count per broken stretch, not per resync attempt
+                    yield Count("read.broken_or_truncated_record")
+            # resync at the next record start after the last record seen (or after the failed start)
+            resume = _find_magic(raw, (last_start if last_start is not None else start) + 1, magic)
+            if resume is None or resume <= start:
                 return
-            following = _find_magic(raw, broken_at + 1, magic)
-            if following is None or following <= start:
-                return
-            start = following
+            start, resumed = resume, True
         yield Count("read.too_many_broken_records")
 
 
@@ -258,9 +264,8 @@ def _read_arc(path: str) -> Iterator[Item]:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         data = raw.read()
     if data[:3] == GZIP_MAGIC:
-        try:
-            data = _gunzip_lenient(data)
-        except zlib.error:
+        data, complete = _gunzip_lenient(data)
+        if not complete:
             yield Count("read.broken_or_truncated_record")
     stream = io.BytesIO(data)
     try:
@@ -280,19 +285,19 @@ def _read_arc(path: str) -> Iterator[Item]:
         yield Count("read.broken_or_truncated_record")
 
 
-def _gunzip_lenient(data: bytes) -> bytes:
-    """Decompress all complete gzip members; a truncated last member keeps what could be decoded."""
+def _gunzip_lenient(data: bytes) -> tuple[bytes, bool]:
+    """(decompressed, complete): all gzip members; a broken or truncated member keeps what was decoded."""
     out = []
     while data:
         decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
             out.append(decomp.decompress(data))
         except zlib.error:
-            break
+            return b"".join(out), False
         data = decomp.unused_data
         if not decomp.eof:
-            break
-    return b"".join(out)
+            return b"".join(out), False
+    return b"".join(out), True
 
 
 # ---------------------------------------------------------------- Wikipedia (Wikimedia Enterprise HTML dumps)
