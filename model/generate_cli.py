@@ -83,32 +83,38 @@ def page_html(mode: str, body: str) -> str:
     )
 
 
-def write_document(document: str, vq, out_dir: Path, stem: str, mode: str) -> list[str]:
-    """Writes stem.html with every 256-code src decoded to stem-img{j}.png; returns the file names."""
+def write_document(
+    document: str, vq, out_dir: Path, stem: str, mode: str, written: dict[str, str]
+) -> list[str]:
+    """Writes stem.html with every 256-code src shown as a PNG decoded by the VQGAN (stem-img{j}.png;
+    `written` maps srcs already decoded in this run to their file, so candidates sharing an image share
+    the file); returns the names of the files this page uses."""
     from PIL import Image
 
     from image_tokenizer import src_to_codes
 
-    found: list[tuple[str, list[int]]] = []
+    todo: list[tuple[str, list[int]]] = []
     for value in dict.fromkeys(m.group(1) for m in _SRC_ATTR.finditer(document)):
+        if value in written:
+            continue
         try:
-            found.append((value, src_to_codes(value, vq.n_embed)))
+            todo.append((value, src_to_codes(value, vq.n_embed)))
         except ValueError:
             continue
-    files = []
-    names: dict[str, str] = {}
-    if found:
-        pixels = vq.decode(np.array([codes for _, codes in found], dtype=np.int64))
-        for j, ((value, _), image) in enumerate(zip(found, pixels, strict=True)):
+    if todo:
+        pixels = vq.decode(np.array([codes for _, codes in todo], dtype=np.int64))
+        for j, ((value, _), image) in enumerate(zip(todo, pixels, strict=True)):
             name = f"{stem}-img{j}.png"
             Image.fromarray(image).save(out_dir / name)
-            names[value] = name
-            files.append(name)
+            written[value] = name
+    used = [
+        written[v] for v in dict.fromkeys(m.group(1) for m in _SRC_ATTR.finditer(document)) if v in written
+    ]
     body = _SRC_ATTR.sub(
-        lambda m: f'src="{names[m.group(1)]}"' if m.group(1) in names else m.group(0), document
+        lambda m: f'src="{written[m.group(1)]}"' if m.group(1) in written else m.group(0), document
     )
     (out_dir / f"{stem}.html").write_text(page_html(mode, body), encoding="utf-8")
-    return [f"{stem}.html", *files]
+    return [f"{stem}.html", *used]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     requests = read_requests(args.prompts)
     failed = 0
+    written: dict[str, str] = {}
     with torch.inference_mode(), open(out_dir / "results.jsonl", "w", encoding="utf-8") as results:
         for index, (request, error) in enumerate(requests):
             started = time.perf_counter()
@@ -168,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                 record["files"] = [
                     name
                     for k, document in enumerate(documents)
-                    for name in write_document(document, vq, out_dir, f"{index:04d}-{mode}-{k}", mode)
+                    for name in write_document(
+                        document, vq, out_dir, f"{index:04d}-{mode}-{k}", mode, written
+                    )
                 ]
             results.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
             status = "error: " + error if error else "ok"
