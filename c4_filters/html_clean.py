@@ -45,7 +45,7 @@ def _remove_citations(text: str) -> tuple[str, int]:
         removed += n
 
 
-def _remove_block_citations(block: Block) -> int:
+def remove_block_citations(block: Block) -> int:
     """Removes markers text node by text node (a marker split across elements stays); returns the count."""
     if block.is_alt:
         alt, removed = _remove_citations(block.image.get("alt") or "")
@@ -61,6 +61,24 @@ def _remove_block_citations(block: Block) -> int:
                 setattr(el, slot, value or None)
                 removed += n
     return removed
+
+
+def judge_block(block: Block, options: C4Options, stats: C4Stats) -> str | None:
+    """The per-line rules in C4 order; removes citation markers from the tree on the way (counted in
+    `stats`). Returns the first failing rule's name ("page:*" drops the page) or None."""
+    if has_too_long_word(block.text, options.max_word_length):
+        return "line:too_long_word"
+    n_citations = remove_block_citations(block)
+    if n_citations:
+        stats.inc("citation:removed", n_citations)
+        block.text = block.current_text()
+        if not block.text:
+            return "line:only_citations"
+    if not block.exempt:
+        failed = judge_line_shape(block.text, options)
+        if failed is not None:
+            return failed
+    return judge_line_content(block.text)
 
 
 def finish_page(
@@ -92,26 +110,12 @@ def clean_html(
     kept: list[Block] = []
     for block in read_blocks(root, options.exempt_tags):
         stats.inc("line:read")
-        if has_too_long_word(block.text, options.max_word_length):
-            stats.inc("line:too_long_word")
-            remove_block(block)
+        failed = judge_block(block, options, stats)
+        if failed is None:
+            kept.append(block)
             continue
-        n_citations = _remove_block_citations(block)
-        if n_citations:
-            stats.inc("citation:removed", n_citations)
-            block.text = block.current_text()
-        if not block.text:
-            stats.inc("line:only_citations")
-            remove_block(block)
-            continue
-        failed = (None if block.exempt else judge_line_shape(block.text, options)) or judge_line_content(
-            block.text
-        )
-        if failed is not None:
-            stats.inc(failed)
-            if failed.startswith("page:"):
-                return None
-            remove_block(block)
-            continue
-        kept.append(block)
+        stats.inc(failed)
+        if failed.startswith("page:"):
+            return None
+        remove_block(block)
     return finish_page(root, kept, options, stats)
