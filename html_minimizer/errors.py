@@ -1,0 +1,17 @@
+"""Typed errors: every failure of `minimize` is a `MinimizeError`, so callers can count and skip pages."""
+
+
+class MinimizeError(ValueError):
+    """Base of every error `minimize` raises on bad input (a page to skip, never a crash of the job)."""
+
+
+class InputTooLarge(MinimizeError):
+    """The raw page is larger than `Limits.max_input_bytes`."""
+
+
+class NotHTML(MinimizeError):
+    """The input does not look like text/HTML (binary data, no markup, nothing left to parse)."""
+
+
+class EmptyDocument(MinimizeError):
+    """The page parsed, but no content survived (no text and no image)."""
