@@ -159,9 +159,11 @@ def frame_document(doc_html: str, new_src: dict[str, str | None]) -> str:
     )
 
 
-def frame_height(n_images: int, n_chars: int) -> int:
-    """A starting height for the iframe (the reader can resize it; a sandbox without scripts cannot)."""
-    return min(1400, max(200, 120 + 275 * n_images + n_chars // 3))
+def frame_height(n_images: int, doc_html: str) -> int:
+    """A starting height for the iframe from its images and text (the reader can resize it; a sandbox
+    without scripts cannot size itself)."""
+    text_chars = len(_CODE_RUN.sub("", doc_html))
+    return min(1400, max(160, 100 + 270 * n_images + text_chars // 4))
 
 
 def esc(value: object) -> str:
@@ -235,7 +237,7 @@ def render_document(k: int, doc: Document, decoded: dict[str, str | None]) -> st
         f"<p class=warn>{undecodable} image(s) without a valid code src: not shown</p>" if undecodable else ""
     )
     frame = frame_document(doc_html, {s: decoded.get(s) for s in sources})
-    height = frame_height(len(sources) - undecodable, row["n_chars"] or 0)
+    height = frame_height(len(sources) - undecodable, doc_html)
     source_view = _CODE_RUN.sub("[256 codes]", doc_html)
     return (
         f'<section class=doc id="doc-{k}"><h2>{k + 1}. {esc(row["url"])}</h2><table>{table}</table>{warn}'
