@@ -1,0 +1,401 @@
+"""Fetching images from the open web as untrusted input.
+
+Every problem is a typed, counted `FetchResult` outcome, never an exception. Addresses are checked on
+the IP actually connected to (after DNS, on every redirect hop), so neither a DNS answer nor a redirect
+can point the fetcher at loopback, private, link-local or cloud-metadata services.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import email.utils
+import enum
+import ipaddress
+import socket
+import threading
+import time
+import urllib.robotparser
+from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util import connection as urllib3_connection
+
+USER_AGENT_TOKEN = "cm3-data"
+DEFAULT_USER_AGENT = f"{USER_AGENT_TOKEN}/0.1 (+https://github.com/cm3-data/cm3-data#image-fetching)"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+OPT_OUT_DIRECTIVES = frozenset({"noai", "noimageai"})
+# Octet-stream and a missing type are common for images on the web; the decoder sniffs the bytes.
+SNIFFED_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+# Not image/*: vector markup, refused like every other non-raster type.
+REFUSED_IMAGE_TYPES = frozenset({"image/svg+xml"})
+CHUNK_BYTES = 64 * 1024
+ROBOTS_CACHE_SIZE = 1024
+ROBOTS_MAX_BYTES = 512 * 1024
+# Well-known metadata endpoints; all are non-global anyway, listed so the intent is explicit.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
+)
+
+
+class FetchOutcome(str, enum.Enum):
+    OK = "ok"
+    BAD_URL = "bad_url"
+    REFUSED_HOST = "refused_host"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    TOO_MANY_REDIRECTS = "too_many_redirects"
+    BAD_STATUS = "bad_status"
+    NOT_IMAGE = "not_image"
+    TOO_LARGE = "too_large"
+    ROBOTS_OPTOUT = "robots_optout"
+    ROBOTS_DISALLOWED = "robots_disallowed"
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    """Budgets and policies of one fetcher. Defaults are for crawling strangers' servers."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0  # longest silence between two reads
+    total_timeout: float = 30.0  # whole fetch incl. redirects and retries: defeats slow-drip servers
+    max_bytes: int = 16 * 1024 * 1024
+    max_redirects: int = 3
+    retries: int = 2  # extra attempts after a 429/5xx
+    backoff_seconds: float = 1.0  # doubled per attempt, unless Retry-After says otherwise
+    max_retry_after: float = 10.0  # a longer Retry-After gives up instead of waiting
+    per_host_interval: float = 1.0  # minimum seconds between request starts to one host
+    user_agent: str = DEFAULT_USER_AGENT
+    honour_x_robots_tag: bool = True
+    check_robots_txt: bool = False
+    allow_private_hosts: bool = False  # loopback/private/link-local/reserved; only for local tests
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str
+    ok: bool
+    data: bytes | None
+    outcome: str
+    detail: str = ""
+    content_type: str | None = None
+
+
+class _Failure(Exception):
+    """Internal: ends a fetch with a typed outcome."""
+
+    def __init__(self, outcome: FetchOutcome, detail: str):
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+class RefusedAddressError(Exception):
+    """Raised at connect time for a disallowed IP. Deliberately not an OSError, so urllib3 does not
+    wrap or retry it."""
+
+
+def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Globally routable unicast, and not a cloud metadata endpoint."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast and ip not in METADATA_ADDRESSES
+
+
+def _guarded_connection_class(base: type[HTTPConnection], allow_private: bool) -> type[HTTPConnection]:
+    class GuardedConnection(base):  # type: ignore[misc,valid-type]
+        """Resolves once, validates each IP, connects to that IP; Host header and TLS SNI keep the name."""
+
+        def _new_conn(self) -> socket.socket:
+            try:
+                infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)
+            except socket.gaierror as error:
+                raise NameResolutionError(self.host, self, error) from error
+            addresses = [info[4][0] for info in infos]
+            allowed = [a for a in addresses if allow_private or is_public_address(ipaddress.ip_address(a))]
+            if not allowed:
+                raise RefusedAddressError(
+                    f"{self.host} resolves to non-public {', '.join(sorted(set(addresses)))}"
+                )
+            last_error: OSError | None = None
+            for address in allowed:
+                try:
+                    sock = urllib3_connection.create_connection(
+                        (address, self.port),
+                        self.timeout,
+                        source_address=self.source_address,
+                        socket_options=self.socket_options,
+                    )
+                except TimeoutError as error:
+                    raise ConnectTimeoutError(self, f"connect to {self.host} timed out") from error
+                except OSError as error:
+                    last_error = error
+                    continue
+                return sock
+            raise NewConnectionError(self, f"failed to connect: {last_error}")
+
+    return GuardedConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections refuse non-public IPs (unless allowed)."""
+
+    def __init__(self, allow_private: bool):
+        self.allow_private = allow_private
+        super().__init__(max_retries=0, pool_maxsize=4)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        http_conn = _guarded_connection_class(HTTPConnection, self.allow_private)
+        https_conn = _guarded_connection_class(HTTPSConnection, self.allow_private)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
+            "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
+        }
+
+
+def x_robots_opt_out(header_values: str, agent_token: str = USER_AGENT_TOKEN) -> bool:
+    """True when X-Robots-Tag says noai/noimageai for everyone or for our agent token."""
+    agent: str | None = None
+    for part in header_values.split(","):
+        part = part.strip().lower()
+        if ":" in part:  # "otherbot: noai" scopes this and following directives to one crawler
+            agent, _, part = (p.strip() for p in part.partition(":"))
+        if part in OPT_OUT_DIRECTIVES and agent in (None, "*", agent_token.lower()):
+            return True
+    return False
+
+
+def decode_data_uri(uri: str, max_bytes: int) -> tuple[str, bytes]:
+    """`data:[<type>][;base64],<payload>` -> (media type, bytes), with the byte cap checked before decoding."""
+    header, comma, payload = uri[5:].partition(",")
+    if not comma:
+        raise _Failure(FetchOutcome.BAD_URL, "data: URI without a comma")
+    params = [p.strip().lower() for p in header.split(";")]
+    media_type = params[0] or "text/plain"
+    is_base64 = "base64" in params[1:]
+    if (len(payload) * 3 // 4 if is_base64 else len(payload) // 3) > max_bytes:
+        raise _Failure(FetchOutcome.TOO_LARGE, f"data: URI of {len(payload)} characters")
+    try:
+        data = (
+            base64.b64decode("".join(payload.split()), validate=True)
+            if is_base64
+            else unquote_to_bytes(payload)
+        )
+    except (binascii.Error, ValueError) as error:
+        raise _Failure(FetchOutcome.BAD_URL, f"invalid base64: {error}") from None
+    if len(data) > max_bytes:
+        raise _Failure(FetchOutcome.TOO_LARGE, f"{len(data)} bytes")
+    return media_type, data
+
+
+def _check_content_type(content_type: str) -> None:
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type in REFUSED_IMAGE_TYPES or not (
+        media_type.startswith("image/") or media_type in SNIFFED_CONTENT_TYPES
+    ):
+        raise _Failure(FetchOutcome.NOT_IMAGE, f"content type {media_type!r}")
+
+
+def _retry_after_seconds(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class ImageFetcher:
+    """Thread-safe image fetcher: `fetch(url)` never raises for network or content problems.
+
+    `stats` counts outcomes (a `collections.Counter` keyed by outcome value) for the run's funnel report.
+    """
+
+    def __init__(self, options: FetchOptions = FetchOptions()):
+        self.options = options
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}
+        self._robots: collections.OrderedDict[str, urllib.robotparser.RobotFileParser] = (
+            collections.OrderedDict()
+        )
+        self._local = threading.local()  # requests.Session is not documented as thread-safe
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            session.trust_env = False  # no proxies/netrc from the environment: we check the real peer
+            adapter = GuardedAdapter(self.options.allow_private_hosts)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"User-Agent": self.options.user_agent, "Accept": "image/*"})
+            self._local.session = session
+        return session
+
+    def fetch(self, url: str) -> FetchResult:
+        try:
+            if url.startswith("data:"):
+                media_type, data = decode_data_uri(url, self.options.max_bytes)
+                _check_content_type(media_type)
+                result = FetchResult(url, True, data, FetchOutcome.OK.value, "", media_type)
+            else:
+                result = self._fetch_http(url)
+        except _Failure as failure:
+            result = FetchResult(url, False, None, failure.outcome.value, failure.detail)
+        with self._lock:
+            self.stats[result.outcome] += 1
+        return result
+
+    def _fetch_http(self, url: str) -> FetchResult:
+        deadline = time.monotonic() + self.options.total_timeout
+        current = url
+        for _hop in range(self.options.max_redirects + 1):
+            _check_http_url(current)
+            if self.options.check_robots_txt and not self._robots_allows(current, deadline):
+                raise _Failure(FetchOutcome.ROBOTS_DISALLOWED, f"robots.txt disallows {current}")
+            response = self._get_with_retries(current, deadline)
+            with response:
+                if self.options.honour_x_robots_tag and x_robots_opt_out(
+                    response.headers.get("X-Robots-Tag", "")
+                ):
+                    raise _Failure(
+                        FetchOutcome.ROBOTS_OPTOUT, f"X-Robots-Tag: {response.headers['X-Robots-Tag']}"
+                    )
+                if response.is_redirect:
+                    current = urljoin(current, response.headers["Location"])
+                    continue
+                if response.status_code not in (200, 203):
+                    raise _Failure(FetchOutcome.BAD_STATUS, f"HTTP {response.status_code}")
+                content_type = response.headers.get("Content-Type", "")
+                _check_content_type(content_type)
+                data = self._read_capped(response, deadline, self.options.max_bytes)
+                return FetchResult(url, True, data, FetchOutcome.OK.value, "", content_type or None)
+        raise _Failure(FetchOutcome.TOO_MANY_REDIRECTS, f"more than {self.options.max_redirects} redirects")
+
+    def _get_with_retries(self, url: str, deadline: float) -> requests.Response:
+        for attempt in range(self.options.retries + 1):
+            response = self._get(url, deadline)
+            if response.status_code not in RETRY_STATUSES or attempt == self.options.retries:
+                return response
+            wait = _retry_after_seconds(response.headers.get("Retry-After"))
+            response.close()
+            if wait is None:
+                wait = self.options.backoff_seconds * 2**attempt
+            if wait > self.options.max_retry_after or time.monotonic() + wait > deadline:
+                raise _Failure(
+                    FetchOutcome.BAD_STATUS, f"HTTP {response.status_code}, retry after {wait:.0f}s"
+                )
+            time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    def _get(self, url: str, deadline: float) -> requests.Response:
+        self._wait_for_host(urlsplit(url).netloc.lower(), deadline)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Failure(FetchOutcome.TIMEOUT, "total time budget spent")
+        timeout = (min(self.options.connect_timeout, remaining), min(self.options.read_timeout, remaining))
+        try:
+            return self._session().get(url, stream=True, allow_redirects=False, timeout=timeout)
+        except RefusedAddressError as error:
+            raise _Failure(FetchOutcome.REFUSED_HOST, str(error)) from None
+        except requests.Timeout as error:
+            raise _Failure(FetchOutcome.TIMEOUT, str(error)) from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, UnicodeError) as error:
+            raise _Failure(FetchOutcome.BAD_URL, str(error)) from None
+        except requests.RequestException as error:
+            raise _Failure(FetchOutcome.CONNECTION_ERROR, str(error)) from None
+
+    def _read_capped(self, response: requests.Response, deadline: float, max_bytes: int) -> bytes:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _Failure(FetchOutcome.TOO_LARGE, f"Content-Length {declared}")
+        body = bytearray()
+        try:
+            while True:
+                if time.monotonic() > deadline:
+                    raise _Failure(
+                        FetchOutcome.TIMEOUT, f"body not complete within {self.options.total_timeout}s"
+                    )
+                # read1 returns whatever arrived, so a slow drip cannot hold us past the deadline
+                chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
+                if not chunk:
+                    return bytes(body)
+                body += chunk
+                if len(body) > max_bytes:
+                    raise _Failure(FetchOutcome.TOO_LARGE, f"more than {max_bytes} bytes")
+        except _Failure:
+            raise
+        except (requests.RequestException, OSError) as error:
+            outcome = FetchOutcome.TIMEOUT if "timed out" in str(error) else FetchOutcome.CONNECTION_ERROR
+            raise _Failure(outcome, f"{type(error).__name__}: {error}") from None
+        except Exception as error:  # urllib3 protocol/decoding errors have no common base with OSError
+            raise _Failure(FetchOutcome.CONNECTION_ERROR, f"{type(error).__name__}: {error}") from None
+
+    def _wait_for_host(self, host: str, deadline: float) -> None:
+        """Per-host politeness: reserve the next start slot for `host`, then sleep until it."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next_slot.get(host, now))
+            self._next_slot[host] = slot + self.options.per_host_interval
+        if slot > deadline:
+            raise _Failure(FetchOutcome.TIMEOUT, f"politeness wait for {host} exceeds the time budget")
+        if slot > now:
+            time.sleep(slot - now)
+
+    def _robots_allows(self, url: str, deadline: float) -> bool:
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc.lower()}"
+        with self._lock:
+            parser = self._robots.get(origin)
+            if parser is not None:
+                self._robots.move_to_end(origin)
+        if parser is None:
+            parser = self._load_robots(origin, deadline)
+            with self._lock:
+                self._robots[origin] = parser
+                while len(self._robots) > ROBOTS_CACHE_SIZE:
+                    self._robots.popitem(last=False)
+        return parser.can_fetch(USER_AGENT_TOKEN, url)
+
+    def _load_robots(self, origin: str, deadline: float) -> urllib.robotparser.RobotFileParser:
+        """RFC 9309: 4xx means no rules; 5xx or unreachable means disallow all for now."""
+        parser = urllib.robotparser.RobotFileParser(origin + "/robots.txt")
+        try:
+            response = self._get(origin + "/robots.txt", deadline)
+            with response:
+                if 400 <= response.status_code < 500:
+                    parser.allow_all = True
+                elif response.status_code == 200:
+                    text = self._read_capped(response, deadline, ROBOTS_MAX_BYTES).decode("utf-8", "replace")
+                    parser.parse(text.splitlines())
+                else:
+                    parser.disallow_all = True
+        except _Failure:
+            parser.disallow_all = True
+        return parser
+
+
+def _check_http_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise _Failure(FetchOutcome.BAD_URL, str(error)) from None
+    if parts.scheme not in ("http", "https"):
+        raise _Failure(FetchOutcome.BAD_URL, f"scheme {parts.scheme!r} is not http(s)")
+    if not parts.hostname:
+        raise _Failure(FetchOutcome.BAD_URL, "no host")
+    if port == 0:
+        raise _Failure(FetchOutcome.BAD_URL, "port 0")
