@@ -33,8 +33,6 @@ LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
 _KEEP_ALWAYS = frozenset({"html", "head", "body"})
 
 _WS = re.compile(r"\s+")
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
 
 
 def normalise(text: str) -> str:
@@ -109,6 +107,8 @@ def read_blocks(root: etree._Element, exempt_tags: frozenset[str]) -> list[Block
     blocks: list[Block] = []
 
     def flush(container: etree._Element, lead: etree._Element | None, inlines: list, exempt: bool) -> None:
+        if not inlines and _blank(container.text if lead is None else lead.tail):
+            return  # the common case between nested block elements
         block = Block(len(blocks), "", exempt, container, lead, inlines)
         block.text = block.current_text()
         if block.text:
@@ -232,13 +232,17 @@ def prune_empty(root: etree._Element) -> None:
 
 
 def escape_text(text: str) -> str:
-    return _WS.sub(" ", text).translate(_TEXT_ESCAPES)
+    return _WS.sub(" ", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _escape_attribute(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def _start_tag(tag: str, attrib: etree._Attrib) -> str:
     parts = [tag]
     for name, value in sorted(attrib.items()):
-        parts.append(f'{name}="{value.translate(_ATTR_ESCAPES)}"' if value else name)
+        parts.append(f'{name}="{_escape_attribute(value)}"' if value else name)
     return "<" + " ".join(parts) + ">"
 
 

@@ -52,7 +52,7 @@ DEFAULT_OPTIONS = C4Options()
 
 
 def has_too_long_word(line: str, max_word_length: int) -> bool:
-    return any(len(word) > max_word_length for word in line.split())
+    return len(line) > max_word_length and any(len(word) > max_word_length for word in line.split())
 
 
 def remove_citations(line: str) -> tuple[str, int]:
