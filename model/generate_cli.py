@@ -36,8 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"Modes: {', '.join(MODES)}.",
     )
     p.add_argument("checkpoint", help="a checkpoint directory written by cm3-train, or its run directory")
-    p.add_argument(
-        "--prompts", required=True, help="JSONL file, one {mode, ...fields} object a line; - = stdin"
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", help="JSONL file, one {mode, ...fields} object a line; - = stdin")
+    source.add_argument(
+        "--prompt", action="append", metavar="JSON", help="one request as a JSON object; repeatable"
     )
     p.add_argument("--out", required=True, help="output directory (results.jsonl, HTML pages, PNG images)")
     p.add_argument("--vqgan", default=None, help="VQGAN checkpoint (default: the bundled small one)")
@@ -55,11 +57,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_requests(path: str) -> list[tuple[dict | None, str | None]]:
+def read_requests(lines: list[str]) -> list[tuple[dict | None, str | None]]:
     """(request, None) or (None, error) for every non-blank line."""
-    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     out: list[tuple[dict | None, str | None]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
@@ -142,7 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cm3-generate: VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}", file=sys.stderr)
         return 2
     constraint = CodeConstraint(tok)
-    base = Path(".") if args.prompts == "-" else Path(args.prompts).parent
+    if args.prompt:
+        lines, base = args.prompt, Path(".")
+    elif args.prompts == "-":
+        lines, base = sys.stdin.read().splitlines(), Path(".")
+    else:
+        lines, base = Path(args.prompts).read_text(encoding="utf-8").splitlines(), Path(args.prompts).parent
 
     def codes_of_image(path: str) -> list[int]:
         image_path = base / path
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    requests = read_requests(args.prompts)
+    requests = read_requests(lines)
     failed = 0
     written: dict[str, str] = {}
     with torch.inference_mode(), open(out_dir / "results.jsonl", "w", encoding="utf-8") as results:

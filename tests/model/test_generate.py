@@ -522,3 +522,9 @@ def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
             vq.encode(preprocess(Image.open(tmp_path / "astronaut.png"), seed_key="astronaut.png")[None])[0],
         )
     )
+    inline = tmp_path / "inline"
+    entity = json.dumps(request_for("entity", n_embed))
+    assert main([str(checkpoint), "--prompt", entity, "--prompt", entity, "--out", str(inline)]) == 0
+    inline_records = [json.loads(line) for line in (inline / "results.jsonl").read_text().splitlines()]
+    assert [r["best"] for r in inline_records] == [records[MODES.index("entity")]["best"]] * 2
+    assert (inline / "0001-entity-0.html").is_file()
