@@ -100,6 +100,20 @@ def run_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+
+
+def beam_options(beam_args: list[str]) -> list[str]:
+    """Beam's own flags, with short runner names Beam does not register itself (DaskRunner) expanded."""
+    expanded = list(beam_args)
+    for i, arg in enumerate(expanded):
+        if arg.startswith("--runner=") and arg[len("--runner=") :] in RUNNER_ALIASES:
+            expanded[i] = "--runner=" + RUNNER_ALIASES[arg[len("--runner=") :]]
+        elif arg == "--runner" and i + 1 < len(expanded) and expanded[i + 1] in RUNNER_ALIASES:
+            expanded[i + 1] = RUNNER_ALIASES[expanded[i + 1]]
+    return expanded
+
+
 def _heartbeat(stop: threading.Event, started: float) -> None:
     while not stop.wait(15):
         print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
@@ -107,10 +121,6 @@ def _heartbeat(stop: threading.Event, started: float) -> None:
 
 def run_command(argv: list[str]) -> int:
     args, beam_args = run_parser().parse_known_args(argv)
-    unknown = [arg for arg in beam_args if not arg.startswith("--")]
-    if unknown:
-        print(f"cm3-data run: unexpected arguments {unknown}", file=sys.stderr)
-        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.quiet:
         logging.getLogger("pipeline").setLevel(logging.INFO)
@@ -155,7 +165,7 @@ def run_command(argv: list[str]) -> int:
         files=tuple(files),
     )
     image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
-    options = PipelineOptions(beam_args)
+    options = PipelineOptions(beam_options(beam_args))
     print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
     started = time.monotonic()
     stop = threading.Event()
@@ -168,6 +178,9 @@ def run_command(argv: list[str]) -> int:
         result.wait_until_finish()
     finally:
         stop.set()
+    client = getattr(locals().get("result"), "client", None)
+    if client is not None:  # the Dask runner leaves its distributed.Client open
+        client.close()
     elapsed = time.monotonic() - started
     report_path = beam.io.filesystems.FileSystems.join(args.output, "report.json")
     import json

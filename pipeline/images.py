@@ -51,7 +51,7 @@ def image_bytes(url: str, records: Iterable[bytes], fetcher) -> tuple[bytes | No
     result = fetcher.fetch(url)
     if not result.ok or result.data is None:
         return None, str(result.outcome)
-    return result.data, "fetched"
+    return result.data, "data_uri" if url.startswith("data:") else "fetched"
 
 
 def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
@@ -61,7 +61,7 @@ def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
     try:
         image = decode_image(data)
     except ImageDecodeError as error:
-        return None, f"decode_{error.reason}"
+        return None, str(error.reason)
     except Exception:  # untrusted bytes: any decoder failure is a counted outcome
         return None, "decode_error"
     try:

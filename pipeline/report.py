@@ -42,6 +42,7 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
         "unique": counts.get("images.unique", 0),
         "from_input": counts.get("images.source.from_input", 0),
         "fetched": counts.get("images.source.fetched", 0),
+        "data_uri": counts.get("images.source.data_uri", 0),
         "failed": {
             name[len("images.failed.") :]: n
             for name, n in counts.items()
@@ -78,7 +79,7 @@ def report_table(report: dict) -> str:
     lines.append("")
     lines.append(f"{'images':<44}{'count':>10}")
     lines.append("-" * 60)
-    for key in ("unique", "from_input", "fetched", "codes_written", "refs_kept", "refs_removed"):
+    for key in ("unique", "from_input", "fetched", "data_uri", "codes_written", "refs_kept", "refs_removed"):
         lines.append(f"{key:<44}{images[key]:>10}")
     for reason, n in sorted(images["failed"].items()):
         lines.append(f"{'failed: ' + reason:<44}{n:>10}")
@@ -117,7 +118,9 @@ def report_html(report: dict) -> bytes:
         return f"<h2>{esc(title)}</h2><table>{body}</table>"
 
     images = report["images"]
-    image_rows = [(key, images[key]) for key in ("unique", "from_input", "fetched", "codes_written")]
+    image_rows = [
+        (key, images[key]) for key in ("unique", "from_input", "fetched", "data_uri", "codes_written")
+    ]
     image_rows += [("failed: " + reason, n) for reason, n in sorted(images["failed"].items())]
     image_rows += [("references kept", images["refs_kept"]), ("references removed", images["refs_removed"])]
     page = (

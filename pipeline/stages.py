@@ -113,7 +113,7 @@ def apply_span_dedup(doc: Doc, blocks: Iterable[int], options: C4Options) -> Ite
     yield Count("dedup.span_blocks_dropped", len(blocks))
     stats = C4Stats()
     cleaned = drop_blocks(doc.html, blocks, options, stats)
-    yield from counts_from_c4(stats, prefix="dedup.c4.")
+    yield from counts_from_c4(stats)
     if cleaned is None:
         yield Count("dedup.span_docs_dropped")
         return
@@ -128,7 +128,7 @@ def image_srcs(html: str) -> list[str]:
     if "<img" not in html:
         return []
     root = lxml.html.document_fromstring(html)
-    return list(dict.fromkeys(src for src in root.xpath("//img/@src") if src))
+    return list(dict.fromkeys(str(src) for src in root.xpath("//img/@src") if src))
 
 
 def count_code_images(html: str) -> int:

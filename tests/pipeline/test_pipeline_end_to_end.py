@@ -1,0 +1,129 @@
+"""End to end: `cm3-data run` on the bundled corpus and on the real WARC files, verified shards, the same
+bytes on DirectRunner (in-process and multi_processing) and Dask, hostile inputs counted, re-runs refused."""
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from dataflow import local_dask_cluster
+from pipeline.cli import main
+from pipeline.make_sample_corpus import SYNDICATED
+from pipeline.shards import verify
+
+pytestmark = pytest.mark.slow
+
+BASE = [
+    "--no-fetch",
+    "--train-shards",
+    "3",
+    "--validation-shards",
+    "1",
+    "--validation-fraction",
+    "0.2",
+    "--quiet",
+]
+
+
+def run(output: Path, *extra: str) -> int:
+    return main(["run", "--output", str(output), *BASE, *extra])
+
+
+def shard_files(output: Path) -> dict[str, bytes]:
+    return {
+        p.name: p.read_bytes() for p in sorted(output.iterdir()) if p.suffix in (".parquet", ".json", ".html")
+    }
+
+
+def documents(output: Path) -> list[dict]:
+    rows = []
+    for path in sorted(output.glob("*.parquet")):
+        rows.extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("direct") / "shards"
+    assert run(output) == 0
+    return output
+
+
+def test_sample_corpus_gives_verified_shards(sample_run):
+    assert verify(str(sample_run)) == []
+    manifest = json.loads((sample_run / "manifest.json").read_text())
+    assert manifest["format"] == "cm3-docs/1"
+    assert (
+        len(manifest["splits"]["train"]["shards"]) == 3
+        and len(manifest["splits"]["validation"]["shards"]) == 1
+    )
+    assert manifest["splits"]["train"]["rows"] > 0 and manifest["splits"]["validation"]["rows"] > 0
+    assert manifest["image_codes"]["codes_per_image"] == 256
+    assert (sample_run / "report.html").read_text().count("<svg") == 1
+
+
+def test_sample_corpus_rules_were_applied(sample_run):
+    docs = documents(sample_run)
+    urls = [d["url"] for d in docs]
+    assert len(urls) == len(set(urls))  # URL dedup
+    text = " ".join(d["html"] for d in docs)
+    assert text.count("Temperatures should climb to nineteen degrees") <= 1  # three-sentence span dedup
+    assert SYNDICATED.split(". ")[0] in text  # ... which keeps one copy
+    for gone in ("Stadtfest", "marché", "Lorem ipsum", "uses cookies", "Subscribe", "Page not found"):
+        assert gone not in text
+    assert any("wikipedia.org" in u for u in urls) and any("harbourtown-herald" in u for u in urls)
+    assert sum(d["n_images"] for d in docs) >= 8
+    assert "https://media." not in text and "data:image" not in text  # every kept <img> carries codes
+    report = json.loads((sample_run / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["dedup.url_duplicates_dropped"] == 1
+    assert counts["dedup.span_blocks_dropped"] >= 3
+    assert counts["images.records_unused"] == 1
+    assert any(name.startswith("images.failed.decode") for name in counts)  # the damaged JPEG record
+    assert any(name.startswith("minimize.error.") or name.startswith("c4.") for name in counts)
+    assert report["images"]["codes_written"] == counts["images.encoded"] >= 10
+    assert report["funnel"][-1]["docs"] == len(docs)
+
+
+def test_rerun_into_a_finished_output_is_refused(sample_run):
+    before = shard_files(sample_run)
+    assert run(sample_run) == 3
+    assert shard_files(sample_run) == before
+
+
+def test_same_bytes_on_direct_multiprocessing_and_dask(sample_run, tmp_path):
+    expected = shard_files(sample_run)
+    multi = tmp_path / "multi"
+    assert run(multi, "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    assert shard_files(multi) == expected
+    with local_dask_cluster(2) as address:
+        dask = tmp_path / "dask"
+        assert run(dask, "--runner=DaskRunner", f"--dask_client_address={address}") == 0
+    assert verify(str(dask)) == []
+    assert shard_files(dask) == expected
+
+
+def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    (hostile / "garbage.warc.gz").write_bytes(b"\x1f\x8b\x08" + bytes(range(256)) * 4)
+    (hostile / "garbage.warc").write_bytes(b"not a warc at all\n" * 50)
+    (hostile / "empty.html").write_bytes(b"")
+    (hostile / "binary.html").write_bytes(bytes(range(256)) * 16)
+    output = tmp_path / "out"
+    code = run(
+        output,
+        "--input",
+        str(shared_dir / "data" / "warc" / "*.warc*"),
+        "--input",
+        str(hostile / "*"),
+        "--no-images",
+    )
+    assert code == 0
+    assert verify(str(output)) == []
+    counts = json.loads((output / "report.json").read_text())["counts"]
+    assert counts["read.files.warc"] == 12
+    assert counts["read.broken_or_truncated_record"] >= 3
+    assert counts["read.pages.warc"] >= 9
+    assert sum(n for name, n in counts.items() if name.startswith("minimize.error.")) >= 1

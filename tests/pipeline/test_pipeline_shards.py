@@ -1,0 +1,151 @@
+"""Shard writer, manifest and verify: deterministic bytes, atomic idempotent writes, tampering detected."""
+
+import hashlib
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import shards
+from pipeline.report import build_report, report_html, report_json, report_table
+
+
+def row(url: str, html: str = "<html><body><p>Text.</p></body></html>") -> dict:
+    from c4_filters import stable_hash
+
+    return {
+        "id": f"{stable_hash(url):016x}",
+        "url": url,
+        "source": "warc",
+        "html": html,
+        "n_images": 0,
+        "n_chars": len(html),
+        "lang_score": 0.999,
+    }
+
+
+ROWS = [row(f"https://s.example/{i}") for i in range(20)]
+
+
+def test_shard_bytes_do_not_depend_on_row_order():
+    assert shards.shard_bytes(ROWS) == shards.shard_bytes(list(reversed(ROWS)))
+    table = pq.read_table(__import__("pyarrow").BufferReader(shards.shard_bytes(ROWS)))
+    assert table.schema.equals(shards.SCHEMA, check_metadata=False)
+    assert table.column("id").to_pylist() == sorted(r["id"] for r in ROWS)
+    assert (
+        pq.read_metadata(__import__("pyarrow").BufferReader(shards.shard_bytes(ROWS)))
+        .row_group(0)
+        .column(0)
+        .compression.lower()
+        == "zstd"
+    )
+
+
+def test_write_shard_is_atomic_and_idempotent(tmp_path):
+    first = shards.write_shard(str(tmp_path), "train", 0, 2, ROWS[:10])
+    again = shards.write_shard(str(tmp_path), "train", 0, 2, list(reversed(ROWS[:10])))
+    assert first == again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train-00000-of-00002.parquet"]  # no temp left
+    data = (tmp_path / first["file"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == first["sha256"] and first["rows"] == 10
+
+
+def make_output(tmp_path) -> dict:
+    written = [shards.write_shard(str(tmp_path), "train", 1, 3, ROWS[:15])]
+    written.append(shards.write_shard(str(tmp_path), "validation", 0, 1, ROWS[15:]))
+    (tmp_path / "train-00007-of-00009.parquet").write_bytes(b"stale shard of an older run")
+    (tmp_path / "train-00001-of-00003.parquet.tmp-dead").write_bytes(b"temp of a crashed bundle")
+    splits = shards.finish_shards(str(tmp_path), written, {"train": 3, "validation": 1})
+    manifest = {
+        "format": shards.FORMAT,
+        "splits": splits,
+        "image_codes": {"n_embed": 1024, "codes_per_image": 256, "vqgan": {"checkpoint": "x", "sha256": "y"}},
+        "options": {},
+        "metrics": {},
+        "code_version": "test",
+    }
+    shards.write_manifest(str(tmp_path), manifest)
+    return manifest
+
+
+def test_finish_fills_empty_shards_and_removes_stale_files(tmp_path):
+    manifest = make_output(tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "manifest.json",
+        "train-00000-of-00003.parquet",
+        "train-00001-of-00003.parquet",
+        "train-00002-of-00003.parquet",
+        "validation-00000-of-00001.parquet",
+    ]
+    assert manifest["splits"]["train"]["rows"] == 15 and manifest["splits"]["validation"]["rows"] == 5
+    assert [s["rows"] for s in manifest["splits"]["train"]["shards"]] == [0, 15, 0]
+    assert shards.verify(str(tmp_path)) == []
+
+
+def test_verify_detects_tampering(tmp_path):
+    make_output(tmp_path)
+    target = tmp_path / "train-00001-of-00003.parquet"
+    target.write_bytes(shards.shard_bytes(ROWS[:14]))
+    problems = shards.verify(str(tmp_path))
+    assert any("sha256" in p for p in problems) and any("rows" in p for p in problems)
+    target.unlink()
+    assert any("missing" in p for p in shards.verify(str(tmp_path)))
+    (tmp_path / "train-00005-of-00009.parquet").write_bytes(b"")
+    assert any("not listed" in p for p in shards.verify(str(tmp_path)))
+    (tmp_path / "manifest.json").unlink()
+    assert shards.verify(str(tmp_path))[0].endswith("(unfinished or not a cm3-docs output)")
+
+
+def test_verify_checks_image_codes_and_ids(tmp_path):
+    codes = " ".join(["7"] * 256)
+    good = row("https://s.example/img", f'<html><body><p>x</p><img alt="a" src="{codes}"></body></html>')
+    bad = row("https://s.example/raw", '<html><body><img src="https://s.example/a.jpg"></body></html>')
+    wrong_id = dict(row("https://s.example/w"), id="0" * 16)
+    written = [shards.write_shard(str(tmp_path), "train", 0, 1, [good, bad, wrong_id])]
+    splits = shards.finish_shards(str(tmp_path), written, {"train": 1, "validation": 1})
+    shards.write_manifest(
+        str(tmp_path), {"format": shards.FORMAT, "splits": splits, "image_codes": {"n_embed": 16}}
+    )
+    problems = shards.verify(str(tmp_path))
+    assert len(problems) == 2
+    assert any("https://s.example/raw" in p and "code string" in p for p in problems)
+    assert any("not the hash of its url" in p for p in problems)
+    assert shards.verify(str(tmp_path), check_content=False) == []
+
+
+def test_report_from_counts():
+    counts = {
+        "read.pages.warc": 10,
+        "read.pages.wikipedia": 2,
+        "minimize.ok": 11,
+        "minimize.error.NotHTML": 1,
+        "c4.kept": 8,
+        "c4.page:too_few_sentences": 2,
+        "c4.page:language": 1,
+        "dedup.url_duplicates_dropped": 1,
+        "dedup.span_docs_dropped": 1,
+        "images.unique": 3,
+        "images.encoded": 2,
+        "images.failed.decode_error": 1,
+    }
+    report = build_report(counts, {"train": {"rows": 5}, "validation": {"rows": 1}})
+    assert [r["docs"] for r in report["funnel"]] == [12, 11, 8, 7, 6, 6]
+    assert report["dropped"]["c4.page:too_few_sentences"] == 2
+    assert report["images"]["failed"] == {"decode_error": 1}
+    text = report_table(report)
+    assert "after span dedup" in text and "failed: decode_error" in text
+    page = report_html(report).decode()
+    assert "<svg" in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "src=" not in page and "<link" not in page
+    assert json.loads(report_json(report)) == report
+    assert report_html(report) == report_html(build_report(dict(reversed(counts.items())), report_splits()))
+
+
+def report_splits():
+    return {"train": {"rows": 5}, "validation": {"rows": 1}}
+
+
+@pytest.mark.parametrize("name", ["train-00000-of-00001.parquet", "validation-00003-of-00010.parquet"])
+def test_shard_names(name):
+    assert shards.SHARD_NAME.match(name)

@@ -1,0 +1,68 @@
+"""Dedup winners, split and shard assignment: deterministic and independent of arrival order."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline import stages
+from pipeline.readers import Count
+
+URLS = st.lists(st.sampled_from([f"https://d.example/{i}" for i in range(8)]), min_size=1, max_size=8)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([f"https://d.example/{i}" for i in range(6)]), st.integers(0, 5)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.randoms(),
+)
+def test_span_losers_keep_exactly_one_occurrence_whatever_the_order(occurrences, rnd):
+    shuffled = list(occurrences)
+    rnd.shuffle(shuffled)
+    losers = list(stages.span_losers(occurrences))
+    assert losers == list(stages.span_losers(shuffled))
+    unique = set(occurrences)
+    assert len(losers) == len(unique) - 1
+    (survivor,) = unique - set(losers)
+    from c4_filters import stable_hash
+
+    assert stable_hash(survivor[0]) == min(stable_hash(url) for url, _ in unique)
+
+
+def test_url_winner_does_not_depend_on_order():
+    docs = [
+        stages.Doc("https://d.example/a", "wikipedia", "<html>b</html>"),
+        stages.Doc("https://d.example/a", "warc", "<html>z</html>"),
+        stages.Doc("https://d.example/a", "warc", "<html>a</html>"),
+    ]
+    first = list(stages.url_winner("https://d.example/a", docs))
+    assert first == list(stages.url_winner("https://d.example/a", list(reversed(docs))))
+    assert first[-1].html == "<html>a</html>"
+    assert Count("dedup.url_duplicates_dropped", 2) in first
+
+
+@given(URLS)
+def test_split_and_shard_are_functions_of_the_url(urls):
+    for url in urls:
+        assert stages.assign_split(url, 0.5) == stages.assign_split(url, 0.5)
+        assert 0 <= stages.shard_index(url, 7) < 7
+        assert stages.assign_split(url, 0.0) == "train" and stages.assign_split(url, 1.0) == "validation"
+
+
+def test_validation_fraction_is_respected_roughly():
+    urls = [f"https://d.example/{i}" for i in range(4000)]
+    share = sum(stages.assign_split(u, 0.1) == "validation" for u in urls) / len(urls)
+    assert 0.08 < share < 0.12
+
+
+def test_image_srcs_and_doc_row():
+    html = '<html><body><p>x</p><img alt="a" src="https://i.example/1.jpg"><img src="https://i.example/1.jpg"></body></html>'
+    assert stages.image_srcs(html) == ["https://i.example/1.jpg"]
+    assert stages.image_srcs("<html><body><p>none</p></body></html>") == []
+    row = stages.doc_row(stages.Doc("https://d.example/x", "warc", html, 0.99))
+    assert (
+        row["n_images"] == 2
+        and row["n_chars"] == len(html)
+        and row["id"] == stages.doc_id("https://d.example/x")
+    )
