@@ -365,6 +365,21 @@ def test_decoding_log_probs_match_a_full_forward(loaded, mode):
         assert math.isclose(cont.logprob, expected, rel_tol=1e-3, abs_tol=1e-3)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.text(max_size=12), st.integers(0, 15).map(lambda i: f"<mask:{i}>")), max_size=8
+    ).map("".join)
+)
+def test_encode_with_masks_round_trips(loaded, text):
+    _, tok, _ = loaded
+    from model.generate import encode_with_masks
+
+    ids = encode_with_masks(tok, text)
+    assert tok.decode(ids) == text
+    assert sum(tok.is_mask_id(i) for i in ids) == text.count("<mask:")
+
+
 # ---- modes
 
 

@@ -16,10 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
+from pipeline.view import image_sources, render_report, sample_documents, shard_files
 from pipeline.view import main as view_main
-from pipeline.view import sample_documents, shard_files
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 HOSTILE = (
@@ -182,6 +184,23 @@ def test_bad_directories_are_reported(tmp_path, capsys):
     assert view_main([str(tmp_path), "--out", str(tmp_path / "x.html")]) == 2
     assert "missing columns" in capsys.readouterr().err
     assert not (tmp_path / "x.html").exists()
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=5), st.text())
+def test_any_report_and_html_render_escaped(report, doc_html):
+    """Whatever report.json and document strings hold, no markup of theirs reaches the page."""
+    page = lxml.html.fromstring("<div>" + render_report(report, None) + "</div>")
+    allowed = {"div", "h3", "table", "tr", "th", "td", "details", "summary", "em", "span", "p"}
+    assert {el.tag for el in page.iter()} <= allowed
+    image_sources(doc_html)  # never raises on garbage
 
 
 # ---- headless Chromium
