@@ -1,0 +1,409 @@
+"""`cm3-train train`: one process or many under torchrun (DDP, or FSDP for large presets).
+
+Adam (0.9, 0.98), linear warm-up then polynomial decay, grad-norm clipping, gradient accumulation, bf16
+autocast on GPU, validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
+optimizer, scheduler, RNG and each rank's exact data position (torchtitan-style full state dicts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from tqdm import tqdm
+
+from .checkpoint import begin_checkpoint, commit_checkpoint, list_checkpoints, read_config, write_model_files
+from .config import CM3Config, TrainConfig
+from .data import LoaderOptions, PackedLoader
+from .shards import TokenSplit, read_token_manifest
+from .tokenizer import CM3Tokenizer
+from .transformer import Block, CM3Transformer
+
+log = logging.getLogger("cm3.train")
+FSDP_PRESETS = ("1.3b", "cm3-medium", "cm3-large")
+# dense bf16 tensor-core peaks (FLOP/s) by device-name substring; first match wins
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("GH200", 989e12),
+    ("A100", 312e12),
+    ("A800", 312e12),
+    ("L40S", 362e12),
+    ("L4", 121e12),
+)
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """Peak bf16 FLOP/s of one device, None where unknown (CPU, unlisted GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
+
+
+def flops_per_token(cfg: CM3Config, n_params: int, seq_len: int) -> float:
+    """Training FLOPs per token: 6 per weight (forward + backward) plus attention scores (PaLM appendix B)."""
+    return 6 * n_params + 12 * cfg.n_layers * cfg.d_model * seq_len
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up to 1, then polynomial decay to end_lr / lr at max_steps (fairseq polynomial_decay)."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    end = cfg.end_lr / cfg.lr if cfg.lr else 0.0
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    remaining = max(0.0, 1.0 - (step - cfg.warmup_steps) / span)
+    return end + (1.0 - end) * remaining**cfg.lr_power
+
+
+@dataclass
+class Runtime:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
+
+
+def setup_runtime(cfg: TrainConfig) -> Runtime:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        device = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if use_cuda else "fp32")
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.precision!r}")
+    return Runtime(rank, world_size, local_rank, device, torch.bfloat16 if precision == "bf16" else None)
+
+
+def _to_torch(obj):
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, dict):
+        return {k: _to_torch(v) for k, v in obj.items()}
+    return obj
+
+
+def _to_numpy(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    if isinstance(obj, dict):
+        return {k: _to_numpy(v) for k, v in obj.items()}
+    return obj
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        if not cfg.data:
+            raise ValueError("no data: pass --data TOKEN_SHARD_DIR (from `cm3-train tokenize`)")
+        self.cfg = cfg
+        self.rt = setup_runtime(cfg)
+        self.out = Path(cfg.out)
+        data = Path(cfg.data)
+        read_token_manifest(data)
+        self.tokenizer = CM3Tokenizer.load(data / "tokenizer")
+        self.model_cfg = cfg.model_config(self.tokenizer.vocab_size, self.tokenizer.pad_id)
+        tok = self.tokenizer
+        self.loader_options = LoaderOptions(
+            objective=cfg.objective,
+            seq_len=cfg.seq_len,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            mask_offset=tok.mask_offset,
+            n_masks=tok.n_masks,
+            eos_id=tok.eos_id,
+            document_attention=cfg.document_attention,
+        )
+        self.train_split = TokenSplit.open(data, "train")
+        self.loader = PackedLoader(self.train_split, self.loader_options, self.rt.rank, self.rt.world_size)
+        manifest = read_token_manifest(data)
+        self.val_split = TokenSplit.open(data, "validation") if "validation" in manifest["splits"] else None
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.raw_model = CM3Transformer(self.model_cfg).to(self.rt.device)
+        self.n_params = self.raw_model.num_params()
+        self.flops_per_token = flops_per_token(
+            self.model_cfg,
+            self.raw_model.num_params(include_embeddings=False) + tok.vocab_size * self.model_cfg.d_model,
+            cfg.seq_len,
+        )
+        self.model = self._parallelize(self.raw_model)
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=tuple(cfg.adam_betas),
+            eps=cfg.adam_eps,
+            fused=self.rt.device.type == "cuda",
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.step = 0
+        self.peak = peak_flops(self.rt.device) if self.rt.autocast_dtype == torch.bfloat16 else None
+        self._resume()
+
+    # ---- setup
+    def _parallelize(self, model: CM3Transformer) -> torch.nn.Module:
+        cfg, rt = self.cfg, self.rt
+        if cfg.compile:
+            model.compile()
+        if rt.world_size == 1:
+            return model
+        parallel = cfg.parallel
+        if parallel == "auto":
+            parallel = "fsdp" if cfg.preset in FSDP_PRESETS else "ddp"
+        if parallel == "ddp":
+            from torch.nn.parallel import DistributedDataParallel
+
+            return DistributedDataParallel(
+                model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
+            )
+        if parallel == "fsdp":
+            from torch.distributed.fsdp import FullyShardedDataParallel
+            from torch.distributed.fsdp.wrap import ModuleWrapPolicy
+
+            return FullyShardedDataParallel(
+                model,
+                auto_wrap_policy=ModuleWrapPolicy({Block}),
+                device_id=rt.device,
+                use_orig_params=True,
+            )
+        raise ValueError(f"parallel must be auto, ddp or fsdp, not {cfg.parallel!r}")
+
+    # ---- one optimisation step
+    def _autocast(self):
+        if self.rt.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.rt.device.type, dtype=self.rt.autocast_dtype)
+
+    def _loss(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum of weighted token losses, sum of weights) of one micro-batch."""
+        dev = self.rt.device
+        t = {k: torch.from_numpy(v).to(dev, non_blocking=True) for k, v in batch.items()}
+        with self._autocast():
+            logits = self.model(t["tokens"], segment_ids=t.get("segment_ids"), positions=t.get("positions"))
+        losses = F.cross_entropy(logits.float().flatten(0, 1), t["targets"].flatten(), reduction="none")
+        weights = t["weights"].flatten()
+        return (losses * weights).sum(), weights.sum()
+
+    def train_step(self) -> tuple[float, float]:
+        """One update over grad_accum micro-batches; returns (mean loss on this rank, grad norm)."""
+        self.model.train()
+        total, count = 0.0, 0.0
+        accum = self.cfg.grad_accum
+        for micro in range(accum):
+            sync = micro == accum - 1 or self.rt.world_size == 1
+            ctx = contextlib.nullcontext() if sync else self.model.no_sync()
+            with ctx:
+                loss_sum, weight = self._loss(self.loader.next_batch())
+                loss = loss_sum / weight.clamp_min(1.0)
+                (loss / accum).backward()
+            total += float(loss.detach())
+            count += 1
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        return total / count, float(grad_norm)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float] | None:
+        """Validation loss and perplexity over eval_batches fixed batches (same masking every time)."""
+        if self.val_split is None or len(self.val_split) < self.rt.world_size or self.cfg.eval_batches <= 0:
+            return None
+        options = LoaderOptions(**{**self.loader_options.__dict__, "shuffle": False})
+        loader = PackedLoader(self.val_split, options, self.rt.rank, self.rt.world_size)
+        self.model.eval()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.rt.device)
+        for _ in range(self.cfg.eval_batches):
+            loss_sum, weight = self._loss(loader.next_batch())
+            sums += torch.stack([loss_sum.double(), weight.double()])
+        if self.rt.world_size > 1:
+            dist.all_reduce(sums)
+        val_loss = float(sums[0] / sums[1].clamp_min(1.0))
+        return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
+
+    # ---- checkpoints
+    def _full_state_options(self) -> StateDictOptions:
+        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+    def save_checkpoint(self) -> Path | None:
+        rt = self.rt
+        model_state = get_model_state_dict(self.model, options=self._full_state_options())
+        optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self._full_state_options())
+        tmp = begin_checkpoint(self.out, self.step)
+        if rt.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            write_model_files(tmp, model_state, self.model_cfg, self.tokenizer, self.cfg.to_dict())
+            torch.save(optim_state, tmp / "optimizer.pt")
+        rt.barrier()
+        rng = {"torch": torch.get_rng_state()}
+        if rt.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+        rank_state = {"loader": _to_torch(self.loader.state_dict()), "rng": rng}
+        torch.save(rank_state, tmp / f"rank-{rt.rank:05d}.pt")
+        rt.barrier()
+        final = None
+        if rt.is_main:
+            trainer_state = {
+                "step": self.step,
+                "scheduler": self.scheduler.state_dict(),
+                "world_size": rt.world_size,
+            }
+            torch.save(trainer_state, tmp / "trainer.pt")
+            final = commit_checkpoint(self.out, self.step, self.cfg.keep_last)
+        rt.barrier()
+        return final
+
+    def _resume(self) -> None:
+        found = list_checkpoints(self.out)
+        if not found:
+            return
+        ckpt = found[-1]
+        trainer_state = torch.load(ckpt / "trainer.pt", weights_only=True)
+        if trainer_state["world_size"] != self.rt.world_size:
+            raise ValueError(
+                f"{ckpt} was written by {trainer_state['world_size']} processes; resume with the same number"
+            )
+        saved_model = CM3Config.from_dict(read_config(ckpt)["model"])
+        if saved_model != self.model_cfg:
+            raise ValueError(f"{ckpt} holds a different model ({saved_model}) than this config")
+        opts = StateDictOptions(full_state_dict=True)
+        set_model_state_dict(self.model, torch.load(ckpt / "model.pt", weights_only=True), options=opts)
+        optim_state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=opts)
+        self.scheduler.load_state_dict(trainer_state["scheduler"])
+        self.step = int(trainer_state["step"])
+        rank_state = torch.load(ckpt / f"rank-{self.rt.rank:05d}.pt", weights_only=True)
+        self.loader.load_state_dict(_to_numpy(rank_state["loader"]))
+        torch.set_rng_state(rank_state["rng"]["torch"])
+        if "cuda" in rank_state["rng"] and self.rt.device.type == "cuda":
+            torch.cuda.set_rng_state(rank_state["rng"]["cuda"], self.rt.device)
+        if self.rt.is_main:
+            log.info("resumed from %s at step %d", ckpt, self.step)
+
+    # ---- loop
+    def _log(self, record: dict) -> None:
+        if not self.rt.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _mean_across_ranks(self, value: float) -> float:
+        if self.rt.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.rt.device)
+        dist.all_reduce(t)
+        return float(t) / self.rt.world_size
+
+    def fit(self) -> dict:
+        cfg, rt = self.cfg, self.rt
+        if rt.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "config.json")
+            log.info(
+                "model %s: %.1fM parameters, vocab %d, %d process(es) on %s",
+                cfg.preset,
+                self.n_params / 1e6,
+                self.model_cfg.vocab_size,
+                rt.world_size,
+                rt.device,
+            )
+        tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * rt.world_size
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not (rt.is_main and cfg.progress),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        last: dict = {}
+        window_start, window_steps = time.perf_counter(), 0
+        while self.step < cfg.max_steps:
+            loss, grad_norm = self.train_step()
+            window_steps += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                loss = self._mean_across_ranks(loss)
+                if rt.device.type == "cuda":
+                    torch.cuda.synchronize()
+                elapsed = time.perf_counter() - window_start
+                tok_s = tokens_per_step * window_steps / elapsed
+                mfu = tok_s / rt.world_size * self.flops_per_token / self.peak if self.peak else None
+                last = {
+                    "step": self.step,
+                    "loss": loss,
+                    "lr": self.scheduler.get_last_lr()[0],
+                    "grad_norm": grad_norm,
+                    "tokens_per_s": tok_s,
+                    "mfu": mfu,
+                }
+                self._log(last)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}", mfu=f"{mfu:.1%}" if mfu else "n/a")
+                window_start, window_steps = time.perf_counter(), 0
+            if cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
+                metrics = self.evaluate()
+                if metrics:
+                    last.update(metrics)
+                    self._log({"step": self.step, **metrics})
+                    if rt.is_main:
+                        log.info(
+                            "step %d: validation loss %.4f, perplexity %.2f", self.step, *metrics.values()
+                        )
+            if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or self.step == cfg.max_steps:
+                self.save_checkpoint()
+                window_start, window_steps = time.perf_counter(), 0
+        bar.close()
+        return last
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Runs (or resumes, from the newest checkpoint under cfg.out) a training run; returns the last metrics."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+__all__ = ["PEAK_BF16_FLOPS", "Trainer", "flops_per_token", "lr_factor", "peak_flops", "train"]
