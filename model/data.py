@@ -70,15 +70,17 @@ class PackedLoader:
         self._docs = np.zeros(0, dtype=np.int64)
 
     # ---- documents of this rank
+    def documents(self, epoch: int) -> np.ndarray:
+        """Indices of the documents this rank reads in `epoch`, in reading order."""
+        n = len(self.split)
+        order = (
+            epoch_order(self.split.keys, self.options.seed, epoch) if self.options.shuffle else np.arange(n)
+        )
+        return order[self.rank :: self.world_size]
+
     def _rank_docs(self) -> np.ndarray:
         if self._docs_epoch != self.epoch:
-            n = len(self.split)
-            order = (
-                epoch_order(self.split.keys, self.options.seed, self.epoch)
-                if self.options.shuffle
-                else np.arange(n)
-            )
-            self._docs = order[self.rank :: self.world_size]
+            self._docs = self.documents(self.epoch)
             self._docs_epoch = self.epoch
         return self._docs
 

@@ -31,7 +31,9 @@ def make_html(rng: random.Random, n_embed: int = N_EMBED) -> str:
     return f'<html lang="en"><head><title>{title}</title></head><body>{"".join(paragraphs)}</body></html>'
 
 
-def write_doc_shards(directory: Path, rows: dict[str, int], n_shards: int = 2, n_embed: int = N_EMBED) -> Path:
+def write_doc_shards(
+    directory: Path, rows: dict[str, int], n_shards: int = 2, n_embed: int = N_EMBED
+) -> Path:
     """Writes `{split}-{i:05d}-of-{n:05d}.parquet` + manifest.json exactly as the contract describes."""
     directory.mkdir(parents=True, exist_ok=True)
     splits = {}
@@ -76,7 +78,11 @@ def write_doc_shards(directory: Path, rows: dict[str, int], n_shards: int = 2, n
     manifest = {
         "format": "cm3-docs/1",
         "splits": splits,
-        "image_codes": {"n_embed": n_embed, "codes_per_image": 256, "vqgan": {"checkpoint": "test", "sha256": ""}},
+        "image_codes": {
+            "n_embed": n_embed,
+            "codes_per_image": 256,
+            "vqgan": {"checkpoint": "test", "sha256": ""},
+        },
         "options": {},
         "metrics": {},
         "code_version": "test",
@@ -106,3 +112,15 @@ def token_shards(doc_shards, tokenizer_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tokens")
     tokenize_shards(doc_shards, tokenizer_dir, out, workers=1)
     return out
+
+
+@pytest.fixture(scope="session")
+def html_factory():
+    """make_html(rng) -> a random fixture document (importlib mode: tests cannot import conftest)."""
+    return make_html
+
+
+@pytest.fixture(scope="session")
+def shard_writer():
+    """write_doc_shards(directory, {split: rows}, n_shards) -> directory."""
+    return write_doc_shards
