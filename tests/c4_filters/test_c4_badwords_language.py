@@ -5,6 +5,7 @@ from importlib import resources
 
 import pytest
 
+from c4_filters import clean_html, clean_page
 from c4_filters.badwords import BadWords, ldnoobw_english
 from c4_filters.language import top_language
 
@@ -82,3 +83,13 @@ def test_language_detection_gives_the_same_answers_from_threads():
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(top_language, TEXTS * 20))
     assert results == expected * 20
+
+
+def test_cleaning_from_threads_gives_the_sequential_results(prose, prose_html):
+    texts = ["\n".join(prose), "\n".join(prose[:2]) + "\nDer Fluss fließt langsam durch die Altstadt.", SHORT]
+    htmls = [prose_html(), prose_html("<p>Der Fluss fließt langsam durch die alte Stadt am Morgen.</p>")]
+    expected = [clean_page(t) for t in texts], [clean_html(h) for h in htmls]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        pages = list(pool.map(clean_page, texts * 10))
+        results = list(pool.map(clean_html, htmls * 10))
+    assert (pages, results) == (expected[0] * 10, expected[1] * 10)
