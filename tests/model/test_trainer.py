@@ -1,0 +1,212 @@
+"""Trainer on CPU: loss falls, checkpoints load standalone, config/schedule; slow: DDP and SIGKILL resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import TrainConfig, load_checkpoint
+from model.checkpoint import list_checkpoints
+from model.trainer import Trainer, flops_per_token, lr_factor, peak_flops
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "preset=tiny",
+    "seq_len=64",
+    "batch_size=4",
+    "warmup_steps=5",
+    "lr=3e-3",
+    "progress=false",
+    "eval_batches=4",
+]
+
+
+def _config(token_shards, out, *overrides) -> TrainConfig:
+    return TrainConfig.load(None, [f"data={token_shards}", f"out={out}", *TINY, *overrides])
+
+
+def test_tiny_model_loss_falls_and_checkpoint_loads_standalone(token_shards, tmp_path):
+    trainer = Trainer(
+        _config(
+            token_shards,
+            tmp_path / "run",
+            "max_steps=40",
+            "log_every=5",
+            "eval_every=40",
+            "ckpt_every=20",
+            "keep_last=1",
+        )
+    )
+    before = trainer.evaluate()
+    metrics = trainer.fit()
+    assert metrics["val_loss"] < before["val_loss"] - 0.7, (before, metrics)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0]
+    assert all(r["mfu"] is None and r["tokens_per_s"] > 0 for r in log if "loss" in r)  # CPU: MFU n/a
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000040"]  # keep_last=1
+    model, tok, cfg = load_checkpoint(tmp_path / "run")
+    assert cfg == trainer.model_cfg and tok.vocab_size == cfg.vocab_size
+    tokens = torch.randint(0, cfg.vocab_size, (2, 16))
+    trainer.raw_model.eval()
+    assert torch.equal(model(tokens), trainer.raw_model(tokens))
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp"))
+
+
+def test_document_attention_and_grad_accumulation_train(token_shards, tmp_path):
+    cfg = _config(
+        token_shards,
+        tmp_path,
+        "max_steps=3",
+        "grad_accum=2",
+        "document_attention=true",
+        "objective=clm",
+        "eval_every=0",
+        "positions=learned",
+    )
+    trainer = Trainer(cfg)
+    trainer.fit()
+    assert trainer.step == 3 and trainer.model_cfg.positions == "learned"
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("preset: 125m\nlr: 6.0e-4\nadam_betas: [0.9, 0.98]\n")
+    cfg = TrainConfig.load(path, ["lr=1e-3", "n_layers=2", "compile=true"])
+    assert (cfg.preset, cfg.lr, cfg.n_layers, cfg.compile, cfg.adam_betas) == (
+        "125m",
+        1e-3,
+        2,
+        True,
+        (0.9, 0.98),
+    )
+    assert cfg.model_config(1000).n_layers == 2 and cfg.model_config(1000).d_model == 768
+    json_path = tmp_path / "c.json"
+    json_path.write_text(json.dumps(cfg.to_dict()))
+    assert TrainConfig.load(json_path) == cfg
+    for bad in (["nope=1"], ["lr=fast"], ["n_layers=2.5"], ["compile=yes please"], ["lr"]):
+        with pytest.raises(ValueError):
+            TrainConfig.load(None, bad)
+    with pytest.raises(ValueError, match="preset"):
+        TrainConfig.load(None, ["preset=huge"]).model_config(10)
+
+
+def test_lr_schedule_warmup_then_polynomial_decay():
+    cfg = TrainConfig(lr=1e-3, end_lr=1e-4, warmup_steps=10, max_steps=110)
+    factors = [lr_factor(s, cfg) for s in range(111)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert factors[10] == pytest.approx(1.0) and factors[110] == pytest.approx(0.1)
+    assert factors[60] == pytest.approx(0.1 + 0.9 * 0.5)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
+
+
+def test_mfu_inputs():
+    assert peak_flops(torch.device("cpu")) is None
+    cfg = TrainConfig(preset="125m").model_config(50_000)
+    assert flops_per_token(cfg, 10**8, 2048) == 6 * 10**8 + 12 * 12 * 768 * 2048
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "model.cli", *args]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _losses(run: Path) -> dict[int, float]:
+    """Last logged loss per step (a resumed run re-logs the steps after its checkpoint)."""
+    out = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            out[record["step"]] = record["loss"]
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_path):
+    args = [
+        "train",
+        "--data",
+        str(token_shards),
+        *TINY,
+        "max_steps=120",
+        "log_every=1",
+        "ckpt_every=10",
+        "eval_every=0",
+        "keep_last=2",
+        "dropout=0.1",
+    ]
+    subprocess.run(
+        _cli(*args, f"out={tmp_path / 'straight'}"), env=_env(), check=True, capture_output=True, timeout=300
+    )
+
+    run = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(*args, f"out={run}"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    while not list_checkpoints(run) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    killed_at = max(_losses(run))
+    assert killed_at < 60, "the run finished before it could be killed"
+
+    subprocess.run(_cli(*args, f"out={run}"), env=_env(), check=True, capture_output=True, timeout=300)
+    straight, resumed = _losses(tmp_path / "straight"), _losses(run)
+    assert sorted(resumed) == list(range(1, 61))
+    assert resumed == straight  # bit-identical floats, every step
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "step-00000060" / "model.pt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "step-00000060" / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_loopback(token_shards, tmp_path):
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "model.cli",
+    ]
+    args = [
+        "train",
+        "--data",
+        str(token_shards),
+        *TINY,
+        "max_steps=30",
+        "log_every=5",
+        "ckpt_every=15",
+        "eval_every=30",
+        "parallel=ddp",
+    ]
+    proc = subprocess.run(
+        cmd + args + [f"out={run}"], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = list_checkpoints(run)[-1]
+    assert ckpt.name == "step-00000030"
+    assert (ckpt / "rank-00000.pt").exists() and (ckpt / "rank-00001.pt").exists()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert losses[-1] < losses[0]
+    assert any("val_ppl" in r for r in log)
+    # the two ranks read different documents: their loader states differ
+    s0 = torch.load(ckpt / "rank-00000.pt", weights_only=True)["loader"]
+    s1 = torch.load(ckpt / "rank-00001.pt", weights_only=True)["loader"]
+    assert s0["fingerprint"]["rank"] == 0 and s1["fingerprint"]["rank"] == 1
+    assert not torch.equal(s0["stream"][:64], s1["stream"][:64])
+    model, _, _ = load_checkpoint(run)
+    assert sum(p.numel() for p in model.parameters()) > 0
