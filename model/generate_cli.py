@@ -8,6 +8,7 @@ See docs/generate.md for the modes and their fields.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import sys
@@ -27,6 +28,7 @@ from .generate import (
 )
 
 _SRC_ATTR = re.compile(r'src="([^"]*)"')
+_CODE_RUN = re.compile(r"\d+(?: \d+){255}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -118,6 +120,43 @@ def write_document(
     return [f"{stem}.html", *used]
 
 
+def index_html(overview: list[tuple[dict, list[list[str]]]]) -> str:
+    """One page over the run: each request, its outputs (linked pages, their images, scores); all
+    model text escaped."""
+    esc = html.escape
+    parts = []
+    for record, pages in overview:
+        head = f"<h2>{record['index']}. {esc(str(record.get('mode', '?')))}</h2>"
+        if "error" in record:
+            parts.append(head + f"<p class=err>{esc(record['error'])}</p>")
+            continue
+        prompt = _CODE_RUN.sub("[256 codes]", record["prompt"])
+        body = [head, f"<pre>{esc(prompt)}</pre>"]
+        for k, files in enumerate(pages):
+            out = record["outputs"][k] if k < len(record.get("outputs", [])) else None
+            images = "".join(f'<img src="{esc(name)}" alt="" width=128 height=128>' for name in files[1:])
+            detail = (
+                f" perplexity {out['perplexity']:.2f}, {out['new_tokens']} tokens"
+                f"{'' if out['finished'] else ', unfinished'}: {esc(_CODE_RUN.sub('[256 codes]', out['text'])[:300])}"
+                if out
+                else ""
+            )
+            body.append(f'<p><a href="{esc(files[0])}">{esc(files[0])}</a>{detail}</p>{images}')
+        if "scores" in record:
+            rows = "".join(
+                f"<tr><td>{esc(s['candidate'])}</td><td>{s['logprob']:.3f}</td><td>{s['perplexity']:.2f}</td></tr>"
+                for s in record["scores"]
+            )
+            body.append(f"<table><tr><th>candidate</th><th>log p</th><th>perplexity</th></tr>{rows}</table>")
+        parts.append("".join(body))
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>cm3-generate</title><style>'
+        "body{font-family:sans-serif;margin:1.5em}pre{white-space:pre-wrap;background:#f6f6f6;padding:.5em}"
+        "img{margin:2px}.err{color:#a40}td,th{padding:2px 10px;text-align:left}</style></head><body>"
+        "<h1>cm3-generate results</h1>" + "\n".join(parts) + "</body></html>\n"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -160,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = read_requests(lines)
     failed = 0
     written: dict[str, str] = {}
+    overview: list[tuple[dict, list[list[str]]]] = []
     with torch.inference_mode(), open(out_dir / "results.jsonl", "w", encoding="utf-8") as results:
         for index, (request, error) in enumerate(requests):
             started = time.perf_counter()
@@ -174,17 +214,17 @@ def main(argv: list[str] | None = None) -> int:
             if error is not None:
                 failed += 1
                 record["error"] = error
+                overview.append((record, []))
             else:
                 mode = record["mode"]
                 documents = [o["document"] for o in record.get("outputs", [])]
                 documents += [record["document"]] if "document" in record else []
-                record["files"] = [
-                    name
+                pages = [
+                    write_document(document, vq, out_dir, f"{index:04d}-{mode}-{k}", mode, written)
                     for k, document in enumerate(documents)
-                    for name in write_document(
-                        document, vq, out_dir, f"{index:04d}-{mode}-{k}", mode, written
-                    )
                 ]
+                record["files"] = [name for files in pages for name in files]
+                overview.append((record, pages))
             results.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
             status = "error: " + error if error else "ok"
             print(
@@ -192,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"({time.perf_counter() - started:.1f} s)",
                 file=sys.stderr,
             )
+    (out_dir / "index.html").write_text(index_html(overview), encoding="utf-8")
     print(f"cm3-generate: {len(requests) - failed} ok, {failed} failed -> {out_dir}", file=sys.stderr)
     return 1 if failed else 0
 

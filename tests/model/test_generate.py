@@ -9,6 +9,7 @@ import math
 import random
 import re
 
+import lxml.html
 import numpy as np
 import pytest
 import torch
@@ -423,6 +424,27 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         assert ranked == sorted(ranked)
 
 
+@pytest.mark.parametrize("min_new", [0, 6])
+def test_beam_search_length_handling(loaded, min_new):
+    """No hypothesis stops before min_new_tokens; none runs past max_new_tokens; beams are distinct."""
+    model, tok, constraint = loaded
+    prompt = build_prompt(tok, constraint, request_for("causal_caption", tok.n_embed))
+    conts = beam_search(
+        model,
+        constraint,
+        prompt.ids,
+        prompt.state,
+        prompt.stop,
+        BeamOptions(num_beams=4, length_penalty=1.0, min_new_tokens=min_new),
+        max_new_tokens=10,
+    )
+    assert 1 <= len(conts) <= 4 and len({c.ids for c in conts}) == len(conts)
+    for c in conts:
+        assert len(c.ids) <= 10
+        if c.finished:
+            assert len(c.ids) > min_new and '"' not in c.text
+
+
 def test_trained_model_learned_the_data(loaded):
     """40 steps are enough for the scores to prefer what the training documents say."""
     model, tok, constraint = loaded
@@ -526,6 +548,10 @@ def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
             assert np.asarray(png).std() > 0
     page = (out / image_record["files"][0]).read_text()
     assert 'src="0000-unconditional_image-0-img0.png"' in page
+    index = lxml.html.fromstring((out / "index.html").read_bytes())
+    links = {a.get("href") for a in index.iter("a")}
+    assert {f for r in records for f in r.get("files", []) if f.endswith(".html")} == links
+    assert not list(index.iter("script"))
     caption = next(r for r in records if r.get("mode") == "masked_caption")
     caption_pngs = {f for f in caption["files"] if f.endswith(".png")}
     assert len(caption_pngs) == 1  # every candidate shows the one captioned image
