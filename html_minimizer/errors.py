@@ -11,7 +11,3 @@ class InputTooLarge(MinimizeError):
 
 class NotHTML(MinimizeError):
     """The input does not look like text/HTML (binary data, no markup, nothing left to parse)."""
-
-
-class EmptyDocument(MinimizeError):
-    """The page parsed, but no content survived (no text and no image)."""

@@ -4,7 +4,7 @@ from collections.abc import Mapping
 
 from lxml import etree
 
-from .serialize import serialize
+from .serialize import serialize, sort_attributes
 
 _PARSER = etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, default_doctype=False)
 
@@ -33,6 +33,7 @@ def replace_images(html: str, new_src: Mapping[str, str | None]) -> str:
             _remove_keep_tail(img)
         else:
             img.set("src", replacement)
+    sort_attributes(root)
     return serialize(root)
 
 

@@ -1,8 +1,9 @@
 """Deterministic HTML serialisation shared by `minimize` and `replace_images`.
 
 Same tree -> same bytes on every machine: lower-case tags, attributes sorted by name (the CM3 paper relies
-on `alt` before `src`), values always double-quoted, `&<>"` escaped, comments dropped, whitespace runs
-collapsed to one space and removed next to block boundaries.
+on `alt` before `src`), values always double-quoted with `&<>"` escaped, comments dropped, whitespace runs
+collapsed to one space and removed next to block boundaries. libxml2's XML serialiser does the escaping at
+C speed; two regular expressions turn its empty-element syntax into HTML (`<br>`, `<td></td>`).
 """
 
 import re
@@ -15,45 +16,54 @@ BLOCK_TAGS = frozenset(
     caption blockquote pre figure figcaption article section main br hr details summary address""".split()
 )
 
+
+def _alternation(tags) -> str:
+    return "|".join(sorted(tags, key=lambda t: (-len(t), t)))
+
+
 _WS = re.compile(r"\s+")
-_BLOCK_ALT = "|".join(sorted(BLOCK_TAGS, key=lambda t: (-len(t), t)))
-# a space next to a block tag is not rendered, so it is not part of the content
-_SPACE_AT_BLOCK = re.compile(rf" ?(</?(?:{_BLOCK_ALT})(?: [^>]*)?>) ?")
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_ATTR_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"})
-
-
-def escape_text(text: str) -> str:
-    return _WS.sub(" ", text).translate(_TEXT_ESCAPES)
-
-
-def start_tag(tag: str, attrib) -> str:
-    """`<tag a="1" b>` with attributes sorted by name; an empty value is written as a bare name."""
-    if not attrib:
-        return f"<{tag}>"
-    parts = [tag]
-    for name, value in sorted(attrib.items()):
-        parts.append(f'{name}="{value.translate(_ATTR_ESCAPES)}"' if value else name)
-    return "<" + " ".join(parts) + ">"
+_SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_alternation(BLOCK_TAGS)})[ >])")
+_SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_alternation(BLOCK_TAGS)})(?: [^>]*)?>) ")
+# in libxml2's XML output "/>" only ends an empty element: attribute values escape '>'
+_EMPTY_VOID = re.compile(rf"<({_alternation(VOID_TAGS)})((?: [^>]*)?)/>")
+_EMPTY_OTHER = re.compile(r"<([a-z0-9]+)((?: [^>]*)?)/>")
+_ATTR_WS = re.compile(r"&#(?:9|10|13);")
 
 
 def serialize(root: etree._Element) -> str:
-    """Serialise an lxml tree whose tags and attribute names are already clean (lower-case, valid)."""
-    out: list[str] = []
-    append = out.append
-    for event, el in etree.iterwalk(root, events=("start", "end")):
-        tag = el.tag
-        if not isinstance(tag, str):  # comment / processing instruction: only its tail is content
-            if event == "end" and el.tail:
-                append(escape_text(el.tail))
-            continue
-        if event == "start":
-            append(start_tag(tag, el.attrib))
-            if el.text:
-                append(escape_text(el.text))
-        else:
-            if tag not in VOID_TAGS:
-                append(f"</{tag}>")
-            if el.tail and el is not root:
-                append(escape_text(el.tail))
-    return _SPACE_AT_BLOCK.sub(r"\1", "".join(out))
+    """Serialise an lxml element (without its tail) whose attributes were inserted in sorted order."""
+    xml = etree.tostring(root, encoding=str, with_tail=False)
+    xml = _EMPTY_OTHER.sub(r"<\1\2></\1>", _EMPTY_VOID.sub(r"<\1\2>", xml))
+    if "&#" in xml:
+        xml = _ATTR_WS.sub(" ", xml)
+    return collapse_whitespace(xml)
+
+
+def collapse_whitespace(html: str) -> str:
+    """Whitespace runs -> one space, none next to a block tag (a browser would not render it)."""
+    html = _SPACE_BEFORE_BLOCK.sub("", _WS.sub(" ", html))
+    return _SPACE_AFTER_BLOCK.sub(r"\1", html)
+
+
+def escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def start_tag(tag: str, attrib) -> str:
+    """`<tag a="1" b="">` with attributes sorted by name (for the few tags built as strings)."""
+    parts = [tag]
+    for name, value in sorted(attrib.items()):
+        parts.append(f'{name}="{escape_text(value).replace(chr(34), "&quot;")}"')
+    return "<" + " ".join(parts) + ">"
+
+
+def sort_attributes(root: etree._Element) -> None:
+    """Re-insert attributes in name order where a tree (parsed from someone else's output) has them unsorted."""
+    for el in root.iter():
+        attrib = el.attrib
+        if len(attrib) > 1:
+            items = attrib.items()
+            if items != sorted(items):
+                attrib.clear()
+                for name, value in sorted(items):
+                    attrib[name] = value

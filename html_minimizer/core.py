@@ -1,0 +1,414 @@
+"""Raw HTML -> minimal HTML (CM3 section 3.1): see docs/html_minimizer.md for the rules and budgets."""
+
+import re
+import threading
+from urllib.parse import urljoin
+
+from lxml import etree
+
+from .charset import to_clean_utf8
+from .errors import InputTooLarge, NotHTML
+from .limits import Limits
+from .page import ImageRef, MinimalPage
+from .rules import (
+    BOILERPLATE_ROLES,
+    COPYRIGHT,
+    DROP_TAGS,
+    FURNITURE_TAGS,
+    KEEP_EMPTY_TAGS,
+    KEEP_TAGS,
+    NO_HINT,
+    STRONG_HINT,
+    STRUCTURED_ATTRS,
+    STRUCTURED_META_PREFIXES,
+    TAG_ATTRS,
+    WEAK_HINT,
+    boilerplate_hint,
+    style_hides,
+)
+from .serialize import escape_text, serialize, start_tag
+
+_LOCAL = threading.local()
+_UNWRAP = "html-minimizer-unwrap"
+_LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
+_text_len = etree.XPath("string-length(normalize-space(string()))")
+_HINT_ATTRS = frozenset(["class", "id", "role", "style", "hidden", "aria-hidden"])
+_KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
+_link_texts = etree.XPath(".//a//text()", smart_strings=False)
+_has_headline = etree.XPath("boolean(.//h1 | .//h2)")
+_has_h1 = etree.XPath("boolean(self::h1 | self::h2 | self::h3 | self::h4 | self::h5 | self::h6 | .//h1)")
+# hinted elements with at least this much text, at most this share of it in links, are kept
+_CONTENT_CHARS = 400
+_CONTENT_LINK_SHARE = 0.3
+_LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
+# a link list or menu: at least this many links whose text is most of the text
+_MIN_LINKS = 2
+_LINK_DENSITY = 0.6
+# furniture / hinted boilerplate holding more than this share of the page text is a wrapper, kept
+_WRAPPER_SHARE = 0.5
+
+
+def _parser() -> etree.HTMLParser:
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = etree.HTMLParser(
+            encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True, default_doctype=False
+        )
+        _LOCAL.parser = parser
+    return parser
+
+
+def minimize(
+    raw: bytes | str, url: str | None = None, *, charset: str | None = None, limits: Limits = Limits()
+) -> MinimalPage:
+    """Reduce a web page to minimal HTML: structure, text, images and structured data; no boilerplate.
+
+    Raises a `MinimizeError` subclass (`InputTooLarge`, `NotHTML`) for pages to skip; never anything else.
+    """
+    size = len(raw.encode("utf-8", errors="replace")) if isinstance(raw, str) else len(raw)
+    if size > limits.max_input_bytes:
+        raise InputTooLarge(f"{size} bytes > max_input_bytes={limits.max_input_bytes}")
+    data, _ = to_clean_utf8(raw, charset)
+    if b"<" not in data:
+        raise NotHTML("no markup")
+    n_tags = data.count(b"<")
+    if n_tags > limits.max_tags:
+        raise InputTooLarge(f"{n_tags} tags > max_tags={limits.max_tags}")
+    data = _cap_attributes(data, n_tags, limits.max_attributes)
+    try:
+        root = etree.fromstring(data, _parser())
+    except (etree.ParserError, etree.XMLSyntaxError, ValueError) as e:
+        raise NotHTML(f"unparseable: {e}") from None
+    if root is None:
+        raise NotHTML("nothing to parse")
+    return _Minimizer(root, url, limits).run()
+
+
+def _cap_attributes(data: bytes, n_tags: int, max_attributes: int) -> bytes:
+    """libxml2 checks attribute names pairwise: a tag with 10^6 attributes would take hours. Such a tag loses
+    all its attributes before parsing. Cheap counts decide whether a page could hold such a tag at all."""
+    suspicious = data.count(b"=") > _BOMB_GATE or len(data) > 64 * n_tags + _BOMB_GATE
+    if not suspicious or not _LONG_TAG.search(data):
+        return data
+
+    def cap(m: re.Match) -> bytes:
+        attrs = m.group(2)
+        if len(attrs) > 2 * max_attributes and len(_ATTR.findall(attrs)) > max_attributes:
+            return b"<" + m.group(1) + b">"
+        return m.group(0)
+
+    return _TAG.sub(cap, data)
+
+
+_ATTR = re.compile(rb"""[^\s<>="'/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']*))?""")
+_TAG = re.compile(
+    rb"""<([A-Za-z][^\s<>/]*)((?:\s+[^\s<>="'/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']*))?)*)"""
+)
+_LONG_TAG = re.compile(rb"<[a-zA-Z][^<>]{4096}")
+# a page with few '=' and ordinary tag density cannot hide a tag with thousands of attributes; other pages
+# are searched for long tags
+_BOMB_GATE = 20_000
+
+
+class _Minimizer:
+    def __init__(self, root: etree._Element, url: str | None, limits: Limits):
+        self.root = root
+        self.limits = limits
+        self.base = url
+        self._joined: dict[str, str | None] = {}
+
+    def run(self) -> MinimalPage:
+        root = self.root
+        head = root.find("head")
+        base = root.find(".//base[@href]")
+        if base is not None:
+            self.base = urljoin(self.base or "", base.get("href", "").strip()) or self.base
+        lang = (root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang") or "").strip()
+        lang = lang if _LANG.match(lang) else None
+        title, metas = self._head(head)
+        body = root.find("body")
+        if body is None:
+            body = etree.Element("body")
+        body.attrib.clear()
+        self._clean(body)
+        images = tuple(ImageRef(img.get("src"), img.get("alt"), img.get("title")) for img in body.iter("img"))
+        parts = [start_tag("html", {"lang": lang} if lang else {}), "<head>"]
+        if title:
+            parts.append(f"<title>{escape_text(title)}</title>")
+        parts += [start_tag("meta", m) for m in metas]
+        parts.append("</head>")
+        parts.append(serialize(body))
+        parts.append("</html>")
+        html = "".join(parts)
+        if len(html) > self.limits.max_output_chars:
+            raise InputTooLarge(f"minimal html of {len(html)} chars > max_output_chars")
+        return MinimalPage(html=html, images=images, title=title, lang=lang)
+
+    def _head(self, head: etree._Element | None) -> tuple[str | None, list[dict[str, str]]]:
+        if head is None:
+            return None, []
+        title_el = head.find("title")
+        title = " ".join((title_el.text or "").split()) if title_el is not None else ""
+        metas = []
+        for meta in head.iter("meta"):
+            key_attr = next((k for k in ("property", "name", "itemprop") if meta.get(k)), None)
+            content = meta.get("content")
+            if key_attr is None or content is None or len(content) > self.limits.max_attribute_chars:
+                continue
+            key = meta.get(key_attr).strip()
+            if key_attr != "itemprop" and not key.lower().startswith(STRUCTURED_META_PREFIXES):
+                continue
+            content = " ".join(content.split())
+            if key.lower().endswith((":image", ":url", ":image:url", ":image:secure_url")):
+                content = self._resolve(content) or content
+            metas.append({key_attr: key, "content": content})
+        metas.sort(key=lambda m: sorted(m.items()))
+        return title or None, metas
+
+    def _clean(self, body: etree._Element) -> None:
+        etree.strip_elements(body, *DROP_TAGS, with_tail=False)
+        body_chars = _text_len(body) or 1
+        wrapper_chars = _WRAPPER_SHARE * body_chars
+        for el in list(body.iter(*FURNITURE_TAGS)):
+            if _looks_like_content(el, wrapper_chars) or (el.tag == "header" and _has_headline(el)):
+                el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
+            else:
+                _remove(el)
+        self._drop_boilerplate(body, wrapper_chars)
+        etree.strip_tags(body, _UNWRAP)
+        self._fold_divs(body)
+
+    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> None:
+        """One walk over the body. Going down: elements that ARIA roles, class/id hints, hidden flags or a
+        copyright notice mark as boilerplate lose their whole subtree (unless they hold most of the page: a
+        wrapper); attributes are cleaned. Coming back up: elements left without text or image, and link
+        lists (menus), go."""
+        doomed = []
+        stack: list = []
+        push, pop = stack.append, stack.pop
+        inspect = self._inspect
+        walker = etree.iterwalk(body, events=("start", "end"))
+        for event, el in walker:
+            if event == "start":
+                text = el.text
+                hint = inspect(el, text) if el is not body else NO_HINT
+                if hint and not (_looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _has_h1(el)):
+                    walker.skip_subtree()
+                    push(None)
+                else:
+                    push([len(text.strip()) if text else 0, 0, 0, 0])  # chars, link chars, links, images
+                continue
+            acc = pop()
+            if not stack:
+                break
+            parent = stack[-1]
+            tail = el.tail
+            if tail and parent is not None:
+                parent[0] += len(tail.strip())
+            if acc is None:
+                doomed.append(el)
+                continue
+            tag = el.tag
+            if tag == "a":
+                acc[1] = acc[0]
+                acc[2] += 1
+            elif tag == "img":
+                acc[3] += 1
+            chars = acc[0]
+            if chars == 0:
+                if acc[3] == 0 and tag not in KEEP_EMPTY_TAGS:
+                    doomed.append(el)
+                    continue
+            elif acc[2] >= _MIN_LINKS and acc[1] > _LINK_DENSITY * chars and chars < wrapper_chars:
+                doomed.append(el)
+                continue
+            parent[0] += chars
+            parent[1] += acc[1]
+            parent[2] += acc[2]
+            parent[3] += acc[3]
+        for el in doomed:
+            _remove(el)
+
+    def _inspect(self, el: etree._Element, text: str | None) -> int:
+        """A boilerplate hint (STRONG_HINT, WEAK_HINT) from the element's attributes or a copyright notice;
+        with NO_HINT, its tag (unknown tags are marked for unwrapping) and attributes (only the allowed
+        ones, sorted) are cleaned."""
+        tag = el.tag
+        if (
+            text
+            and ("©" in text or "opyright" in text or "OPYRIGHT" in text)
+            and COPYRIGHT.match(text.strip())
+        ):
+            return STRONG_HINT
+        attrib = el.attrib
+        if not attrib:
+            if tag not in KEEP_TAGS or tag == "span" or tag == "img":
+                el.tag = _UNWRAP
+            return NO_HINT
+        kept = None
+        names = ""
+        for name, value in attrib.items():
+            if name in _HINT_ATTRS:
+                if name == "class" or name == "id":
+                    names = names + " " + value if names else value
+                elif name == "role":
+                    if value.strip().lower() in BOILERPLATE_ROLES:
+                        return STRONG_HINT
+                elif name == "style":
+                    if style_hides(value):
+                        return STRONG_HINT
+                elif name == "hidden" or (name == "aria-hidden" and value == "true"):
+                    return STRONG_HINT
+            elif name in _KEPT_ATTRS:
+                if kept is None:
+                    kept = {}
+                kept[name] = value
+        if names:
+            hint = boilerplate_hint(names)
+            if hint:
+                return hint
+        if tag not in KEEP_TAGS:
+            el.tag = _UNWRAP
+            attrib.clear()
+            return NO_HINT
+        if tag == "img":
+            src = self._image_src(attrib, kept.get("src") if kept else None)
+            if src is None:
+                el.tag = _UNWRAP
+                attrib.clear()
+                return NO_HINT
+            kept = _allowed(kept, tag, self.limits.max_attribute_chars)
+            kept["src"] = src
+        elif kept:
+            kept = _allowed(kept, tag, self.limits.max_attribute_chars)
+            if tag == "a" and "href" in kept:
+                href = self._resolve(kept["href"])
+                if href is None:
+                    del kept["href"]
+                else:
+                    kept["href"] = href
+        attrib.clear()
+        if kept:
+            for name in sorted(kept):
+                attrib[name] = kept[name]
+        elif tag == "span":
+            el.tag = _UNWRAP
+        return NO_HINT
+
+    def _image_src(self, attrib, src: str | None) -> str | None:
+        """The real image of an <img>: lazy-loading attributes win over a placeholder src."""
+        src = src.strip() if src else None
+        if not src or (src.startswith("data:") and len(src) < 200):
+            for name in _LAZY_SRC_ATTRS:
+                lazy = attrib.get(name)
+                if lazy and not lazy.startswith("data:"):
+                    src = lazy.strip()
+                    break
+            else:
+                srcset = attrib.get("srcset") or attrib.get("data-srcset")
+                if srcset and not src:
+                    src = srcset.strip().split(",")[0].split()[0] if srcset.strip() else None
+        if not src:
+            return None
+        if src[:5].lower() == "data:":
+            if len(src) > self.limits.max_data_uri_bytes or not src[5:11].lower() == "image/":
+                return None
+            return "".join(src.split())
+        resolved = self._resolve(src)
+        if resolved is None or not resolved.startswith(("http://", "https://")):
+            return None
+        return resolved
+
+    def _resolve(self, href: str) -> str | None:
+        """Absolute URL against the page URL / <base href>; None for javascript: and other non-links."""
+        if href.startswith(("http://", "https://")):
+            return href
+        cached = self._joined.get(href, False)
+        if cached is not False:
+            return cached
+        low = href[:11].lower()
+        if low.startswith(("javascript:", "vbscript:", "data:")):
+            out = None
+        else:
+            try:
+                out = urljoin(self.base, href) if self.base else href
+            except ValueError:  # e.g. an invalid IPv6 host
+                out = None
+        self._joined[href] = out
+        return out
+
+    def _fold_divs(self, body: etree._Element) -> None:
+        """div > div > div with no text between them -> one div with the merged attributes."""
+        for outer in list(body.iter("div")):
+            if outer.getparent() is None and outer is not body:
+                continue
+            while len(outer) == 1:
+                inner = outer[0]
+                if inner.tag != "div" or (outer.text or "").strip() or (inner.tail or "").strip():
+                    break
+                merged = _merge_attributes(outer.attrib, inner.attrib)
+                if merged is None:
+                    break
+                outer.text = inner.text
+                outer.remove(inner)
+                outer.extend(list(inner))
+                outer.attrib.clear()
+                for name in sorted(merged):
+                    outer.set(name, merged[name])
+
+
+def _looks_like_content(el: etree._Element, wrapper_chars: float, long_text_counts: bool = True) -> bool:
+    """A hinted or furniture element is still content when it holds most of the page (more than wrapper_chars),
+    or long text that is mostly not links (an article body inside a "tab-menu" or "l-sidebar" wrapper)."""
+    chars = _text_len(el)
+    if chars > wrapper_chars:
+        return True
+    if not long_text_counts or chars < _CONTENT_CHARS:
+        return False
+    return sum(len(t.strip()) for t in _link_texts(el)) < _CONTENT_LINK_SHARE * chars
+
+
+def _allowed(attrs: dict[str, str] | None, tag: str, max_chars: int) -> dict[str, str]:
+    """The attributes a tag may keep, whitespace-collapsed; over-long values (but a data: src) dropped."""
+    if not attrs:
+        return {}
+    allowed = TAG_ATTRS.get(tag, ())
+    kept = {}
+    for name, value in attrs.items():
+        if name in STRUCTURED_ATTRS or name in allowed:
+            if len(value) <= max_chars or name == "src":
+                kept[name] = " ".join(value.split())
+    return kept
+
+
+def _merge_attributes(a, b) -> dict[str, str] | None:
+    """Union of two attribute sets; None when they disagree (two itemscopes stay two elements)."""
+    merged = dict(a)
+    for name, value in b.items():
+        if name in merged and merged[name] != value:
+            return None
+        merged[name] = value
+    if "itemscope" in a and "itemscope" in b:
+        return None
+    return merged
+
+
+def _remove(el: etree._Element) -> None:
+    """Remove an element and its subtree, keeping its tail text in the parent."""
+    parent = el.getparent()
+    if parent is None:
+        return
+    tail = el.tail
+    if tail and tail.strip():
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + tail
+        else:
+            parent.text = (parent.text or "") + tail
+    elif tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + " "
+        else:
+            parent.text = (parent.text or "") + " "
+    parent.remove(el)

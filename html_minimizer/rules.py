@@ -1,0 +1,105 @@
+"""What the minimal HTML keeps: tag sets, structured-data attributes and boilerplate hints.
+
+Every rule here is general (tags, ARIA roles, class/id vocabulary); none names a site.
+"""
+
+import re
+from functools import lru_cache
+
+# removed with their whole subtree (their tail text stays: it belongs to the parent)
+DROP_TAGS = frozenset(
+    """script style noscript template svg math canvas iframe frame frameset object embed applet param
+    button input select option optgroup textarea datalist output progress meter label fieldset
+    legend audio video source track map area link meta base title head""".split()
+)
+# page furniture by HTML semantics: removed like DROP_TAGS unless they hold most of the page's text
+# (a site that wraps its whole content in one <form> or <header> keeps it)
+FURNITURE_TAGS = frozenset("nav aside footer header menu form dialog".split())
+# kept as elements (everything else is unwrapped: its text and children move into the parent)
+KEEP_TAGS = frozenset(
+    """div p h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table thead tbody tfoot tr th td caption blockquote pre
+    code a img figure figcaption br em strong b i u s sub sup q cite abbr time mark small del ins kbd samp
+    var dfn article section main details summary address span""".split()
+)
+BLOCK_TAGS = frozenset(
+    """div p h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table thead tbody tfoot tr th td caption blockquote pre
+    figure figcaption article section main details summary address""".split()
+)
+# elements that stay even when empty: they carry layout that their siblings depend on
+KEEP_EMPTY_TAGS = frozenset(["br", "td", "th", "img"])
+# spans are kept only when they carry structured data
+STRUCTURED_ATTRS = frozenset(["itemprop", "itemtype", "itemscope", "itemid"])
+TAG_ATTRS = {
+    "a": frozenset(["href", "title"]),
+    "img": frozenset(["src", "alt", "title"]),
+}
+STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
+
+BOILERPLATE_ROLES = frozenset(
+    """navigation banner contentinfo complementary search dialog alertdialog menu menubar toolbar form
+    tablist tooltip""".split()
+)
+
+# class/id words that mark boilerplate when they head or end a class name ("site-footer", "mainNav",
+# "share-buttons", "sidebar-left", layout words also inside one compound: "entryfooter"); a word in the middle ("elementor-top-section"), a BEM
+# modifier ("field--label-hidden", "section--has-ads") or a state/utility class ("has-sidebar",
+# "enable-pin-share") describes something else.
+# STRONG words name what is never the page's content (only a wrapper holding most of the page survives);
+# WEAK words name layout that sometimes wraps the content ("l-sidebar-fixed", "tab-menu", "blog_teaser"),
+# so an element with long, mostly unlinked text survives them.
+_STRONG = """breadcrumb breadcrumbs crumbs cookie cookies consent gdpr cmp modal popup popover share sharing sharer
+    shares social socials sociallinks socialmedia sharebar sharebuttons related relatedposts recommended
+    recommendations respond reply commentform newsletter subscribe subscription signup login signin register
+    advert advertisement advertising ads ad adsense adslot sponsor sponsored promo promotion pagination pager
+    paging skip skiplink skiplinks tagcloud tags copyright credit credits sronly screenreader visuallyhidden
+    outbrain taboola rating ratings reactions byline author authors authorbox bio meta postmeta entrymeta
+    akismet form""".split()
+_WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu topmenu sidebar sidenav footer
+    header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print""".split()
+_STATE_PREFIXES = frozenset("has is no not with without enable enabled disable show hide js".split())
+STRONG_WORDS = frozenset(_STRONG)
+WEAK_WORDS = frozenset(_WEAK)
+_LONG_WORDS = tuple(w for w in _WEAK if len(w) >= 5)
+_ANY_HINT = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)), re.I)
+_TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+NO_HINT, WEAK_HINT, STRONG_HINT = 0, 1, 2
+
+
+def _word_hint(word: str) -> int:
+    if word in STRONG_WORDS:
+        return STRONG_HINT
+    if word in WEAK_WORDS:
+        return WEAK_HINT
+    return NO_HINT
+
+
+@lru_cache(maxsize=65536)
+def boilerplate_hint(names: str) -> int:
+    """How strongly a class/id string names boilerplate: 'site-footer', 'mainNav', 'share_buttons' ..."""
+    if not _ANY_HINT.search(names):
+        return NO_HINT
+    best = NO_HINT
+    for name in names.split():
+        words = [w.lower() for w in _TOKEN.findall(name.split("--")[0]) if not w.isdigit()]
+        if len(words) > 1 and len(words[0]) == 1:  # ITCSS/BEM namespace: "c-", "o-", "l-"
+            words = words[1:]
+        if not words or words[0] in _STATE_PREFIXES:
+            continue
+        found = max(_word_hint(words[0]), _word_hint(words[-1]), _word_hint("".join(words)))
+        if not found and len(words) == 1:  # one compound word: "entryfooter", "commentform"
+            word = words[0]
+            for hint in _LONG_WORDS:
+                if word.endswith(hint) or word.startswith(hint):
+                    found = max(found, _word_hint(hint))
+        best = max(best, found)
+        if best == STRONG_HINT:
+            break
+    return best
+
+
+_HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
+COPYRIGHT = re.compile(r"^\W{0,3}(?:©|\(c\)|copyright\b|all rights reserved)", re.I)
+
+
+def style_hides(style: str) -> bool:
+    return bool(_HIDDEN_STYLE.search(style))
