@@ -31,6 +31,8 @@ LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
     search select textarea""".split()
 )
 _KEEP_ALWAYS = frozenset({"html", "head", "body"})
+# void elements that carry something (an image, metadata); <br>, <hr>, <wbr> only separate text
+_CONTENT_VOID_TAGS = VOID_TAGS - {"br", "hr", "wbr"}
 
 _WS = re.compile(r"\s+")
 
@@ -40,11 +42,18 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+# characters lxml refuses in text it is given (libxml2 may still parse them into the tree)
+_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def parse(html: str) -> etree._Element | None:
-    """The <html> root of `html`, or None when there is no document (empty / whitespace / unparseable)."""
+    """The <html> root of `html`, or None when there is no document (empty / whitespace / unparseable).
+
+    Control characters (and lone surrogates) are dropped first: they are no text, and lxml would refuse
+    the edited text nodes that still contained them."""
     parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
     try:
-        return etree.fromstring(html.encode("utf-8", "replace"), parser)
+        return etree.fromstring(_NOT_XML_TEXT.sub("", html).encode("utf-8"), parser)
     except (etree.ParserError, ValueError):
         return None
 
@@ -192,8 +201,8 @@ def _remove_keeping_tail(el: etree._Element, had_space: bool) -> None:
 
 
 def prune_empty(root: etree._Element) -> None:
-    """Drops elements left without text, image or other void element (as html_minimizer does), except
-    where that would join the text of two blocks into one line."""
+    """Drops elements left without text, image or other content-carrying void element (as html_minimizer
+    does), line breaks with nothing to separate included, except where that would join two lines."""
     has_text: dict[etree._Element, bool] = {}
     has_content: dict[etree._Element, bool] = {}
     for el in reversed(list(root.iter())):
@@ -202,18 +211,30 @@ def prune_empty(root: etree._Element) -> None:
             continue
         text = not _blank(el.text) or any(has_text[c] or not _blank(c.tail) for c in el)
         has_text[el] = text
-        has_content[el] = text or el.tag in VOID_TAGS or any(has_content[c] for c in el)
+        has_content[el] = text or el.tag in _CONTENT_VOID_TAGS or any(has_content[c] for c in el)
     breaking = line_breaking_elements(root)
 
-    def text_before_in_line(el: etree._Element) -> bool:
+    def content_before_in_line(el: etree._Element) -> bool:
         prev = el.getprevious()
         while prev is not None:
-            if not _blank(prev.tail) or has_text[prev]:
+            if not _blank(prev.tail):
                 return True
             if prev in breaking:
                 return False
+            if has_content[prev]:
+                return True
             prev = prev.getprevious()
         return not _blank(el.getparent().text)
+
+    def content_after_in_line(el: etree._Element) -> bool:
+        if not _blank(el.tail):
+            return True
+        following = el.getnext()
+        while following is not None and following not in breaking:
+            if has_content[following] or not _blank(following.tail):
+                return True
+            following = following.getnext()
+        return False
 
     def visit(el: etree._Element) -> None:
         for child in list(el):
@@ -221,8 +242,8 @@ def prune_empty(root: etree._Element) -> None:
                 if _is_element(child):
                     visit(child)
                 continue
-            if child in breaking and not _blank(child.tail) and text_before_in_line(child):
-                continue
+            if child in breaking and content_after_in_line(child) and content_before_in_line(child):
+                continue  # removing it would join two lines
             had_space = any(n.text for n in child.iter() if _is_element(n)) or any(
                 n.tail for n in child.iter() if n is not child
             )
