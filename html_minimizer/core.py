@@ -13,17 +13,20 @@ from .page import ImageRef, MinimalPage
 from .rules import (
     BOILERPLATE_ROLES,
     COPYRIGHT,
+    DATE_ONLY,
     DROP_TAGS,
     FURNITURE_TAGS,
     KEEP_EMPTY_TAGS,
     KEEP_TAGS,
     NO_HINT,
+    PHOTO_CREDIT,
     STRONG_HINT,
     STRUCTURED_ATTRS,
     STRUCTURED_META_PREFIXES,
     TAG_ATTRS,
     WEAK_HINT,
     boilerplate_hint,
+    names_content,
     style_hides,
 )
 from .serialize import escape_text, serialize, start_tag
@@ -38,8 +41,10 @@ _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _has_headline = etree.XPath("boolean(.//h1 | .//h2)")
 _has_h1 = etree.XPath("boolean(self::h1 | self::h2 | self::h3 | self::h4 | self::h5 | self::h6 | .//h1)")
 # hinted elements with at least this much text, at most this share of it in links, are kept
-_CONTENT_CHARS = 400
+_CONTENT_CHARS = 1000
 _CONTENT_LINK_SHARE = 0.3
+# longest own text of an element checked for being only a date stamp or photo credit
+_STAMP_CHARS = 120
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # a link list or menu: at least this many links whose text is most of the text
 _MIN_LINKS = 2
@@ -170,7 +175,7 @@ class _Minimizer:
         body_chars = _text_len(body) or 1
         wrapper_chars = _WRAPPER_SHARE * body_chars
         for el in list(body.iter(*FURNITURE_TAGS)):
-            if _looks_like_content(el, wrapper_chars) or (el.tag == "header" and _has_headline(el)):
+            if _furniture_holds_content(el, wrapper_chars):
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
             else:
                 _remove(el)
@@ -234,12 +239,11 @@ class _Minimizer:
         with NO_HINT, its tag (unknown tags are marked for unwrapping) and attributes (only the allowed
         ones, sorted) are cleaned."""
         tag = el.tag
-        if (
-            text
-            and ("©" in text or "opyright" in text or "OPYRIGHT" in text)
-            and COPYRIGHT.match(text.strip())
-        ):
-            return STRONG_HINT
+        if text:
+            if len(text) < _STAMP_CHARS and len(el) == 0 and _is_stamp(text.strip()):
+                return STRONG_HINT
+            if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(text.strip()):
+                return STRONG_HINT
         attrib = el.attrib
         if not attrib:
             if tag not in KEEP_TAGS or tag == "span" or tag == "img":
@@ -355,6 +359,23 @@ class _Minimizer:
                 outer.attrib.clear()
                 for name in sorted(merged):
                     outer.set(name, merged[name])
+
+
+def _is_stamp(text: str) -> bool:
+    """A date/time stamp or a photo credit standing alone in its element."""
+    return bool(text) and (DATE_ONLY.fullmatch(text) is not None or PHOTO_CREDIT.match(text) is not None)
+
+
+def _furniture_holds_content(el: etree._Element, wrapper_chars: float) -> bool:
+    """<header> with the headline, <form> with long text (ASP.NET wraps whole pages in one), an <aside> or
+    <nav> whose class/id names content, or any of them holding most of the page, is not furniture."""
+    tag = el.tag
+    if tag == "header":
+        return _has_headline(el) or _text_len(el) > wrapper_chars
+    if tag == "form":
+        return _looks_like_content(el, wrapper_chars)
+    names = (el.get("class") or "") + " " + (el.get("id") or "")
+    return _text_len(el) > wrapper_chars or (bool(names.strip()) and names_content(names))
 
 
 def _looks_like_content(el: etree._Element, wrapper_chars: float, long_text_counts: bool = True) -> bool:

@@ -97,8 +97,40 @@ def boilerplate_hint(names: str) -> int:
     return best
 
 
+_CONTENT_WORDS = frozenset("content article main post entry story body text".split())
+
+
+@lru_cache(maxsize=4096)
+def names_content(names: str) -> bool:
+    """True when a class/id string names the page's content ("nfy-pa-direct-content", "article-body")."""
+    return any(w.lower() in _CONTENT_WORDS for w in _TOKEN.findall(names))
+
+
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 COPYRIGHT = re.compile(r"^\W{0,3}(?:©|\(c\)|copyright\b|all rights reserved)", re.I)
+# a short element that is only a photo credit ("Foto: dpa", "Photograph by ...", "Credit: ...")
+PHOTO_CREDIT = re.compile(
+    r"\W{0,3}(?:fotos?|photos?|photograph|bild(?:er)?|images?|pictures?|credits?|bildquelle|quelle)"
+    r"\s*(?::|by\b|von\b)",
+    re.I,
+)
+_MONTHS = (
+    "jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec|januar|februar|märz|mai|juni|juli|august|september"
+    "|oktober|dezember|january|february|march|april|june|july|october|november|december|janvier|février|mars"
+    "|avril|juin|juillet|août|septembre|octobre|novembre|décembre"
+)
+_WEEKDAYS = (
+    "mon|tue|wed|thu|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday|montag|dienstag"
+    "|mittwoch|donnerstag|freitag|samstag|sonntag|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche"
+)
+# a short element that is only a date and/or time: publication stamps, not content
+DATE_ONLY = re.compile(
+    rf"(?:(?:{_WEEKDAYS})\.?,?\s+)?"
+    rf"(?:\d{{1,4}}[./-]\s?\d{{1,2}}[./-]\s?\d{{2,4}}|\d{{1,2}}\.?\s+(?:{_MONTHS})\.?(?:\s+\d{{4}})?"
+    rf"|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?(?:\s+\d{{4}})?)?"
+    r"(?:,?\s*(?:um\s+|at\s+|à\s+)?\d{1,2}[:.h]\d{2}(?:\s*(?:uhr|am|pm|h))?)?",
+    re.I,
+)
 
 
 def style_hides(style: str) -> bool:
