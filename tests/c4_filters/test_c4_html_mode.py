@@ -178,3 +178,13 @@ def test_output_is_deterministic_with_sorted_attributes(prose_html):
     assert '<a href="/b?x=1&amp;y=2" title="Bridge &amp; &quot;quay&quot;">' in first
     assert all(clean_html(html).html == first for _ in range(3))
     assert clean_html(first).html == first
+
+
+def test_line_break_between_kept_lines_stays(prose_html):
+    html = prose_html(
+        '<p>First we walked along the quay.<br><a href="/b">Then we sat down by the water.</a></p>'
+        '<p><img alt src="https://example.org/q.jpg"><br>The quay is busy on market days.</p>'
+    )
+    result = clean_html(html)
+    assert result.html == html
+    assert "First we walked along the quay.\nThen we sat down by the water." in result.text
