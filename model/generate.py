@@ -542,7 +542,7 @@ def build_prompt(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
         start, end = span
         if not 0 <= start < end <= CODES_PER_IMAGE:
             raise PromptError(f"span {span} must satisfy 0 <= start < end <= {CODES_PER_IMAGE}")
-        alt = f' alt="{_attr(request["text"])}"' if request.get("text") else ""
+        alt = f' alt="{_attr(_text_field(request, "text"))}"' if "text" in request else ""
         ids = (
             tok.encode(f'<img{alt} src="')
             + _image_ids(tok, codes[:start])

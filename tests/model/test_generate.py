@@ -499,6 +499,32 @@ def test_bad_requests_raise_prompt_error(loaded, request_):
         build_prompt(tok, constraint, request_)
 
 
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 2000),
+    st.text(max_size=20),
+    st.lists(st.one_of(st.integers(-5, 300), st.text(max_size=5)), max_size=4),
+    st.lists(st.integers(-1, 1100), min_size=256, max_size=256),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([*MODES, "other"]),
+    st.dictionaries(
+        st.sampled_from(["text", "html", "codes", "image", "span", "prompt", "candidates"]), json_values
+    ),
+)
+def test_any_request_builds_or_raises_prompt_error(loaded, mode, fields):
+    _, tok, constraint = loaded
+    try:
+        prompt = build_prompt(tok, constraint, {"mode": mode, **fields})
+    except PromptError:
+        return
+    assert prompt.mode == mode and prompt.ids
+
+
 def test_too_long_prompt_is_a_prompt_error(loaded):
     model, tok, constraint = loaded
     request = {"mode": "text_infill", "html": "<p>" + "word " * 2000 + "<mask:0></p>"}
