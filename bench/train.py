@@ -1,0 +1,241 @@
+"""Training figures for the `model` package, each against a baseline measured in the same run.
+
+1. CPU training step: our Trainer (loader + CM3 masking + model + AdamW + clip + schedule) against a
+   minimal plain-PyTorch GPT loop of the same size on pre-made random batches; interleaved rounds, medians.
+2. Masking + packing throughput (PackedLoader.next_batch) in tokens/s on one core.
+3. With --device cuda: MFU of the 125M preset at seq 2048 in bf16 (never estimated without a GPU).
+
+    .venv/bin/python bench/train.py [--device cuda] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.config import TrainConfig  # noqa: E402
+from model.data import LoaderOptions, PackedLoader  # noqa: E402
+from model.shards import TokenSplit  # noqa: E402
+from model.tokenizer import CM3Tokenizer  # noqa: E402
+from model.trainer import Trainer  # noqa: E402
+
+N_EMBED = 8192  # image codes, as the paper's VQGAN
+
+
+def write_synthetic_token_shards(out: Path, n_docs: int, seed: int = 0) -> CM3Tokenizer:
+    """Token shards in the cm3-tokens/1 format: web-like documents (text runs + 256-token images)."""
+    words = "the a cat sat on mat river city light bread old new book page image photo of and in".split()
+    rng = np.random.default_rng(seed)
+    text = [" ".join(rng.choice(words, size=40)) for _ in range(200)]
+    tok = CM3Tokenizer.train(text, vocab_size=512, n_embed=N_EMBED)
+    tok.save(out / "tokenizer")
+    manifest = {"format": "cm3-tokens/1", "splits": {}, "vocab": tok.layout()}
+    for split, n in (("train", n_docs), ("validation", max(8, n_docs // 20))):
+        docs = []
+        for _ in range(n):
+            n_text = int(rng.lognormal(6.0, 0.8))  # median ~400 text tokens
+            parts = [rng.integers(0, tok.n_text, n_text)]
+            for _ in range(rng.poisson(1.0)):
+                parts.append(rng.integers(0, N_EMBED, 256) + tok.image_code_offset)
+                parts.append(rng.integers(0, tok.n_text, int(rng.integers(5, 60))))
+            docs.append(np.concatenate(parts).astype("<u4"))
+        offsets = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype("<i8")
+        files = {
+            "tokens": f"{split}.tokens.u32",
+            "offsets": f"{split}.offsets.i64",
+            "keys": f"{split}.keys.u64",
+        }
+        np.concatenate(docs).tofile(out / files["tokens"])
+        offsets.tofile(out / files["offsets"])
+        rng.integers(0, 2**63, n, dtype=np.int64).astype("<u8").tofile(out / files["keys"])
+        manifest["splits"][split] = {"docs": n, "tokens": int(offsets[-1]), "files": files}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return tok
+
+
+# ---- baseline: a minimal GPT training loop in plain PyTorch (written for this bench)
+class PlainBlock(nn.Module):
+    def __init__(self, d: int, h: int, f: int) -> None:
+        super().__init__()
+        self.h = h
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.up, self.down = nn.Linear(d, f), nn.Linear(f, d)
+
+    def forward(self, x):
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.down(F.gelu(self.up(self.ln2(x))))
+
+
+class PlainGPT(nn.Module):
+    def __init__(self, vocab: int, d: int, layers: int, h: int, f: int, seq: int) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(PlainBlock(d, h, f) for _ in range(layers))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, idx):
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return F.linear(self.ln(x), self.tok.weight)
+
+
+def bench_cpu_step(data: Path, rounds: int, steps: int) -> dict:
+    overrides = [
+        f"data={data}",
+        "preset=small",
+        "seq_len=256",
+        "batch_size=8",
+        "max_steps=100000",
+        "progress=false",
+    ]
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(TrainConfig.load(None, [*overrides, f"out={out}", "eval_every=0", "ckpt_every=0"]))
+        cfg = trainer.model_cfg
+        torch.manual_seed(0)
+        plain = PlainGPT(cfg.vocab_size, cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.d_ffn, 256)
+        opt = torch.optim.AdamW(plain.parameters(), lr=1e-4, betas=(0.9, 0.98))
+        gen = torch.Generator().manual_seed(0)
+        batches = [torch.randint(0, cfg.vocab_size, (8, 257), generator=gen) for _ in range(steps)]
+
+        def plain_step(batch):
+            logits = plain(batch[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        ours, base = [], []
+        trainer.train_step()
+        plain_step(batches[0])  # warm-up both
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step()
+            ours.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            for batch in batches:
+                plain_step(batch)
+            base.append(time.perf_counter() - t)
+    tokens = 8 * 256 * steps
+    ours_tps, base_tps = tokens / statistics.median(ours), tokens / statistics.median(base)
+    return {
+        "model": f"d={cfg.d_model} L={cfg.n_layers} H={cfg.n_heads} ffn={cfg.d_ffn} vocab={cfg.vocab_size}",
+        "params_m": round(sum(p.numel() for p in plain.parameters()) / 1e6, 2),
+        "batch": "8 x 256",
+        "threads": torch.get_num_threads(),
+        "ours_tokens_per_s": round(ours_tps),
+        "plain_pytorch_tokens_per_s": round(base_tps),
+        "overhead_pct": round((base_tps / ours_tps - 1) * 100, 1),
+    }
+
+
+def bench_packing(data: Path, tok: CM3Tokenizer, rounds: int) -> dict:
+    split = TokenSplit.open(data, "train")
+    result = {}
+    for objective, doc_attention in (("cm3", False), ("cm3", True), ("clm", False)):
+        options = LoaderOptions(
+            objective, 2048, 8, 0, tok.mask_offset, tok.n_masks, tok.eos_id, doc_attention
+        )
+        rates = []
+        for r in range(rounds):
+            loader = PackedLoader(split, options, rank=r % 2, world_size=2)
+            loader.next_batch()
+            t, n = time.perf_counter(), 0
+            while time.perf_counter() - t < 1.0:
+                loader.next_batch()
+                n += 8 * 2048
+            rates.append(n / (time.perf_counter() - t))
+        key = objective + ("+document_attention" if doc_attention else "")
+        result[key] = round(statistics.median(rates))
+    return result
+
+
+def bench_gpu_mfu(data: Path, steps: int) -> dict:
+    overrides = [
+        f"data={data}",
+        "preset=125m",
+        "seq_len=2048",
+        "batch_size=8",
+        "precision=bf16",
+        "device=cuda",
+    ]
+    overrides += ["compile=true", "max_steps=100000", "progress=false", "eval_every=0", "ckpt_every=0"]
+    with tempfile.TemporaryDirectory() as out:
+        trainer = Trainer(TrainConfig.load(None, [*overrides, f"out={out}"]))
+        if trainer.peak is None:
+            return {"gpu": torch.cuda.get_device_name(), "mfu": "n/a (no peak-FLOPs entry for this device)"}
+        for _ in range(10):  # compile + warm-up
+            trainer.train_step()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step()
+        torch.cuda.synchronize()
+        tok_s = 8 * 2048 * steps / (time.perf_counter() - t)
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "tokens_per_s": round(tok_s),
+        "mfu_pct": round(100 * tok_s * trainer.flops_per_token / trainer.peak, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="training steps per round")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        tok = write_synthetic_token_shards(data, n_docs=2000)
+        n_tokens = len(TokenSplit.open(data, "train").tokens)
+        print(f"synthetic token shards: 2000 documents, {n_tokens:,} tokens, vocab {tok.vocab_size}")
+        packing = bench_packing(data, tok, args.rounds)
+        print("masking + packing, tokens/s on one core (seq 2048, batch 8):")
+        for key, rate in packing.items():
+            print(f"  {key:<24} {rate:>14,}  ({'>=' if rate >= 1e6 else 'BELOW'} 1M target)")
+        step = bench_cpu_step(data, args.rounds, args.steps)
+        print(
+            f"CPU training step, {step['model']} ({step['params_m']}M params), batch {step['batch']}, "
+            f"{step['threads']} thread(s), median of {args.rounds} interleaved rounds:"
+        )
+        print(f"  ours (cm3-train step incl. data)  {step['ours_tokens_per_s']:>8,} tokens/s")
+        print(f"  plain PyTorch GPT loop           {step['plain_pytorch_tokens_per_s']:>8,} tokens/s")
+        print(f"  overhead                          {step['overhead_pct']:>7.1f} %  (target <= 10 %)")
+        if args.device == "cuda" and torch.cuda.is_available():
+            gpu = bench_gpu_mfu(data, steps=20)
+            print(
+                f"GPU: 125m preset, seq 2048, batch 8, bf16, torch.compile on {gpu['gpu']}: "
+                f"{gpu.get('tokens_per_s', 'n/a')} tokens/s, MFU {gpu.get('mfu_pct', gpu.get('mfu'))} % (target >= 40 %)"
+            )
+        else:
+            reason = "--device cuda not given" if args.device == "cpu" else "no CUDA device present"
+            print(f"GPU MFU (125m, seq 2048, bf16): not measured ({reason}); never estimated")
+    if math.isnan(step["overhead_pct"]):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
