@@ -597,7 +597,7 @@ def build_warc() -> bytes:
     records.append(
         warc_record(
             f"{SITE}/downloads/archive.bin",
-            http_response(bytes(range(256)) * 20 + b"\x00\xff" * 500, "text/html"),
+            http_response(b"\x89PNG\r\n\x1a\n" + b"\x00\x10\xa7" * 900, "text/html"),  # mislabelled binary
         )
     )
     for name, url in PHOTOS.items():
