@@ -35,7 +35,7 @@ from .config import CM3Config, TrainConfig
 from .data import LoaderOptions, PackedLoader
 from .shards import TokenSplit, read_token_manifest
 from .tokenizer import CM3Tokenizer
-from .transformer import Block, CM3Transformer
+from .transformer import CM3Transformer
 
 log = logging.getLogger("cm3.train")
 FSDP_PRESETS = ("1.3b", "cm3-medium", "cm3-large")
@@ -196,15 +196,15 @@ class Trainer:
                 model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
             )
         if parallel == "fsdp":
-            from torch.distributed.fsdp import FullyShardedDataParallel
-            from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-
-            return FullyShardedDataParallel(
-                model,
-                auto_wrap_policy=ModuleWrapPolicy({Block}),
-                device_id=rt.device,
-                use_orig_params=True,
-            )
+            try:
+                from torch.distributed.fsdp import fully_shard
+            except ImportError as e:  # public since torch 2.6
+                raise ValueError(
+                    "parallel=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)"
+                ) from e
+            for block in model.layers:
+                fully_shard(block)
+            return fully_shard(model)
         raise ValueError(f"parallel must be auto, ddp or fsdp, not {cfg.parallel!r}")
 
     # ---- one optimisation step
@@ -223,15 +223,28 @@ class Trainer:
         weights = t["weights"].flatten()
         return (losses * weights).sum(), weights.sum()
 
+    @contextlib.contextmanager
+    def _gradient_sync(self, sync: bool):
+        """All-reduce (DDP) / reduce-scatter (FSDP) gradients only on the last micro-batch."""
+        if sync or self.rt.world_size == 1:
+            yield
+        elif hasattr(self.model, "no_sync"):
+            with self.model.no_sync():
+                yield
+        else:
+            self.model.set_requires_gradient_sync(False)
+            try:
+                yield
+            finally:
+                self.model.set_requires_gradient_sync(True)
+
     def train_step(self) -> tuple[float, float]:
         """One update over grad_accum micro-batches; returns (mean loss on this rank, grad norm)."""
         self.model.train()
         total, count = 0.0, 0.0
         accum = self.cfg.grad_accum
         for micro in range(accum):
-            sync = micro == accum - 1 or self.rt.world_size == 1
-            ctx = contextlib.nullcontext() if sync else self.model.no_sync()
-            with ctx:
+            with self._gradient_sync(micro == accum - 1):
                 loss_sum, weight = self._loss(self.loader.next_batch())
                 loss = loss_sum / weight.clamp_min(1.0)
                 (loss / accum).backward()

@@ -170,8 +170,9 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_p
 
 
 @pytest.mark.slow
-def test_two_process_ddp_on_loopback(token_shards, tmp_path):
-    run = tmp_path / "ddp"
+@pytest.mark.parametrize("parallel", ["ddp", "fsdp"])
+def test_two_processes_on_loopback(token_shards, tmp_path, parallel):
+    run = tmp_path / parallel
     cmd = [
         sys.executable,
         "-m",
@@ -190,7 +191,8 @@ def test_two_process_ddp_on_loopback(token_shards, tmp_path):
         "log_every=5",
         "ckpt_every=15",
         "eval_every=30",
-        "parallel=ddp",
+        "grad_accum=2",
+        f"parallel={parallel}",
     ]
     proc = subprocess.run(
         cmd + args + [f"out={run}"], env=_env(), capture_output=True, text=True, timeout=300
