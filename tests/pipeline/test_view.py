@@ -236,6 +236,7 @@ def screenshot(chromium: str, page: Path, out: Path, profile: Path) -> np.ndarra
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
         "--window-size=1000,2200",
+        "--virtual-time-budget=5000",  # let the srcdoc frames load and paint before the capture
         f"--screenshot={out}",
     ]
     run = subprocess.run([chromium, *flags, page.as_uri()], capture_output=True, text=True, timeout=120)
