@@ -7,12 +7,14 @@ image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `d
 the same way, which is what makes dedup indices line up.
 
 Serialisation follows html_minimizer's rules so cleaned pages stay byte-compatible with its output: lower-case
-tags, attributes sorted by name, empty values as bare names, values double-quoted, `&<>"` escaped, no
-comments, whitespace runs collapsed to one space and dropped next to block tags.
+tags, attributes sorted by name, values always double-quoted, `&<>"` escaped (libxml2's XML escaping, whose
+empty-element syntax becomes HTML: `<br>`, `<td></td>`), no comments, whitespace runs collapsed to one space
+and dropped next to block tags.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,8 +35,6 @@ LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
 _KEEP_ALWAYS = frozenset({"html", "head", "body"})
 # void elements that carry something (an image, metadata); <br>, <hr>, <wbr> only separate text
 _CONTENT_VOID_TAGS = VOID_TAGS - {"br", "hr", "wbr"}
-
-_WS = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
@@ -252,52 +252,51 @@ def prune_empty(root: etree._Element) -> None:
     visit(root)
 
 
-def escape_text(text: str) -> str:
-    return _WS.sub(" ", text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+_SIMPLE_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_:.]*\Z")
+_CHILDLESS = etree.XPath("descendant-or-self::*[not(node())]")
+_SPACING_ALTERNATION = "|".join(sorted(SPACING_BLOCK_TAGS, key=lambda t: (-len(t), t)))
+_SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_SPACING_ALTERNATION})[ >])")
+_SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_SPACING_ALTERNATION})(?: [^>]*)?>) ")
+_ESCAPED_WHITESPACE = re.compile(r"&#(?:9|10|13);")
 
 
-def _escape_attribute(value: str) -> str:
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+def _writable(name: str) -> bool:
+    """A tag or attribute name that reads back as itself once written (junk markup parses into others)."""
+    if _SIMPLE_NAME.match(name):
+        return True
+    return bool(name) and not any(c.isspace() or c in "\"'<>/=&" for c in name)
 
 
-def _start_tag(tag: str, attrib: etree._Attrib) -> str:
-    parts = [tag]
-    for name, value in sorted(attrib.items()):
-        parts.append(f'{name}="{_escape_attribute(value)}"' if value else name)
-    return "<" + " ".join(parts) + ">"
+def _make_writable(root: etree._Element) -> None:
+    """Attributes in name order; junk tag names become <span>, junk attribute names are dropped."""
+    for el in root.iter():
+        if not _is_element(el):
+            continue
+        if not _writable(el.tag):
+            el.tag = "span"
+        items = el.attrib.items()
+        if items and (items != sorted(items) or not all(_writable(name) for name, _ in items)):
+            el.attrib.clear()
+            for name, value in sorted(items):
+                if _writable(name):
+                    try:
+                        el.set(name, value)
+                    except ValueError:  # a name lxml will not create (e.g. with a namespace prefix)
+                        pass
 
 
 def serialise(root: etree._Element) -> str:
-    """Deterministic bytes for the same tree (see module docstring)."""
-    parts: list[str] = []
-    at_block: list[bool] = []  # per part: is it a start/end tag of a SPACING_BLOCK_TAGS element
-    texts: list[int] = []
+    """Deterministic text for the same tree (see module docstring).
 
-    def add(part: str, block: bool = False, text: bool = False) -> None:
-        if text:
-            texts.append(len(parts))
-        parts.append(part)
-        at_block.append(block)
-
-    for event, el in etree.iterwalk(root, events=("start", "end")):
-        if not _is_element(el):
-            if event == "end" and el.tail:
-                add(escape_text(el.tail), text=True)
-            continue
-        block = el.tag in SPACING_BLOCK_TAGS
-        if event == "start":
-            add(_start_tag(el.tag, el.attrib), block)
-            if el.text:
-                add(escape_text(el.text), text=True)
-            continue
+    Works on a copy in a fresh document: a source with an XHTML doctype would switch libxml2 to XHTML output
+    (`<br />`, added `xmlns` and `xml:lang`)."""
+    root = copy.deepcopy(root)
+    _make_writable(root)
+    for el in _CHILDLESS(root):
         if el.tag not in VOID_TAGS:
-            add(f"</{el.tag}>", block)
-        if el.tail and el is not root:
-            add(escape_text(el.tail), text=True)
-    # a space next to a block tag is not rendered, so it is not content
-    for i in texts:
-        if i > 0 and at_block[i - 1] and parts[i].startswith(" "):
-            parts[i] = parts[i][1:]
-        if i + 1 < len(parts) and at_block[i + 1] and parts[i].endswith(" "):
-            parts[i] = parts[i][:-1]
-    return "".join(parts)
+            el.text = ""  # written as <td></td>: every "/>" left in the XML output closes a void element
+    html = etree.tostring(root, encoding=str, with_tail=False).replace("/>", ">")
+    if "&#" in html:
+        html = _ESCAPED_WHITESPACE.sub(" ", html)
+    html = _SPACE_BEFORE_BLOCK.sub("", " ".join(html.split()))
+    return _SPACE_AFTER_BLOCK.sub(r"\1", html)

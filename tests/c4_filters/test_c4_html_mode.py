@@ -183,8 +183,16 @@ def test_output_is_deterministic_with_sorted_attributes(prose_html):
 def test_line_break_between_kept_lines_stays(prose_html):
     html = prose_html(
         '<p>First we walked along the quay.<br><a href="/b">Then we sat down by the water.</a></p>'
-        '<p><img alt src="https://example.org/q.jpg"><br>The quay is busy on market days.</p>'
+        '<p><img alt="" src="https://example.org/q.jpg"><br>The quay is busy on market days.</p>'
     )
     result = clean_html(html)
     assert result.html == html
     assert "First we walked along the quay.\nThen we sat down by the water." in result.text
+
+
+def test_xhtml_doctype_does_not_change_the_serialisation(prose_html):
+    doctype = '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">'
+    html = prose_html(
+        '<p>The quay is busy on market days.<br><img alt="Boats" src="https://example.org/q.jpg"></p>'
+    )
+    assert clean_html(doctype + html).html == html

@@ -1,10 +1,12 @@
 """Hypothesis properties: clean_page and clean_html never raise; clean_page keeps lines in order and is
-idempotent. Pages mix real prose (so many examples pass every rule) with arbitrary lines."""
+idempotent. Pages mix real prose (so many examples pass every rule) with arbitrary lines. (Idempotence of
+clean_html is tested on well-formed pages: junk markup need not parse back into the same tree.)"""
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from c4_filters import C4Stats, clean_html, clean_page, span_hashes
+from c4_filters import C4Options, C4Stats, clean_html, clean_page, drop_blocks, span_hashes
+from c4_filters.blocks import parse, read_blocks
 from c4_filters.rules import remove_citations
 
 PROSE = [
@@ -20,7 +22,10 @@ PROSE = [
     "Lorem ipsum dolor sit amet, consectetur adipiscing elit.",
     "A {curly} bracket line that looks like some code.",
 ]
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: CI runs the same examples every time (explore locally with more examples)
+SETTINGS = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 lines = st.one_of(
     st.sampled_from(PROSE),
@@ -91,13 +96,14 @@ def mutated_html(draw):
 
 
 @SETTINGS
-@given(st.one_of(mutated_html(), st.text(max_size=200)))
-def test_clean_html_never_raises(html):
+@given(st.one_of(mutated_html(), st.text(max_size=200)), st.sets(st.integers(0, 12), max_size=3))
+def test_clean_html_never_raises(html, drop):
     stats = C4Stats()
     result = clean_html(html, stats=stats)
     assert stats["page:read"] == 1
     if result is not None:
         assert result.n_sentences >= 3
-        again = clean_html(result.html)
-        assert again is not None and again.text == result.text
-        assert all(0 <= block for block, _ in span_hashes(result.html))
+        n_blocks = len(read_blocks(parse(result.html), C4Options().exempt_tags))
+        assert all(0 <= block < n_blocks for block, _ in span_hashes(result.html))
+        drop_blocks(result.html, drop, stats=stats)
+        assert stats["dedup:page:read"] == 1
