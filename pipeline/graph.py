@@ -63,9 +63,17 @@ class Stage(beam.DoFn):
         self._args = args
 
     def process(self, element):
-        for item in self._fn(element, *self._args):
-            if isinstance(item, Count):
-                count_metric(item)
+        try:
+            for item in self._fn(element, *self._args):
+                if isinstance(item, Count):
+                    count_metric(item)
+                yield item
+        except (
+            Exception
+        ) as error:  # last line of defence: one bad element is a counted skip, not a failed job
+            LOG.warning("%s failed on one element: %r", self._fn.__name__, error)
+            item = Count(f"error.{self._fn.__name__.lstrip('_')}")
+            count_metric(item)
             yield item
 
 

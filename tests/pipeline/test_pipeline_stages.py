@@ -66,3 +66,20 @@ def test_image_srcs_and_doc_row():
         and row["n_chars"] == len(html)
         and row["id"] == stages.doc_id("https://d.example/x")
     )
+
+
+def test_a_stage_that_raises_is_a_counted_skip():
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.graph import Stage
+
+    def explode(x):
+        if x == 2:
+            raise RuntimeError("hostile element")
+        yield x
+
+    with TestPipeline() as pipeline:
+        out = pipeline | beam.Create([1, 2, 3]) | beam.ParDo(Stage(explode))
+        assert_that(out, equal_to([1, Count("error.explode"), 3]))
