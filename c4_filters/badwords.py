@@ -51,5 +51,7 @@ class BadWords:
 @functools.cache
 def ldnoobw_english() -> BadWords:
     """The package's copy of LDNOOBW `en` (see data/README.md for source and licence)."""
-    text = resources.files("c4_filters").joinpath("data/ldnoobw_en.txt").read_text(encoding="utf-8")
+    text = (
+        resources.files("c4_filters").joinpath("data").joinpath("ldnoobw_en.txt").read_text(encoding="utf-8")
+    )
     return BadWords(text.splitlines())
