@@ -148,11 +148,25 @@ def decode_sources(sources: list[str], vq) -> dict[str, str | None]:
     return out
 
 
-def frame_document(doc_html: str, new_src: dict[str, str | None]) -> str:
-    """The document for the sandboxed iframe: images as data URIs, others removed, the CSP in front."""
-    from html_minimizer import replace_images
-
-    body = replace_images(doc_html, new_src) if new_src else doc_html
+def frame_document(doc_html: str, decoded: dict[str, str | None]) -> str:
+    """The document for the sandboxed iframe: code images as data URIs, every other image removed (its
+    text kept), `<meta http-equiv>` (refresh would navigate away) and `<base>` dropped, the CSP first."""
+    body = ""
+    if doc_html.strip():
+        try:
+            root = lxml.html.document_fromstring(doc_html)
+        except (ValueError, etree.ParserError):
+            root = None
+        if root is not None:
+            for element in root.xpath("//meta[@http-equiv] | //base"):
+                element.drop_tree()
+            for img in list(root.iter("img")):
+                uri = decoded.get(img.get("src") or "")
+                if uri:
+                    img.set("src", uri)
+                else:
+                    img.drop_tree()
+            body = lxml.html.tostring(root, encoding="unicode")
     return (
         f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<style>{FRAME_STYLE}</style>{body}"
@@ -236,7 +250,7 @@ def render_document(k: int, doc: Document, decoded: dict[str, str | None]) -> st
     warn = (
         f"<p class=warn>{undecodable} image(s) without a valid code src: not shown</p>" if undecodable else ""
     )
-    frame = frame_document(doc_html, {s: decoded.get(s) for s in sources})
+    frame = frame_document(doc_html, decoded)
     height = frame_height(len(sources) - undecodable, doc_html)
     source_view = _CODE_RUN.sub("[256 codes]", doc_html)
     return (

@@ -20,12 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from pipeline.view import image_sources, render_report, sample_documents, shard_files
+from pipeline.view import frame_document, image_sources, render_report, sample_documents, shard_files
 from pipeline.view import main as view_main
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 HOSTILE = (
-    '<html><head><title>"&gt;</title></head><body><p>Hostile page.</p>'
+    '<html><head><title>"&gt;</title><meta http-equiv="refresh" content="0;url=https://evil.example/">'
+    '<base href="https://evil.example/"></head><body><p>Hostile page.</p>'
     "<script>document.body.innerHTML='<div style=\"width:3000px;height:3000px;background:#ff00ff\"></div>'"
     '</script><img alt="x" src="https://evil.example/pixel.png"><p>End.</p></body></html>'
 )
@@ -148,7 +149,8 @@ def test_page_is_self_contained_and_escaped(shard_dir, tmp_path):
     assert len(iframes) == 6 and all(f.get("sandbox") == "" for f in iframes)
     docs = frames(page)
     for doc in docs:
-        assert doc.xpath('//meta[@http-equiv="Content-Security-Policy"]')
+        assert [m.get("http-equiv") for m in doc.xpath("//meta[@http-equiv]")] == ["Content-Security-Policy"]
+        assert not doc.xpath("//base")
         for img in doc.iter("img"):
             assert img.get("src").startswith("data:image/png;base64,")
     images = [img for doc in docs for img in doc.iter("img")]
@@ -203,6 +205,8 @@ def test_any_report_and_html_render_escaped(report, doc_html):
     allowed = {"div", "h3", "table", "tr", "th", "td", "details", "summary", "em", "span", "p"}
     assert {el.tag for el in page.iter()} <= allowed
     image_sources(doc_html)  # never raises on garbage
+    frame = lxml.html.fromstring(frame_document(doc_html, {}))
+    assert not [i for i in frame.iter("img")] and len(frame.xpath("//meta[@http-equiv]")) == 1
 
 
 # ---- headless Chromium
