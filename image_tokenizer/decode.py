@@ -13,7 +13,7 @@ IMAGE_SIZE = 256
 DEFAULT_MAX_PIXELS = 64_000_000
 # Raster formats only: Pillow's other plugins include EPS (runs Ghostscript) and exotic parsers
 # that web images never need.
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "ICO")
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO")  # JPEG also opens MPO
 _MARKUP_PREFIXES = (b"<svg", b"<?xml", b"<!doctype", b"<html")
 
 
@@ -35,8 +35,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
     if not data:
         raise ImageDecodeError("empty")
     head = data[:512].lstrip().lower()
-    if head.startswith(_MARKUP_PREFIXES) or b"<svg" in head:
-        raise ImageDecodeError("svg", "markup is not a raster image")
+    if b"<svg" in head:
+        raise ImageDecodeError("svg", "vector images are not tokenized")
+    if head.startswith(_MARKUP_PREFIXES):
+        raise ImageDecodeError("not_image", "markup, not an image")
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         width, height = image.size

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 import urllib.robotparser
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
@@ -75,6 +76,7 @@ class FetchOptions:
     honour_x_robots_tag: bool = True
     check_robots_txt: bool = False
     allow_private_hosts: bool = False  # loopback/private/link-local/reserved; only for local tests
+    allowed_networks: tuple[str, ...] = ()  # CIDRs exempt from the refusal, e.g. an internal image mirror
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,20 @@ def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool
     return ip.is_global and not ip.is_multicast and ip not in METADATA_ADDRESSES
 
 
-def _guarded_connection_class(base: type[HTTPConnection], allow_private: bool) -> type[HTTPConnection]:
+def address_policy(options: FetchOptions) -> Callable[[str], bool]:
+    """IP string -> may we connect to it, under `options`."""
+    networks = tuple(ipaddress.ip_network(n) for n in options.allowed_networks)
+
+    def allowed(address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        return options.allow_private_hosts or is_public_address(ip) or any(ip in n for n in networks)
+
+    return allowed
+
+
+def _guarded_connection_class(
+    base: type[HTTPConnection], allowed: Callable[[str], bool]
+) -> type[HTTPConnection]:
     class GuardedConnection(base):  # type: ignore[misc,valid-type]
         """Resolves once, validates each IP, connects to that IP; Host header and TLS SNI keep the name."""
 
@@ -118,13 +133,13 @@ def _guarded_connection_class(base: type[HTTPConnection], allow_private: bool) -
             except socket.gaierror as error:
                 raise NameResolutionError(self.host, self, error) from error
             addresses = [info[4][0] for info in infos]
-            allowed = [a for a in addresses if allow_private or is_public_address(ipaddress.ip_address(a))]
-            if not allowed:
+            permitted = [a for a in addresses if allowed(a)]
+            if not permitted:
                 raise RefusedAddressError(
                     f"{self.host} resolves to non-public {', '.join(sorted(set(addresses)))}"
                 )
             last_error: OSError | None = None
-            for address in allowed:
+            for address in permitted:
                 try:
                     sock = urllib3_connection.create_connection(
                         (address, self.port),
@@ -144,16 +159,16 @@ def _guarded_connection_class(base: type[HTTPConnection], allow_private: bool) -
 
 
 class GuardedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections refuse non-public IPs (unless allowed)."""
+    """An HTTPAdapter whose connections refuse IPs that `allowed` rejects."""
 
-    def __init__(self, allow_private: bool):
-        self.allow_private = allow_private
+    def __init__(self, allowed: Callable[[str], bool]):
+        self.allowed = allowed
         super().__init__(max_retries=0, pool_maxsize=4)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        http_conn = _guarded_connection_class(HTTPConnection, self.allow_private)
-        https_conn = _guarded_connection_class(HTTPSConnection, self.allow_private)
+        http_conn = _guarded_connection_class(HTTPConnection, self.allowed)
+        https_conn = _guarded_connection_class(HTTPSConnection, self.allowed)
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
@@ -237,7 +252,7 @@ class ImageFetcher:
         if session is None:
             session = requests.Session()
             session.trust_env = False  # no proxies/netrc from the environment: we check the real peer
-            adapter = GuardedAdapter(self.options.allow_private_hosts)
+            adapter = GuardedAdapter(address_policy(self.options))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update({"User-Agent": self.options.user_agent, "Accept": "image/*"})
