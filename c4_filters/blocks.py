@@ -101,8 +101,8 @@ class Block:
 def line_breaking_elements(root: etree._Element) -> set[etree._Element]:
     """Elements that are line-breaking tags or contain one: everything else is inline content."""
     found: set[etree._Element] = set()
-    for el in root.iter():
-        if _is_element(el) and el.tag in LINE_BREAKING_TAGS and el not in found:
+    for el in root.iter(etree.Element):
+        if el.tag in LINE_BREAKING_TAGS and el not in found:
             node = el
             while node is not None and node not in found:
                 found.add(node)

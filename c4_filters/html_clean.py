@@ -47,6 +47,8 @@ def _remove_citations(text: str) -> tuple[str, int]:
 
 def remove_block_citations(block: Block) -> int:
     """Removes markers text node by text node (a marker split across elements stays); returns the count."""
+    if "[" not in block.text:
+        return 0
     if block.is_alt:
         alt, removed = _remove_citations(block.image.get("alt") or "")
         if removed:
