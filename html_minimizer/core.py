@@ -34,6 +34,8 @@ from .serialize import escape_text, serialize, start_tag
 _LOCAL = threading.local()
 _UNWRAP = "html-minimizer-unwrap"
 _LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
+# a data: URI this short is a lazy-loading placeholder (a 1x1 GIF), not an image
+_PLACEHOLDER_CHARS = 200
 _text_len = etree.XPath("string-length(normalize-space(string()))")
 _HINT_ATTRS = frozenset(["class", "id", "role", "style", "hidden", "aria-hidden"])
 _KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
@@ -43,8 +45,15 @@ _has_h1 = etree.XPath("boolean(self::h1 | self::h2 | self::h3 | self::h4 | self:
 # hinted elements with at least this much text, at most this share of it in links, are kept
 _CONTENT_CHARS = 1000
 _CONTENT_LINK_SHARE = 0.3
-# longest own text of an element checked for being only a date stamp or photo credit
+# longest own text of an element checked for being only a date stamp or photo credit, and the characters
+# such a text starts or ends with (a cheap filter before the regular expressions)
 _STAMP_CHARS = 120
+_STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
+# elements whose attributes may survive; spans that carry no structured data are unwrapped
+_attribute_holders = etree.XPath(
+    ".//img | .//*[@href or @src or @alt or @title or @itemprop or @itemscope or @itemtype or @itemid]"
+)
+_bare_spans = etree.XPath(".//span[not(@itemprop or @itemscope or @itemtype or @itemid)]")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # a link list or menu: at least this many links whose text is most of the text
 _MIN_LINKS = 2
@@ -92,7 +101,7 @@ def minimize(
 def _cap_attributes(data: bytes, n_tags: int, max_attributes: int) -> bytes:
     """libxml2 checks attribute names pairwise: a tag with 10^6 attributes would take hours. Such a tag loses
     all its attributes before parsing. Cheap counts decide whether a page could hold such a tag at all."""
-    suspicious = data.count(b"=") > _BOMB_GATE or len(data) > 64 * n_tags + _BOMB_GATE
+    suspicious = data.count(b"=") > _BOMB_GATE or len(data) > 256 * n_tags + _BOMB_GATE
     if not suspicious or not _LONG_TAG.search(data):
         return data
 
@@ -121,6 +130,8 @@ class _Minimizer:
         self.limits = limits
         self.base = url
         self._joined: dict[str, str | None] = {}
+        self.stripped_attributes: set[str] = set()  # names no element keeps (class, style, data-* ...)
+        self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
         root = self.root
@@ -190,18 +201,35 @@ class _Minimizer:
         lists (menus), go."""
         doomed = []
         stack: list = []
-        push, pop = stack.append, stack.pop
-        inspect = self._inspect
+        push, pop, doom = stack.append, stack.pop, doomed.append
+        attribute_hint, keep_tags, keep_empty = self._attribute_hint, KEEP_TAGS, KEEP_EMPTY_TAGS
+        stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
         walker = etree.iterwalk(body, events=("start", "end"))
+        next(walker)
+        text = body.text
+        push([len(text.strip()) if text else 0, 0, 0, 0, "body"])  # chars, link chars, links, images, tag
         for event, el in walker:
             if event == "start":
                 text = el.text
-                hint = inspect(el, text) if el is not body else NO_HINT
+                items = el.items()
+                hint = attribute_hint(items) if items else NO_HINT
+                if text and not hint:
+                    if len(text) < stamp_chars and not len(el):
+                        stripped = text.strip()
+                        if stripped and (stripped[0] in stamp_initials or stripped[-1] in stamp_initials):
+                            hint = STRONG_HINT if _is_stamp(stripped) else NO_HINT
+                    if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(
+                        text.strip()
+                    ):
+                        hint = STRONG_HINT
                 if hint and not (_looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _has_h1(el)):
                     walker.skip_subtree()
                     push(None)
-                else:
-                    push([len(text.strip()) if text else 0, 0, 0, 0])  # chars, link chars, links, images
+                    continue
+                tag = el.tag
+                if tag not in keep_tags or (tag == "img" and self._image_src(el) is None):
+                    el.tag = tag = _UNWRAP
+                push([len(text.strip()) if text else 0, 0, 0, 0, tag])
                 continue
             acc = pop()
             if not stack:
@@ -211,9 +239,9 @@ class _Minimizer:
             if tail and parent is not None:
                 parent[0] += len(tail.strip())
             if acc is None:
-                doomed.append(el)
+                doom(el)
                 continue
-            tag = el.tag
+            tag = acc[4]
             if tag == "a":
                 acc[1] = acc[0]
                 acc[2] += 1
@@ -221,11 +249,11 @@ class _Minimizer:
                 acc[3] += 1
             chars = acc[0]
             if chars == 0:
-                if acc[3] == 0 and tag not in KEEP_EMPTY_TAGS:
-                    doomed.append(el)
+                if acc[3] == 0 and tag not in keep_empty:
+                    doom(el)
                     continue
             elif acc[2] >= _MIN_LINKS and acc[1] > _LINK_DENSITY * chars and chars < wrapper_chars:
-                doomed.append(el)
+                doom(el)
                 continue
             parent[0] += chars
             parent[1] += acc[1]
@@ -233,89 +261,85 @@ class _Minimizer:
             parent[3] += acc[3]
         for el in doomed:
             _remove(el)
+        for el in _attribute_holders(body):
+            self._clean_element(el, el.items())
+        for el in _bare_spans(body):
+            el.tag = _UNWRAP
+        if self.stripped_attributes:
+            etree.strip_attributes(body, *self.stripped_attributes)
 
-    def _inspect(self, el: etree._Element, text: str | None) -> int:
-        """A boilerplate hint (STRONG_HINT, WEAK_HINT) from the element's attributes or a copyright notice;
-        with NO_HINT, its tag (unknown tags are marked for unwrapping) and attributes (only the allowed
-        ones, sorted) are cleaned."""
-        tag = el.tag
-        if text:
-            if len(text) < _STAMP_CHARS and len(el) == 0 and _is_stamp(text.strip()):
-                return STRONG_HINT
-            if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(text.strip()):
-                return STRONG_HINT
-        attrib = el.attrib
-        if not attrib:
-            if tag not in KEEP_TAGS or tag == "span" or tag == "img":
-                el.tag = _UNWRAP
-            return NO_HINT
-        kept = None
+    def _attribute_hint(self, items: list) -> int:
+        """How strongly an element's attributes (class/id words, ARIA role, hidden flags) mark it as
+        boilerplate; notes the names of attributes no element keeps."""
         names = ""
-        for name, value in attrib.items():
-            if name in _HINT_ATTRS:
-                if name == "class" or name == "id":
-                    names = names + " " + value if names else value
-                elif name == "role":
-                    if value.strip().lower() in BOILERPLATE_ROLES:
-                        return STRONG_HINT
-                elif name == "style":
-                    if style_hides(value):
-                        return STRONG_HINT
-                elif name == "hidden" or (name == "aria-hidden" and value == "true"):
+        for name, value in items:
+            if name in _KEPT_ATTRS:
+                continue
+            self.stripped_attributes.add(name)
+            if name == "class" or name == "id":
+                names = names + " " + value if names else value
+            elif name == "role":
+                if value.strip().lower() in BOILERPLATE_ROLES:
                     return STRONG_HINT
-            elif name in _KEPT_ATTRS:
-                if kept is None:
-                    kept = {}
-                kept[name] = value
-        if names:
-            hint = boilerplate_hint(names)
-            if hint:
-                return hint
-        if tag not in KEEP_TAGS:
-            el.tag = _UNWRAP
-            attrib.clear()
-            return NO_HINT
-        if tag == "img":
-            src = self._image_src(attrib, kept.get("src") if kept else None)
-            if src is None:
-                el.tag = _UNWRAP
-                attrib.clear()
-                return NO_HINT
-            kept = _allowed(kept, tag, self.limits.max_attribute_chars)
-            kept["src"] = src
-        elif kept:
-            kept = _allowed(kept, tag, self.limits.max_attribute_chars)
-            if tag == "a" and "href" in kept:
-                href = self._resolve(kept["href"])
-                if href is None:
-                    del kept["href"]
-                else:
-                    kept["href"] = href
-        attrib.clear()
-        if kept:
-            for name in sorted(kept):
-                attrib[name] = kept[name]
-        elif tag == "span":
-            el.tag = _UNWRAP
-        return NO_HINT
+            elif name == "style":
+                if style_hides(value):
+                    return STRONG_HINT
+            elif name == "hidden" or (name == "aria-hidden" and value == "true"):
+                return STRONG_HINT
+        return boilerplate_hint(names) if names else NO_HINT
 
-    def _image_src(self, attrib, src: str | None) -> str | None:
-        """The real image of an <img>: lazy-loading attributes win over a placeholder src."""
-        src = src.strip() if src else None
-        if not src or (src.startswith("data:") and len(src) < 200):
+    def _clean_element(self, el: etree._Element, items: list) -> None:
+        """Allowed attributes of a surviving element are cleaned (URLs resolved, whitespace collapsed) and
+        put in name order (`stripped_attributes` removes the others)."""
+        tag = el.tag
+        if tag == _UNWRAP:
+            return
+        kept = {name: value for name, value in items if name in _KEPT_ATTRS}
+        if not kept and tag != "img":
+            return
+        final = _allowed(kept, tag, self.limits.max_attribute_chars)
+        if tag == "img":
+            final["src"] = self._image_src(el)
+        elif tag == "a" and "href" in final:
+            href = self._resolve(final["href"])
+            if href is None:
+                del final["href"]
+            else:
+                final["href"] = href
+        elif tag == "span" and not final:
+            el.tag = _UNWRAP
+            return
+        if final != kept or len(final) > 1:  # rewrite: cleaned values, name order
+            attrib = el.attrib
+            for name in kept:
+                del attrib[name]
+            for name in sorted(final):
+                attrib[name] = final[name]
+
+    def _image_src(self, img: etree._Element) -> str | None:
+        """The real image of an <img>: lazy-loading attributes win over a placeholder src (cached per img)."""
+        if img in self._image_srcs:
+            return self._image_srcs[img]
+        src = self._find_image_src(img)
+        self._image_srcs[img] = src
+        return src
+
+    def _find_image_src(self, img: etree._Element) -> str | None:
+        src = (img.get("src") or "").strip()
+        if not src or (src[:5].lower() == "data:" and len(src) < _PLACEHOLDER_CHARS):
+            src = ""  # lazy loading: the real image is in a data-* attribute or srcset
             for name in _LAZY_SRC_ATTRS:
-                lazy = attrib.get(name)
-                if lazy and not lazy.startswith("data:"):
-                    src = lazy.strip()
+                lazy = (img.get(name) or "").strip()
+                if lazy and lazy[:5].lower() != "data:":
+                    src = lazy
                     break
             else:
-                srcset = attrib.get("srcset") or attrib.get("data-srcset")
-                if srcset and not src:
-                    src = srcset.strip().split(",")[0].split()[0] if srcset.strip() else None
+                candidates = (img.get("srcset") or img.get("data-srcset") or "").split(",")[0].split()
+                src = candidates[0] if candidates else ""
         if not src:
             return None
         if src[:5].lower() == "data:":
-            if len(src) > self.limits.max_data_uri_bytes or not src[5:11].lower() == "image/":
+            if len(src) > self.limits.max_data_uri_bytes or src[5:11].lower() != "image/":
                 return None
             return "".join(src.split())
         resolved = self._resolve(src)
@@ -362,8 +386,10 @@ class _Minimizer:
 
 
 def _is_stamp(text: str) -> bool:
-    """A date/time stamp or a photo credit standing alone in its element."""
-    return bool(text) and (DATE_ONLY.fullmatch(text) is not None or PHOTO_CREDIT.match(text) is not None)
+    """A date/time stamp or a photo credit standing alone in its element (text is stripped, not empty)."""
+    if (text[0].isdigit() or text[-1].isdigit()) and DATE_ONLY.fullmatch(text):
+        return True
+    return PHOTO_CREDIT.match(text) is not None
 
 
 def _furniture_holds_content(el: etree._Element, wrapper_chars: float) -> bool:

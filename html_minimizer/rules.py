@@ -59,9 +59,10 @@ _WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu top
 _STATE_PREFIXES = frozenset("has is no not with without enable enabled disable show hide js".split())
 STRONG_WORDS = frozenset(_STRONG)
 WEAK_WORDS = frozenset(_WEAK)
-_LONG_WORDS = tuple(w for w in _WEAK if len(w) >= 5)
-_ANY_HINT = re.compile("|".join(sorted(_STRONG + _WEAK, key=len, reverse=True)), re.I)
-_TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
+_TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_LAYOUT_ALT = "|".join(w for w in _WEAK if len(w) >= 5)
+_LAYOUT_PREFIX = re.compile(f"(?:{_LAYOUT_ALT})")
+_LAYOUT_SUFFIX = re.compile(f"(?:{_LAYOUT_ALT})$")
 NO_HINT, WEAK_HINT, STRONG_HINT = 0, 1, 2
 
 
@@ -74,26 +75,30 @@ def _word_hint(word: str) -> int:
 
 
 @lru_cache(maxsize=65536)
+def _class_name_hint(name: str) -> int:
+    words = [w.lower() for w in _TOKEN.findall(name.split("--")[0])]
+    if len(words) > 1 and len(words[0]) == 1:  # ITCSS/BEM namespace: "c-", "o-", "l-"
+        words = words[1:]
+    if not words or words[0] in _STATE_PREFIXES:
+        return NO_HINT
+    found = max(_word_hint(words[0]), _word_hint(words[-1]), _word_hint("".join(words)))
+    if not found and len(words) == 1:  # one compound word: "entryfooter", "sidebarleft"
+        word = words[0]
+        if _LAYOUT_PREFIX.match(word) or _LAYOUT_SUFFIX.search(word):
+            found = WEAK_HINT
+    return found
+
+
+@lru_cache(maxsize=65536)
 def boilerplate_hint(names: str) -> int:
     """How strongly a class/id string names boilerplate: 'site-footer', 'mainNav', 'share_buttons' ..."""
-    if not _ANY_HINT.search(names):
-        return NO_HINT
     best = NO_HINT
     for name in names.split():
-        words = [w.lower() for w in _TOKEN.findall(name.split("--")[0]) if not w.isdigit()]
-        if len(words) > 1 and len(words[0]) == 1:  # ITCSS/BEM namespace: "c-", "o-", "l-"
-            words = words[1:]
-        if not words or words[0] in _STATE_PREFIXES:
-            continue
-        found = max(_word_hint(words[0]), _word_hint(words[-1]), _word_hint("".join(words)))
-        if not found and len(words) == 1:  # one compound word: "entryfooter", "commentform"
-            word = words[0]
-            for hint in _LONG_WORDS:
-                if word.endswith(hint) or word.startswith(hint):
-                    found = max(found, _word_hint(hint))
-        best = max(best, found)
-        if best == STRONG_HINT:
-            break
+        hint = _class_name_hint(name)
+        if hint > best:
+            best = hint
+            if best == STRONG_HINT:
+                break
     return best
 
 

@@ -3,7 +3,7 @@
 Same tree -> same bytes on every machine: lower-case tags, attributes sorted by name (the CM3 paper relies
 on `alt` before `src`), values always double-quoted with `&<>"` escaped, comments dropped, whitespace runs
 collapsed to one space and removed next to block boundaries. libxml2's XML serialiser does the escaping at
-C speed; two regular expressions turn its empty-element syntax into HTML (`<br>`, `<td></td>`).
+C speed; its empty-element syntax becomes HTML (`<br>`, `<td></td>`).
 """
 
 import re
@@ -21,19 +21,18 @@ def _alternation(tags) -> str:
     return "|".join(sorted(tags, key=lambda t: (-len(t), t)))
 
 
-_WS = re.compile(r"\s+")
 _SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_alternation(BLOCK_TAGS)})[ >])")
 _SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_alternation(BLOCK_TAGS)})(?: [^>]*)?>) ")
-# in libxml2's XML output "/>" only ends an empty element: attribute values escape '>'
-_EMPTY_VOID = re.compile(rf"<({_alternation(VOID_TAGS)})((?: [^>]*)?)/>")
-_EMPTY_OTHER = re.compile(r"<([a-z0-9]+)((?: [^>]*)?)/>")
 _ATTR_WS = re.compile(r"&#(?:9|10|13);")
+_childless = etree.XPath("descendant-or-self::*[not(node())]")
 
 
 def serialize(root: etree._Element) -> str:
     """Serialise an lxml element (without its tail) whose attributes were inserted in sorted order."""
-    xml = etree.tostring(root, encoding=str, with_tail=False)
-    xml = _EMPTY_OTHER.sub(r"<\1\2></\1>", _EMPTY_VOID.sub(r"<\1\2>", xml))
+    for el in _childless(root):
+        if el.tag not in VOID_TAGS:
+            el.text = ""  # written <td></td>, so that every "/>" left below closes a void element
+    xml = etree.tostring(root, encoding=str, with_tail=False).replace("/>", ">")
     if "&#" in xml:
         xml = _ATTR_WS.sub(" ", xml)
     return collapse_whitespace(xml)
@@ -41,7 +40,7 @@ def serialize(root: etree._Element) -> str:
 
 def collapse_whitespace(html: str) -> str:
     """Whitespace runs -> one space, none next to a block tag (a browser would not render it)."""
-    html = _SPACE_BEFORE_BLOCK.sub("", _WS.sub(" ", html))
+    html = _SPACE_BEFORE_BLOCK.sub("", " ".join(html.split()))
     return _SPACE_AFTER_BLOCK.sub(r"\1", html)
 
 
