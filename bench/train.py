@@ -101,6 +101,8 @@ def bench_cpu_step(data: Path, rounds: int, steps: int) -> dict:
     overrides = [
         f"data={data}",
         "preset=small",
+        "d_model=128",
+        "d_ffn=512",
         "seq_len=256",
         "batch_size=8",
         "max_steps=100000",
@@ -204,7 +206,7 @@ def main() -> None:
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="training steps per round")
+    parser.add_argument("--steps", type=int, default=3, help="training steps per round")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
