@@ -118,6 +118,8 @@ class CodeConstraint:
         image[tok.image_code_offset : tok.image_code_offset + tok.n_embed] = True
         self.image_ok = image
         self.quote_ok = torch.tensor([t.startswith('"') for t in self.texts]) & ~image
+        if not self.quote_ok.any():
+            raise ValueError("the vocabulary has no token starting with '\"' to close an image src")
         self.eos_ok = torch.zeros(vocab, dtype=torch.bool)
         self.eos_ok[tok.eos_id] = True
         text_ok = ~image
