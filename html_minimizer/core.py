@@ -48,6 +48,7 @@ _CONTENT_LINK_SHARE = 0.3
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
 # such a text starts or ends with (a cheap filter before the regular expressions)
 _STAMP_CHARS = 120
+_SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
 _STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
 # elements whose attributes may survive; spans that carry no structured data are unwrapped
 _attribute_holders = etree.XPath(
@@ -201,6 +202,7 @@ class _Minimizer:
         lists (menus), go."""
         doomed = []
         stack: list = []
+        link_lists: list = []
         push, pop, doom = stack.append, stack.pop, doomed.append
         attribute_hint, keep_tags, keep_empty = self._attribute_hint, KEEP_TAGS, KEEP_EMPTY_TAGS
         stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
@@ -254,13 +256,19 @@ class _Minimizer:
                     continue
             elif acc[2] >= _MIN_LINKS and acc[1] > _LINK_DENSITY * chars and chars < wrapper_chars:
                 doom(el)
+                link_lists.append(el)
                 continue
             parent[0] += chars
             parent[1] += acc[1]
             parent[2] += acc[2]
             parent[3] += acc[3]
+        headings = [el.getprevious() for el in link_lists]
         for el in doomed:
             _remove(el)
+        for heading in headings:  # "Related posts", "Read more": a heading left ending its section
+            if heading is not None and heading.tag in _SUBHEADINGS and heading.getnext() is None:
+                if heading.getparent() is not None and not (heading.tail or "").strip():
+                    _remove(heading)
         for el in _attribute_holders(body):
             self._clean_element(el, el.items())
         for el in _bare_spans(body):
