@@ -38,6 +38,7 @@ SNIFFED_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet
 REFUSED_IMAGE_TYPES = frozenset({"image/svg+xml"})
 CHUNK_BYTES = 64 * 1024
 ROBOTS_CACHE_SIZE = 1024
+HOST_SLOTS_KEPT = 10_000
 ROBOTS_MAX_BYTES = 512 * 1024
 # Well-known metadata endpoints; all are non-global anyway, listed so the intent is explicit.
 METADATA_ADDRESSES = frozenset(
@@ -255,7 +256,10 @@ class ImageFetcher:
             adapter = GuardedAdapter(address_policy(self.options))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            session.headers.update({"User-Agent": self.options.user_agent, "Accept": "image/*"})
+            # identity: images are compressed already, and a gzip body could inflate past the byte cap per read
+            session.headers.update(
+                {"User-Agent": self.options.user_agent, "Accept": "image/*", "Accept-Encoding": "identity"}
+            )
             self._local.session = session
         return session
 
@@ -364,6 +368,8 @@ class ImageFetcher:
             now = time.monotonic()
             slot = max(now, self._next_slot.get(host, now))
             self._next_slot[host] = slot + self.options.per_host_interval
+            if len(self._next_slot) > HOST_SLOTS_KEPT:  # forget hosts whose slot has passed
+                self._next_slot = {h: t for h, t in self._next_slot.items() if t > now}
         if slot > deadline:
             raise _Failure(FetchOutcome.TIMEOUT, f"politeness wait for {host} exceeds the time budget")
         if slot > now:
