@@ -391,7 +391,10 @@ class Trainer:
                     "mfu": mfu,
                 }
                 self._log(last)
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}", mfu=f"{mfu:.1%}" if mfu else "n/a")
+                mfu_text = f"{mfu:.1%}" if mfu is not None else "n/a"
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}", mfu=mfu_text)
+                if bar.disable and rt.is_main:
+                    log.info("step %d: loss %.4f, %.0f tokens/s, MFU %s", self.step, loss, tok_s, mfu_text)
                 window_start, window_steps = time.perf_counter(), 0
             if cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
                 metrics = self.evaluate()

@@ -137,7 +137,7 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_p
         "--data",
         str(token_shards),
         *TINY,
-        "max_steps=120",
+        "max_steps=60",
         "log_every=1",
         "ckpt_every=10",
         "eval_every=0",
