@@ -24,18 +24,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.cli import main as cli_main  # noqa: E402
-from pipeline.cli import sample_inputs  # noqa: E402
+from pipeline.make_sample_corpus import corpus_copy  # noqa: E402
 
 
 def make_corpus(directory: Path, copies: int) -> list[str]:
-    """The sample files, copied `copies` times (URLs repeat, so URL dedup keeps one of each: the work
-    up to dedup grows with copies, the documents written do not)."""
+    """`copies` copies of the sample corpus under distinct host names (distinct pages and images)."""
     paths = []
     for i in range(copies):
-        for source in sample_inputs():
-            target = directory / f"copy{i}-{Path(source).name}"
-            shutil.copyfile(source, target)
-            paths.append(str(target))
+        warc, dump = corpus_copy(i)
+        (directory / f"copy{i}.warc.gz").write_bytes(warc)
+        (directory / f"copy{i}.ndjson.tar.gz").write_bytes(dump)
+        paths += [str(directory / f"copy{i}.warc.gz"), str(directory / f"copy{i}.ndjson.tar.gz")]
     return paths
 
 

@@ -634,6 +634,29 @@ def build_wikipedia_dump() -> bytes:
     return gzip.compress(tar_bytes.getvalue(), mtime=0)
 
 
+def corpus_copy(index: int) -> tuple[bytes, bytes]:
+    """(WARC, dump) of the same corpus under other host names, so copies are distinct pages and images
+    (for benchmarks: a bigger corpus with the same mix; the prose repeats, so span dedup removes it)."""
+    global SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE
+    saved = (SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE)
+    rename = {
+        "harbourtown-herald.example": f"copy{index}.herald.example",
+        "wikipedia.org": f"copy{index}.wiki.example",
+    }
+
+    def moved(url: str) -> str:
+        for old, new in rename.items():
+            url = url.replace(old, new)
+        return url
+
+    try:
+        SITE, IMG, WIKI, UPLOAD, BROKEN_IMAGE = map(moved, (SITE, IMG, WIKI, UPLOAD, BROKEN_IMAGE))
+        PHOTOS = {name: moved(url) for name, url in PHOTOS.items()}
+        return build_warc(), build_wikipedia_dump()
+    finally:
+        SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE = saved
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "news.warc.gz").write_bytes(build_warc())

@@ -84,6 +84,9 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert counts["minimize.error.NotHTML"] == 1  # the binary record served as text/html
     assert not any(name.startswith("error.") for name in counts)  # no stage needed its safety net
     assert report["images"]["codes_written"] == counts["images.encoded"] >= 10
+    failed = sum(n for name, n in counts.items() if name.startswith("images.failed."))
+    assert counts["images.unique"] == counts["images.encoded"] + failed  # each unique image resolved once
+    assert counts["images.refs_kept"] + counts["images.refs_removed"] > counts["images.unique"]  # shared images
     assert report["funnel"][-1]["docs"] == len(docs)
 
 
