@@ -17,7 +17,7 @@ import torch
 
 from .config import CM3Config
 from .tokenizer import CM3Tokenizer
-from .transformer import CM3Transformer, sinusoidal_table
+from .transformer import CM3Transformer
 
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
 
@@ -120,8 +120,7 @@ def load_checkpoint(
     state = torch.load(ckpt / "model.pt", map_location=device, weights_only=True)
     model = model.to_empty(device=device)
     model.load_state_dict(state)
-    if cfg.positions == "sinusoidal":  # non-persistent buffer: rebuild after to_empty
-        model.pos_table = sinusoidal_table(cfg.max_seq_len, cfg.d_model).to(device)
+    model.init_buffers()
     return model.eval(), tokenizer, cfg
 
 

@@ -157,14 +157,14 @@ class Trainer:
         self.val_split = TokenSplit.open(data, "validation") if "validation" in manifest["splits"] else None
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.raw_model = CM3Transformer(self.model_cfg).to(self.rt.device)
-        self.n_params = self.raw_model.num_params()
-        self.flops_per_token = flops_per_token(
-            self.model_cfg,
-            self.raw_model.num_params(include_embeddings=False) + tok.vocab_size * self.model_cfg.d_model,
-            cfg.seq_len,
+        self.model = self._build_model()
+        self.raw_model = self.model.module if hasattr(self.model, "module") else self.model
+        self.n_params = sum(p.numel() for p in self.raw_model.parameters())
+        # the tied embedding counts once, as the output projection's matmul; position lookups cost nothing
+        matmul_params = self.n_params - (
+            self.raw_model.pos_embed.weight.numel() if self.model_cfg.positions == "learned" else 0
         )
-        self.model = self._parallelize(self.raw_model)
+        self.flops_per_token = flops_per_token(self.model_cfg, matmul_params, cfg.seq_len)
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -180,32 +180,47 @@ class Trainer:
         self._resume()
 
     # ---- setup
-    def _parallelize(self, model: CM3Transformer) -> torch.nn.Module:
+    def _build_model(self) -> torch.nn.Module:
+        """Plain, DDP-wrapped, or FSDP-sharded model (built on the meta device and filled from rank 0's
+        host-memory init, so a 13B model never exists whole on a GPU)."""
         cfg, rt = self.cfg, self.rt
-        if cfg.compile:
-            model.compile()
-        if rt.world_size == 1:
-            return model
         parallel = cfg.parallel
         if parallel == "auto":
             parallel = "fsdp" if cfg.preset in FSDP_PRESETS else "ddp"
-        if parallel == "ddp":
-            from torch.nn.parallel import DistributedDataParallel
-
-            return DistributedDataParallel(
-                model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
-            )
-        if parallel == "fsdp":
+        if parallel not in ("ddp", "fsdp"):
+            raise ValueError(f"parallel must be auto, ddp or fsdp, not {cfg.parallel!r}")
+        if rt.world_size > 1 and parallel == "fsdp":
             try:
                 from torch.distributed.fsdp import fully_shard
             except ImportError as e:  # public since torch 2.6
                 raise ValueError(
                     "parallel=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)"
                 ) from e
+            with torch.device("meta"):
+                model = CM3Transformer(self.model_cfg)
             for block in model.layers:
                 fully_shard(block)
-            return fully_shard(model)
-        raise ValueError(f"parallel must be auto, ddp or fsdp, not {cfg.parallel!r}")
+            fully_shard(model)
+            model.to_empty(device=rt.device)
+            # rank 0 initialises the whole model in host memory and broadcasts the shards: the same
+            # weights as a single-process run with this seed, whatever the number of processes
+            full = CM3Transformer(self.model_cfg).state_dict() if rt.is_main else {}
+            opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+            set_model_state_dict(model, full, options=opts)
+            model.init_buffers()
+            if cfg.compile:
+                model.compile()
+            return model
+        model = CM3Transformer(self.model_cfg).to(rt.device)
+        if cfg.compile:
+            model.compile()
+        if rt.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(
+            model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None
+        )
 
     # ---- one optimisation step
     def _autocast(self):

@@ -112,16 +112,21 @@ class CM3Transformer(nn.Module):
         if cfg.positions == "learned":
             self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         else:
-            self.register_buffer(
-                "pos_table", sinusoidal_table(cfg.max_seq_len, cfg.d_model), persistent=False
-            )
+            self.register_buffer("pos_table", torch.empty(cfg.max_seq_len, cfg.d_model), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)
         self.reset_parameters()
 
+    def init_buffers(self) -> None:
+        """Fill the non-persistent buffers (after `to_empty` from the meta device, state dicts omit them)."""
+        if self.config.positions == "sinusoidal":
+            table = sinusoidal_table(self.config.max_seq_len, self.config.d_model)
+            self.pos_table = table.to(device=self.pos_table.device)
+
     def reset_parameters(self) -> None:
         """GPT-2/fairseq init: N(0, 0.02) linears, residual outputs scaled by 1/sqrt(2L), embeddings d^-0.5."""
+        self.init_buffers()
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
