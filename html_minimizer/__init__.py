@@ -2,12 +2,13 @@
 boilerplate, scripts and non-structured attributes removed, deterministic serialisation."""
 
 from .core import minimize
-from .errors import InputTooLarge, MinimizeError, NotHTML
+from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
 from .images import replace_images
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 
 __all__ = [
+    "BadMarkup",
     "ImageRef",
     "InputTooLarge",
     "Limits",

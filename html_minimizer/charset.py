@@ -7,6 +7,8 @@ so the parser runs with one fixed encoding and never guesses.
 import codecs
 import re
 
+from .errors import NotHTML
+
 _BOMS = (
     (codecs.BOM_UTF8, "utf-8"),
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -28,9 +30,6 @@ _SUPERSETS = {
     "euc_kr": "cp949",
     "shift_jis": "cp932",
     "big5": "big5hkscs",
-    "utf-16": "utf-8",  # a <meta> in a byte stream that is ASCII-compatible cannot be honest about UTF-16
-    "utf-16-le": "utf-8",
-    "utf-16-be": "utf-8",
 }
 # C0 controls but tab/newline/carriage return, and DEL: not allowed in XML (nor are U+FFFE/U+FFFF)
 _CONTROLS = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
@@ -61,15 +60,23 @@ def text_codec(label: str | None) -> str | None:
 
 def sniff_meta_charset(raw: bytes) -> str | None:
     m = _META_CHARSET.search(raw, 0, _META_SCAN_BYTES)
-    return text_codec(m.group(1).decode("ascii")) if m else None
+    codec = text_codec(m.group(1).decode("ascii")) if m else None
+    # a <meta> readable as ASCII cannot be honest about UTF-16/32 (WHATWG: read it as UTF-8)
+    return "utf-8" if codec and codec.startswith(("utf-16", "utf-32", "utf_16", "utf_32")) else codec
 
 
 def to_clean_utf8(raw: bytes | str, charset: str | None = None) -> tuple[bytes, str]:
-    """Return (valid UTF-8 bytes without XML-forbidden characters, name of the encoding used)."""
+    """Return (valid UTF-8 bytes without XML-forbidden characters, name of the encoding used).
+
+    Raises NotHTML for binary data: more than 5% control characters in the first KiB once decoded
+    (images, archives; UTF-16 text decodes without them)."""
     if isinstance(raw, str):
         data, used = raw.encode("utf-8", errors="replace"), "unicode"
     else:
         data, used = _decode_bytes(raw, charset)
+    head = data[:1024]
+    if len(head) - len(head.translate(None, _CONTROLS)) > len(head) // 20:
+        raise NotHTML("binary data (control characters in its first KiB)")
     data = data.translate(None, _CONTROLS)
     if b"\xef\xbf" in data:
         data = _NONCHARACTERS.sub(b"", data)

@@ -1,5 +1,6 @@
 """Raw HTML -> minimal HTML (CM3 section 3.1): see docs/html_minimizer.md for the rules and budgets."""
 
+import functools
 import re
 import threading
 from urllib.parse import urljoin
@@ -7,7 +8,7 @@ from urllib.parse import urljoin
 from lxml import etree
 
 from .charset import to_clean_utf8
-from .errors import InputTooLarge, NotHTML
+from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 from .rules import (
@@ -54,6 +55,8 @@ _STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
 _attribute_holders = etree.XPath(
     ".//img | .//*[@href or @src or @alt or @title or @itemprop or @itemscope or @itemtype or @itemid]"
 )
+_with_attributes = etree.XPath(".//*[@*]")
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _bare_spans = etree.XPath(".//span[not(@itemprop or @itemscope or @itemtype or @itemid)]")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # a link list or menu: at least this many links whose text is most of the text
@@ -96,32 +99,34 @@ def minimize(
         raise NotHTML(f"unparseable: {e}") from None
     if root is None:
         raise NotHTML("nothing to parse")
-    return _Minimizer(root, url, limits).run()
+    try:
+        return _Minimizer(root, url, limits).run()
+    except MinimizeError:
+        raise
+    except ValueError as e:  # lxml refuses a name or string that the parser let through
+        raise BadMarkup(f"markup lxml cannot process: {e}") from None
 
 
 def _cap_attributes(data: bytes, n_tags: int, max_attributes: int) -> bytes:
-    """libxml2 checks attribute names pairwise: a tag with 10^6 attributes would take hours. Such a tag loses
-    all its attributes before parsing. Cheap counts decide whether a page could hold such a tag at all."""
-    suspicious = data.count(b"=") > _BOMB_GATE or len(data) > 256 * n_tags + _BOMB_GATE
-    if not suspicious or not _LONG_TAG.search(data):
-        return data
-
-    def cap(m: re.Match) -> bytes:
-        attrs = m.group(2)
-        if len(attrs) > 2 * max_attributes and len(_ATTR.findall(attrs)) > max_attributes:
-            return b"<" + m.group(1) + b">"
-        return m.group(0)
-
-    return _TAG.sub(cap, data)
+    """libxml2 compares attribute names pairwise: a tag with 10^6 attributes would take hours. A tag with more
+    than max_attributes loses all of them before parsing. Cheap counts decide whether a page could hold such
+    a tag: many '=' (values, maybe quoting '<' and '>'), or few tags for its size (valueless attributes)."""
+    if data.count(b"=") > _BOMB_GATE or (len(data) > 256 * n_tags + _BOMB_GATE and _LONG_TAG.search(data)):
+        return _overloaded_tag(max_attributes).sub(rb"<\1>", data)
+    return data
 
 
-_ATTR = re.compile(rb"""[^\s<>="'/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']*))?""")
-_TAG = re.compile(
-    rb"""<([A-Za-z][^\s<>/]*)((?:\s+[^\s<>="'/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']*))?)*)"""
-)
+_ATTRIBUTE = rb"""\s+[^\s<>="'/]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s<>"']*))?"""
+
+
+@functools.lru_cache(maxsize=8)
+def _overloaded_tag(max_attributes: int) -> re.Pattern:
+    """A whole start tag with more than max_attributes attributes (matched once, left to right)."""
+    return re.compile(rb"<([A-Za-z][^\s<>/]*)(?:%s){%d,}\s*/?>?" % (_ATTRIBUTE, max_attributes + 1))
+
+
 _LONG_TAG = re.compile(rb"<[a-zA-Z][^<>]{4096}")
-# a page with few '=' and ordinary tag density cannot hide a tag with thousands of attributes; other pages
-# are searched for long tags
+# a page with fewer '=' and ordinary tag density cannot hide a tag with thousands of attributes
 _BOMB_GATE = 20_000
 
 
@@ -179,7 +184,6 @@ class _Minimizer:
             if key.lower().endswith((":image", ":url", ":image:url", ":image:secure_url")):
                 content = self._resolve(content) or content
             metas.append({key_attr: key, "content": content})
-        metas.sort(key=lambda m: sorted(m.items()))
         return title or None, metas
 
     def _clean(self, body: etree._Element) -> None:
@@ -273,8 +277,17 @@ class _Minimizer:
             self._clean_element(el, el.items())
         for el in _bare_spans(body):
             el.tag = _UNWRAP
-        if self.stripped_attributes:
-            etree.strip_attributes(body, *self.stripped_attributes)
+        names = self.stripped_attributes
+        valid = [name for name in names if _ATTRIBUTE_NAME.match(name)]
+        if valid:
+            etree.strip_attributes(body, *valid)
+        if len(valid) < len(names):  # names lxml cannot look up (garbage input): rebuild every attribute set
+            for el in _with_attributes(body):
+                kept = [(name, value) for name, value in el.items() if name in _KEPT_ATTRS]
+                if len(kept) < len(el.attrib):
+                    el.attrib.clear()
+                    for name, value in kept:
+                        el.set(name, value)
 
     def _attribute_hint(self, items: list) -> int:
         """How strongly an element's attributes (class/id words, ARIA role, hidden flags) mark it as

@@ -11,3 +11,7 @@ class InputTooLarge(MinimizeError):
 
 class NotHTML(MinimizeError):
     """The input does not look like text/HTML (binary data, no markup, nothing left to parse)."""
+
+
+class BadMarkup(MinimizeError):
+    """The markup parsed but holds names or characters lxml cannot process (garbage input)."""

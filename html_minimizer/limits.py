@@ -21,4 +21,4 @@ class Limits:
     max_attributes: int = 1_000
     max_attribute_chars: int = 4_096
     max_data_uri_bytes: int = 1_000_000
-    max_output_chars: int = 5_000_000
+    max_output_chars: int = 10_000_000
