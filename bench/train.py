@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import tempfile
@@ -100,6 +99,7 @@ class PlainGPT(nn.Module):
 def bench_cpu_step(data: Path, rounds: int, steps: int) -> dict:
     overrides = [
         f"data={data}",
+        "device=cpu",
         "preset=small",
         "d_model=128",
         "d_ffn=512",
@@ -229,14 +229,12 @@ def main() -> None:
         if args.device == "cuda" and torch.cuda.is_available():
             gpu = bench_gpu_mfu(data, steps=20)
             print(
-                f"GPU: 125m preset, seq 2048, batch 8, bf16, torch.compile on {gpu['gpu']}: "
+                f"GPU: 125m preset (vocab {tok.vocab_size}), seq 2048, batch 8, bf16, torch.compile on {gpu['gpu']}: "
                 f"{gpu.get('tokens_per_s', 'n/a')} tokens/s, MFU {gpu.get('mfu_pct', gpu.get('mfu'))} % (target >= 40 %)"
             )
         else:
             reason = "--device cuda not given" if args.device == "cpu" else "no CUDA device present"
             print(f"GPU MFU (125m, seq 2048, bf16): not measured ({reason}); never estimated")
-    if math.isnan(step["overhead_pct"]):
-        sys.exit(1)
 
 
 if __name__ == "__main__":
