@@ -86,7 +86,8 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert report["images"]["codes_written"] == counts["images.encoded"] >= 10
     failed = sum(n for name, n in counts.items() if name.startswith("images.failed."))
     assert counts["images.unique"] == counts["images.encoded"] + failed  # each unique image resolved once
-    assert counts["images.refs_kept"] + counts["images.refs_removed"] > counts["images.unique"]  # shared images
+    references = counts["images.refs_kept"] + counts["images.refs_removed"]
+    assert references > counts["images.unique"]  # some images are shared by several documents
     assert report["funnel"][-1]["docs"] == len(docs)
 
 
