@@ -55,6 +55,16 @@ _STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
 _attribute_holders = etree.XPath(
     ".//img | .//*[@href or @src or @alt or @title or @itemprop or @itemscope or @itemtype or @itemid]"
 )
+_BLOCKS_IN_P = (
+    "div p ul ol dl table h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details address hr"
+)
+_paragraphs_with_blocks = etree.XPath(
+    ".//p[" + " or ".join(f"descendant::{tag}" for tag in _BLOCKS_IN_P.split()) + "]"
+)
+_nested_links = etree.XPath(".//a//a")
+_table_parts_outside_tables = etree.XPath(
+    "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
+)
 _with_attributes = etree.XPath(".//*[@*]")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _bare_spans = etree.XPath(".//span[not(@itemprop or @itemscope or @itemtype or @itemid)]")
@@ -197,6 +207,7 @@ class _Minimizer:
                 _remove(el)
         self._drop_boilerplate(body, wrapper_chars)
         etree.strip_tags(body, _UNWRAP)
+        _keep_parse_stable(body)
         self._fold_divs(body)
 
     def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> None:
@@ -411,6 +422,19 @@ def _is_stamp(text: str) -> bool:
     if (text[0].isdigit() or text[-1].isdigit()) and DATE_ONLY.fullmatch(text):
         return True
     return PHOTO_CREDIT.match(text) is not None
+
+
+def _keep_parse_stable(body: etree._Element) -> None:
+    """Unwrapping can put a block inside a <p> (or a link inside a link), which an HTML parser would split
+    when reading the minimal HTML back; such a <p> becomes a <div>, the inner link, like table cells and
+    rows outside any table, loses its tag."""
+    for p in _paragraphs_with_blocks(body):
+        p.tag = "div"
+    misplaced = _nested_links(body) + _table_parts_outside_tables(body)
+    if misplaced:
+        for el in misplaced:
+            el.tag = _UNWRAP
+        etree.strip_tags(body, _UNWRAP)
 
 
 def _furniture_holds_content(el: etree._Element, wrapper_chars: float) -> bool:
