@@ -8,6 +8,7 @@ Unknown `--flags` are Beam pipeline options and pass through unchanged (`--runne
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -183,14 +184,30 @@ def run_command(argv: list[str]) -> int:
         client.close()
     elapsed = time.monotonic() - started
     report_path = beam.io.filesystems.FileSystems.join(args.output, "report.json")
-    import json
-
     summary = json.loads(shards.read_bytes(report_path))
     print(report_table(summary))
+    print("\n" + metrics_check(result, summary["counts"]))
     print(
         f"\nfinished in {elapsed:.1f}s; report: {report_path} (+ report.html), verify: cm3-data verify {args.output}"
     )
     return 0
+
+
+def metrics_check(result, counts: dict[str, int]) -> str:
+    """Compare the runner's Beam counters (namespace cm3) with the funnel computed from data."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from pipeline.graph import NAMESPACE
+
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except (NotImplementedError, AttributeError, KeyError):
+        return "Beam metrics: not reported by this runner (the funnel above is computed from the data)"
+    metrics = {counter.key.metric.name: counter.committed for counter in counters}
+    differ = sorted(name for name, n in counts.items() if metrics.get(name) != n)
+    if differ:
+        return f"Beam metrics: {len(differ)} counters differ from the data counts: {', '.join(differ[:5])}"
+    return f"Beam metrics: {len(counts)} counters agree with the data counts"
 
 
 def verify_command(argv: list[str]) -> int:
