@@ -404,7 +404,9 @@ def jpeg(name: str, max_side: int = 320) -> bytes:
 
 
 def tiny_png_data_uri() -> str:
-    image = Image.new("RGB", (24, 24), (200, 40, 40))
+    y, x = np.mgrid[0:64, 0:64]
+    pixels = np.stack([x * 4, y * 4, (x * 7) ^ (y * 13)], axis=-1).astype(np.uint8)
+    image = Image.fromarray(pixels, "RGB")  # a colour pattern: a real inline image, not a 1x1 placeholder
     out = io.BytesIO()
     image.save(out, format="PNG")
     return "data:image/png;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -546,7 +548,7 @@ def build_warc() -> bytes:
                 "taken.",
             ],
             [
-                (tiny_png_data_uri(), "A red square sent by a reader", "A reader's test image."),
+                (tiny_png_data_uri(), "A colour pattern sent by a reader", "A reader's test image."),
                 (BROKEN_IMAGE, "A photo that was damaged during upload", "This upload was damaged."),
             ],
         ),

@@ -96,6 +96,7 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert counts["dedup.span_blocks_dropped"] >= 3
     assert counts["images.records_unused"] >= 1  # the colour wheel photo no page shows
     assert any(name.startswith("images.failed.decode") for name in counts)  # the damaged JPEG record
+    assert counts["images.source.data_uri"] == 1  # the inline data: URI image was encoded too
     assert counts["minimize.error.NotHTML"] == 1  # the binary record served as text/html
     assert not any(name.startswith("error.") for name in counts)  # no stage needed its safety net
     assert report["images"]["codes_written"] == counts["images.encoded"] >= 10
