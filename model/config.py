@@ -97,6 +97,37 @@ class TrainConfig:
     keep_last: int = 3
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        choices = {
+            "objective": ("cm3", "clm"),
+            "positions": ("sinusoidal", "learned"),
+            "device": ("auto", "cpu", "cuda"),
+            "precision": ("auto", "bf16", "fp32"),
+            "parallel": ("auto", "ddp", "fsdp"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config {name}: {getattr(self, name)!r} is not one of {allowed}")
+        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"config {name} must be >= 1")
+        for name in ("d_model", "n_layers", "n_heads", "d_ffn"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"config {name} must be >= 1")
+        for name in (
+            "warmup_steps",
+            "eval_every",
+            "eval_batches",
+            "ckpt_every",
+            "lr",
+            "end_lr",
+            "weight_decay",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"config {name} must be >= 0")
+        if not 0.0 <= self.dropout < 1.0 or self.clip_norm <= 0 or self.adam_eps <= 0:
+            raise ValueError("config: dropout must be in [0, 1), clip_norm and adam_eps > 0")
+
     def model_config(self, vocab_size: int, pad_id: int | None = None) -> CM3Config:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
@@ -123,7 +154,7 @@ class TrainConfig:
         """Read a yaml/json file (json is yaml) and apply `key=value` overrides, type-checked."""
         values: dict[str, Any] = {}
         if path is not None:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
+            loaded = _yaml(Path(path).read_text(), str(path)) or {}
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys")
             values.update(loaded)
@@ -131,7 +162,7 @@ class TrainConfig:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
-            values[key.strip()] = yaml.safe_load(raw)
+            values[key.strip()] = _yaml(raw, item)
         return cls.from_dict(values)
 
     @classmethod
@@ -145,6 +176,13 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not valid yaml: {e}") from e
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

@@ -6,10 +6,13 @@ import signal
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model import TrainConfig, load_checkpoint
 from model.checkpoint import list_checkpoints
@@ -95,6 +98,29 @@ def test_config_file_and_overrides(tmp_path):
             TrainConfig.load(None, bad)
     with pytest.raises(ValueError, match="preset"):
         TrainConfig.load(None, ["preset=huge"]).model_config(10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(sorted(TrainConfig.__dataclass_fields__)), raw=st.text(max_size=30))
+def test_any_override_parses_or_is_a_typed_error(key, raw):
+    try:
+        cfg = TrainConfig.load(None, [f"{key}={raw}"])
+    except ValueError:
+        return
+    value = getattr(cfg, key)
+    hint = typing.get_type_hints(TrainConfig)[key]
+    allowed = tuple(typing.get_origin(t) or t for t in (typing.get_args(hint) or (hint,)))
+    if isinstance(value, bool):
+        assert bool in allowed
+    else:
+        assert isinstance(value, allowed), (key, value, hint)
+
+
+@settings(max_examples=100, deadline=None)
+@given(steps=st.integers(1, 10**6), lr=st.floats(1e-6, 1.0), batch=st.integers(1, 4096))
+def test_numeric_overrides_round_trip(steps, lr, batch):
+    cfg = TrainConfig.load(None, [f"max_steps={steps}", f"lr={lr!r}", f"batch_size={batch}"])
+    assert (cfg.max_steps, cfg.lr, cfg.batch_size) == (steps, lr, batch)
 
 
 def test_lr_schedule_warmup_then_polynomial_decay():
