@@ -47,6 +47,9 @@ PHOTOS = {
     "moon": f"{UPLOAD}/thumb/e/e1/Full_Moon_Luc_Viatour.jpg",
     "motorcycle_left": f"{IMG}/motorcycle-show.jpg",
     "logo": f"{UPLOAD}/thumb/3/38/Scikit_image_logo.png",
+    "camera": f"{IMG}/photo-club-portrait.jpg",
+    "brick": f"{IMG}/old-mill-wall.jpg",
+    "grass": f"{IMG}/park-meadow.jpg",
     "colorwheel": f"{IMG}/unused-colour-wheel.jpg",
 }
 BROKEN_IMAGE = f"{IMG}/damaged-upload.jpg"
@@ -255,6 +258,105 @@ NEWS = [
     ),
 ]
 
+NEWS += [
+    (
+        "photography-club-exhibition",
+        "Photography club shows a century of street portraits",
+        [
+            "The Harbourtown photography club has opened an exhibition of black and white street portraits in "
+            "the town hall foyer. The oldest photograph was taken on a glass plate more than a hundred years "
+            "ago. Club members printed the newer pictures themselves in a shared darkroom.",
+            "The curator said the exhibition shows how the faces and clothes of the town have changed. Many "
+            "visitors have recognised relatives in the older pictures. The club is collecting their stories "
+            "for a small book.",
+            "The exhibition is open on weekdays until the end of the month. The club also runs a beginners' "
+            "course on Thursday evenings, and cameras can be borrowed for the first few weeks.",
+        ],
+        [
+            (
+                "camera",
+                "A photographer standing behind a camera on a tripod",
+                "A portrait from the exhibition.",
+            )
+        ],
+    ),
+    (
+        "old-mill-restoration",
+        "Restoration of the old mill reaches the roof",
+        [
+            "Builders working on the old mill by the river have started to replace its roof. The brick walls "
+            "were repaired over the winter using bricks recovered from a demolished barn. The work is being "
+            "paid for by a heritage grant and local donations.",
+            "The mill was built in the eighteenth century and ground flour for the town for almost two "
+            "hundred years. It has stood empty since the nineteen sixties. Volunteers hope to turn the ground "
+            "floor into a small museum and a cafe.",
+            "The restoration trust will hold an open day in September. Visitors will be able to see the "
+            "original millstones and the new water wheel. Guided tours start every hour from the car park.",
+        ],
+        [("brick", "A weathered brick wall", "The repaired brick wall of the mill.")],
+    ),
+    (
+        "park-meadow-project",
+        "Wildflower meadow returns to the town park",
+        [
+            "Part of the town park will no longer be mowed every week, so that a wildflower meadow can grow. "
+            "Gardeners have sown seeds of native flowers along the lake. They say the meadow will attract "
+            "bees, butterflies and birds.",
+            "Some residents were unhappy at first and worried that the park would look untidy. The council "
+            "has put up signs that explain the project. Paths through the meadow will still be cut regularly.",
+            "Schools have been invited to count insects in the meadow during the summer term. The results "
+            "will be compared with counts from the mowed lawns nearby. The first report is expected in the "
+            "autumn.",
+        ],
+        [("grass", "Close-up of long grass", "The meadow in its first summer.")],
+    ),
+    (
+        "school-science-fair",
+        "Pupils build water filters for the school science fair",
+        [
+            "More than sixty pupils took part in the secondary school's science fair on Friday. The winning "
+            "team built a water filter from sand, gravel and charcoal. Their filter removed almost all of the "
+            "mud from a sample of river water.",
+            "Other projects included a weather station, a solar oven and a study of how quickly different "
+            "plastics break down. The judges were teachers and two engineers from the water company. They "
+            "praised the careful notes that many pupils kept.",
+            "The best three projects will go to the regional fair in the spring. The school hopes to take a "
+            "bus of supporters along. Parents can see the projects in the school hall until Wednesday.",
+        ],
+        [],
+    ),
+    (
+        "ferry-timetable-changes",
+        "Island ferry adds evening crossings this summer",
+        [
+            "The ferry company will add two evening crossings to the island from the first week of June. The "
+            "last boat will leave the harbour at half past nine. Islanders have asked for later crossings for "
+            "many years.",
+            "The company said more visitors are staying on the island for dinner and concerts. The new "
+            "crossings will run every day until the middle of September. Tickets can be bought online or at "
+            "the harbour office.",
+            SYNDICATED,
+        ],
+        [],
+    ),
+    (
+        "market-street-bakery",
+        "Family bakery celebrates fifty years on Market Street",
+        [
+            "A family bakery on Market Street celebrated its fiftieth birthday on Saturday with free cake for "
+            "every customer. The bakery was opened by a young couple who had just moved to the town. Their "
+            "daughter and grandson now run it together.",
+            "The shop still bakes its bread in the original brick oven at the back. Regular customers queued "
+            "from early morning for the famous seed loaf. Some of them have bought their bread there for "
+            "decades.",
+            "The owners thanked the town for its loyalty and said they have no plans to retire. They will "
+            "start selling coffee next month. A small photo exhibition in the window tells the story of the "
+            "shop.",
+        ],
+        [("coffee", "A cup of coffee with latte art on a saucer", "Coffee will be on sale from next month.")],
+    ),
+]
+
 GERMAN = (
     "stadtfest-am-hafen",
     "Stadtfest am Hafen zieht viele Besucher an",
@@ -378,6 +480,34 @@ WIKI_ARTICLES = [
             ("coins", "Coins on a table", "A group of coins."),
             ("logo", "A project logo", "A logo with transparency."),
         ],
+    ),
+    (
+        "Lighthouse",
+        [
+            "A lighthouse is a tower, building or other structure designed to emit light from a system of "
+            "lamps and lenses. It serves as a navigational aid for maritime pilots at sea or on inland "
+            "waterways.[1]",
+            "Lighthouses mark dangerous coastlines, hazardous shoals, reefs and safe entries to harbours. They "
+            "can also assist in aerial navigation. Once widely used, the number of operational lighthouses has "
+            "declined because of the expense of maintenance and the rise of electronic navigation systems.",
+            "Most modern lighthouses are automated and no longer have resident keepers. Many old lighthouses "
+            "have been turned into museums or holiday homes.[2]",
+        ],
+        [],
+    ),
+    (
+        "Harbour",
+        [
+            "A harbour is a sheltered body of water where ships, boats and barges can be moored. The term is "
+            "often used interchangeably with port, which is a man-made facility built for loading and "
+            "unloading vessels.[1]",
+            "Harbours can be natural or artificial. An artificial harbour can have deliberately constructed "
+            "breakwaters, sea walls or jetties. A natural harbour is a landform where a section of a body of "
+            "water is protected and deep enough to allow anchorage.",
+            "Many of the world's great cities grew around natural harbours. Harbours remain important for "
+            "fishing, trade and recreation, and some host ferries to nearby islands.[2]",
+        ],
+        [("moon", "The full Moon above a harbour", "Moonrise over a harbour.")],
     ),
 ]
 

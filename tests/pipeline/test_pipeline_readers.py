@@ -132,7 +132,7 @@ def test_arc_files(tmp_path):
 
 def test_wikipedia_dump_sample_and_bad_lines(tmp_path):
     pages, _, counts = summarize(SAMPLE / "enwiki-sample.ndjson.tar.gz")
-    assert len(pages) == 6 and all(p.source == "wikipedia" for p in pages)
+    assert len(pages) == 8 and all(p.source == "wikipedia" for p in pages)
     assert all(p.url.startswith("https://en.wikipedia.org/wiki/") for p in pages)
     assert counts["read.bad_wikipedia_line"] == 1
     lines = [json.dumps({"url": "https://w.example/A", "article_body": {"html": "<p>A</p>"}}), "[1,2]", "{}"]
