@@ -91,7 +91,12 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
 
 def read_input(path: str, limit: int | None = None) -> Iterator[Item]:
     """All items of one input file; never raises for bad content (counted as `read.*` events)."""
-    kind = input_kind(path)
+    try:
+        kind = input_kind(path)
+    except ValueError:
+        LOG.warning("skipping %s: not a WARC/ARC/dump/HTML file name", path)
+        yield Count("read.skipped_unknown_file_type")
+        return
     yield Count(f"read.files.{kind}")
     try:
         reader = {"warc": _read_warc, "arc": _read_arc, "wikipedia": _read_wikipedia, "html": _read_html}[
@@ -106,8 +111,8 @@ def read_input(path: str, limit: int | None = None) -> Iterator[Item]:
                 pages += 1
                 yield Count(f"read.pages.{item.source}")
             yield item
-    except OSError as error:  # unreadable file: counted, the job goes on with the other files
-        LOG.warning("cannot read %s: %s", path, error)
+    except Exception as error:  # untrusted file (I/O error or a parser surprise): counted, the job goes on
+        LOG.warning("cannot read %s: %r", path, error)
         yield Count(f"read.unreadable_file.{kind}")
 
 

@@ -160,6 +160,10 @@ def test_html_files_and_kinds(tmp_path):
     assert input_kind("enwiki_0.ndjson.tar.gz") == "wikipedia"
     with pytest.raises(ValueError):
         input_kind("x.pdf")
+    (tmp_path / "notes.pdf").write_bytes(b"%PDF")
+    assert list(read_input(str(tmp_path / "notes.pdf"))) == [Count("read.skipped_unknown_file_type")]
+    (tmp_path / "folder.warc").mkdir()
+    assert Count("read.unreadable_file.warc") in list(read_input(str(tmp_path / "folder.warc")))
 
 
 def test_limit_counts_pages_over_the_limit():
