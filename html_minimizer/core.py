@@ -59,8 +59,9 @@ _BLOCKS_IN_P = (
     "div p ul ol dl table h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details address hr"
 )
 _paragraphs_with_blocks = etree.XPath(
-    ".//p[" + " or ".join(f"descendant::{tag}" for tag in _BLOCKS_IN_P.split()) + "]"
+    ".//p[descendant::*[" + " or ".join(f"self::{tag}" for tag in _BLOCKS_IN_P.split()) + "]]"
 )
+_div_chain_heads = etree.XPath(".//div[count(*) = 1][div]")
 _nested_links = etree.XPath(".//a//a")
 _table_parts_outside_tables = etree.XPath(
     "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
@@ -399,8 +400,8 @@ class _Minimizer:
 
     def _fold_divs(self, body: etree._Element) -> None:
         """div > div > div with no text between them -> one div with the merged attributes."""
-        for outer in list(body.iter("div")):
-            if outer.getparent() is None and outer is not body:
+        for outer in _div_chain_heads(body):
+            if outer.getparent() is None:  # an inner div already merged into its parent
                 continue
             while len(outer) == 1:
                 inner = outer[0]

@@ -62,7 +62,7 @@ def check(result_or_raw, url=None):
 
 
 def _text(html: str) -> str:
-    return etree.fromstring(html, etree.HTMLParser()).xpath("string(//body)")
+    return " ".join(etree.fromstring(html, etree.HTMLParser()).find("body").itertext())
 
 
 @SETTINGS
