@@ -1,6 +1,6 @@
 """Train the bundled small VQGAN (f16, 256 px -> 16x16 codes) on scikit-image's sample images, on CPU.
 
-    python -m image_tokenizer.train_small_vqgan --steps 400 --out-dir image_tokenizer/data
+    python -m image_tokenizer.train_small_vqgan --steps 1100 --out-dir image_tokenizer/data
 
 What it is: a demonstration tokenizer that makes the pipeline run end to end offline, trained for minutes
 on ~20 public sample images with L1 + L2 + codebook/commitment loss (no LPIPS or GAN loss: their weights
@@ -37,7 +37,9 @@ SMALL_DDCONFIG = {
     "dropout": 0.0,
 }
 N_EMBED = 1024
-EMBED_DIM = 64
+EMBED_DIM = (
+    16  # low-dimensional codes are used more evenly (as in ViT-VQGAN); any embed_dim is taming-compatible
+)
 TRAIN_IMAGES = (
     "brick", "cat", "cell", "clock", "coins", "colorwheel", "grass", "gravel", "hubble_deep_field",
     "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket", "text",
@@ -137,26 +139,50 @@ def restart_dead_codes(
     return int(dead.numel())
 
 
+@torch.no_grad()
+def kmeans_codebook(
+    model: VQGAN, batches: list[torch.Tensor], generator: torch.Generator, iterations: int = 10
+) -> None:
+    """Initialise the codebook by k-means on encoder outputs, so every code starts on the data."""
+    latents = torch.cat(
+        [model.quant_conv(model.encoder(b)).permute(0, 2, 3, 1).reshape(-1, EMBED_DIM) for b in batches]
+    )
+    centroids = latents[torch.randint(latents.shape[0], (N_EMBED,), generator=generator)].clone()
+    for _ in range(iterations):
+        assignment = torch.cdist(latents, centroids).argmin(1)
+        counts = torch.bincount(assignment, minlength=N_EMBED).unsqueeze(1)
+        sums = torch.zeros_like(centroids).index_add_(0, assignment, latents)
+        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+    model.quantize.embedding.weight.copy_(centroids)
+
+
 def train(args: argparse.Namespace) -> dict:
+    """Autoencoder warm-up without quantization, k-means codebook, then VQ training with dead-code restarts."""
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     levels = training_pyramid([im for name in TRAIN_IMAGES for im in skimage_rgb(name)])
     model = VQGAN(SMALL_DDCONFIG, N_EMBED, EMBED_DIM).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.5, 0.9))
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
     usage = torch.zeros(N_EMBED, dtype=torch.long)
+    autoencoder_steps = int(args.steps * args.autoencoder_fraction)
     started = time.monotonic()
     for step in range(args.steps):
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if step == autoencoder_steps:
+            kmeans_codebook(
+                model, [sample_batch(levels, rng, args.batch_size, args.crop) for _ in range(48)], generator
+            )
         images = sample_batch(levels, rng, args.batch_size, args.crop)
-        if step == 0:  # codebook from encoder outputs, so every code starts near the data
-            with torch.no_grad():
-                latents = model.quant_conv(model.encoder(images)).permute(0, 2, 3, 1).reshape(-1, EMBED_DIM)
-            restart_dead_codes(model, usage, latents, generator)
-        reconstruction, codebook_loss, indices = model(images)
+        latents = model.quant_conv(model.encoder(images))
+        if step < autoencoder_steps:
+            quant, codebook_loss, indices = latents, torch.zeros(()), None
+        else:
+            quant, codebook_loss, (_, _, indices) = model.quantize(latents)
+        reconstruction = model.decoder(model.post_quant_conv(quant))
         l1 = (reconstruction - images).abs().mean()
         l2 = ((reconstruction - images) ** 2).mean()
         loss = l1 + l2 + codebook_loss
@@ -164,18 +190,18 @@ def train(args: argparse.Namespace) -> dict:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        usage += torch.bincount(indices.flatten(), minlength=N_EMBED)
-        if (step + 1) % args.restart_every == 0 and step + 1 < args.steps * 0.8:
-            with torch.no_grad():
-                latents = model.quant_conv(model.encoder(images)).permute(0, 2, 3, 1).reshape(-1, EMBED_DIM)
-            restarted = restart_dead_codes(model, usage, latents, generator)
-            usage.zero_()
-        else:
-            restarted = 0
-        if step % args.log_every == 0 or step + 1 == args.steps:
+        restarted = 0
+        if indices is not None:
+            usage += torch.bincount(indices.flatten(), minlength=N_EMBED)
+            if (step + 1 - autoencoder_steps) % args.restart_every == 0 and step + 1 < args.steps * 0.9:
+                flat = latents.detach().permute(0, 2, 3, 1).reshape(-1, EMBED_DIM)
+                restarted = restart_dead_codes(model, usage, flat, generator)
+                usage.zero_()
+        if step % args.log_every == 0 or step + 1 == args.steps or restarted:
             psnr_train = 10 * math.log10(4.0 / max(l2.item(), 1e-12))
+            phase = "ae" if indices is None else "vq"
             print(
-                f"step {step:5d} loss {loss.item():.4f} train-psnr {psnr_train:5.2f} dB lr {lr:.2e} "
+                f"step {step:5d} {phase} loss {loss.item():.4f} train-psnr {psnr_train:5.2f} dB lr {lr:.2e} "
                 f"restarted {restarted} {time.monotonic() - started:6.0f}s",
                 flush=True,
             )
@@ -186,16 +212,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=1100)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
         "--crop", type=int, default=64, help="training crop side (the model is convolutional)"
     )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument(
+        "--autoencoder-fraction", type=float, default=0.35, help="first steps without quantizer"
+    )
     parser.add_argument("--restart-every", type=int, default=25, help="steps between dead-code restarts")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
@@ -212,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {
         "trained_on": f"scikit-image sample images {', '.join(TRAIN_IMAGES)}",
         "held_out": f"{', '.join(HELD_OUT_IMAGES)} ({CROPS_PER_HELD_OUT_IMAGE} seeded 256x256 crops each)",
-        "loss": "L1 + L2 + codebook/commitment (beta 0.25); no LPIPS, no GAN",
+        "loss": "L1 + L2 (+ codebook/commitment, beta 0.25, after the autoencoder warm-up); no LPIPS, no GAN",
         "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out_dir"},
         "torch": torch.__version__,
         **result,
