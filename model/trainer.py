@@ -253,24 +253,24 @@ class Trainer:
             finally:
                 self.model.set_requires_gradient_sync(True)
 
-    def train_step(self) -> tuple[float, float]:
-        """One update over grad_accum micro-batches; returns (mean loss on this rank, grad norm)."""
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One update over grad_accum micro-batches; returns (mean loss on this rank, grad norm) as
+        device tensors, so that the host only waits for the GPU when a step is logged."""
         self.model.train()
-        total, count = 0.0, 0.0
+        total = torch.zeros((), device=self.rt.device)
         accum = self.cfg.grad_accum
         for micro in range(accum):
             with self._gradient_sync(micro == accum - 1):
                 loss_sum, weight = self._loss(self.loader.next_batch())
                 loss = loss_sum / weight.clamp_min(1.0)
                 (loss / accum).backward()
-            total += float(loss.detach())
-            count += 1
+            total += loss.detach() / accum
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
-        return total / count, float(grad_norm)
+        return total, grad_norm
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float] | None:
@@ -391,7 +391,7 @@ class Trainer:
             window_steps += 1
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                loss = self._mean_across_ranks(loss)
+                loss, grad_norm = self._mean_across_ranks(float(loss)), float(grad_norm)
                 if rt.device.type == "cuda":
                     torch.cuda.synchronize()
                 elapsed = time.perf_counter() - window_start
