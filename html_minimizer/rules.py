@@ -66,27 +66,28 @@ _LAYOUT_SUFFIX = re.compile(f"(?:{_LAYOUT_ALT})$")
 NO_HINT, WEAK_HINT, STRONG_HINT = 0, 1, 2
 
 
-def _word_hint(word: str) -> int:
-    if word in STRONG_WORDS:
-        return STRONG_HINT
-    if word in WEAK_WORDS:
-        return WEAK_HINT
-    return NO_HINT
+_WORD_HINTS = {**{w: WEAK_HINT for w in _WEAK}, **{w: STRONG_HINT for w in _STRONG}}
 
 
 @lru_cache(maxsize=65536)
 def _class_name_hint(name: str) -> int:
-    words = [w.lower() for w in _TOKEN.findall(name.split("--")[0])]
+    words = _TOKEN.findall(name.split("--", 1)[0])
     if len(words) > 1 and len(words[0]) == 1:  # ITCSS/BEM namespace: "c-", "o-", "l-"
-        words = words[1:]
-    if not words or words[0] in _STATE_PREFIXES:
+        del words[0]
+    if not words:
         return NO_HINT
-    found = max(_word_hint(words[0]), _word_hint(words[-1]), _word_hint("".join(words)))
-    if not found and len(words) == 1:  # one compound word: "entryfooter", "sidebarleft"
-        word = words[0]
-        if _LAYOUT_PREFIX.match(word) or _LAYOUT_SUFFIX.search(word):
-            found = WEAK_HINT
-    return found
+    first = words[0].lower()
+    if first in _STATE_PREFIXES:
+        return NO_HINT
+    hint_of = _WORD_HINTS.get
+    if len(words) == 1:
+        found = hint_of(first, NO_HINT)
+        if not found and (_LAYOUT_PREFIX.match(first) or _LAYOUT_SUFFIX.search(first)):
+            found = WEAK_HINT  # one compound word: "entryfooter", "sidebarleft"
+        return found
+    return max(
+        hint_of(first, NO_HINT), hint_of(words[-1].lower(), NO_HINT), hint_of("".join(words).lower(), NO_HINT)
+    )
 
 
 @lru_cache(maxsize=65536)
