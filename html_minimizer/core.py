@@ -38,7 +38,6 @@ _LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
 # a data: URI this short is a lazy-loading placeholder (a 1x1 GIF), not an image
 _PLACEHOLDER_CHARS = 200
 _text_len = etree.XPath("string-length(normalize-space(string()))")
-_HINT_ATTRS = frozenset(["class", "id", "role", "style", "hidden", "aria-hidden"])
 _KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _has_headline = etree.XPath("boolean(.//h1 | .//h2)")
@@ -147,7 +146,7 @@ class _Minimizer:
         self.limits = limits
         self.base = url
         self._joined: dict[str, str | None] = {}
-        self.stripped_attributes: set[str] = set()  # names no element keeps (class, style, data-* ...)
+        self.seen_attributes: set[str] = set()
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -229,8 +228,8 @@ class _Minimizer:
         for event, el in walker:
             if event == "start":
                 text = el.text
-                items = el.items()
-                hint = attribute_hint(items) if items else NO_HINT
+                names = el.keys()
+                hint = attribute_hint(el, names) if names else NO_HINT
                 if text and not hint:
                     if len(text) < stamp_chars and not len(el):
                         stripped = text.strip()
@@ -289,7 +288,7 @@ class _Minimizer:
             self._clean_element(el, el.items())
         for el in _bare_spans(body):
             el.tag = _UNWRAP
-        names = self.stripped_attributes
+        names = self.seen_attributes - _KEPT_ATTRS  # class, style, data-* ...: no element keeps them
         valid = [name for name in names if _ATTRIBUTE_NAME.match(name)]
         if valid:
             etree.strip_attributes(body, *valid)
@@ -301,29 +300,29 @@ class _Minimizer:
                     for name, value in kept:
                         el.set(name, value)
 
-    def _attribute_hint(self, items: list) -> int:
+    def _attribute_hint(self, el: etree._Element, names: list) -> int:
         """How strongly an element's attributes (class/id words, ARIA role, hidden flags) mark it as
-        boilerplate; notes the names of attributes no element keeps."""
-        names = ""
-        for name, value in items:
-            if name in _KEPT_ATTRS:
-                continue
-            self.stripped_attributes.add(name)
-            if name == "class" or name == "id":
-                names = names + " " + value if names else value
-            elif name == "role":
-                if value.strip().lower() in BOILERPLATE_ROLES:
-                    return STRONG_HINT
-            elif name == "style":
-                if style_hides(value):
-                    return STRONG_HINT
-            elif name == "hidden" or (name == "aria-hidden" and value == "true"):
-                return STRONG_HINT
-        return boilerplate_hint(names) if names else NO_HINT
+        boilerplate; notes the attribute names seen (those no element keeps are stripped after the walk)."""
+        self.seen_attributes.update(names)
+        if "hidden" in names or ("aria-hidden" in names and el.get("aria-hidden") == "true"):
+            return STRONG_HINT
+        if "role" in names and el.get("role").strip().lower() in BOILERPLATE_ROLES:
+            return STRONG_HINT
+        if "style" in names and style_hides(el.get("style")):
+            return STRONG_HINT
+        if "class" in names:
+            words = el.get("class")
+            if "id" in names:
+                words = words + " " + el.get("id")
+        elif "id" in names:
+            words = el.get("id")
+        else:
+            return NO_HINT
+        return boilerplate_hint(words)
 
     def _clean_element(self, el: etree._Element, items: list) -> None:
         """Allowed attributes of a surviving element are cleaned (URLs resolved, whitespace collapsed) and
-        put in name order (`stripped_attributes` removes the others)."""
+        put in name order (the others are stripped after the walk)."""
         tag = el.tag
         if tag == _UNWRAP:
             return
