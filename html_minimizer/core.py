@@ -43,7 +43,7 @@ _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _has_headline = etree.XPath("boolean(.//h1 | .//h2)")
 _has_h1 = etree.XPath("boolean(self::h1 | self::h2 | self::h3 | self::h4 | self::h5 | self::h6 | .//h1)")
 # hinted elements with at least this much text, at most this share of it in links, are kept
-_CONTENT_CHARS = 1000
+_CONTENT_CHARS = 600
 _CONTENT_LINK_SHARE = 0.3
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
 # such a text starts or ends with (a cheap filter before the regular expressions)

@@ -21,10 +21,6 @@ KEEP_TAGS = frozenset(
     code a img figure figcaption br em strong b i u s sub sup q cite abbr time mark small del ins kbd samp
     var dfn article section main details summary address span""".split()
 )
-BLOCK_TAGS = frozenset(
-    """div p h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table thead tbody tfoot tr th td caption blockquote pre
-    figure figcaption article section main details summary address""".split()
-)
 # elements that stay even when empty: they carry layout that their siblings depend on
 KEEP_EMPTY_TAGS = frozenset(["br", "td", "th", "img"])
 # spans are kept only when they carry structured data
@@ -57,8 +53,6 @@ _STRONG = """breadcrumb breadcrumbs crumbs cookie cookies consent gdpr cmp modal
 _WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu topmenu sidebar sidenav footer
     header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print""".split()
 _STATE_PREFIXES = frozenset("has is no not with without enable enabled disable show hide js".split())
-STRONG_WORDS = frozenset(_STRONG)
-WEAK_WORDS = frozenset(_WEAK)
 _TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _LAYOUT_ALT = "|".join(w for w in _WEAK if len(w) >= 5)
 _LAYOUT_PREFIX = re.compile(f"(?:{_LAYOUT_ALT})")
