@@ -231,7 +231,11 @@ class Trainer:
     def _loss(self, batch: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum of weighted token losses, sum of weights) of one micro-batch."""
         dev = self.rt.device
-        t = {k: torch.from_numpy(v).to(dev, non_blocking=True) for k, v in batch.items()}
+        pin = dev.type == "cuda"  # pinned host memory lets the copy overlap with compute
+        t = {
+            k: (torch.from_numpy(v).pin_memory() if pin else torch.from_numpy(v)).to(dev, non_blocking=pin)
+            for k, v in batch.items()
+        }
         with self._autocast():
             logits = self.model(t["tokens"], segment_ids=t.get("segment_ids"), positions=t.get("positions"))
         losses = F.cross_entropy(logits.float().flatten(0, 1), t["targets"].flatten(), reduction="none")
