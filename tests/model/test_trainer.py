@@ -246,3 +246,21 @@ def test_two_processes_ddp_and_fsdp_on_loopback_agree(token_shards, tmp_path):
     assert losses["fsdp"] == pytest.approx(losses["ddp"], rel=1e-4)
     for name, value in weights["ddp"].items():
         torch.testing.assert_close(weights["fsdp"][name], value, rtol=1e-3, atol=1e-4)
+
+
+def test_cli_reports_bad_input_as_errors(tmp_path, capsys):
+    from model.cli import main
+
+    assert main(["train", "preset=tiny"]) == 2
+    assert "no data" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "max_steps=1"]) == 2
+    assert "cm3-train tokenize" in capsys.readouterr().err
+    assert (
+        main(
+            ["tokenize", "--data", str(tmp_path), "--tokenizer", str(tmp_path), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert "manifest.json" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "objective=t5"]) == 2
+    assert "objective" in capsys.readouterr().err
