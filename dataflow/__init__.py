@@ -1,7 +1,17 @@
 """Running the CM3 data job on other runners: Dask on a local/remote cluster, Dataflow (launcher + worker
-packaging), Flink/Spark through the PortableRunner (docs/runners.md)."""
+packaging), Flink/Spark through the PortableRunner (docs/runners.md).
 
-from .dask_local import local_dask_cluster
-from .launch import dataflow_args
+Public names are imported lazily, so `python -m dataflow.launch` runs its module only once.
+"""
 
-__all__ = ["dataflow_args", "local_dask_cluster"]
+from importlib import import_module
+
+_EXPORTS = {"dataflow_args": "dataflow.launch", "local_dask_cluster": "dataflow.dask_local"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dataflow' has no attribute {name!r}")
