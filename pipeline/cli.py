@@ -165,7 +165,11 @@ def run_command(argv: list[str]) -> int:
         image_buckets=args.image_buckets,
         files=tuple(files),
     )
-    image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
+    try:
+        image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
+    except (OSError, ValueError) as error:
+        print(f"cm3-data run: cannot load the VQGAN: {error}", file=sys.stderr)
+        return 2
     options = PipelineOptions(beam_options(beam_args))
     print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
     started = time.monotonic()

@@ -107,10 +107,12 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert report["funnel"][-1]["docs"] == len(docs)
 
 
-def test_rerun_into_a_finished_output_is_refused(sample_run):
+def test_rerun_into_a_finished_output_is_refused(sample_run, tmp_path):
     before = shard_files(sample_run)
     assert rerun_like(sample_run, sample_run) == 3
     assert shard_files(sample_run) == before
+    assert run(tmp_path / "x", "--input", str(tmp_path / "nothing-*.warc")) == 2  # no input matches
+    assert run(tmp_path / "y", "--vqgan-checkpoint", str(tmp_path / "missing.ckpt")) == 2
 
 
 def test_same_bytes_on_direct_multiprocessing_and_dask(sample_run, tmp_path):
