@@ -37,6 +37,7 @@ _UNWRAP = "html-minimizer-unwrap"
 _LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
 # a data: URI this short is a lazy-loading placeholder (a 1x1 GIF), not an image
 _PLACEHOLDER_CHARS = 200
+_base_href = etree.XPath("string((//base[@href])[1]/@href)")
 _text_len = etree.XPath("string-length(normalize-space(string()))")
 _KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
@@ -152,9 +153,12 @@ class _Minimizer:
     def run(self) -> MinimalPage:
         root = self.root
         head = root.find("head")
-        base = root.find(".//base[@href]")
-        if base is not None:
-            self.base = urljoin(self.base or "", base.get("href", "").strip()) or self.base
+        base = _base_href(root).strip()
+        if base:
+            try:
+                self.base = urljoin(self.base or "", base) or self.base
+            except ValueError:  # an invalid IPv6 host in <base>
+                pass
         lang = (root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang") or "").strip()
         lang = lang if _LANG.match(lang) else None
         title, metas = self._head(head)
