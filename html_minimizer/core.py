@@ -42,7 +42,9 @@ _text_len = etree.XPath("string-length(normalize-space(string()))")
 _KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _has_headline = etree.XPath("boolean(.//h1 | .//h2)")
-_has_h1 = etree.XPath("boolean(self::h1 | self::h2 | self::h3 | self::h4 | self::h5 | self::h6 | .//h1)")
+_is_or_holds_headline = etree.XPath(
+    "boolean(self::h1 | self::h2 | self::h3 | self::h4 | self::h5 | self::h6 | .//h1)"
+)
 # hinted elements with at least this much text, at most this share of it in links, are kept
 _CONTENT_CHARS = 600
 _CONTENT_LINK_SHARE = 0.3
@@ -56,7 +58,8 @@ _attribute_holders = etree.XPath(
     ".//img | .//*[@href or @src or @alt or @title or @itemprop or @itemscope or @itemtype or @itemid]"
 )
 _BLOCKS_IN_P = (
-    "div p ul ol dl table h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details address hr"
+    "div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details"
+    " address hr"
 )
 _paragraphs_with_blocks = etree.XPath(
     ".//p[descendant::*[" + " or ".join(f"self::{tag}" for tag in _BLOCKS_IN_P.split()) + "]]"
@@ -92,7 +95,8 @@ def minimize(
 ) -> MinimalPage:
     """Reduce a web page to minimal HTML: structure, text, images and structured data; no boilerplate.
 
-    Raises a `MinimizeError` subclass (`InputTooLarge`, `NotHTML`) for pages to skip; never anything else.
+    Raises a `MinimizeError` subclass (`InputTooLarge`, `NotHTML`, `BadMarkup`) for pages to skip; never
+    anything else.
     """
     size = len(raw.encode("utf-8", errors="replace")) if isinstance(raw, str) else len(raw)
     if size > limits.max_input_bytes:
@@ -243,7 +247,9 @@ class _Minimizer:
                         text.strip()
                     ):
                         hint = STRONG_HINT
-                if hint and not (_looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _has_h1(el)):
+                if hint and not (
+                    _looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _is_or_holds_headline(el)
+                ):
                     walker.skip_subtree()
                     push(None)
                     continue
