@@ -65,7 +65,15 @@ _WORD_HINTS = {**{w: WEAK_HINT for w in _WEAK}, **{w: STRONG_HINT for w in _STRO
 
 @lru_cache(maxsize=65536)
 def _class_name_hint(name: str) -> int:
-    words = _TOKEN.findall(name.split("--", 1)[0])
+    """BEM names count per part: "entry-author__description" and "TestReport__AuthorBox" name an author box."""
+    block = name.split("--", 1)[0]
+    if "__" in block:
+        return max(_word_hint(part) for part in block.split("__"))
+    return _word_hint(block)
+
+
+def _word_hint(name: str) -> int:
+    words = _TOKEN.findall(name)
     if len(words) > 1 and len(words[0]) == 1:  # ITCSS/BEM namespace: "c-", "o-", "l-"
         del words[0]
     if not words:

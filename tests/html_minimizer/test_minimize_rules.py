@@ -193,3 +193,11 @@ def test_lazy_loaded_images_use_their_real_source():
 def test_images_without_an_absolute_source_are_dropped():
     page = minimize(f"<p>{PARA}<img src='/rel.png' alt='rel'><img alt='none'></p>".encode())
     assert "<img" not in page.html and page.images == ()
+
+
+def test_bem_parts_are_read_separately():
+    html = mini(
+        f"<p>{PARA}</p><div class='entry-author__description'>The author writes about law.</div>"
+        "<div class='TestReport__AuthorBox'>Editor bio words</div>"
+    )
+    assert body_of(html) == f"<p>{PARA}</p>"
