@@ -94,7 +94,8 @@ def _decode_bytes(raw: bytes, charset: str | None) -> tuple[bytes, str]:
         codec = sniff_meta_charset(raw)
     if codec is None or codec == "utf-8":
         try:
-            raw.decode("utf-8")
+            if not raw.isascii():
+                raw.decode("utf-8")
             return raw, "utf-8"
         except UnicodeDecodeError:
             return raw.decode("utf-8", errors="html_minimizer.cp1252").encode("utf-8"), "utf-8+cp1252"

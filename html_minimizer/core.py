@@ -227,7 +227,12 @@ class _Minimizer:
         stack: list = []
         link_lists: list = []
         push, pop, doom = stack.append, stack.pop, doomed.append
-        attribute_hint, keep_tags, keep_empty = self._attribute_hint, KEEP_TAGS, KEEP_EMPTY_TAGS
+        attribute_hint, keep_tags, keep_empty, kept_names = (
+            self._attribute_hint,
+            KEEP_TAGS,
+            KEEP_EMPTY_TAGS,
+            _KEPT_ATTRS,
+        )
         stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
         walker = etree.iterwalk(body, events=("start", "end"))
         next(walker)
@@ -237,7 +242,10 @@ class _Minimizer:
             if event == "start":
                 text = el.text
                 names = el.keys()
-                hint = attribute_hint(el, names) if names else NO_HINT
+                if not names or (len(names) == 1 and names[0] in kept_names):  # <a href>, <img src>
+                    hint = NO_HINT
+                else:
+                    hint = attribute_hint(el, names)
                 if text and not hint:
                     if len(text) < stamp_chars and not len(el):
                         stripped = text.strip()
