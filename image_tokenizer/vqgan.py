@@ -68,6 +68,10 @@ class VQGAN(torch.nn.Module):
         height, width = images.shape[2:]
         if height % self.downsample_factor or width % self.downsample_factor:
             raise ValueError(f"height and width must be multiples of {self.downsample_factor}")
+        if images.shape[0] == 0:
+            return np.zeros(
+                (0, (height // self.downsample_factor) * (width // self.downsample_factor)), np.int64
+            )
         images = images.to(device=self.device, dtype=torch.float32)
         _, _, (_, _, indices) = self.quantize(self.quant_conv(self.encoder(images)))
         return indices.view(images.shape[0], -1).to("cpu", torch.int64).numpy()
@@ -120,7 +124,10 @@ def load_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     Lightning also pickles training metadata (callback states, hyper-parameters, numpy scalars); those
     globals are replaced by an inert placeholder instead of being imported, so no code from the file runs.
     """
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(checkpoint)
+    except (RuntimeError, ValueError):  # pre-1.6 (non-zip) files cannot be scanned; weights_only still guards
+        unsafe = []
     with torch.serialization.safe_globals([(_InertPickledObject, name) for name in unsafe]):
         payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import struct
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from image_tokenizer import ImageDecodeError, decode_image, preprocess
-from image_tokenizer.decode import crop_offset
+from image_tokenizer.decode import DEFAULT_MAX_PIXELS, crop_offset
 
 
 def encoded(image: Image.Image, fmt: str, **save_args) -> bytes:
@@ -108,13 +110,35 @@ def test_truncated_png_is_a_decode_error():
     assert raised.value.reason == "decode_error"
 
 
-def test_decompression_bomb_refused_from_the_header():
-    bomb = encoded(Image.new("L", (20_000, 20_000), 0), "PNG", optimize=True)  # 400 MP, a few hundred KB
-    assert len(bomb) < 1_000_000
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height but carries almost no data: what a bomb looks like at open()."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(("side", "cap"), [(5_000, 10_000_000), (100_000, DEFAULT_MAX_PIXELS)])
+def test_decompression_bomb_refused_from_the_header(side, cap):
     started = time.monotonic()
     with pytest.raises(ImageDecodeError) as raised:
-        decode_image(bomb, max_pixels=10_000_000)
+        decode_image(png_header_only(side, side), max_pixels=cap)
     assert raised.value.reason == "too_many_pixels" and time.monotonic() - started < 1.0
+
+
+def test_real_compressed_bomb_refused():
+    bomb = encoded(Image.new("L", (4_000, 4_000), 0), "PNG", optimize=True)
+    assert len(bomb) < 100_000
+    with pytest.raises(ImageDecodeError, match="too_many_pixels"):
+        decode_image(bomb, max_pixels=1_000_000)
+    assert decode_image(bomb).size == (4_000, 4_000)  # under the default cap it is a valid image
 
 
 @settings(max_examples=150, deadline=None)

@@ -117,9 +117,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, b"", "text/plain")
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """The fetcher hangs up on purpose (byte caps, timeouts); no traceback noise for that."""
+
+
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = QuietServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -275,7 +282,7 @@ def test_project_user_agent_is_sent(server):
             seen["ua"] = self.headers["User-Agent"]
             self._send(200, PNG_BYTES)
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), UAHandler)
+    httpd = QuietServer(("127.0.0.1", 0), UAHandler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

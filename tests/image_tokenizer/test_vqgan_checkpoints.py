@@ -176,6 +176,7 @@ def test_bundled_model_shapes(bundled):
         bundled.decode(np.full((1, 256), bundled.n_embed))
     with pytest.raises(ValueError):
         bundled.encode(np.zeros((1, 3, 250, 256), np.float32))
+    assert bundled.encode(np.zeros((0, 3, 256, 256), np.float32)).shape == (0, 256)
 
 
 def test_encode_is_batch_size_independent(bundled):
