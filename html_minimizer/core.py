@@ -328,15 +328,11 @@ class _Minimizer:
             return STRONG_HINT
         if "style" in names and style_hides(el.get("style")):
             return STRONG_HINT
-        if "class" in names:
-            words = el.get("class")
-            if "id" in names:
-                words = words + " " + el.get("id")
-        elif "id" in names:
-            words = el.get("id")
-        else:
-            return NO_HINT
-        return boilerplate_hint(words)
+        hint = boilerplate_hint(el.get("class")) if "class" in names else NO_HINT
+        if "id" in names and hint != STRONG_HINT:
+            # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
+            hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
+        return hint
 
     def _clean_element(self, el: etree._Element, items: list) -> None:
         """Allowed attributes of a surviving element are cleaned (URLs resolved, whitespace collapsed) and
