@@ -34,6 +34,7 @@ from .serialize import escape_text, serialize, start_tag
 
 _LOCAL = threading.local()
 _UNWRAP = "html-minimizer-unwrap"
+_DOOMED = "html-minimizer-doomed"
 _LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
 # a data: URI this short is a lazy-loading placeholder (a 1x1 GIF), not an image
 _PLACEHOLDER_CHARS = 200
@@ -297,7 +298,8 @@ class _Minimizer:
             parent[3] += acc[3]
         headings = [el.getprevious() for el in link_lists]
         for el in doomed:
-            _remove(el)
+            el.tag = _DOOMED
+        etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
         for heading in headings:  # "Related posts", "Read more": a heading left ending its section
             if heading is not None and heading.tag in _SUBHEADINGS and heading.getnext() is None:
                 if heading.getparent() is not None and not (heading.tail or "").strip():
