@@ -241,7 +241,7 @@ def screenshot(chromium: str, page: Path, out: Path, profile: Path) -> np.ndarra
         f"--user-data-dir={profile}",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
-        "--window-size=1000,2200",
+        "--window-size=1000,4000",  # tall enough for all three sampled documents
         "--virtual-time-budget=5000",  # let the srcdoc frames load and paint before the capture
         f"--screenshot={out}",
     ]
