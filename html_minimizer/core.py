@@ -70,8 +70,6 @@ _nested_links = etree.XPath(".//a//a")
 _table_parts_outside_tables = etree.XPath(
     "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
 )
-_with_attributes = etree.XPath(".//*[@*]")
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _bare_spans = etree.XPath(".//span[not(@itemprop or @itemscope or @itemtype or @itemid)]")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # a link list or menu: at least this many links whose text is most of the text
@@ -152,7 +150,6 @@ class _Minimizer:
         self.limits = limits
         self.base = url
         self._joined: dict[str, str | None] = {}
-        self.seen_attributes: set[str] = set()
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -222,80 +219,82 @@ class _Minimizer:
     def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> None:
         """One walk over the body. Going down: elements that ARIA roles, class/id hints, hidden flags or a
         copyright notice mark as boilerplate lose their whole subtree (unless they hold most of the page: a
-        wrapper); attributes are cleaned. Coming back up: elements left without text or image, and link
-        lists (menus), go."""
-        doomed = []
-        stack: list = []
+        wrapper). Coming back up: elements left without text or image, and link lists (menus), go. Then the
+        surviving elements' attributes are cleaned."""
+        doomed: list = []
         link_lists: list = []
+        stack: list = []
         push, pop, doom = stack.append, stack.pop, doomed.append
-        attribute_hint, keep_tags, keep_empty, kept_names = (
-            self._attribute_hint,
-            KEEP_TAGS,
-            KEEP_EMPTY_TAGS,
-            _KEPT_ATTRS,
-        )
+        keep_tags, keep_empty, kept_names = KEEP_TAGS, KEEP_EMPTY_TAGS, _KEPT_ATTRS
         stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
         walker = etree.iterwalk(body, events=("start", "end"))
         next(walker)
         text = body.text
-        push([len(text.strip()) if text else 0, 0, 0, 0, "body"])  # chars, link chars, links, images, tag
+        # the element being walked: its text chars, link text chars, links, images, and tag (None: doomed)
+        chars, link_chars, links, images, tag = len(text.strip()) if text else 0, 0, 0, 0, "body"
         for event, el in walker:
             if event == "start":
+                push((chars, link_chars, links, images, tag))
+                link_chars = links = images = 0
                 text = el.text
                 names = el.keys()
                 if not names or (len(names) == 1 and names[0] in kept_names):  # <a href>, <img src>
                     hint = NO_HINT
                 else:
-                    hint = attribute_hint(el, names)
-                if text and not hint:
-                    if len(text) < stamp_chars and not len(el):
-                        stripped = text.strip()
-                        if stripped and (stripped[0] in stamp_initials or stripped[-1] in stamp_initials):
-                            hint = STRONG_HINT if _is_stamp(stripped) else NO_HINT
-                    if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(
-                        text.strip()
-                    ):
-                        hint = STRONG_HINT
+                    hint = _attribute_hint(el, names)
+                if text:
+                    if not hint:
+                        if len(text) < stamp_chars and not len(el):
+                            stripped = text.strip()
+                            if stripped and (stripped[0] in stamp_initials or stripped[-1] in stamp_initials):
+                                hint = STRONG_HINT if _is_stamp(stripped) else NO_HINT
+                        if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(
+                            text.strip()
+                        ):
+                            hint = STRONG_HINT
+                    chars = len(text.strip())
+                else:
+                    chars = 0
                 if hint and not (
                     _looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _is_or_holds_headline(el)
                 ):
                     walker.skip_subtree()
-                    push(None)
+                    tag = None
                     continue
                 tag = el.tag
                 if tag not in keep_tags or (tag == "img" and self._image_src(el) is None):
                     el.tag = tag = _UNWRAP
-                push([len(text.strip()) if text else 0, 0, 0, 0, tag])
                 continue
-            acc = pop()
             if not stack:
                 break
-            parent = stack[-1]
-            tail = el.tail
-            if tail and parent is not None:
-                parent[0] += len(tail.strip())
-            if acc is None:
+            if tag is None:
                 doom(el)
-                continue
-            tag = acc[4]
-            if tag == "a":
-                acc[1] = acc[0]
-                acc[2] += 1
-            elif tag == "img":
-                acc[3] += 1
-            chars = acc[0]
-            if chars == 0:
-                if acc[3] == 0 and tag not in keep_empty:
+            else:
+                if tag == "a":
+                    link_chars = chars
+                    links += 1
+                elif tag == "img":
+                    images += 1
+                if chars == 0:
+                    if images == 0 and tag not in keep_empty:
+                        doom(el)
+                        tag = None
+                elif links >= _MIN_LINKS and link_chars > _LINK_DENSITY * chars and chars < wrapper_chars:
                     doom(el)
-                    continue
-            elif acc[2] >= _MIN_LINKS and acc[1] > _LINK_DENSITY * chars and chars < wrapper_chars:
-                doom(el)
-                link_lists.append(el)
-                continue
-            parent[0] += chars
-            parent[1] += acc[1]
-            parent[2] += acc[2]
-            parent[3] += acc[3]
+                    link_lists.append(el)
+                    tag = None
+            if tag is None:
+                chars, link_chars, links, images, tag = pop()
+            else:
+                parent = pop()
+                chars += parent[0]
+                link_chars += parent[1]
+                links += parent[2]
+                images += parent[3]
+                tag = parent[4]
+            tail = el.tail
+            if tail:
+                chars += len(tail.strip())
         headings = [el.getprevious() for el in link_lists]
         for el in doomed:
             el.tag = _DOOMED
@@ -304,47 +303,31 @@ class _Minimizer:
             if heading is not None and heading.tag in _SUBHEADINGS and heading.getnext() is None:
                 if heading.getparent() is not None and not (heading.tail or "").strip():
                     _remove(heading)
+        self._clean_attributes(body)
+
+    def _clean_attributes(self, body: etree._Element) -> None:
+        """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed)
+        and re-inserted in name order; every other attribute (class, style, data-* ...) goes in one C call."""
+        kept = []
         for el in _attribute_holders(body):
-            self._clean_element(el, el.items())
+            final = self._allowed_attributes(el)
+            if final:
+                kept.append((el, final))
         for el in _bare_spans(body):
             el.tag = _UNWRAP
-        names = self.seen_attributes - _KEPT_ATTRS  # class, style, data-* ...: no element keeps them
-        valid = [name for name in names if _ATTRIBUTE_NAME.match(name)]
-        if valid:
-            etree.strip_attributes(body, *valid)
-        if len(valid) < len(names):  # names lxml cannot look up (garbage input): rebuild every attribute set
-            for el in _with_attributes(body):
-                kept = [(name, value) for name, value in el.items() if name in _KEPT_ATTRS]
-                if len(kept) < len(el.attrib):
-                    el.attrib.clear()
-                    for name, value in kept:
-                        el.set(name, value)
+        etree.strip_attributes(body, "{}*")
+        for el, final in kept:
+            for name in sorted(final):
+                el.set(name, final[name])
 
-    def _attribute_hint(self, el: etree._Element, names: list) -> int:
-        """How strongly an element's attributes (class/id words, ARIA role, hidden flags) mark it as
-        boilerplate; notes the attribute names seen (those no element keeps are stripped after the walk)."""
-        self.seen_attributes.update(names)
-        if "hidden" in names or ("aria-hidden" in names and el.get("aria-hidden") == "true"):
-            return STRONG_HINT
-        if "role" in names and el.get("role").strip().lower() in BOILERPLATE_ROLES:
-            return STRONG_HINT
-        if "style" in names and style_hides(el.get("style")):
-            return STRONG_HINT
-        hint = boilerplate_hint(el.get("class")) if "class" in names else NO_HINT
-        if "id" in names and hint != STRONG_HINT:
-            # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
-            hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
-        return hint
-
-    def _clean_element(self, el: etree._Element, items: list) -> None:
-        """Allowed attributes of a surviving element are cleaned (URLs resolved, whitespace collapsed) and
-        put in name order (the others are stripped after the walk)."""
+    def _allowed_attributes(self, el: etree._Element) -> dict[str, str] | None:
+        """The cleaned attributes a surviving element keeps (None: it keeps none)."""
         tag = el.tag
         if tag == _UNWRAP:
-            return
-        kept = {name: value for name, value in items if name in _KEPT_ATTRS}
+            return None
+        kept = {name: value for name, value in el.items() if name in _KEPT_ATTRS}
         if not kept and tag != "img":
-            return
+            return None
         final = _allowed(kept, tag, self.limits.max_attribute_chars)
         if tag == "img":
             final["src"] = self._image_src(el)
@@ -356,13 +339,7 @@ class _Minimizer:
                 final["href"] = href
         elif tag == "span" and not final:
             el.tag = _UNWRAP
-            return
-        if final != kept or len(final) > 1:  # rewrite: cleaned values, name order
-            attrib = el.attrib
-            for name in kept:
-                del attrib[name]
-            for name in sorted(final):
-                attrib[name] = final[name]
+        return final
 
     def _image_src(self, img: etree._Element) -> str | None:
         """The real image of an <img>: lazy-loading attributes win over a placeholder src (cached per img)."""
@@ -431,6 +408,21 @@ class _Minimizer:
                 outer.attrib.clear()
                 for name in sorted(merged):
                     outer.set(name, merged[name])
+
+
+def _attribute_hint(el: etree._Element, names: list) -> int:
+    """How strongly an element's attributes (class/id words, ARIA role, hidden flags) mark it as boilerplate."""
+    if "hidden" in names or ("aria-hidden" in names and el.get("aria-hidden") == "true"):
+        return STRONG_HINT
+    if "role" in names and el.get("role").strip().lower() in BOILERPLATE_ROLES:
+        return STRONG_HINT
+    if "style" in names and style_hides(el.get("style")):
+        return STRONG_HINT
+    hint = boilerplate_hint(el.get("class")) if "class" in names else NO_HINT
+    if "id" in names and hint != STRONG_HINT:
+        # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
+        hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
+    return hint
 
 
 def _is_stamp(text: str) -> bool:
