@@ -71,19 +71,21 @@ def to_clean_utf8(raw: bytes | str, charset: str | None = None) -> tuple[bytes, 
     Raises NotHTML for binary data: more than 5% control characters in the first KiB once decoded
     (images, archives; UTF-16 text decodes without them)."""
     if isinstance(raw, str):
-        data, used = raw.encode("utf-8", errors="replace"), "unicode"
+        text, data, used = raw, raw.encode("utf-8", errors="replace"), "unicode"
     else:
-        data, used = _decode_bytes(raw, charset)
+        text, data, used = _decode_bytes(raw, charset)
     head = data[:1024]
     if len(head) - len(head.translate(None, _CONTROLS)) > len(head) // 20:
         raise NotHTML("binary data (control characters in its first KiB)")
     data = data.translate(None, _CONTROLS)
-    if b"\xef\xbf" in data:
+    # searching the decoded text is faster than searching UTF-8 bytes, where \xef is frequent
+    if "\ufffe" in text or "\uffff" in text:
         data = _NONCHARACTERS.sub(b"", data)
     return data, used
 
 
-def _decode_bytes(raw: bytes, charset: str | None) -> tuple[bytes, str]:
+def _decode_bytes(raw: bytes, charset: str | None) -> tuple[str, bytes, str]:
+    """(decoded text, empty for pure ASCII; its UTF-8 bytes; name of the encoding used)."""
     codec = text_codec(charset)
     if codec is None:
         for bom, name in _BOMS:
@@ -93,10 +95,12 @@ def _decode_bytes(raw: bytes, charset: str | None) -> tuple[bytes, str]:
     if codec is None:
         codec = sniff_meta_charset(raw)
     if codec is None or codec == "utf-8":
+        if raw.isascii():
+            return "", raw, "utf-8"
         try:
-            if not raw.isascii():
-                raw.decode("utf-8")
-            return raw, "utf-8"
+            return raw.decode("utf-8"), raw, "utf-8"
         except UnicodeDecodeError:
-            return raw.decode("utf-8", errors="html_minimizer.cp1252").encode("utf-8"), "utf-8+cp1252"
-    return raw.decode(codec, errors="replace").encode("utf-8", errors="replace"), codec
+            text = raw.decode("utf-8", errors="html_minimizer.cp1252")
+            return text, text.encode("utf-8"), "utf-8+cp1252"
+    text = raw.decode(codec, errors="replace")
+    return text, text.encode("utf-8", errors="replace"), codec
