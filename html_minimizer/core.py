@@ -82,8 +82,14 @@ _WRAPPER_SHARE = 0.5
 def _parser() -> etree.HTMLParser:
     parser = getattr(_LOCAL, "parser", None)
     if parser is None:
+        # collect_ids=False: no hash table of id attributes (nothing here looks elements up by id)
         parser = etree.HTMLParser(
-            encoding="utf-8", remove_comments=True, remove_pis=True, no_network=True, default_doctype=False
+            encoding="utf-8",
+            remove_comments=True,
+            remove_pis=True,
+            no_network=True,
+            default_doctype=False,
+            collect_ids=False,
         )
         _LOCAL.parser = parser
     return parser
