@@ -54,10 +54,6 @@ _CONTENT_LINK_SHARE = 0.3
 _STAMP_CHARS = 120
 _SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
 _STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
-# elements whose attributes may survive; spans that carry no structured data are unwrapped
-_attribute_holders = etree.XPath(
-    ".//img | .//*[@href or @src or @alt or @title or @itemprop or @itemscope or @itemtype or @itemid]"
-)
 _BLOCKS_IN_P = (
     "div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details"
     " address hr"
@@ -70,7 +66,6 @@ _nested_links = etree.XPath(".//a//a")
 _table_parts_outside_tables = etree.XPath(
     "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
 )
-_bare_spans = etree.XPath(".//span[not(@itemprop or @itemscope or @itemtype or @itemid)]")
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 # a link list or menu: at least this many links whose text is most of the text
 _MIN_LINKS = 2
@@ -230,18 +225,26 @@ class _Minimizer:
         doomed: list = []
         link_lists: list = []
         stack: list = []
-        push, pop, doom = stack.append, stack.pop, doomed.append
-        keep_tags, keep_empty, kept_names = KEEP_TAGS, KEEP_EMPTY_TAGS, _KEPT_ATTRS
+        holders: list = []  # kept elements with attributes to keep, in document order
+        push, pop, doom, hold = stack.append, stack.pop, doomed.append, holders.append
+        keep_tags, keep_empty, kept_names, structured = (
+            KEEP_TAGS,
+            KEEP_EMPTY_TAGS,
+            _KEPT_ATTRS,
+            STRUCTURED_ATTRS,
+        )
         stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
         walker = etree.iterwalk(body, events=("start", "end"))
         next(walker)
         text = body.text
-        # the element being walked: its text chars, link text chars, links, images, and tag (None: doomed)
-        chars, link_chars, links, images, tag = len(text.strip()) if text else 0, 0, 0, 0, "body"
+        # the element being walked: its text chars, link text chars, links, images, tag (None: doomed) and
+        # the number of holders before it (a doomed element takes those found in its subtree along)
+        chars, link_chars, links, images, tag, mark = len(text.strip()) if text else 0, 0, 0, 0, "body", 0
         for event, el in walker:
             if event == "start":
-                push((chars, link_chars, links, images, tag))
+                push((chars, link_chars, links, images, tag, mark))
                 link_chars = links = images = 0
+                mark = len(holders)
                 text = el.text
                 names = el.keys()
                 if not names or (len(names) == 1 and names[0] in kept_names):  # <a href>, <img src>
@@ -268,8 +271,14 @@ class _Minimizer:
                     tag = None
                     continue
                 tag = el.tag
-                if tag not in keep_tags or (tag == "img" and self._image_src(el) is None):
+                if (
+                    tag not in keep_tags
+                    or (tag == "img" and self._image_src(el) is None)
+                    or (tag == "span" and structured.isdisjoint(names))  # spans without structured data
+                ):
                     el.tag = tag = _UNWRAP
+                elif tag == "img" or (names and not kept_names.isdisjoint(names)):
+                    hold(el)
                 continue
             if not stack:
                 break
@@ -290,7 +299,8 @@ class _Minimizer:
                     link_lists.append(el)
                     tag = None
             if tag is None:
-                chars, link_chars, links, images, tag = pop()
+                del holders[mark:]
+                chars, link_chars, links, images, tag, mark = pop()
             else:
                 parent = pop()
                 chars += parent[0]
@@ -298,6 +308,7 @@ class _Minimizer:
                 links += parent[2]
                 images += parent[3]
                 tag = parent[4]
+                mark = parent[5]
             tail = el.tail
             if tail:
                 chars += len(tail.strip())
@@ -309,18 +320,16 @@ class _Minimizer:
             if heading is not None and heading.tag in _SUBHEADINGS and heading.getnext() is None:
                 if heading.getparent() is not None and not (heading.tail or "").strip():
                     _remove(heading)
-        self._clean_attributes(body)
+        self._clean_attributes(body, holders)
 
-    def _clean_attributes(self, body: etree._Element) -> None:
+    def _clean_attributes(self, body: etree._Element, holders: list) -> None:
         """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed)
         and re-inserted in name order; every other attribute (class, style, data-* ...) goes in one C call."""
         kept = []
-        for el in _attribute_holders(body):
+        for el in holders:
             final = self._allowed_attributes(el)
             if final:
                 kept.append((el, final))
-        for el in _bare_spans(body):
-            el.tag = _UNWRAP
         etree.strip_attributes(body, "{}*")
         for el, final in kept:
             for name in sorted(final):
