@@ -2,15 +2,19 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# CPU-only machines pin the local CPU build of torch; with a GPU, pip picks the CUDA build.
-CONSTRAINTS := -c constraints.txt $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
+BIN    := $(VENV)/bin
+# lxml is pinned everywhere: minimal-HTML bytes depend on the libxml2 its wheel bundles.
+# CPU-only machines pin the local CPU build of torch (a looser pin pulls several GB of CUDA packages);
+# with a GPU, pip picks the CUDA build.
+PINS   := lxml==6.1.3 $(if $(shell command -v nvidia-smi 2>/dev/null),,torch==2.13.0)
+DEMO   := demo-output
 
 .PHONY: setup test test-fast lint format demo bench clean
 
-$(STAMP): pyproject.toml constraints.txt constraints-cpu.txt
+$(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(CONSTRAINTS) -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' $(PINS)
 	# taming-transformers' metadata pulls torchvision + pytorch-lightning; we only use its torch modules.
 	$(PY) -m pip install -q --no-deps taming-transformers==0.0.1
 	touch $(STAMP)
@@ -31,11 +35,30 @@ test: lint
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
+# Web pages -> shards -> tokens -> a tiny model -> generated HTML and images, all on the bundled sample.
 demo: setup
-	$(PY) -m pipeline.demo
+	rm -rf $(DEMO)
+	$(BIN)/cm3-data run --output $(DEMO)/shards
+	$(BIN)/cm3-data verify $(DEMO)/shards
+	$(BIN)/cm3-data view $(DEMO)/shards --out $(DEMO)/view.html
+	$(BIN)/cm3-train tokenizer --data $(DEMO)/shards --vocab-size 4000 --out $(DEMO)/tokenizer
+	$(BIN)/cm3-train tokenize --data $(DEMO)/shards --tokenizer $(DEMO)/tokenizer --out $(DEMO)/tokens
+	$(BIN)/cm3-train train --data $(DEMO)/tokens --preset tiny out=$(DEMO)/run seq_len=512 batch_size=8 \
+	  max_steps=300 warmup_steps=30 lr=2e-3 eval_every=100 ckpt_every=100 log_every=25
+	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/generate --num-samples 2 --temperature 0.9 --top-p 0.95 \
+	  --prompt '{"mode": "unconditional_image"}' \
+	  --prompt '{"mode": "conditional_image", "text": "A photo of a cat."}' \
+	  --prompt '{"mode": "text_infill", "html": "<p>The public library reopened on <mask:0> after a renovation.</p>"}' \
+	  --prompt '{"mode": "score", "prompt": "<p>The public library reopened on", "candidates": [" Monday after a renovation.", " the moon with a cat."]}' \
+	  --prompt '{"mode": "entity", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}'
+	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption --num-beams 4 \
+	  --prompt '{"mode": "causal_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
+	  --prompt '{"mode": "masked_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
+	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}'
+	@echo "Open $(DEMO)/shards/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html, $(DEMO)/caption/index.html"
 
 bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo-output
+	rm -rf $(VENV) build *.egg-info $(DEMO)
