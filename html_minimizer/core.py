@@ -51,12 +51,10 @@ _CONTENT_LINK_SHARE = 0.3
 _STAMP_CHARS = 120
 _SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
 _STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
-_BLOCKS_IN_P = (
-    "div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main details"
-    " address hr"
-)
-_paragraphs_with_blocks = etree.XPath(
-    ".//p[descendant::*[" + " or ".join(f"self::{tag}" for tag in _BLOCKS_IN_P.split()) + "]]"
+# blocks an HTML parser does not let a <p> hold
+_BLOCKS_IN_P = frozenset(
+    """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
+    details address hr""".split()
 )
 _div_chain_heads = etree.XPath(".//div[count(*) = 1][div]")
 _nested_links = etree.XPath(".//a//a")
@@ -209,17 +207,18 @@ class _Minimizer:
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
             else:
                 _remove(el)
-        self._drop_boilerplate(body, wrapper_chars)
+        paragraphs = self._drop_boilerplate(body, wrapper_chars)
         etree.strip_tags(body, _UNWRAP)
-        _keep_parse_stable(body)
+        _keep_parse_stable(body, paragraphs)
         self._fold_divs(body)
 
-    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> None:
+    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> list:
         """One walk over the body. Going down: elements that ARIA roles, class/id hints, hidden flags or a
         copyright notice mark as boilerplate lose their whole subtree (unless they hold most of the page: a
         wrapper). Coming back up: elements left without text or image, and link lists (menus), go. Then the
-        surviving elements' attributes are cleaned."""
+        surviving elements' attributes are cleaned. Returns the paragraphs that may hold a block."""
         doomed: list = []
+        paragraphs: list = []
         link_lists: list = []
         stack: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
@@ -230,18 +229,21 @@ class _Minimizer:
             _KEPT_ATTRS,
             STRUCTURED_ATTRS,
         )
-        stamp_initials, stamp_chars = _STAMP_INITIALS, _STAMP_CHARS
+        stamp_initials, stamp_chars, blocks = _STAMP_INITIALS, _STAMP_CHARS, _BLOCKS_IN_P
         walker = etree.iterwalk(body, events=("start", "end"))
         next(walker)
         text = body.text
-        # the element being walked: its text chars, link text chars, links, images, tag (None: doomed) and
-        # the number of holders before it (a doomed element takes those found in its subtree along)
-        chars, link_chars, links, images, tag, mark = len(text.strip()) if text else 0, 0, 0, 0, "body", 0
+        # the element being walked: its text chars, link text chars, links, images, tag (None: doomed), the
+        # number of holders before it (a doomed element takes those found in its subtree along) and whether
+        # a kept block is inside it
+        chars, link_chars, links, images = len(text.strip()) if text else 0, 0, 0, 0
+        tag, mark, has_block = "body", 0, False
         for event, el in walker:
             if event == "start":
-                push((chars, link_chars, links, images, tag, mark))
+                push((chars, link_chars, links, images, tag, mark, has_block))
                 link_chars = links = images = 0
                 mark = len(holders)
+                has_block = False
                 text = el.text
                 names = el.keys()
                 if not names or (len(names) == 1 and names[0] in kept_names):  # <a href>, <img src>
@@ -297,13 +299,16 @@ class _Minimizer:
                     tag = None
             if tag is None:
                 del holders[mark:]
-                chars, link_chars, links, images, tag, mark = pop()
+                chars, link_chars, links, images, tag, mark, has_block = pop()
             else:
+                if has_block and tag == "p":
+                    paragraphs.append(el)
                 parent = pop()
                 chars += parent[0]
                 link_chars += parent[1]
                 links += parent[2]
                 images += parent[3]
+                has_block = has_block or parent[6] or tag in blocks
                 tag = parent[4]
                 mark = parent[5]
             tail = el.tail
@@ -318,6 +323,7 @@ class _Minimizer:
                 if heading.getparent() is not None and not (heading.tail or "").strip():
                     _remove(heading)
         self._clean_attributes(body, holders)
+        return paragraphs
 
     def _clean_attributes(self, body: etree._Element, holders: list) -> None:
         """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed)
@@ -449,12 +455,13 @@ def _is_stamp(text: str) -> bool:
     return PHOTO_CREDIT.match(text) is not None
 
 
-def _keep_parse_stable(body: etree._Element) -> None:
+def _keep_parse_stable(body: etree._Element, paragraphs: list) -> None:
     """Unwrapping can put a block inside a <p> (or a link inside a link), which an HTML parser would split
     when reading the minimal HTML back; such a <p> becomes a <div>, the inner link, like table cells and
-    rows outside any table, loses its tag."""
-    for p in _paragraphs_with_blocks(body):
-        p.tag = "div"
+    rows outside any table, loses its tag. `paragraphs`: those the walk saw holding a block."""
+    for p in paragraphs:
+        if next(p.iterdescendants(*_BLOCKS_IN_P), None) is not None:  # still, after the removals
+            p.tag = "div"
     misplaced = _nested_links(body) + _table_parts_outside_tables(body)
     if misplaced:
         for el in misplaced:
