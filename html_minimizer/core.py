@@ -409,23 +409,31 @@ class _Minimizer:
         return out
 
     def _fold_divs(self, body: etree._Element) -> None:
-        """div > div > div with no text between them -> one div with the merged attributes."""
+        """div > div > div with no text between them -> one div with the merged attributes: the inner divs
+        are unwrapped in one C call (whitespace left between them goes when serialising, next to block tags)."""
+        folded = False
         for outer in _div_chain_heads(body):
-            if outer.getparent() is None:  # an inner div already merged into its parent
+            if outer.tag != "div":  # folded into the div above it
                 continue
-            while len(outer) == 1:
-                inner = outer[0]
-                if inner.tag != "div" or (outer.text or "").strip() or (inner.tail or "").strip():
+            node, merged = outer, None
+            while len(node) == 1:
+                inner = node[0]
+                if inner.tag != "div" or (node.text or "").strip() or (inner.tail or "").strip():
                     break
-                merged = _merge_attributes(outer.attrib, inner.attrib)
-                if merged is None:
-                    break
-                outer.text = inner.text
-                outer.remove(inner)
-                outer.extend(list(inner))
+                if len(inner.attrib):
+                    attributes = _merge_attributes(outer.attrib if merged is None else merged, inner.attrib)
+                    if attributes is None:
+                        break
+                    merged = attributes
+                inner.tag = _UNWRAP
+                node = inner
+                folded = True
+            if merged is not None:
                 outer.attrib.clear()
                 for name in sorted(merged):
                     outer.set(name, merged[name])
+        if folded:
+            etree.strip_tags(body, _UNWRAP)
 
 
 def _attribute_hint(el: etree._Element, names: list) -> int:
