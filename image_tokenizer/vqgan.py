@@ -136,11 +136,20 @@ def load_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and not k.startswith("loss.")}
 
 
-def load_vqgan(checkpoint: str | None = None, config: str | None = None, device: str = "cpu") -> VQGAN:
+def load_vqgan(
+    checkpoint: str | None = None,
+    config: str | None = None,
+    device: str = "cpu",
+    num_threads: int | None = None,
+) -> VQGAN:
     """Load a taming VQModel checkpoint + yaml (None = the bundled small model), in eval mode.
 
-    `config` defaults to the `.yaml` beside the checkpoint with the same stem.
+    `config` defaults to the `.yaml` beside the checkpoint with the same stem. `num_threads` sets torch's
+    intra-op threads for this process (None keeps torch's default): a Beam worker process that hosts one
+    model wants 1, since the runner's workers already give the parallelism.
     """
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
     checkpoint_path = Path(checkpoint or DEFAULT_CHECKPOINT)
     config_path = Path(config) if config else checkpoint_path.with_suffix(".yaml")
     if not config_path.is_file():

@@ -100,12 +100,10 @@ class VQGANModelHandler(ModelHandler[tuple[str, np.ndarray], tuple[str, str], An
         self._device = device
 
     def load_model(self):
-        import torch
-
         from image_tokenizer import load_vqgan
 
-        torch.set_num_threads(1)  # one model per worker process; workers give the parallelism
-        return load_vqgan(self._checkpoint, self._config, device=self._device)
+        # one model per worker process; the runner's workers give the parallelism
+        return load_vqgan(self._checkpoint, self._config, device=self._device, num_threads=1)
 
     def run_inference(self, batch, model, inference_args=None) -> Iterable[tuple[str, str]]:
         from image_tokenizer import codes_to_src
