@@ -41,6 +41,7 @@ _PLACEHOLDER_CHARS = 200
 _base_href = etree.XPath("string((//base[@href])[1]/@href)")
 _text_len = etree.XPath("string-length(normalize-space(string()))")
 _KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
+_ALLOWED_ATTRS = {tag: STRUCTURED_ATTRS | names for tag, names in TAG_ATTRS.items()}
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 # hinted elements with at least this much text, at most this share of it in links, are kept
@@ -326,38 +327,35 @@ class _Minimizer:
         return paragraphs
 
     def _clean_attributes(self, body: etree._Element, holders: list) -> None:
-        """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed)
-        and re-inserted in name order; every other attribute (class, style, data-* ...) goes in one C call."""
+        """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed,
+        over-long values but a data: src dropped) and re-inserted in name order; every other attribute
+        (class, style, data-* ...) goes in one C call."""
+        max_chars = self.limits.max_attribute_chars
         kept = []
         for el in holders:
-            final = self._allowed_attributes(el)
+            tag = el.tag
+            allowed = _ALLOWED_ATTRS.get(tag, STRUCTURED_ATTRS)
+            final = {
+                name: " ".join(value.split())
+                for name, value in el.items()
+                if name in allowed and (len(value) <= max_chars or name == "src")
+            }
+            if tag == "img":
+                final["src"] = self._image_src(el)
+            elif tag == "a" and "href" in final:
+                href = self._resolve(final["href"])
+                if href is None:
+                    del final["href"]
+                else:
+                    final["href"] = href
+            elif tag == "span" and not final:
+                el.tag = _UNWRAP
             if final:
                 kept.append((el, final))
         etree.strip_attributes(body, "{}*")
         for el, final in kept:
             for name in sorted(final):
                 el.set(name, final[name])
-
-    def _allowed_attributes(self, el: etree._Element) -> dict[str, str] | None:
-        """The cleaned attributes a surviving element keeps (None: it keeps none)."""
-        tag = el.tag
-        if tag == _UNWRAP:
-            return None
-        kept = {name: value for name, value in el.items() if name in _KEPT_ATTRS}
-        if not kept and tag != "img":
-            return None
-        final = _allowed(kept, tag, self.limits.max_attribute_chars)
-        if tag == "img":
-            final["src"] = self._image_src(el)
-        elif tag == "a" and "href" in final:
-            href = self._resolve(final["href"])
-            if href is None:
-                del final["href"]
-            else:
-                final["href"] = href
-        elif tag == "span" and not final:
-            el.tag = _UNWRAP
-        return final
 
     def _image_src(self, img: etree._Element) -> str | None:
         """The real image of an <img>: lazy-loading attributes win over a placeholder src (cached per img)."""
@@ -498,19 +496,6 @@ def _looks_like_content(el: etree._Element, wrapper_chars: float, long_text_coun
     if not long_text_counts or chars < _CONTENT_CHARS:
         return False
     return sum(len(t.strip()) for t in _link_texts(el)) < _CONTENT_LINK_SHARE * chars
-
-
-def _allowed(attrs: dict[str, str] | None, tag: str, max_chars: int) -> dict[str, str]:
-    """The attributes a tag may keep, whitespace-collapsed; over-long values (but a data: src) dropped."""
-    if not attrs:
-        return {}
-    allowed = TAG_ATTRS.get(tag, ())
-    kept = {}
-    for name, value in attrs.items():
-        if name in STRUCTURED_ATTRS or name in allowed:
-            if len(value) <= max_chars or name == "src":
-                kept[name] = " ".join(value.split())
-    return kept
 
 
 def _merge_attributes(a, b) -> dict[str, str] | None:

@@ -1,6 +1,6 @@
 """Each rule of the minimal HTML (docs/html_minimizer.md), on small pages written in the test."""
 
-from html_minimizer import minimize
+from html_minimizer import Limits, minimize
 
 URL = "https://example.org/news/story.html"
 PARA = "A paragraph of real article text that is long enough to count as the content of this page."
@@ -201,3 +201,18 @@ def test_bem_parts_are_read_separately():
         "<div class='TestReport__AuthorBox'>Editor bio words</div>"
     )
     assert body_of(html) == f"<p>{PARA}</p>"
+
+
+def test_over_long_attribute_values_are_dropped_but_a_long_src_is_kept():
+    long_path = "/" + "x" * 40
+    page = (
+        f"<p>{PARA} <a href='{long_path}' title='Short'>link</a> <span itemprop='{'y' * 40}'>span</span></p>"
+    )
+    page += f"<img src='{long_path}.png' alt='{'z' * 40}' title='Pic'>"
+    html = minimize(
+        f"<html><body>{page}</body></html>".encode(), URL, limits=Limits(max_attribute_chars=30)
+    ).html
+    assert body_of(html) == (
+        f'<p>{PARA} <a title="Short">link</a> span</p>'
+        f'<img src="https://example.org{long_path}.png" title="Pic">'
+    )
