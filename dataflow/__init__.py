@@ -1,5 +1,5 @@
 """Running the CM3 data job on other runners: Dask on a local/remote cluster, Dataflow (launcher + worker
-packaging), Flink/Spark through the PortableRunner (docs/runners.md).
+packaging), Flink/Spark through the PortableRunner (dataflow/README.md).
 
 Public names are imported lazily, so `python -m dataflow.launch` runs its module only once.
 """

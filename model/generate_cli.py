@@ -2,7 +2,7 @@
 
 Every request gets a line in OUT/results.jsonl; every generated document is also written as
 OUT/{index:04d}-{mode}-{k}.html with its images decoded by the VQGAN into PNG files beside it.
-See docs/generate.md for the modes and their fields.
+See model/GENERATE.md for the modes and their fields.
 """
 
 from __future__ import annotations
