@@ -29,8 +29,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# pytest exits 5 when it collected nothing: a failure here, said plainly.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest || { s=$$?; [ $$s -eq 5 ] && echo "make test: no tests were collected" >&2; exit $$s; }
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"

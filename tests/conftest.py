@@ -1,8 +1,16 @@
 """Fixtures shared by every package's tests."""
 
+import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# A shared 2-core machine makes per-example timing meaningless: no deadlines anywhere. Under CI
+# (CI=true) hypothesis loads its own "ci" profile: derandomized, no deadline, no example database.
+settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+if not os.environ.get("CI"):
+    settings.load_profile("dev")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
