@@ -214,16 +214,19 @@ class _Minimizer:
         self._fold_divs(body)
 
     def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> list:
-        """One walk over the body. Going down: elements that ARIA roles, class/id hints, hidden flags or a
-        copyright notice mark as boilerplate lose their whole subtree (unless they hold most of the page: a
-        wrapper). Coming back up: elements left without text or image, and link lists (menus), go. Then the
-        surviving elements' attributes are cleaned. Returns the paragraphs that may hold a block."""
+        """One recursive walk over the body (libxml2 caps nesting at 256 levels: at most 256 Python frames).
+        Going down: elements that ARIA roles, class/id hints, hidden flags or a copyright notice mark as
+        boilerplate lose their whole subtree (unless they hold most of the page: a wrapper). Coming back up:
+        elements left without text or image, and link lists (menus), go. Then the surviving elements'
+        attributes are cleaned. Returns the paragraphs that may hold a block.
+
+        A recursive function over the children costs less per element than `iterwalk` with start and end
+        events (no event tuples, no explicit stack, no second visit of leaves)."""
         doomed: list = []
         paragraphs: list = []
         link_lists: list = []
-        stack: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
-        push, pop, doom, hold = stack.append, stack.pop, doomed.append, holders.append
+        doom, hold, note_paragraph = doomed.append, holders.append, paragraphs.append
         keep_tags, keep_empty, kept_names, structured = (
             KEEP_TAGS,
             KEEP_EMPTY_TAGS,
@@ -231,29 +234,33 @@ class _Minimizer:
             STRUCTURED_ATTRS,
         )
         stamp_initials, stamp_chars, blocks = _STAMP_INITIALS, _STAMP_CHARS, _BLOCKS_IN_P
-        walker = etree.iterwalk(body, events=("start", "end"))
-        next(walker)
-        text = body.text
-        # the element being walked: its text chars, link text chars, links, images, tag (None: doomed), the
-        # number of holders before it (a doomed element takes those found in its subtree along) and whether
-        # a kept block is inside it
-        chars, link_chars, links, images = len(text.strip()) if text else 0, 0, 0, 0
-        tag, mark, has_block = "body", 0, False
-        for event, el in walker:
-            if event == "start":
-                push((chars, link_chars, links, images, tag, mark, has_block))
-                link_chars = links = images = 0
-                mark = len(holders)
-                has_block = False
+        image_src = self._image_src
+        # the elements holding an h1 (a hint never removes them), found once instead of searching below every
+        # hinted element; the set keeps their proxies alive, so the walk meets the same objects
+        headline_holders = {ancestor for h1 in body.iter("h1") for ancestor in h1.iterancestors()}
+
+        def walk(parent: etree._Element) -> tuple[int, int, int, int, bool]:
+            """Visit parent's children; returns the text chars, link text chars, links and images of what
+            stays of them (tails included) and whether a kept block is among them."""
+            chars = link_chars = links = images = 0
+            has_block = False
+            for el in parent:
                 text = el.text
                 names = el.keys()
-                if not names or (len(names) == 1 and names[0] in kept_names):  # <a href>, <img src>
+                n_children = len(el)
+                if not names:
                     hint = NO_HINT
+                elif len(names) == 1:  # the most frequent cases: class="...", <a href>, <img src>
+                    name = names[0]
+                    if name == "class":
+                        hint = boilerplate_hint(el.get("class"))
+                    else:
+                        hint = NO_HINT if name in kept_names else _attribute_hint(el, names)
                 else:
                     hint = _attribute_hint(el, names)
                 if text:
                     if not hint:
-                        if len(text) < stamp_chars and not len(el):
+                        if len(text) < stamp_chars and not n_children:
                             stripped = text.strip()
                             if stripped and (stripped[0] in stamp_initials or stripped[-1] in stamp_initials):
                                 hint = STRONG_HINT if _is_stamp(stripped) else NO_HINT
@@ -261,60 +268,66 @@ class _Minimizer:
                             text.strip()
                         ):
                             hint = STRONG_HINT
-                    chars = len(text.strip())
+                    own = len(text.strip())
                 else:
-                    chars = 0
+                    own = 0
                 if hint and not (
-                    _looks_like_content(el, wrapper_chars, hint == WEAK_HINT) or _is_or_holds_headline(el)
+                    el.tag in _HEADINGS
+                    or el in headline_holders
+                    or _looks_like_content(el, wrapper_chars, hint == WEAK_HINT)
                 ):
-                    walker.skip_subtree()
-                    tag = None
-                    continue
-                tag = el.tag
-                if (
-                    tag not in keep_tags
-                    or (tag == "img" and self._image_src(el) is None)
-                    or (tag == "span" and structured.isdisjoint(names))  # spans without structured data
-                ):
-                    el.tag = tag = _UNWRAP
-                elif tag == "img" or (names and not kept_names.isdisjoint(names)):
-                    hold(el)
-                continue
-            if not stack:
-                break
-            if tag is None:
-                doom(el)
-            else:
-                if tag == "a":
-                    link_chars = chars
-                    links += 1
-                elif tag == "img":
-                    images += 1
-                if chars == 0:
-                    if images == 0 and tag not in keep_empty:
-                        doom(el)
-                        tag = None
-                elif links >= _MIN_LINKS and link_chars > _LINK_DENSITY * chars and chars < wrapper_chars:
                     doom(el)
-                    link_lists.append(el)
-                    tag = None
-            if tag is None:
-                del holders[mark:]
-                chars, link_chars, links, images, tag, mark, has_block = pop()
-            else:
-                if has_block and tag == "p":
-                    paragraphs.append(el)
-                parent = pop()
-                chars += parent[0]
-                link_chars += parent[1]
-                links += parent[2]
-                images += parent[3]
-                has_block = has_block or parent[6] or tag in blocks
-                tag = parent[4]
-                mark = parent[5]
-            tail = el.tail
-            if tail:
-                chars += len(tail.strip())
+                else:
+                    mark = len(holders)
+                    tag = el.tag
+                    if (
+                        tag not in keep_tags
+                        or (tag == "img" and image_src(el) is None)
+                        or (tag == "span" and structured.isdisjoint(names))  # spans without structured data
+                    ):
+                        el.tag = tag = _UNWRAP
+                    elif tag == "img" or (names and not kept_names.isdisjoint(names)):
+                        hold(el)
+                    if n_children:
+                        sub_chars, sub_link_chars, sub_links, sub_images, sub_block = walk(el)
+                        sub_chars += own
+                    else:
+                        sub_chars, sub_link_chars, sub_links, sub_images, sub_block = own, 0, 0, 0, False
+                    if tag == "a":
+                        sub_link_chars = sub_chars
+                        sub_links += 1
+                    elif tag == "img":
+                        sub_images += 1
+                    if sub_chars == 0:
+                        kept = sub_images or tag in keep_empty
+                    else:
+                        kept = not (
+                            sub_links >= _MIN_LINKS
+                            and sub_link_chars > _LINK_DENSITY * sub_chars
+                            and sub_chars < wrapper_chars
+                        )
+                        if not kept:
+                            link_lists.append(el)
+                    if kept:
+                        if sub_block and tag == "p":
+                            note_paragraph(el)
+                        chars += sub_chars
+                        link_chars += sub_link_chars
+                        links += sub_links
+                        images += sub_images
+                        has_block = has_block or sub_block or tag in blocks
+                    else:
+                        doom(el)
+                        del holders[mark:]
+                tail = el.tail
+                if tail:
+                    chars += len(tail.strip())
+            return chars, link_chars, links, images, has_block
+
+        try:
+            walk(body)
+        except RecursionError:  # only when the caller already uses most of Python's recursion limit
+            raise InputTooLarge("nesting too deep for the recursion limit left") from None
         headings = [el.getprevious() for el in link_lists]
         for el in doomed:
             el.tag = _DOOMED
@@ -447,11 +460,6 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
         # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
         hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
     return hint
-
-
-def _is_or_holds_headline(el: etree._Element) -> bool:
-    """A heading, or an element holding the page's h1 (iteration in C, cheaper than an XPath per element)."""
-    return el.tag in _HEADINGS or next(el.iterdescendants("h1"), None) is not None
 
 
 def _is_stamp(text: str) -> bool:

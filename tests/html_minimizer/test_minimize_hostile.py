@@ -2,6 +2,7 @@
 showing the bound: each case would take minutes or hours without its guard)."""
 
 import os
+import sys
 import time
 
 import pytest
@@ -37,6 +38,19 @@ def test_deep_nesting_is_bounded():
     for tag in (b"div", b"span", b"table"):
         result = timed(b"<%s>" % tag * 100_000 + b"deep text")
         assert isinstance(result, MinimizeError) or result.html.startswith("<html>")
+
+
+def test_deep_nesting_in_a_deep_call_stack_is_a_typed_error():
+    """The walk recurses once per nesting level (at most 256 after parsing): a caller that leaves less
+    room under Python's recursion limit gets InputTooLarge, never a RecursionError."""
+    raw = b"<div>" * 250 + b"deep text"  # as deep as libxml2 keeps
+    assert "deep text" in timed(raw).html
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)
+    try:
+        assert isinstance(timed(raw), InputTooLarge)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_oversized_input_is_refused_before_parsing():

@@ -42,6 +42,17 @@ def test_header_holding_the_headline_is_kept():
     assert "<h1>The headline</h1>" in html
 
 
+def test_a_hinted_element_holding_the_h1_or_being_a_heading_is_kept():
+    html = mini(
+        "<div class='share-box'><h1>The headline</h1><p>Short intro</p></div>"
+        "<h3 class='related'>Also see</h3><div class='sidebar'><h3>Gone with its box</h3></div>"
+        f"<div class='share'>Tweet this</div><p>{PARA}</p>"
+    )
+    assert (
+        body_of(html) == f"<div><h1>The headline</h1><p>Short intro</p></div><h3>Also see</h3><p>{PARA}</p>"
+    )
+
+
 def test_aria_roles_of_page_furniture_are_dropped():
     html = mini(
         f"<div role='navigation'>Nav words</div><div role='banner'>Banner</div><p>{PARA}</p>"
