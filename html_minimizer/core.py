@@ -1,4 +1,4 @@
-"""Raw HTML -> minimal HTML (CM3 section 3.1): see docs/html_minimizer.md for the rules and budgets."""
+"""Raw HTML -> minimal HTML (CM3 section 3.1): see html_minimizer/README.md for the rules and budgets."""
 
 import functools
 import re

@@ -1,4 +1,4 @@
-"""Each rule of the minimal HTML (docs/html_minimizer.md), on small pages written in the test."""
+"""Each rule of the minimal HTML (html_minimizer/README.md), on small pages written in the test."""
 
 from html_minimizer import Limits, minimize
 
