@@ -1,6 +1,6 @@
 """Train the bundled small VQGAN (f16, 256 px -> 16x16 codes) on scikit-image's sample images, on CPU.
 
-    python -m image_tokenizer.train_small_vqgan --steps 1100 --out-dir image_tokenizer/data
+    python -m image_tokenizer.train_small_vqgan --out-dir image_tokenizer/data
 
 What it is: a demonstration tokenizer that makes the pipeline run end to end offline, trained for minutes
 on ~20 public sample images with L1 + L2 + codebook/commitment loss (no LPIPS or GAN loss: their weights
@@ -43,7 +43,7 @@ EMBED_DIM = (
 TRAIN_IMAGES = (
     "brick", "cat", "cell", "clock", "coins", "colorwheel", "grass", "gravel", "hubble_deep_field",
     "immunohistochemistry", "logo", "microaneurysms", "moon", "page", "retina", "rocket", "text",
-    "stereo_motorcycle",
+    "stereo_motorcycle", "checkerboard", "horse", "shepp_logan_phantom",
 )  # fmt: skip
 HELD_OUT_IMAGES = ("astronaut", "coffee", "camera")
 CROPS_PER_HELD_OUT_IMAGE = 4
@@ -61,6 +61,8 @@ def skimage_rgb(name: str) -> list[Image.Image]:
         array = np.asarray(array)
         if array.dtype == bool:
             array = array.astype(np.uint8) * 255
+        elif array.dtype.kind == "f":  # shepp_logan_phantom: floats in [0, 1]
+            array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
         if array.ndim == 2:
             array = np.stack([array] * 3, axis=-1)
         if array.shape[-1] == 4:  # logo: alpha onto white, as decode_image does
@@ -84,14 +86,16 @@ def training_pyramid(images: list[Image.Image]) -> list[np.ndarray]:
 
 
 def sample_batch(levels: list[np.ndarray], rng: np.random.Generator, batch: int, crop: int) -> torch.Tensor:
-    """Random crops with random horizontal flips, uniformly over pyramid levels."""
+    """Random crops, uniformly over pyramid levels, with random horizontal flips and, for half of them, a
+    random order of the colour channels (few of the sample images are in colour)."""
     out = np.empty((batch, 3, crop, crop), dtype=np.float32)
     for i in range(batch):
         level = levels[rng.integers(len(levels))]
         top = rng.integers(level.shape[1] - crop + 1)
         left = rng.integers(level.shape[2] - crop + 1)
         patch = level[:, top : top + crop, left : left + crop]
-        out[i] = patch[:, :, ::-1] if rng.random() < 0.5 else patch
+        patch = patch[:, :, ::-1] if rng.random() < 0.5 else patch
+        out[i] = patch[rng.permutation(3)] if rng.random() < 0.5 else patch
     return torch.from_numpy(out)
 
 
@@ -156,8 +160,18 @@ def kmeans_codebook(
     model.quantize.embedding.weight.copy_(centroids)
 
 
+def crop_and_batch(args: argparse.Namespace, step: int) -> tuple[int, int]:
+    """Crop side and batch size at `step`: the last `final_fraction` of the steps at `final_crop` (the 256 px
+    that the model encodes: same attention length and normalisation statistics), with the batch shrunk so
+    that a step costs about the same."""
+    if step < args.steps * (1 - args.final_fraction):
+        return args.crop, args.batch_size
+    return args.final_crop, max(1, round(args.batch_size * (args.crop / args.final_crop) ** 2))
+
+
 def train(args: argparse.Namespace) -> dict:
-    """Autoencoder warm-up without quantization, k-means codebook, then VQ training with dead-code restarts."""
+    """Autoencoder warm-up without quantization, k-means codebook, then VQ training with dead-code restarts,
+    finishing at full 256 px crops."""
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(args.seed)
@@ -172,11 +186,15 @@ def train(args: argparse.Namespace) -> dict:
         lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
+        crop, batch_size = crop_and_batch(args, step)
         if step == autoencoder_steps:
             kmeans_codebook(
-                model, [sample_batch(levels, rng, args.batch_size, args.crop) for _ in range(48)], generator
+                model, [sample_batch(levels, rng, batch_size, crop) for _ in range(48)], generator
             )
-        images = sample_batch(levels, rng, args.batch_size, args.crop)
+        if step and crop != crop_and_batch(args, step - 1)[0]:  # progress check before the last phase
+            print(f"held-out VQGAN PSNR {evaluate(model.eval())['vqgan_psnr_db']:.2f} dB", flush=True)
+            model.train()
+        images = sample_batch(levels, rng, batch_size, crop)
         latents = model.quant_conv(model.encoder(images))
         if step < autoencoder_steps:
             quant, codebook_loss, indices = latents, torch.zeros(()), None
@@ -212,19 +230,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=1100)
+    parser.add_argument("--steps", type=int, default=1400)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument(
-        "--crop", type=int, default=64, help="training crop side (the model is convolutional)"
+        "--crop", type=int, default=128, help="training crop side (the model is convolutional)"
     )
+    parser.add_argument("--final-crop", type=int, default=256, help="crop side for the last steps")
+    parser.add_argument("--final-fraction", type=float, default=0.35, help="share of steps at --final-crop")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument(
-        "--autoencoder-fraction", type=float, default=0.35, help="first steps without quantizer"
+        "--autoencoder-fraction", type=float, default=0.3, help="first steps without quantizer"
     )
     parser.add_argument("--restart-every", type=int, default=25, help="steps between dead-code restarts")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--out-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)

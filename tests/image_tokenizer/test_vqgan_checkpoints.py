@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from taming.modules.diffusionmodules.model import Decoder, Encoder
 from taming.modules.vqvae.quantize import VectorQuantizer
 
 from image_tokenizer import DEFAULT_CHECKPOINT, codes_to_src, load_vqgan, preprocess, src_to_codes
-from image_tokenizer.train_small_vqgan import HELD_OUT_IMAGES, psnr, skimage_rgb
+from image_tokenizer.train_small_vqgan import HELD_OUT_IMAGES, evaluate, psnr, skimage_rgb
 
 # A taming config as the public yaml files write it (tiny sizes so the test is fast).
 TAMING_YAML = """
@@ -203,3 +205,14 @@ def test_reconstruction_of_held_out_image_beats_flat_colour(bundled):
     reconstruction = bundled.decode(bundled.encode(pixels[None]))[0]
     flat = np.broadcast_to(reference.reshape(-1, 3).mean(0).round(), reference.shape)
     assert psnr(reference, reconstruction) > psnr(reference, flat) + 2.0
+
+
+def test_committed_figures_are_those_of_the_bundled_checkpoint(bundled):
+    """The json (and so the docs' table) reports what the committed checkpoint measures on the held-out crops."""
+    measured = evaluate(bundled)
+    committed = json.loads(Path(DEFAULT_CHECKPOINT).with_suffix(".json").read_text())
+    for key in ("vqgan_psnr_db", "bicubic_10x10_psnr_db", "bicubic_16x16_psnr_db"):
+        assert measured[key] == pytest.approx(committed[key], abs=0.05)
+    assert measured["codebook_used_on_held_out"] == pytest.approx(
+        committed["codebook_used_on_held_out"], abs=5
+    )
