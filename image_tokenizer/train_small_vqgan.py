@@ -4,7 +4,7 @@
 
 What it is: a demonstration tokenizer that makes the pipeline run end to end offline, trained for minutes
 on ~20 public sample images with L1 + L2 + codebook/commitment loss (no LPIPS or GAN loss: their weights
-cannot be downloaded here). Real runs load a public taming checkpoint instead (see docs/image_tokenizer.md).
+cannot be downloaded here). Real runs load a public taming checkpoint instead (see image_tokenizer/README.md).
 Deterministic: seeded model init, seeded crops/flips, fixed thread count.
 """
 
