@@ -1,14 +1,10 @@
-"""Small document shards in the pipeline's format (CONTRACTS.md "Document shards"), built with pyarrow."""
+"""Small document shards of random fixture documents, written by the pipeline's own shard writer."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 N_EMBED = 64
@@ -31,69 +27,28 @@ def make_html(rng: random.Random, n_embed: int = N_EMBED) -> str:
     return f'<html lang="en"><head><title>{title}</title></head><body>{"".join(paragraphs)}</body></html>'
 
 
-def write_doc_shards(
-    directory: Path, rows: dict[str, int], n_shards: int = 2, n_embed: int = N_EMBED
-) -> Path:
-    """Writes `{split}-{i:05d}-of-{n:05d}.parquet` + manifest.json exactly as the contract describes."""
-    directory.mkdir(parents=True, exist_ok=True)
-    splits = {}
-    for split, n_rows in rows.items():
-        rng = random.Random(f"{split}-{n_rows}")
-        docs = []
-        for i in range(n_rows):
-            url = f"https://example.org/{split}/{i}"
-            html = make_html(rng, n_embed)
-            docs.append(
-                {
-                    "id": hashlib.blake2b(url.encode(), digest_size=8).hexdigest(),
-                    "url": url,
-                    "source": "html",
-                    "html": html,
-                    "n_images": html.count("<img"),
-                    "n_chars": len(html),
-                    "lang_score": 0.99,
-                }
-            )
-        docs.sort(key=lambda d: d["id"])
-        shards = []
-        for i in range(n_shards):
-            part = docs[i::n_shards]
-            part.sort(key=lambda d: d["id"])
-            table = pa.table(
-                {
-                    "id": pa.array([d["id"] for d in part], pa.string()),
-                    "url": pa.array([d["url"] for d in part], pa.string()),
-                    "source": pa.array([d["source"] for d in part], pa.string()),
-                    "html": pa.array([d["html"] for d in part], pa.string()),
-                    "n_images": pa.array([d["n_images"] for d in part], pa.int32()),
-                    "n_chars": pa.array([d["n_chars"] for d in part], pa.int32()),
-                    "lang_score": pa.array([d["lang_score"] for d in part], pa.float32()),
-                }
-            )
-            name = f"{split}-{i:05d}-of-{n_shards:05d}.parquet"
-            pq.write_table(table, directory / name, compression="zstd")
-            sha = hashlib.sha256((directory / name).read_bytes()).hexdigest()
-            shards.append({"file": name, "rows": len(part), "sha256": sha})
-        splits[split] = {"shards": shards, "rows": n_rows}
-    manifest = {
-        "format": "cm3-docs/1",
-        "splits": splits,
-        "image_codes": {
-            "n_embed": n_embed,
-            "codes_per_image": 256,
-            "vqgan": {"checkpoint": "test", "sha256": ""},
-        },
-        "options": {},
-        "metrics": {},
-        "code_version": "test",
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return directory
+def doc_rows(split: str, n_rows: int, n_embed: int = N_EMBED) -> list[dict]:
+    rng = random.Random(f"{split}-{n_rows}")
+    return [
+        {"url": f"https://example.org/{split}/{i}", "html": make_html(rng, n_embed), "lang_score": 0.99}
+        for i in range(n_rows)
+    ]
 
 
 @pytest.fixture(scope="session")
-def doc_shards(tmp_path_factory) -> Path:
-    return write_doc_shards(tmp_path_factory.mktemp("docs"), {"train": 120, "validation": 16})
+def shard_writer(write_document_shards):
+    """shard_writer(directory, {split: n_rows}, n_shards) -> directory of random fixture documents."""
+
+    def write(directory: Path, rows: dict[str, int], n_shards: int = 2, n_embed: int = N_EMBED) -> Path:
+        docs = {split: doc_rows(split, n, n_embed) for split, n in rows.items()}
+        return write_document_shards(directory, docs, n_embed=n_embed, n_shards=n_shards)
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def doc_shards(tmp_path_factory, shard_writer) -> Path:
+    return shard_writer(tmp_path_factory.mktemp("docs"), {"train": 120, "validation": 16})
 
 
 @pytest.fixture(scope="session")
@@ -118,9 +73,3 @@ def token_shards(doc_shards, tokenizer_dir, tmp_path_factory) -> Path:
 def html_factory():
     """make_html(rng) -> a random fixture document (importlib mode: tests cannot import conftest)."""
     return make_html
-
-
-@pytest.fixture(scope="session")
-def shard_writer():
-    """write_doc_shards(directory, {split: rows}, n_shards) -> directory."""
-    return write_doc_shards

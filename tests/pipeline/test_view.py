@@ -62,27 +62,11 @@ def photo_codes(vq) -> dict[str, list[int]]:
 
 
 def doc_row(url: str, html: str) -> dict:
-    return {
-        "id": hashlib.blake2b(url.encode(), digest_size=8).hexdigest(),
-        "url": url,
-        "source": "html",
-        "html": html,
-        "n_images": html.count("<img"),
-        "n_chars": len(html),
-        "lang_score": 0.995,
-    }
-
-
-def write_shard(path: Path, rows: list[dict]) -> dict:
-    rows = sorted(rows, key=lambda r: r["id"])
-    types = {"n_images": pa.int32(), "n_chars": pa.int32(), "lang_score": pa.float32()}
-    table = pa.table({k: pa.array([r[k] for r in rows], types.get(k, pa.string())) for k in rows[0]})
-    pq.write_table(table, path, compression="zstd")
-    return {"file": path.name, "rows": len(rows), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"url": url, "html": html, "lang_score": 0.995}
 
 
 @pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory, photo_codes) -> Path:
+def shard_dir(tmp_path_factory, photo_codes, write_document_shards) -> Path:
     from image_tokenizer import DEFAULT_CHECKPOINT
     from pipeline.report import build_report, report_json
 
@@ -104,27 +88,14 @@ def shard_dir(tmp_path_factory, photo_codes) -> Path:
             "</body></html>",
         )
     ]
-    splits = {
-        "train": {"shards": [write_shard(out / "train-00000-of-00001.parquet", train)], "rows": len(train)},
-        "validation": {
-            "shards": [write_shard(out / "validation-00000-of-00001.parquet", validation)],
-            "rows": len(validation),
-        },
-    }
     vqgan_sha = hashlib.sha256(Path(DEFAULT_CHECKPOINT).read_bytes()).hexdigest()
-    manifest = {
-        "format": "cm3-docs/1",
-        "splits": splits,
-        "image_codes": {
-            "n_embed": 1024,
-            "codes_per_image": 256,
-            "vqgan": {"checkpoint": "bundled", "sha256": vqgan_sha},
-        },
-        "options": {},
-        "metrics": {},
-        "code_version": "test",
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    write_document_shards(
+        out,
+        {"train": train, "validation": validation},
+        n_embed=1024,
+        vqgan={"checkpoint": "bundled", "sha256": vqgan_sha},
+    )
+    splits = json.loads((out / "manifest.json").read_text())["splits"]
     counts = {"read.pages.warc": 9, "minimize.ok": 8, "c4.kept": 6, "images.unique": 4, "images.encoded": 4}
     (out / "report.json").write_bytes(report_json(build_report(counts, splits)))
     return out
