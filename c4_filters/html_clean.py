@@ -21,6 +21,7 @@ from c4_filters.rules import (
     judge_line_content,
     judge_line_shape,
     judge_page,
+    remove_citations,
 )
 from c4_filters.stats import C4Stats
 
@@ -36,21 +37,12 @@ class CleanResult:
     n_sentences: int  # sentences in the kept non-exempt blocks
 
 
-def _remove_citations(text: str) -> tuple[str, int]:
-    removed = 0
-    while True:
-        text, n = _CITATION_WITH_SPACE.subn("", text)
-        if not n:
-            return text, removed
-        removed += n
-
-
 def remove_block_citations(block: Block) -> int:
     """Removes markers text node by text node (a marker split across elements stays); returns the count."""
     if "[" not in block.text:
         return 0
     if block.is_alt:
-        alt, removed = _remove_citations(block.image.get("alt") or "")
+        alt, removed = remove_citations(block.image.get("alt") or "", _CITATION_WITH_SPACE)
         if removed:
             block.image.set("alt", alt)
         return removed
@@ -58,7 +50,7 @@ def remove_block_citations(block: Block) -> int:
     for el, slot in list(block.text_slots()):
         value = getattr(el, slot)
         if value and "[" in value:
-            value, n = _remove_citations(value)
+            value, n = remove_citations(value, _CITATION_WITH_SPACE)
             if n:
                 setattr(el, slot, value or None)
                 removed += n

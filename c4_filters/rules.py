@@ -55,12 +55,12 @@ def has_too_long_word(line: str, max_word_length: int) -> bool:
     return len(line) > max_word_length and any(len(word) > max_word_length for word in line.split())
 
 
-def remove_citations(line: str) -> tuple[str, int]:
-    """Removes `[1]`, `[]`, `[edit]`, `[citation needed]`, repeated until none is left (so "[[1]]" goes too
-    and cleaning twice changes nothing); returns the new line and how many markers went."""
+def remove_citations(line: str, pattern: re.Pattern[str] = CITATION) -> tuple[str, int]:
+    """Removes `[1]`, `[]`, `[edit]`, `[citation needed]` (or what `pattern` matches), repeated until none
+    is left (so "[[1]]" goes too and cleaning twice changes nothing); returns the new line and the count."""
     removed = 0
     while True:
-        line, n = CITATION.subn("", line)
+        line, n = pattern.subn("", line)
         if not n:
             return line, removed
         removed += n

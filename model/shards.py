@@ -44,14 +44,18 @@ def doc_key(doc_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def read_docs_manifest(data_dir: str | Path) -> dict:
-    path = Path(data_dir) / "manifest.json"
+def _read_manifest(directory: str | Path, fmt: str, missing: str) -> dict:
+    path = Path(directory) / "manifest.json"
     if not path.exists():
-        raise ShardError(f"{data_dir}: no manifest.json (not a document shard directory)")
+        raise ShardError(f"{directory}: no manifest.json ({missing})")
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != DOCS_FORMAT:
-        raise ShardError(f"{path}: format {manifest.get('format')!r} is not {DOCS_FORMAT}")
+    if manifest.get("format") != fmt:
+        raise ShardError(f"{path}: format {manifest.get('format')!r} is not {fmt}")
     return manifest
+
+
+def read_docs_manifest(data_dir: str | Path) -> dict:
+    return _read_manifest(data_dir, DOCS_FORMAT, "not a document shard directory")
 
 
 def doc_shard_files(data_dir: str | Path, split: str, manifest: dict) -> list[tuple[Path, int, str]]:
@@ -241,13 +245,7 @@ class TokenSplit:
 
 
 def read_token_manifest(token_dir: str | Path) -> dict:
-    path = Path(token_dir) / "manifest.json"
-    if not path.exists():
-        raise ShardError(f"{token_dir}: no manifest.json (run `cm3-train tokenize` first)")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != TOKENS_FORMAT:
-        raise ShardError(f"{path}: format {manifest.get('format')!r} is not {TOKENS_FORMAT}")
-    return manifest
+    return _read_manifest(token_dir, TOKENS_FORMAT, "run `cm3-train tokenize` first")
 
 
 __all__ = [
