@@ -10,7 +10,7 @@ src = codes_to_src(vq.encode(pixels[None])[0])   # the <img src> string of 256 c
 from image_tokenizer.codes import codes_to_src, is_code_src, src_to_codes
 from image_tokenizer.decode import ImageDecodeError, decode_image, preprocess
 from image_tokenizer.fetch import FetchOptions, FetchOutcome, FetchResult, ImageFetcher
-from image_tokenizer.vqgan import DEFAULT_CHECKPOINT, VQGAN, load_vqgan
+from image_tokenizer.vqgan import DEFAULT_CHECKPOINT, VQGAN, load_vqgan, resolve_device
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -25,5 +25,6 @@ __all__ = [
     "is_code_src",
     "load_vqgan",
     "preprocess",
+    "resolve_device",
     "src_to_codes",
 ]

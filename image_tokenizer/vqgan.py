@@ -136,6 +136,32 @@ def load_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and not k.startswith("loss.")}
 
 
+def resolve_device(device: str = "auto") -> str:
+    """The torch device to put the VQGAN on: "auto" is "cuda" when this process sees a CUDA GPU, else "cpu";
+    "cpu", "cuda" and "cuda:N" are checked and returned.
+
+    Call it where the model runs (a Beam worker loading it), not where a job is launched: a Dataflow GPU
+    worker and the laptop that submitted the job see different hardware. Asking for CUDA where there is
+    none raises instead of silently encoding on the CPU.
+    """
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"not a torch device: {device!r} (use auto, cpu, cuda or cuda:N)") from error
+    if parsed.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r} (use auto, cpu, cuda or cuda:N)")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested, but torch sees no CUDA GPU in this process")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device {device!r} requested, but torch sees {torch.cuda.device_count()} GPU(s)"
+            )
+    return str(parsed)
+
+
 def load_vqgan(
     checkpoint: str | None = None,
     config: str | None = None,
