@@ -26,7 +26,9 @@ NAMESPACE = "cm3"
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Everything that decides the output bytes (recorded in the manifest)."""
+    """Everything that decides the output bytes, recorded in the manifest. The VQGAN batch size does not
+    change codes (tests check it on CPU); CUDA and CPU kernels may differ in rare near-ties, so the device
+    asked for is recorded too."""
 
     inputs: tuple[str, ...]
     output: str
@@ -39,9 +41,17 @@ class JobOptions:
     allow_private_image_hosts: bool = False
     vqgan_checkpoint: str | None = None
     vqgan_config: str | None = None
-    image_batch_size: int = 8
+    vqgan_device: str = "auto"  # auto | cpu | cuda | cuda:N, resolved on each worker
+    image_batch_size: int | None = None  # None: images.default_batch_size(vqgan_device), fixed here
     image_buckets: int = 16
     files: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if self.image_batch_size is None:  # recorded resolved, so the manifest says which batches were used
+            object.__setattr__(self, "image_batch_size", images.default_batch_size(self.vqgan_device))
+        images.check_device(self.vqgan_device)
+        if self.image_batch_size < 1:
+            raise ValueError(f"image_batch_size must be >= 1, got {self.image_batch_size}")
 
     def manifest_options(self) -> dict:
         options = asdict(self)
@@ -316,7 +326,9 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
             counts,
         )
         failed = resolved | "FailedImages" >> beam.Filter(_is_outcome)
-        handler = images.VQGANModelHandler(job.vqgan_checkpoint, job.vqgan_config).with_no_batching()
+        handler = images.VQGANModelHandler(
+            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device
+        ).with_no_batching()
         encoded = (
             resolved
             | "PreparedImages" >> beam.Filter(_is_prepared)
