@@ -103,10 +103,11 @@ def run_parser() -> argparse.ArgumentParser:
         type=image_batch_size,
         default=None,
         metavar="{N,auto}",
-        help="images per VQGAN batch (on CPU the codes do not depend on it). auto (default): 1, or 32 with "
-        "--vqgan-device cuda[:N]. Batch 1 because on CPU (bench/image_tokenizer.py, 1 thread) batch 8 ran "
-        "at 0.75x and batch 32 at 0.69x the images/s of batch 1; batches are fixed at launch, where "
-        "--vqgan-device auto cannot know the workers' hardware, so auto counts as CPU",
+        help="images per VQGAN batch; auto (default): 1, or 32 with --vqgan-device cuda[:N]. Batch 1 because "
+        "on CPU (bench/image_tokenizer.py, 1 thread) batch 8 ran at 0.75x and batch 32 at 0.69x the images/s "
+        "of batch 1. Batches are fixed at launch, where --vqgan-device auto cannot know the workers' "
+        "hardware, so auto counts as CPU. Keep it fixed between runs you compare: a different batch size "
+        "can flip rare near-tie codes (1 in 3840 on the sample corpus)",
     )
     parser.add_argument(
         "--image-buckets",

@@ -5,12 +5,14 @@ metrics agree with the funnel computed from data; re-runs into a finished output
 import contextlib
 import io
 import json
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from dataflow import local_dask_cluster
+from image_tokenizer import resolve_device
 from pipeline.cli import main, sample_inputs
 from pipeline.make_sample_corpus import SYNDICATED
 from pipeline.shards import verify
@@ -127,6 +129,45 @@ def test_same_bytes_on_direct_multiprocessing_and_dask(sample_run, tmp_path):
         assert rerun_like(sample_run, dask, "--runner=DaskRunner", f"--dask_client_address={address}") == 0
     assert verify(str(dask)) == []
     assert shard_files(dask) == expected
+
+
+CODE_SRC = re.compile(r'src="([0-9 ]+)"')
+
+
+def test_image_batch_size_changes_at_most_rare_near_tie_codes(sample_run, tmp_path):
+    """The reference ran with the defaults (--vqgan-device auto: batch 1 on the CPU, 16 buckets). Batches of
+    4 from one bucket give the same documents, counts and report; VQGAN codes may differ only where two
+    codebook entries are near-ties in float32 (the encoder's conv kernels round differently per batch shape):
+    1 code of 3840 in this corpus. So the batch size is an output option (in the manifest), fixed per device.
+    """
+    reference = sample_run
+    if resolve_device("auto") != "cpu":  # the reference encoded on this machine's GPU: compare CPU with CPU
+        reference = tmp_path / "cpu-batch-1"
+        assert rerun_like(sample_run, reference, "--vqgan-device", "cpu") == 0
+    batch_4 = tmp_path / "cpu-batch-4"
+    flags = ("--vqgan-device", "cpu", "--image-batch-size", "4", "--image-buckets", "1")
+    assert rerun_like(sample_run, batch_4, *flags) == 0
+    for name in ("report.json", "report.html"):
+        assert (batch_4 / name).read_bytes() == (reference / name).read_bytes()
+    manifest, manifest_4 = (json.loads((out / "manifest.json").read_text()) for out in (reference, batch_4))
+    assert manifest_4["metrics"] == manifest["metrics"]
+    assert manifest_4["options"]["image_batch_size"] == 4 and manifest["options"]["image_batch_size"] == 1
+    assert [s["rows"] for s in manifest_4["splits"]["train"]["shards"]] == [
+        s["rows"] for s in manifest["splits"]["train"]["shards"]
+    ]
+    rows, rows_4 = documents(reference), documents(batch_4)
+    codes, codes_4 = [], []
+    for row, row_4 in zip(rows, rows_4, strict=True):
+        assert CODE_SRC.sub("", row["html"]) == CODE_SRC.sub("", row_4["html"])
+        assert (row["id"], row["n_images"], row["lang_score"]) == (
+            row_4["id"],
+            row_4["n_images"],
+            row_4["lang_score"],
+        )
+        codes += " ".join(CODE_SRC.findall(row["html"])).split()
+        codes_4 += " ".join(CODE_SRC.findall(row_4["html"])).split()
+    assert len(codes) == len(codes_4) >= 10 * 256
+    assert sum(a != b for a, b in zip(codes, codes_4, strict=True)) <= len(codes) // 1000
 
 
 def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
