@@ -20,6 +20,7 @@ import gzip
 import html
 import io
 import json
+import re
 import tarfile
 import uuid
 from pathlib import Path
@@ -53,6 +54,17 @@ PHOTOS = {
     "colorwheel": f"{IMG}/unused-colour-wheel.jpg",
 }
 BROKEN_IMAGE = f"{IMG}/damaged-upload.jpg"
+# set by corpus_copy: every sentence of copy N ends in ", edition N." so that copies do not share prose
+EDITION: int | None = None
+_SENTENCE_END = re.compile(r"(?<=[a-z])\.(?= [A-Z]|</p>)")
+
+
+def edition(html_text: str) -> str:
+    """The page as the current copy prints it (unchanged for the bundled corpus itself)."""
+    if EDITION is None:
+        return html_text
+    return _SENTENCE_END.sub(f", edition {EDITION}.", html_text)
+
 
 SYNDICATED = (
     "The regional weather service expects a dry and mild week across the coast. "
@@ -652,7 +664,7 @@ def build_warc() -> bytes:
     ]
 
     def page(url: str, text: str, charset: str = "utf-8") -> None:
-        body = text.encode(charset)
+        body = edition(text).encode(charset)
         records.append(warc_record(url, http_response(body, f"text/html; charset={charset}")))
 
     for slug, title, paragraphs, photos in NEWS:
@@ -753,7 +765,7 @@ def build_wikipedia_dump() -> bytes:
             "in_language": {"identifier": "en"},
             "is_part_of": {"identifier": "enwiki"},
             "license": [{"name": "Creative Commons Attribution Share Alike 3.0 Unported"}],
-            "article_body": {"html": wiki_html(title, paragraphs, photos), "wikitext": ""},
+            "article_body": {"html": edition(wiki_html(title, paragraphs, photos)), "wikitext": ""},
         }
         lines.append(json.dumps(article, ensure_ascii=False, sort_keys=True))
     lines.append('{"name": "Broken line", "url": ')  # a truncated NDJSON line: counted, skipped
@@ -767,10 +779,11 @@ def build_wikipedia_dump() -> bytes:
 
 
 def corpus_copy(index: int) -> tuple[bytes, bytes]:
-    """(WARC, dump) of the same corpus under other host names, so copies are distinct pages and images
-    (for benchmarks: a bigger corpus with the same mix; the prose repeats, so span dedup removes it)."""
-    global SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE
-    saved = (SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE)
+    """(WARC, dump) of the same corpus under other host names and with every sentence changed ("..., edition
+    N."), so copies are distinct pages, images and prose: for benchmarks, a bigger corpus with the same mix
+    whose copies span dedup does not remove."""
+    global SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE, EDITION
+    saved = (SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE, EDITION)
     rename = {
         "harbourtown-herald.example": f"copy{index}.herald.example",
         "wikipedia.org": f"copy{index}.wiki.example",
@@ -784,9 +797,10 @@ def corpus_copy(index: int) -> tuple[bytes, bytes]:
     try:
         SITE, IMG, WIKI, UPLOAD, BROKEN_IMAGE = map(moved, (SITE, IMG, WIKI, UPLOAD, BROKEN_IMAGE))
         PHOTOS = {name: moved(url) for name, url in PHOTOS.items()}
+        EDITION = index
         return build_warc(), build_wikipedia_dump()
     finally:
-        SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE = saved
+        SITE, IMG, WIKI, UPLOAD, PHOTOS, BROKEN_IMAGE, EDITION = saved
 
 
 def main() -> None:
