@@ -328,6 +328,10 @@ class _Minimizer:
             walk(body)
         except RecursionError:  # only when the caller already uses most of Python's recursion limit
             raise InputTooLarge("nesting too deep for the recursion limit left") from None
+        finally:
+            # the closure refers to itself: without this the cycle keeps the whole parsed page (and the
+            # elements of this walk) alive until the cyclic garbage collector happens to run
+            walk = None  # noqa: F841
         headings = [el.getprevious() for el in link_lists]
         for el in doomed:
             el.tag = _DOOMED
