@@ -1,6 +1,7 @@
 """Hostile input: a result or a typed MinimizeError, within a time bound (sizes keep the suite fast while
 showing the bound: each case would take minutes or hours without its guard)."""
 
+import gc
 import os
 import sys
 import time
@@ -103,3 +104,16 @@ def test_wrong_and_mixed_encodings():
 def test_huge_text_node_and_many_elements_stay_in_budget():
     assert timed(b"<p>" + b"word " * 1_000_000 + b"</p>").html.count("word") > 0
     assert timed(b"<div><p>x</p>" * 60_000).html.count("<p>x</p>") > 0
+
+
+def test_a_parsed_page_is_freed_without_the_cycle_collector():
+    """Millions of pages go through one worker: minimize must leave no reference cycle that would keep a
+    parsed tree alive until Python's cyclic garbage collector happens to run."""
+    page = b"<html><body><nav><a href=/a>A</a><a href=/b>B</a></nav>" + b"<p>Some text here.</p>" * 50
+    gc.collect()
+    gc.disable()
+    try:
+        minimize(page + b"</body></html>", url="https://example.org/")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
