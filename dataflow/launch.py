@@ -25,8 +25,11 @@ def dataflow_args(
     max_workers: int | None = None,
     machine_type: str | None = None,
     dry_run: bool = False,
+    gpu: str | None = None,
 ) -> list[str]:
-    """The Beam pipeline options that send the job to Dataflow with our worker container."""
+    """The Beam pipeline options that send the job to Dataflow with our worker container; `gpu` (a Compute
+    Engine accelerator type, e.g. nvidia-tesla-t4 or nvidia-l4) attaches one such GPU per worker, with the
+    NVIDIA driver installed by Dataflow (https://cloud.google.com/dataflow/docs/gpu/use-gpus)."""
     bucket = bucket.rstrip("/")
     if not bucket.startswith("gs://"):
         raise ValueError(f"--bucket must be a gs:// path, got {bucket!r}")
@@ -45,9 +48,19 @@ def dataflow_args(
         args.append(f"--max_num_workers={max_workers}")
     if machine_type:
         args.append(f"--worker_machine_type={machine_type}")
+    if gpu:
+        args.append(f"--dataflow_service_options=worker_accelerator=type:{gpu};count:1;install-nvidia-driver")
     if dry_run:
         args.append("--dry_run=True")
     return args
+
+
+def with_cuda_device(run_args: list[str]) -> list[str]:
+    """`cm3-data run` arguments with --vqgan-device cuda added unless one is given: on GPU workers the VQGAN
+    should run there, in GPU-sized batches (which the launcher fixes only for an explicit cuda device)."""
+    if any(arg == "--vqgan-device" or arg.startswith("--vqgan-device=") for arg in run_args):
+        return list(run_args)
+    return [*run_args, "--vqgan-device", "cuda"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--job-name", default=None)
     parser.add_argument("--max-workers", type=int, default=None)
     parser.add_argument("--machine-type", default=None, help="e.g. n2-standard-8")
+    parser.add_argument(
+        "--gpu",
+        metavar="TYPE",
+        default=None,
+        help="one GPU of this type per worker (nvidia-tesla-t4, nvidia-l4 with a g2 machine type ...); adds "
+        "--vqgan-device cuda to the job unless given after --. Needs a worker image with CUDA torch",
+    )
     parser.add_argument("--dry-run", action="store_true", help="build and translate the job, do not submit")
     args = parser.parse_args(argv)
     from pipeline.cli import main as cli_main
@@ -80,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         args.max_workers,
         args.machine_type,
         args.dry_run,
+        args.gpu,
     )
+    if args.gpu:
+        run_args = with_cuda_device(run_args)
     return cli_main(["run", *run_args, *extra])
 
 

@@ -8,6 +8,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from dataflow import dataflow_args
+from dataflow.launch import with_cuda_device
 from pipeline.cli import beam_options, sample_inputs
 from pipeline.graph import JobOptions, build_pipeline
 
@@ -24,6 +25,18 @@ def test_dataflow_args():
         dataflow_args("proj", "us-central1", "/local/dir", IMAGE)
 
 
+def test_gpu_workers():
+    args = dataflow_args("proj", "us-central1", "gs://bucket", IMAGE, gpu="nvidia-tesla-t4")
+    options = PipelineOptions(args).get_all_options()
+    assert options["dataflow_service_options"] == [
+        "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+    ]
+    assert not any("worker_accelerator" in arg for arg in dataflow_args("p", "r", "gs://b", IMAGE))
+    assert with_cuda_device(["--output", "gs://b/o"]) == ["--output", "gs://b/o", "--vqgan-device", "cuda"]
+    for given in (["--vqgan-device", "cuda:0"], ["--vqgan-device=cpu"]):
+        assert with_cuda_device(given) == given
+
+
 def test_runner_alias():
     assert beam_options(["--runner=DaskRunner"]) == [
         "--runner=apache_beam.runners.dask.dask_runner.DaskRunner"
@@ -36,8 +49,10 @@ def job_graph(options: PipelineOptions) -> beam.Pipeline:
     job = JobOptions(
         inputs=("gs://bucket/cc/*.warc.gz",),
         output="gs://bucket/shards",
+        vqgan_device="cuda",  # a GPU job: the graph is built on a launcher without a GPU
         files=tuple(sample_inputs()),
     )
+    assert job.image_batch_size == 32
     image_codes = {"n_embed": 1024, "codes_per_image": 256, "vqgan": {"checkpoint": "bundled", "sha256": "0"}}
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, job, image_codes, "test")
@@ -45,7 +60,7 @@ def job_graph(options: PipelineOptions) -> beam.Pipeline:
 
 
 def test_dataflow_job_graph_builds_offline():
-    args = dataflow_args("proj", "us-central1", "gs://bucket", IMAGE, dry_run=True)
+    args = dataflow_args("proj", "us-central1", "gs://bucket", IMAGE, dry_run=True, gpu="nvidia-l4")
     options = PipelineOptions(args)
     pipeline = job_graph(options)
     if importlib.util.find_spec("google.auth") is not None:
