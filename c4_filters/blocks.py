@@ -140,7 +140,10 @@ def read_blocks(root: etree._Element, exempt_tags: frozenset[str]) -> list[Block
                 inlines.append(child)
         flush(container, lead, inlines, exempt)
 
-    walk(root, False)
+    try:
+        walk(root, False)
+    finally:
+        walk = None  # noqa: F841  (a recursive closure is a reference cycle: it would keep the tree alive)
     return blocks
 
 
@@ -161,7 +164,10 @@ def _strip_text_keep_images(inline: etree._Element) -> None:
             else:
                 prune(child)
 
-    prune(inline)
+    try:
+        prune(inline)
+    finally:
+        prune = None  # noqa: F841  (break the recursive closure's reference cycle)
 
 
 def remove_block(block: Block) -> None:
@@ -249,7 +255,10 @@ def prune_empty(root: etree._Element) -> None:
             )
             _remove_keeping_tail(child, had_space)
 
-    visit(root)
+    try:
+        visit(root)
+    finally:
+        visit = None  # noqa: F841  (break the recursive closure's reference cycle)
 
 
 _SIMPLE_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_:.]*\Z")

@@ -1,5 +1,6 @@
 """clean_html: the C4 rules on minimal HTML, block by block, with document structure exempt."""
 
+import gc
 import re
 
 import pytest
@@ -196,3 +197,17 @@ def test_xhtml_doctype_does_not_change_the_serialisation(prose_html):
         '<p>The quay is busy on market days.<br><img alt="Boats" src="https://example.org/q.jpg"></p>'
     )
     assert clean_html(doctype + html).html == html
+
+
+def test_cleaning_a_page_leaves_no_reference_cycle():
+    """Workers clean millions of pages: no recursive closure may keep a parsed tree alive until Python's
+    cyclic garbage collector happens to run."""
+    sentence = "This sentence is long enough to be kept by the rules. "
+    html = "<html><body><div><span></span></div>" + f"<p>{sentence * 3}<b></b></p>" * 5 + "</body></html>"
+    gc.collect()
+    gc.disable()
+    try:
+        clean_html(html)
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
