@@ -59,8 +59,11 @@ class VQGAN(torch.nn.Module):
     def encode(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """(B, 3, H, W) pixels in [-1, 1] -> int64 codes (B, H/f * W/f), row-major; 256 for 256x256 at f16.
 
-        fp32, eval mode (no dropout, GroupNorm is per-sample), so an image's codes do not depend on the
-        batch it comes in; the tests check batch 1 against batch 32.
+        fp32, eval mode (no dropout, GroupNorm is per-sample): an image's codes depend on its batch only
+        through float32 rounding, which differs with the batch shape (and between CPU and GPU kernels). That
+        is ~1e-6 in the encoder output and flips a code only at a near-tie of two codebook entries (1 code of
+        3840 on the sample corpus, batch 4 against batch 1), so jobs fix the batch size and device type and
+        record them in their manifest.
         """
         images = torch.as_tensor(batch)
         if images.ndim != 4 or images.shape[1] != 3:
