@@ -181,21 +181,23 @@ def test_bundled_model_shapes(bundled):
     assert bundled.encode(np.zeros((0, 3, 256, 256), np.float32)).shape == (0, 256)
 
 
-def test_encode_is_batch_size_independent(bundled):
-    """Batch 32 vs one by one (at 64 px to keep CPU time low: same network, same kernels), then 256 px."""
+def test_encode_depends_on_the_batch_only_at_near_ties(bundled):
+    """Batch 32 vs one by one (at 64 px to keep CPU time low: same network, same kernels), then 256 px.
+    float32 rounding differs with the batch shape (and the CPU's kernels), so a code may flip where two
+    codebook entries are nearly equally close; anything beyond such rare ties would be a bug (e.g. a
+    batch-coupled normalisation)."""
     images = {name: skimage_rgb(name)[0] for name in ("astronaut", "rocket")}
     keys = [f"https://example.org/{name}-{i}.jpg" for name in images for i in range(16)]
     full = np.stack([preprocess(images[key.split("/")[-1].split("-")[0]], key) for key in keys])
     small = np.ascontiguousarray(full[:, :, ::4, ::4])
     together = bundled.encode(small)
     assert together.shape == (32, 16)
-    np.testing.assert_array_equal(
-        together, np.concatenate([bundled.encode(small[i : i + 1]) for i in range(32)])
-    )
+    alone = np.concatenate([bundled.encode(small[i : i + 1]) for i in range(32)])
+    assert (together != alone).mean() <= 0.01
     picks = full[[0, 9, 16, 31]]
-    np.testing.assert_array_equal(
-        bundled.encode(picks), np.concatenate([bundled.encode(p[None]) for p in picks])
-    )
+    together = bundled.encode(picks)
+    assert together.shape == (4, 256)
+    assert (together != np.concatenate([bundled.encode(p[None]) for p in picks])).mean() <= 0.01
 
 
 def test_reconstruction_of_held_out_image_beats_flat_colour(bundled):
