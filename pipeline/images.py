@@ -6,14 +6,21 @@ data (`ImageOutcome`), so the funnel is right even on runners that do not report
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import os
+import posixpath
 import re
+import shutil
+import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler
 
@@ -28,6 +35,62 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 # batch 8 at 0.75x and batch 32 at 0.69x the images/s of batch 1. CUDA: batches are what keep a GPU busy.
 CPU_BATCH_SIZE = 1
 CUDA_BATCH_SIZE = 32
+
+
+COPY_CHUNK_BYTES = 8 << 20
+_local_copies: dict[str, str] = {}  # remote path -> its complete local copy, for this process
+_local_copies_lock = threading.Lock()
+_local_copies_dir: str | None = None
+
+
+def local_copy(path: str, what: str) -> str:
+    """A local path holding the bytes of `path`: a local path as it is; a path on another Beam filesystem
+    (gs://, s3:// ...) copied once per process into a temporary directory (removed at exit).
+
+    The copy is streamed to a temporary name and renamed when complete, under a lock: threads of one worker
+    wait for the one copy, and a copy that failed half-way (a retried bundle) leaves nothing to read.
+    FileNotFoundError naming `path` (and `what` it is) if it does not exist.
+    """
+    if FileSystems.get_scheme(path) is None:
+        return path
+    global _local_copies_dir
+    with _local_copies_lock:
+        copied = _local_copies.get(path)
+        if copied is not None and os.path.isfile(copied):
+            return copied
+        if not FileSystems.exists(path):
+            raise FileNotFoundError(f"{what} not found: {path}")
+        if _local_copies_dir is None:
+            _local_copies_dir = tempfile.mkdtemp(prefix="cm3-remote-")
+            atexit.register(shutil.rmtree, _local_copies_dir, ignore_errors=True)
+        # one directory per remote path: two paths with the same file name never share a copy
+        directory = os.path.join(_local_copies_dir, hashlib.sha256(path.encode()).hexdigest()[:16])
+        os.makedirs(directory, exist_ok=True)
+        target = os.path.join(directory, posixpath.basename(path) or "file")
+        partial = tempfile.NamedTemporaryFile(dir=directory, prefix=".partial-", delete=False)
+        try:
+            with partial, FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as source:
+                shutil.copyfileobj(source, partial, COPY_CHUNK_BYTES)
+            os.replace(partial.name, target)
+        except BaseException:
+            os.unlink(partial.name)
+            raise
+        LOG.info("copied %s to %s", path, target)
+        _local_copies[path] = target
+        return target
+
+
+def local_vqgan_files(checkpoint: str | None, config: str | None) -> tuple[str | None, str | None]:
+    """(checkpoint, config) as local paths for image_tokenizer.load_vqgan, which reads only local files.
+
+    Remote files are copied with `local_copy`; a remote checkpoint's config defaults, as load_vqgan's does,
+    to the `.yaml` with the same stem beside it (on the same filesystem). None stays None (bundled model).
+    """
+    if checkpoint is not None and config is None and FileSystems.get_scheme(checkpoint) is not None:
+        config = posixpath.splitext(checkpoint)[0] + ".yaml"
+    # the small config first: a missing yaml fails before a large checkpoint is downloaded
+    local_config = None if config is None else local_copy(config, "VQGAN config")
+    return None if checkpoint is None else local_copy(checkpoint, "VQGAN checkpoint"), local_config
 
 
 @dataclass(frozen=True)
@@ -132,8 +195,9 @@ class VQGANModelHandler(ModelHandler[tuple[str, np.ndarray], tuple[str, str], An
         # resolved here, on the worker: "auto" means the GPU this worker has, if any
         device = resolve_device(self._device)
         LOG.info("loading the VQGAN on %s (asked: %s)", device, self._device)
+        checkpoint, config = local_vqgan_files(self._checkpoint, self._config)
         # one model per worker process; the runner's workers give the parallelism
-        return load_vqgan(self._checkpoint, self._config, device=device, num_threads=1)
+        return load_vqgan(checkpoint, config, device=device, num_threads=1)
 
     def run_inference(self, batch, model, inference_args=None) -> Iterable[tuple[str, str]]:
         from image_tokenizer import codes_to_src
@@ -152,16 +216,21 @@ class VQGANModelHandler(ModelHandler[tuple[str, np.ndarray], tuple[str, str], An
 
 
 def describe_vqgan(checkpoint: str | None, config: str | None) -> dict:
-    """The manifest's image_codes entry: n_embed, codes per image and the checkpoint's identity."""
+    """The manifest's image_codes entry: n_embed, codes per image and the checkpoint's identity.
+
+    Run on the launcher, so a missing or unreadable checkpoint fails the job before it starts; the sha256
+    is that of the bytes loaded (the local copy of a remote checkpoint).
+    """
     from image_tokenizer import DEFAULT_CHECKPOINT, load_vqgan
 
-    path = checkpoint or DEFAULT_CHECKPOINT
+    local_checkpoint, local_config = local_vqgan_files(checkpoint, config)
+    path = local_checkpoint or DEFAULT_CHECKPOINT
     digest = hashlib.sha256()
-    with FileSystems.open(path) as stream:
+    with open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
-    model = load_vqgan(checkpoint, config)
-    name = path if checkpoint else "bundled:" + path.rsplit("/", 1)[-1]
+    model = load_vqgan(local_checkpoint, local_config)
+    name = checkpoint if checkpoint else "bundled:" + path.rsplit("/", 1)[-1]
     return {
         "n_embed": int(model.n_embed),
         "codes_per_image": 256,
