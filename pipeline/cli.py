@@ -85,10 +85,15 @@ def run_parser() -> argparse.ArgumentParser:
         help="allow fetching images from loopback/private addresses (off by default)",
     )
     parser.add_argument(
-        "--vqgan-checkpoint", default=None, help="taming VQModel .ckpt (default: the bundled model)"
+        "--vqgan-checkpoint",
+        default=None,
+        help="taming VQModel .ckpt, local or on any Beam filesystem (gs://, s3:// ...): a remote one is "
+        "copied to local disk once per process, launcher and each worker (default: the bundled model)",
     )
     parser.add_argument(
-        "--vqgan-config", default=None, help="its yaml config (default: beside the checkpoint)"
+        "--vqgan-config",
+        default=None,
+        help="its yaml config, local or remote (default: the .yaml with the checkpoint's stem beside it)",
     )
     parser.add_argument(
         "--vqgan-device",
