@@ -328,7 +328,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
         )
         failed = resolved | "FailedImages" >> beam.Filter(_is_outcome)
         handler = images.VQGANModelHandler(
-            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device
+            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device, image_codes["vqgan"]["sha256"]
         ).with_no_batching()
         encoded = (
             resolved

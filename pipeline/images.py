@@ -183,19 +183,35 @@ class VQGANModelHandler(ModelHandler[tuple[str, np.ndarray], tuple[str, str], An
     BatchElements flushes its last batch in finish_bundle, which the Dask runner drops.
     """
 
-    def __init__(self, checkpoint: str | None = None, config: str | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        checkpoint: str | None = None,
+        config: str | None = None,
+        device: str = "auto",
+        expected_sha256: str | None = None,
+    ):
         super().__init__()
         self._checkpoint = checkpoint
         self._config = config
         self._device = check_device(device)
+        self._expected_sha256 = expected_sha256
 
     def load_model(self):
-        from image_tokenizer import load_vqgan, resolve_device
+        from image_tokenizer import DEFAULT_CHECKPOINT, load_vqgan, resolve_device
 
         # resolved here, on the worker: "auto" means the GPU this worker has, if any
         device = resolve_device(self._device)
         LOG.info("loading the VQGAN on %s (asked: %s)", device, self._device)
         checkpoint, config = local_vqgan_files(self._checkpoint, self._config)
+        if self._expected_sha256 is not None:
+            # the launcher recorded this checkpoint in the manifest; a file replaced since (a bucket object
+            # overwritten mid-job, another image) would silently give other codes
+            found = file_sha256(checkpoint or DEFAULT_CHECKPOINT)
+            if found != self._expected_sha256:
+                raise ValueError(
+                    f"VQGAN checkpoint {self._checkpoint or 'bundled'} changed since the job was launched: "
+                    f"sha256 {found}, the manifest records {self._expected_sha256}"
+                )
         # one model per worker process; the runner's workers give the parallelism
         return load_vqgan(checkpoint, config, device=device, num_threads=1)
 
@@ -225,14 +241,18 @@ def describe_vqgan(checkpoint: str | None, config: str | None) -> dict:
 
     local_checkpoint, local_config = local_vqgan_files(checkpoint, config)
     path = local_checkpoint or DEFAULT_CHECKPOINT
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
     model = load_vqgan(local_checkpoint, local_config)
     name = checkpoint if checkpoint else "bundled:" + path.rsplit("/", 1)[-1]
     return {
         "n_embed": int(model.n_embed),
         "codes_per_image": 256,
-        "vqgan": {"checkpoint": name, "sha256": digest.hexdigest()},
+        "vqgan": {"checkpoint": name, "sha256": file_sha256(path)},
     }
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

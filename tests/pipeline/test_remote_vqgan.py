@@ -166,3 +166,15 @@ def test_a_missing_explicit_remote_config_is_named(remote_checkpoint, tmp_path):
         describe_vqgan(remote_checkpoint, config)
     with pytest.raises(FileNotFoundError, match=f"VQGAN config not found: {config}"):
         describe_vqgan(None, config)
+
+
+def test_workers_refuse_a_checkpoint_replaced_since_launch(tmp_path):
+    """The manifest records the checkpoint the launcher saw; a worker finding other bytes (an object
+    overwritten in the bucket mid-job) stops instead of writing codes of another model."""
+    shutil.copy(DEFAULT_CHECKPOINT, tmp_path / "m.ckpt")
+    shutil.copy(Path(DEFAULT_CHECKPOINT).with_suffix(".yaml"), tmp_path / "m.yaml")
+    remote = f"{SCHEME}://{tmp_path}/m.ckpt"
+    recorded = describe_vqgan(remote, None)["vqgan"]["sha256"]
+    assert VQGANModelHandler(remote, device="cpu", expected_sha256=recorded).load_model() is not None
+    with pytest.raises(ValueError, match="changed since the job was launched"):
+        VQGANModelHandler(DEFAULT_CHECKPOINT, device="cpu", expected_sha256="0" * 64).load_model()
