@@ -213,8 +213,8 @@ def run_command(argv: list[str]) -> int:
     )
     try:
         image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
-    except (OSError, ValueError) as error:
-        print(f"cm3-data run: cannot load the VQGAN: {error}", file=sys.stderr)
+    except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
+        print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     options = PipelineOptions(beam_options(beam_args))
     print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.localfilesystem import LocalFileSystem
 
@@ -156,8 +157,29 @@ def test_a_missing_remote_file_is_named_by_launcher_and_worker(remote_checkpoint
     error = capsys.readouterr().err
     what = "VQGAN checkpoint" if missing == "m.ckpt" else "VQGAN config"
     assert code == 2
-    assert f"cm3-data run: cannot load the VQGAN: {what} not found: {missing_path}" in error
+    assert (
+        f"cm3-data run: cannot load the VQGAN: FileNotFoundError: {what} not found: {missing_path}" in error
+    )
     assert "Traceback" not in error
+
+
+def test_weights_their_yaml_does_not_describe_stop_the_launch(tmp_path, capsys):
+    """Any failure to load the model on the launcher (here torch's shape mismatch, a RuntimeError) is one
+    line and exit 2, before a job starts."""
+    config = yaml.safe_load(Path(DEFAULT_CHECKPOINT).with_suffix(".yaml").read_text())
+    config["model"]["params"]["n_embed"] += 1
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(config))
+    args = [
+        "run",
+        "--output",
+        str(tmp_path / "out"),
+        "--quiet",
+        "--vqgan-config",
+        str(tmp_path / "wrong.yaml"),
+    ]
+    assert cli_main(args) == 2
+    error = capsys.readouterr().err
+    assert "cm3-data run: cannot load the VQGAN: RuntimeError:" in error and "Traceback" not in error
 
 
 def test_a_missing_explicit_remote_config_is_named(remote_checkpoint, tmp_path):
