@@ -145,7 +145,7 @@ def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
 
 def check_device(device: str) -> str:
     """`device` if it names a VQGAN device the job accepts (auto, cpu, cuda, cuda:N), else ValueError.
-    Only the spelling is checked here (the launcher imports no torch); workers resolve it."""
+    Only the spelling is checked here: the launcher may have no GPU where workers do; workers resolve it."""
     if not DEVICE_PATTERN.fullmatch(device):
         raise ValueError(f"VQGAN device must be auto, cpu, cuda or cuda:N, got {device!r}")
     return device
