@@ -384,7 +384,8 @@ class Trainer:
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
-            disable=not (rt.is_main and cfg.progress),
+            # None: tqdm turns itself off when stderr is not a terminal (logs, CI), and log lines take over
+            disable=None if rt.is_main and cfg.progress else True,
             unit="step",
             dynamic_ncols=True,
         )

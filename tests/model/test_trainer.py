@@ -71,6 +71,19 @@ def test_tiny_model_loss_falls_and_checkpoint_loads_standalone(token_shards, tmp
     assert not list((tmp_path / "run" / "checkpoints").glob(".*tmp"))
 
 
+def test_progress_off_a_terminal_is_log_lines_not_a_bar(token_shards, tmp_path, caplog, capsys):
+    """Under CI, Slurm or `make demo > log`, stderr is no terminal: one log line per log_every steps
+    instead of thousands of carriage-return bar updates."""
+    overrides = ["max_steps=4", "log_every=2", "eval_every=0", "ckpt_every=0", "progress=true"]
+    caplog.set_level("INFO", logger="cm3.train")
+    Trainer(_config(token_shards, tmp_path / "run", *overrides)).fit()
+    assert "\r" not in capsys.readouterr().err
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("step ")] == [
+        "step 2",
+        "step 4",
+    ]
+
+
 def test_document_attention_and_grad_accumulation_train(token_shards, tmp_path):
     cfg = _config(
         token_shards,
