@@ -6,7 +6,7 @@ from c4_filters import C4Options, C4Stats, clean_page
 
 
 def cleaned_lines(prose, *extra: str, stats: C4Stats | None = None) -> list[str] | None:
-    result = clean_page("\n".join([*prose, *extra]), stats)
+    result = clean_page("\n".join([*prose, *extra]), stats=stats)
     return None if result is None else result.split("\n")
 
 
@@ -98,7 +98,7 @@ def test_policy_phrases_drop_the_line(prose, phrase):
 
 def test_fewer_than_three_sentences_drops_the_page(prose):
     stats = C4Stats()
-    assert clean_page("\n".join(prose[:2]), stats) is None
+    assert clean_page("\n".join(prose[:2]), stats=stats) is None
     assert stats["page:too_few_sentences"] == 1
 
 
@@ -120,7 +120,7 @@ def test_page_not_in_english_is_dropped():
         "Beaucoup de visiteurs viennent ici chaque été pour se promener.",
         "Des familles vivent dans ces maisons de pierre depuis des générations.",
     ]
-    assert clean_page("\n".join(french), stats) is None
+    assert clean_page("\n".join(french), stats=stats) is None
     assert stats["page:not_english"] == 1
     assert clean_page("\n".join(french), options=C4Options(language="fr")) == "\n".join(french)
     assert clean_page("\n".join(french), options=C4Options(language=None)) == "\n".join(french)
@@ -128,8 +128,8 @@ def test_page_not_in_english_is_dropped():
 
 def test_stats_make_a_funnel(prose):
     stats = C4Stats()
-    clean_page("\n".join([*prose, "Menu", "Read our privacy policy now, please."]), stats)
-    clean_page("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", stats)
+    clean_page("\n".join([*prose, "Menu", "Read our privacy policy now, please."]), stats=stats)
+    clean_page("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", stats=stats)
     counts = stats.as_dict()
     assert counts["page:read"] == 2 and counts["page:kept"] == 1 and counts["page:lorem_ipsum"] == 1
     assert counts["line:read"] == 6 and counts["line:kept"] == 3
@@ -174,5 +174,5 @@ def test_curly_bracket_is_checked_before_policy(prose):
 
 def test_sentence_count_is_checked_before_bad_words(prose):
     stats = C4Stats()
-    assert clean_page("That beach is a nude beach, people say.", stats) is None
+    assert clean_page("That beach is a nude beach, people say.", stats=stats) is None
     assert stats["page:too_few_sentences"] == 1 and stats["page:bad_words"] == 0

@@ -51,7 +51,7 @@ def transformed(line: str) -> str:
 @given(pages())
 def test_clean_page_keeps_a_subsequence_of_its_lines(text):
     stats = C4Stats()
-    result = clean_page(text, stats)
+    result = clean_page(text, stats=stats)
     assert stats["page:read"] == 1
     if result is None:
         return

@@ -55,7 +55,7 @@ def test_plain_c4_on_real_pages_keeps_english_prose_and_drops_boilerplate(real_p
     stats = C4Stats()
     found_before = found_after = 0
     for _, text, labels in real_pages:
-        cleaned = clean_page(text, stats)
+        cleaned = clean_page(text, stats=stats)
         if cleaned is not None and labels:
             found_before += sum(snippet in text for snippet in labels["without"])
             found_after += sum(snippet in cleaned for snippet in labels["without"])
