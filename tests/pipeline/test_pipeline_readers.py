@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.make_sample_corpus import http_response, warc_record
 from pipeline.readers import Count, ImageRecord, Page, input_kind, read_input
+from pipeline.warc_writer import http_response, warc_record
 
 SAMPLE = Path(__file__).resolve().parents[2] / "pipeline" / "data" / "sample_corpus"
 
