@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -110,8 +110,9 @@ def line_breaking_elements(root: etree._Element) -> set[etree._Element]:
     return found
 
 
-def read_blocks(root: etree._Element, exempt_tags: frozenset[str]) -> list[Block]:
+def read_blocks(root: etree._Element, exempt_tags: Collection[str]) -> list[Block]:
     """All blocks with non-blank text, in document order (see module docstring)."""
+    exempt_tags = frozenset(exempt_tags)  # looked up once per element
     breaking = line_breaking_elements(root)
     blocks: list[Block] = []
 

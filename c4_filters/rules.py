@@ -9,9 +9,10 @@ Both `clean_page` (plain text) and `clean_html` (minimal HTML) apply them throug
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
 
 from c4_filters.badwords import ldnoobw_english
 from c4_filters.language import top_language
@@ -28,15 +29,19 @@ POLICY_SUBSTRINGS = (
     "use cookies",
 )
 CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
-EXEMPT_TAGS = frozenset({"title", "h1", "h2", "h3", "h4", "h5", "h6", "figcaption", "caption", "img"})
+EXEMPT_TAGS = ("caption", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "img", "title")
 
 
 @dataclass(frozen=True)
 class C4Options:
     """Rule parameters; the defaults are C4's.
 
+    Every field is a plain JSON value: `dataclasses.asdict(options)` is the record a job writes to its
+    manifest and `C4Options.from_dict` rebuilds the options from it or from a config file.
+
     exempt_tags: text inside these elements (and image alt text, named "img") keeps the page's structure: it
-    skips the end-mark and minimum-words rules, never the others. `frozenset()` treats all text as lines.
+    skips the end-mark and minimum-words rules, never the others. `()` treats all text as lines. Any
+    collection of names is accepted and stored as a sorted tuple (same options -> same record).
     language: None skips language detection (e.g. when a job identifies language elsewhere).
     """
 
@@ -45,7 +50,38 @@ class C4Options:
     min_sentences: int = 3
     language: str | None = "en"
     min_language_probability: float = 0.99
-    exempt_tags: frozenset[str] = EXEMPT_TAGS
+    exempt_tags: tuple[str, ...] = EXEMPT_TAGS
+
+    def __post_init__(self) -> None:
+        for name in ("max_word_length", "min_words_per_line", "min_sentences"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"C4Options.{name} must be an int >= 0, not {value!r}")
+        if self.language is not None and not isinstance(self.language, str):
+            raise ValueError(f"C4Options.language must be a language code or None, not {self.language!r}")
+        probability = self.min_language_probability
+        if (
+            isinstance(probability, bool)
+            or not isinstance(probability, int | float)
+            or not 0 <= probability <= 1
+        ):
+            raise ValueError(f"C4Options.min_language_probability must be in [0, 1], not {probability!r}")
+        tags = self.exempt_tags
+        if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
+            raise ValueError(f"C4Options.exempt_tags must be a list of tag names, not {tags!r}")
+        object.__setattr__(self, "exempt_tags", tuple(sorted(set(tags))))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> C4Options:
+        """Options from a dict (a manifest's record, a config file); missing keys keep C4's defaults and an
+        unknown key is a ValueError naming the closest known one (a typo must not silently keep a default)."""
+        known = [field.name for field in fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                raise ValueError(f"unknown C4Options key {key!r}{hint}")
+        return cls(**values)
 
 
 DEFAULT_OPTIONS = C4Options()

@@ -12,20 +12,32 @@ from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 from .rules import (
+    BLOCKS_IN_P,
     BOILERPLATE_ROLES,
+    CONTENT_CHARS,
+    CONTENT_LINK_SHARE,
     COPYRIGHT,
     DATE_ONLY,
     DROP_TAGS,
     FURNITURE_TAGS,
+    HEADINGS,
     KEEP_EMPTY_TAGS,
     KEEP_TAGS,
+    LAZY_SRC_ATTRS,
+    LINK_DENSITY,
+    MIN_LINKS,
     NO_HINT,
     PHOTO_CREDIT,
+    PLACEHOLDER_CHARS,
+    STAMP_CHARS,
+    STAMP_INITIALS,
     STRONG_HINT,
     STRUCTURED_ATTRS,
     STRUCTURED_META_PREFIXES,
+    SUBHEADINGS,
     TAG_ATTRS,
     WEAK_HINT,
+    WRAPPER_SHARE,
     boilerplate_hint,
     names_content,
     style_hides,
@@ -35,39 +47,17 @@ from .serialize import escape_text, serialize, start_tag
 _LOCAL = threading.local()
 _UNWRAP = "html-minimizer-unwrap"
 _DOOMED = "html-minimizer-doomed"
-_LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
-# a data: URI this short is a lazy-loading placeholder (a 1x1 GIF), not an image
-_PLACEHOLDER_CHARS = 200
 _base_href = etree.XPath("string((//base[@href])[1]/@href)")
 _text_len = etree.XPath("string-length(normalize-space(string()))")
-_KEPT_ATTRS = STRUCTURED_ATTRS | frozenset(["href", "title", "src", "alt"])
+_KEPT_ATTRS = STRUCTURED_ATTRS.union(*TAG_ATTRS.values())
 _ALLOWED_ATTRS = {tag: STRUCTURED_ATTRS | names for tag, names in TAG_ATTRS.items()}
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
-_HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
-# hinted elements with at least this much text, at most this share of it in links, are kept
-_CONTENT_CHARS = 600
-_CONTENT_LINK_SHARE = 0.3
-# longest own text of an element checked for being only a date stamp or photo credit, and the characters
-# such a text starts or ends with (a cheap filter before the regular expressions)
-_STAMP_CHARS = 120
-_SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
-_STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
-# blocks an HTML parser does not let a <p> hold
-_BLOCKS_IN_P = frozenset(
-    """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
-    details address hr""".split()
-)
 _div_chain_heads = etree.XPath(".//div[count(*) = 1][div]")
 _nested_links = etree.XPath(".//a//a")
 _table_parts_outside_tables = etree.XPath(
     "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
 )
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
-# a link list or menu: at least this many links whose text is most of the text
-_MIN_LINKS = 2
-_LINK_DENSITY = 0.6
-# furniture / hinted boilerplate holding more than this share of the page text is a wrapper, kept
-_WRAPPER_SHARE = 0.5
 
 
 def _parser() -> etree.HTMLParser:
@@ -202,7 +192,7 @@ class _Minimizer:
     def _clean(self, body: etree._Element) -> None:
         etree.strip_elements(body, *DROP_TAGS, with_tail=False)
         body_chars = _text_len(body) or 1
-        wrapper_chars = _WRAPPER_SHARE * body_chars
+        wrapper_chars = WRAPPER_SHARE * body_chars
         for el in list(body.iter(*FURNITURE_TAGS)):
             if _furniture_holds_content(el, wrapper_chars):
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
@@ -233,7 +223,7 @@ class _Minimizer:
             _KEPT_ATTRS,
             STRUCTURED_ATTRS,
         )
-        stamp_initials, stamp_chars, blocks = _STAMP_INITIALS, _STAMP_CHARS, _BLOCKS_IN_P
+        stamp_initials, stamp_chars, blocks = STAMP_INITIALS, STAMP_CHARS, BLOCKS_IN_P
         image_src = self._image_src
         # the elements holding an h1 (a hint never removes them), found once instead of searching below every
         # hinted element; the set keeps their proxies alive, so the walk meets the same objects
@@ -272,7 +262,7 @@ class _Minimizer:
                 else:
                     own = 0
                 if hint and not (
-                    el.tag in _HEADINGS
+                    el.tag in HEADINGS
                     or el in headline_holders
                     or _looks_like_content(el, wrapper_chars, hint == WEAK_HINT)
                 ):
@@ -302,8 +292,8 @@ class _Minimizer:
                         kept = sub_images or tag in keep_empty
                     else:
                         kept = not (
-                            sub_links >= _MIN_LINKS
-                            and sub_link_chars > _LINK_DENSITY * sub_chars
+                            sub_links >= MIN_LINKS
+                            and sub_link_chars > LINK_DENSITY * sub_chars
                             and sub_chars < wrapper_chars
                         )
                         if not kept:
@@ -337,7 +327,7 @@ class _Minimizer:
             el.tag = _DOOMED
         etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
         for heading in headings:  # "Related posts", "Read more": a heading left ending its section
-            if heading is not None and heading.tag in _SUBHEADINGS and heading.getnext() is None:
+            if heading is not None and heading.tag in SUBHEADINGS and heading.getnext() is None:
                 if heading.getparent() is not None and not (heading.tail or "").strip():
                     _remove(heading)
         self._clean_attributes(body, holders)
@@ -384,9 +374,9 @@ class _Minimizer:
 
     def _find_image_src(self, img: etree._Element) -> str | None:
         src = (img.get("src") or "").strip()
-        if not src or (src[:5].lower() == "data:" and len(src) < _PLACEHOLDER_CHARS):
+        if not src or (src[:5].lower() == "data:" and len(src) < PLACEHOLDER_CHARS):
             src = ""  # lazy loading: the real image is in a data-* attribute or srcset
-            for name in _LAZY_SRC_ATTRS:
+            for name in LAZY_SRC_ATTRS:
                 lazy = (img.get(name) or "").strip()
                 if lazy and lazy[:5].lower() != "data:":
                     src = lazy
@@ -478,7 +468,7 @@ def _keep_parse_stable(body: etree._Element, paragraphs: list) -> None:
     when reading the minimal HTML back; such a <p> becomes a <div>, the inner link, like table cells and
     rows outside any table, loses its tag. `paragraphs`: those the walk saw holding a block."""
     for p in paragraphs:
-        if next(p.iterdescendants(*_BLOCKS_IN_P), None) is not None:  # still, after the removals
+        if next(p.iterdescendants(*BLOCKS_IN_P), None) is not None:  # still, after the removals
             p.tag = "div"
     misplaced = _nested_links(body) + _table_parts_outside_tables(body)
     if misplaced:
@@ -505,9 +495,9 @@ def _looks_like_content(el: etree._Element, wrapper_chars: float, long_text_coun
     chars = _text_len(el)
     if chars > wrapper_chars:
         return True
-    if not long_text_counts or chars < _CONTENT_CHARS:
+    if not long_text_counts or chars < CONTENT_CHARS:
         return False
-    return sum(len(t.strip()) for t in _link_texts(el)) < _CONTENT_LINK_SHARE * chars
+    return sum(len(t.strip()) for t in _link_texts(el)) < CONTENT_LINK_SHARE * chars
 
 
 def _merge_attributes(a, b) -> dict[str, str] | None:

@@ -1,11 +1,18 @@
 """Budgets that bound the time and memory `minimize` spends on one (possibly hostile) page."""
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True)
 class Limits:
     """Per-page budgets; a page over a hard budget raises a `MinimizeError`, soft budgets truncate.
+
+    Every field is a positive int (a plain JSON value): `dataclasses.asdict(limits)` records them in a job's
+    manifest and `Limits.from_dict` rebuilds them from it or from a config file.
 
     max_input_bytes: raw pages larger than this raise `InputTooLarge` (checked before any parsing).
     max_tags: pages with more '<' than this raise `InputTooLarge` (bounds the per-element Python work).
@@ -22,3 +29,21 @@ class Limits:
     max_attribute_chars: int = 4_096
     max_data_uri_bytes: int = 1_000_000
     max_output_chars: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Limits.{field.name} must be a positive int, not {value!r}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> Limits:
+        """Limits from a dict (a manifest's record, a config file); missing keys keep their defaults and an
+        unknown key is a ValueError naming the closest known one (a typo must not silently keep a default)."""
+        known = [field.name for field in fields(cls)]
+        for key in values:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                raise ValueError(f"unknown Limits key {key!r}{hint}")
+        return cls(**values)

@@ -1,4 +1,5 @@
-"""What the minimal HTML keeps: tag sets, structured-data attributes and boilerplate hints.
+"""What the minimal HTML keeps: tag sets, structured-data attributes, boilerplate hints and the thresholds
+of the boilerplate walk in `core` (which holds the mechanics only: one rule changes here, in one place).
 
 Every rule here is general (tags, ARIA roles, class/id vocabulary); none names a site.
 """
@@ -30,6 +31,33 @@ TAG_ATTRS = {
     "img": frozenset(["src", "alt", "title"]),
 }
 STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
+HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
+# a heading left ending its section once a link list after it went ("Related posts") goes too
+SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
+# blocks an HTML parser does not let a <p> hold
+BLOCKS_IN_P = frozenset(
+    """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
+    details address hr""".split()
+)
+
+# images: lazy-loading attributes that hold the real src, and the length under which a data: URI is a
+# lazy-loading placeholder (a 1x1 GIF), not an image
+LAZY_SRC_ATTRS = ("data-src", "data-lazy-src", "data-original", "data-url")
+PLACEHOLDER_CHARS = 200
+
+# thresholds of the boilerplate walk (shares are of text characters, whitespace-normalised)
+# furniture / hinted boilerplate holding more than this share of the page text is a wrapper, kept
+WRAPPER_SHARE = 0.5
+# hinted elements with at least this much text, at most this share of it in links, are kept
+CONTENT_CHARS = 600
+CONTENT_LINK_SHARE = 0.3
+# a link list or menu: at least this many links whose text is more than this share of the text
+MIN_LINKS = 2
+LINK_DENSITY = 0.6
+# longest own text of an element checked for being only a date stamp or photo credit, and the characters
+# such a text starts or ends with (a cheap filter before the regular expressions DATE_ONLY, PHOTO_CREDIT)
+STAMP_CHARS = 120
+STAMP_INITIALS = frozenset("0123456789FfPpBbIiCcQq")
 
 BOILERPLATE_ROLES = frozenset(
     """navigation banner contentinfo complementary search dialog alertdialog menu menubar toolbar form
