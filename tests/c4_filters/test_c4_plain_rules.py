@@ -1,4 +1,4 @@
-"""clean_page: each C4 rule on plain text, in the order DESIGN.md lists them."""
+"""clean_page: each C4 rule on plain text (T5 section 2.2), in the order c4_filters/rules.py lists them."""
 
 import pytest
 
