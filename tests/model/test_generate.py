@@ -477,10 +477,23 @@ def test_same_seed_same_output_other_seed_differs(loaded):
     assert run(1) != first
 
 
+def test_every_mode_is_one_builder_and_documented():
+    """A mode is one entry of the builder table, and model/GENERATE.md's table describes each one."""
+    from pathlib import Path
+
+    from model.prompts import BUILDERS
+
+    assert MODES == tuple(BUILDERS)
+    doc = (Path(__file__).resolve().parents[2] / "model" / "GENERATE.md").read_text()
+    documented = re.findall(r"^\| `(\w+)` \|", doc, flags=re.M)
+    assert set(MODES) <= set(documented)
+
+
 @pytest.mark.parametrize(
     "request_",
     [
         {"mode": "nope"},
+        {"mode": ["a", "list"]},
         {"mode": "conditional_image"},
         {"mode": "text_infill", "html": "<p>no mask</p>"},
         {"mode": "text_infill", "html": "<p><mask:1> only</p>"},
