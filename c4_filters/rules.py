@@ -3,7 +3,8 @@
 Per line, in this order: a word over 1000 characters drops the line; citation markers are removed; a line
 not ending in `. ? ! "` (or ending in `...`) is dropped; fewer than 5 words drops it; "lorem ipsum" drops the
 page; "javascript" drops the line; `{` drops the page; policy phrases drop the line. Per page, in this order:
-fewer than 3 sentences, any bad word, not English with p >= 0.99 -> the page is dropped.
+fewer than 3 sentences, any bad word, not English with p >= 0.99 (langdetect; `C4Options.language_id` can
+choose fastText's lid.176 instead) -> the page is dropped.
 Both `clean_page` (plain text) and `clean_html` (minimal HTML) apply them through `judge_line`/`judge_page`.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
 from c4_filters.badwords import ldnoobw_english
-from c4_filters.language import top_language
+from c4_filters.language import fasttext_top_language, top_language
 from c4_filters.sentences import split_sentences
 
 END_MARKS = (".", "?", "!", '"')
@@ -29,6 +30,8 @@ POLICY_SUBSTRINGS = (
     "use cookies",
 )
 CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
+# "langdetect": C4's detector; "fasttext": lid.176 alone; "cascade": lid.176 where it is certain, else langdetect
+LANGUAGE_IDS = ("langdetect", "fasttext", "cascade")
 EXEMPT_TAGS = ("caption", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "img", "title")
 
 
@@ -42,14 +45,22 @@ class C4Options:
     exempt_tags: text inside these elements (and image alt text, named "img") keeps the page's structure: it
     skips the end-mark and minimum-words rules, never the others. `()` treats all text as lines. Any
     collection of names is accepted and stored as a sorted tuple (same options -> same record).
-    language: None skips language detection (e.g. when a job identifies language elsewhere).
+    language: None skips language detection (e.g. when a job identifies language elsewhere). Codes are the
+        detector's own (ISO 639-1 for the common languages in both).
+    language_id: the detector (LANGUAGE_IDS). "langdetect" with min_language_probability is C4's rule.
+        "fasttext" (lid.176, several times faster) requires fasttext_min_probability instead; "cascade" takes
+        lid.176's answer when its top probability is >= cascade_min_probability and asks langdetect
+        otherwise. c4_filters/README.md gives how often each agrees with C4's rule and why these thresholds.
     """
 
     max_word_length: int = 1000
     min_words_per_line: int = 5
     min_sentences: int = 3
     language: str | None = "en"
+    language_id: str = "langdetect"
     min_language_probability: float = 0.99
+    fasttext_min_probability: float = 0.5
+    cascade_min_probability: float = 0.9
     exempt_tags: tuple[str, ...] = EXEMPT_TAGS
 
     def __post_init__(self) -> None:
@@ -57,15 +68,16 @@ class C4Options:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"C4Options.{name} must be an int >= 0, not {value!r}")
+        if self.language_id not in LANGUAGE_IDS:
+            raise ValueError(
+                f"C4Options.language_id must be one of {', '.join(LANGUAGE_IDS)}, not {self.language_id!r}"
+            )
         if self.language is not None and not isinstance(self.language, str):
             raise ValueError(f"C4Options.language must be a language code or None, not {self.language!r}")
-        probability = self.min_language_probability
-        if (
-            isinstance(probability, bool)
-            or not isinstance(probability, int | float)
-            or not 0 <= probability <= 1
-        ):
-            raise ValueError(f"C4Options.min_language_probability must be in [0, 1], not {probability!r}")
+        for name in ("min_language_probability", "fasttext_min_probability", "cascade_min_probability"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ValueError(f"C4Options.{name} must be a number in [0, 1], not {value!r}")
         tags = self.exempt_tags
         if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
             raise ValueError(f"C4Options.exempt_tags must be a list of tag names, not {tags!r}")
@@ -159,11 +171,23 @@ def count_sentences(lines: Iterable[str]) -> int:
     return sum(len(split_sentences(line)) for line in lines)
 
 
+def identify_language(text: str, options: C4Options) -> tuple[str | None, float, float]:
+    """(top language, its probability, the probability the rule requires of the detector that answered)."""
+    if options.language_id != "langdetect":
+        lang, prob = fasttext_top_language(text)
+        if options.language_id == "fasttext":
+            return lang, prob, options.fasttext_min_probability
+        if prob >= options.cascade_min_probability:  # lid.176 is certain: its answer stands
+            return lang, prob, options.cascade_min_probability
+    lang, prob = top_language(text)
+    return lang, prob, options.min_language_probability
+
+
 @dataclass(frozen=True)
 class PageVerdict:
     failed: str | None  # "page:too_few_sentences" | "page:bad_words" | "page:not_english" | None
     n_sentences: int
-    lang_score: float  # probability of langdetect's top language; 0.0 when detection is off
+    lang_score: float  # probability of the detector's top language; 0.0 when detection is off
 
 
 def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Options) -> PageVerdict:
@@ -177,8 +201,8 @@ def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Optio
         return PageVerdict("page:bad_words", n_sentences, 0.0)
     if options.language is None:
         return PageVerdict(None, n_sentences, 0.0)
-    lang, prob = top_language("\n".join(all_lines))
-    if lang != options.language or prob < options.min_language_probability:
+    lang, prob, required = identify_language("\n".join(all_lines), options)
+    if lang != options.language or prob < required:
         name = "page:not_english" if options.language == "en" else f"page:not_{options.language}"
         return PageVerdict(name, n_sentences, prob)
     return PageVerdict(None, n_sentences, prob)
