@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from .objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES
+
 
 @dataclass(frozen=True)
 class CM3Config:
@@ -25,6 +27,7 @@ class CM3Config:
     positions: str = "sinusoidal"  # or "learned"
     dropout: float = 0.0
     pad_id: int | None = None
+    block_positions: bool = False  # GLM's second position table (the glm objectives)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -68,11 +71,11 @@ class TrainConfig:
     positions: str = "sinusoidal"
     dropout: float = 0.0
     # objective and data
-    objective: str = "cm3"  # "cm3" | "clm"
+    objective: str = "cm3"  # see model.objectives.OBJECTIVES
     seq_len: int = 2048
     batch_size: int = 8  # per device, per micro-step
     grad_accum: int = 1
-    document_attention: bool = False  # stop attention (and restart positions) at document boundaries
+    document_attention: bool = True  # packed sequences do not attend to each other; positions restart
     seed: int = 0
     # optimisation (CM3 section 3.3)
     max_steps: int = 1000
@@ -99,7 +102,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         choices = {
-            "objective": ("cm3", "clm"),
+            "objective": OBJECTIVES,
             "positions": ("sinusoidal", "learned"),
             "device": ("auto", "cpu", "cuda"),
             "precision": ("auto", "bf16", "fp32"),
@@ -129,6 +132,8 @@ class TrainConfig:
             raise ValueError("config: dropout must be in [0, 1), clip_norm and adam_eps > 0")
 
     def model_config(self, vocab_size: int, pad_id: int | None = None) -> CM3Config:
+        """The model for the tokenizer's `vocab_size`; t5, glm and unilmv2 add the objectives' extra ids
+        (sentinels, [MASK], [S], [P]) after it, so cm3/clm models and checkpoints keep their shape."""
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
         shape = dict(PRESETS[self.preset])
@@ -136,7 +141,8 @@ class TrainConfig:
             if getattr(self, name) is not None:
                 shape[name] = getattr(self, name)
         return CM3Config(
-            vocab_size=vocab_size,
+            vocab_size=vocab_size + (N_EXTRA_IDS if self.objective in MASKED_ATTENTION else 0),
+            block_positions=self.objective in ("glm", "glm_doc"),
             max_seq_len=self.seq_len,
             positions=self.positions,
             dropout=self.dropout,

@@ -1,11 +1,12 @@
 """Packed, resumable batches from memory-mapped token shards.
 
 Each epoch visits the documents in an order keyed by (seed, epoch); rank r of w takes every w-th document
-of that order, so ranks read disjoint documents. Documents are cut into windows of `seq_len` tokens, the
-objective turns each window into a training sequence, and sequences are concatenated into one stream that
-is cut into rows of `seq_len` (+1 token for the shifted targets), without padding. The loader's state
-(epoch, cursor, the stream's unconsumed tail) goes into checkpoints, so a resumed run sees the very next
-batch; the masking itself is a pure function of (seed, epoch, document key, window).
+of that order, so ranks read disjoint documents. The objective turns each document into examples that
+each fit one row of `seq_len` inputs (`objectives.window_len`), and rows are filled with whole examples:
+the first of the next `LOOKAHEAD` pending examples that still fits goes in, and a row that none fits is
+padded (weight 0). No example is ever cut, so a CM3 span always shares its row with its <mask:i>
+placeholder. The loader's state (epoch, cursor, the pending examples) goes into checkpoints, so a resumed
+run sees the very next batch; the corruption itself is a pure function of (seed, epoch, document, window).
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .objectives import OBJECTIVES, apply_objective
+from .objectives import MASKED_ATTENTION, OBJECTIVES, Example, SpecialIds, document_examples
 from .shards import ShardError, TokenSplit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+LOOKAHEAD = 8
+# batch keys the model takes as keyword arguments (besides tokens)
+MODEL_INPUTS = ("segment_ids", "positions", "positions2", "visible", "sees", "group")
+_EXAMPLE_FIELDS = ("inputs", "targets", "weights", "positions", "positions2", "visible", "sees", "group")
 
 
 def _mix64(x: np.ndarray) -> np.ndarray:
@@ -44,13 +49,20 @@ class LoaderOptions:
     mask_offset: int
     n_masks: int
     eos_id: int
+    pad_id: int
+    extra_offset: int  # the tokenizer's vocab_size: first id of the objectives' extra specials
     document_attention: bool = False
     shuffle: bool = True
 
+    @property
+    def special_ids(self) -> SpecialIds:
+        return SpecialIds(self.pad_id, self.eos_id, self.mask_offset, self.n_masks, self.extra_offset)
+
 
 class PackedLoader:
-    """`next_batch()` -> dict of numpy arrays: tokens, targets (B, T) int64, weights (B, T) float32, and with
-    document attention segment_ids and positions (B, T) int64."""
+    """`next_batch()` -> dict of numpy arrays: tokens, targets (B, T) int64, weights (B, T) float32; with
+    document attention or a masked-attention objective segment_ids and positions (B, T) int64; for t5, glm
+    and unilmv2 the attention rule visible, sees, group (see `objectives.Example`); glm adds positions2."""
 
     def __init__(self, split: TokenSplit, options: LoaderOptions, rank: int = 0, world_size: int = 1) -> None:
         if options.objective not in OBJECTIVES:
@@ -63,11 +75,17 @@ class PackedLoader:
         self.world_size = world_size
         self.epoch = 0
         self.cursor = 0
-        self._stream = np.zeros(0, dtype=np.int64)
-        self._segments = np.zeros(0, dtype=np.int64)
-        self._next_segment = 0
+        self._pending: list[Example] = []
         self._docs_epoch = -1
         self._docs = np.zeros(0, dtype=np.int64)
+        masked = options.objective in MASKED_ATTENTION
+        self.batch_keys = ["tokens", "targets", "weights"]
+        if masked or options.document_attention:
+            self.batch_keys += ["segment_ids", "positions"]
+        if options.objective in ("glm", "glm_doc"):
+            self.batch_keys.append("positions2")
+        if masked:
+            self.batch_keys += ["visible", "sees", "group"]
 
     # ---- documents of this rank
     def documents(self, epoch: int) -> np.ndarray:
@@ -84,11 +102,9 @@ class PackedLoader:
             self._docs_epoch = self.epoch
         return self._docs
 
-    def _fill(self, need: int) -> None:
+    def _fill(self) -> None:
         o = self.options
-        have = len(self._stream)
-        tokens, segments = [self._stream], [self._segments]
-        while have < need:
+        while len(self._pending) < LOOKAHEAD:
             docs = self._rank_docs()
             if self.cursor >= len(docs):
                 self.epoch += 1
@@ -96,46 +112,62 @@ class PackedLoader:
                 continue
             d = int(docs[self.cursor])
             self.cursor += 1
-            doc = self.split.doc(d).astype(np.int64)
-            seqs = apply_objective(
+            self._pending += document_examples(
                 o.objective,
-                doc,
-                window_len=o.seq_len,
+                self.split.doc(d).astype(np.int64),
+                seq_len=o.seq_len,
                 seed=o.seed,
                 epoch=self.epoch,
                 doc_key=int(self.split.keys[d]),
-                mask_offset=o.mask_offset,
-                eos_id=o.eos_id,
+                ids=o.special_ids,
             )
-            for seq in seqs:
-                tokens.append(seq)
-                segments.append(np.full(len(seq), self._next_segment, dtype=np.int64))
-                have += len(seq)
-                if o.objective == "cm3":  # each masked window is its own sequence
-                    self._next_segment += 1
-            if o.objective != "cm3":
-                self._next_segment += 1
-        self._stream = np.concatenate(tokens)
-        self._segments = np.concatenate(segments)
+
+    def _row(self) -> list[Example]:
+        """Whole examples for one row: in order, each of the next LOOKAHEAD pending ones that still fits."""
+        self._fill()
+        room, taken, i = self.options.seq_len, [], 0
+        while i < min(LOOKAHEAD, len(self._pending)) and room:
+            if len(self._pending[i]) <= room:
+                room -= len(self._pending[i])
+                taken.append(self._pending.pop(i))
+            else:
+                i += 1
+        return taken
 
     def next_batch(self) -> dict[str, np.ndarray]:
         o = self.options
         b, t = o.batch_size, o.seq_len
-        self._fill(b * t + 1)
-        index = np.arange(b)[:, None] * t + np.arange(t + 1)[None, :]
-        rows = self._stream[index]
-        targets = rows[:, 1:]
-        is_mask = (targets >= o.mask_offset) & (targets < o.mask_offset + o.n_masks)
-        batch = {"tokens": rows[:, :-1], "targets": targets, "weights": (~is_mask).astype(np.float32)}
-        if o.document_attention:
-            seg = self._segments[index[:, :-1]]
-            seg = seg - seg[:, :1]  # small ids per row
-            starts = np.concatenate([np.ones((b, 1), bool), seg[:, 1:] != seg[:, :-1]], axis=1)
-            start_at = np.maximum.accumulate(np.where(starts, np.arange(t)[None, :], 0), axis=1)
-            batch["segment_ids"] = seg
-            batch["positions"] = np.arange(t)[None, :] - start_at
-        self._stream = self._stream[b * t :]
-        self._segments = self._segments[b * t :]
+        keys = self.batch_keys
+        pad = {
+            "tokens": o.pad_id,
+            "targets": o.pad_id,
+            "weights": 0,
+            "positions": 0,
+            "positions2": 0,
+            "visible": 0,
+            "sees": 0,
+            "group": -1,
+        }
+        batch = {
+            k: np.full((b, t), pad.get(k, 0), dtype=np.float32 if k == "weights" else np.int64) for k in keys
+        }
+        for r in range(b):
+            at = 0
+            for seg, ex in enumerate(self._row()):
+                n = len(ex)
+                row = slice(at, at + n)
+                batch["tokens"][r, row] = ex.inputs
+                batch["targets"][r, row] = ex.targets
+                batch["weights"][r, row] = ex.weights
+                if "segment_ids" in batch:
+                    batch["segment_ids"][r, row] = seg
+                    batch["positions"][r, row] = np.arange(n) if ex.positions is None else ex.positions
+                for k in ("positions2", "visible", "sees", "group"):
+                    if k in batch:
+                        batch[k][r, row] = getattr(ex, k)
+                at += n
+            if "segment_ids" in batch and at < t:  # padding: its own segment, so every query sees a key
+                batch["segment_ids"][r, at:] = seg + 1 if at else 0
         return batch
 
     # ---- resumable state
@@ -153,13 +185,16 @@ class PackedLoader:
         }
 
     def state_dict(self) -> dict:
+        pending = {"lengths": np.asarray([len(ex) for ex in self._pending], dtype=np.int64)}
+        for name in _EXAMPLE_FIELDS:
+            parts = [getattr(ex, name) for ex in self._pending if getattr(ex, name) is not None]
+            if parts:
+                pending[name] = np.concatenate(parts)
         return {
             "fingerprint": self._fingerprint(),
             "epoch": self.epoch,
             "cursor": self.cursor,
-            "next_segment": self._next_segment,
-            "stream": self._stream.copy(),
-            "segments": self._segments.copy(),
+            "pending": pending,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -168,11 +203,20 @@ class PackedLoader:
                 f"loader state was saved for {state['fingerprint']}, this loader is {self._fingerprint()}; "
                 "resume with the same data, objective, batch shape, seed and number of processes"
             )
+        if "pending" not in state:
+            raise ValueError("loader state is from a version that cut examples across rows; start a new run")
         self.epoch = int(state["epoch"])
         self.cursor = int(state["cursor"])
-        self._next_segment = int(state["next_segment"])
-        self._stream = np.asarray(state["stream"], dtype=np.int64)
-        self._segments = np.asarray(state["segments"], dtype=np.int64)
+        pending = state["pending"]
+        bounds = np.concatenate([[0], np.cumsum(np.asarray(pending["lengths"]))]).astype(np.int64)
+        self._pending = []
+        for i in range(len(bounds) - 1):
+            part = {
+                name: np.asarray(pending[name][bounds[i] : bounds[i + 1]])
+                for name in _EXAMPLE_FIELDS
+                if name in pending
+            }
+            self._pending.append(Example(**part))
 
 
-__all__ = ["LoaderOptions", "PackedLoader", "epoch_order"]
+__all__ = ["LOOKAHEAD", "MODEL_INPUTS", "LoaderOptions", "PackedLoader", "epoch_order"]

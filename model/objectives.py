@@ -1,24 +1,56 @@
-"""Training objectives on one document window (numpy, no torch).
+"""Training objectives on one document (numpy, no torch); each a pure function of (seed, epoch, document key,
+window), drawn from a counter-based generator, so any window's corruption can be rebuilt alone, on any
+machine and any numpy version.
 
-`cm3` (CM3 section 2): n = clamp(Poisson(1), 1, 16) spans with endpoints uniform in [0, s], disjoint and
-ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span in order, then
-<eos>. `clm`: the document, then <eos>. Randomness comes from a counter-based generator keyed by
-(seed, epoch, document key, window), so any window's masking can be rebuilt alone, on any machine and
-any numpy version.
+- `cm3` (CM3 section 2): n = clamp(Poisson(1), 1, 16) spans with endpoints uniform in [0, s], disjoint and
+  ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span, then <eos>.
+- `clm`: the document, then <eos>.
+- `t5` (T5 section 3.3.4 / 3.2.3): span corruption of 15 % of the tokens, mean span length 3, each span
+  replaced by a unique sentinel; the targets are sentinel + span in order, then a final sentinel. On the
+  decoder the corrupted input is a fully visible prefix and only the targets carry loss (the prefix LM).
+- `glm` (GLM section 2.2): spans with Poisson(3) lengths until more than 15 % of the tokens are covered;
+  Part A (text with one [MASK] per span) attends bidirectionally, Part B (the spans, shuffled, each
+  started by [S] and ended by <eos> as [E]) is autoregressive; 2D positions. `glm_doc` (GLM section 2.3,
+  multi-task pre-training): half the windows as `glm`, half with one span of 50-100 % of the tokens.
+- `unilmv2` (UniLMv2 section 3, Algorithm 1): blockwise masking of 15 % (40 % n-grams of 2-6 tokens, 60 %
+  single tokens) in a random factorization order; autoencoding through [M] in the context, partially
+  autoregressive through [P] pseudo masks appended with the original tokens, under Figure 5's attention
+  mask; L = L_AE + L_PAR (equation 7).
+
+Every objective turns a document into `Example`s whose inputs fit one training row of `seq_len` tokens
+whole: a packed row never cuts a sentinel away from its span (see `window_len`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 MAX_SPANS = 16
-OBJECTIVES = ("cm3", "clm")
+OBJECTIVES = ("cm3", "clm", "t5", "glm", "glm_doc", "unilmv2")
+# Objectives whose examples carry their own attention rule (bidirectional parts) and extra special ids.
+MASKED_ATTENTION = ("t5", "glm", "glm_doc", "unilmv2")
+T5_SENTINELS = 128  # T5 uses 100; 15 % in spans of mean 3 at 2048 tokens needs 103
+NOISE_DENSITY = 0.15
+T5_MEAN_SPAN = 3
+GLM_POISSON = 3.0
+# Extra ids appended after the tokenizer's vocabulary (its layout is unchanged): T5 sentinels, then
+# [MASK] (GLM's [MASK] and UniLMv2's [M]), [S] (GLM's [START]) and [P] (UniLMv2's pseudo mask).
+N_EXTRA_IDS = T5_SENTINELS + 3
+HIDDEN = 1 << 30  # `visible` of a token no other part may see (UniLMv2's [P])
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _poisson_cdf(lam: float, n: int) -> list[float]:
+    return [sum(math.exp(-lam) * lam**i / math.factorial(i) for i in range(k + 1)) for k in range(n)]
+
+
 # P(Poisson(1) <= k) for k = 0 .. MAX_SPANS - 1; anything above is clamped to MAX_SPANS.
-_POISSON1_CDF = [sum(math.exp(-1.0) / math.factorial(i) for i in range(k + 1)) for k in range(MAX_SPANS)]
+_POISSON1_CDF = _poisson_cdf(1.0, MAX_SPANS)
+_POISSON3_CDF = _poisson_cdf(GLM_POISSON, 40)
 
 
 def _mix64(x: int) -> int:
@@ -56,7 +88,88 @@ class WindowRandom:
                 return max(k, 1)
         return MAX_SPANS
 
+    def poisson3_positive(self) -> int:
+        """Poisson(3) conditioned on >= 1 (a zero-length span is drawn again)."""
+        while True:
+            u = self.uniform()
+            k = next((k for k, c in enumerate(_POISSON3_CDF) if u < c), len(_POISSON3_CDF))
+            if k:
+                return k
 
+    def distinct(self, population: int, k: int) -> list[int]:
+        """k distinct integers uniform in [0, population), in draw order."""
+        if population <= 4 * k:  # small population: partial Fisher-Yates
+            pool = list(range(population))
+            for i in range(k):
+                j = i + self.below(population - i)
+                pool[i], pool[j] = pool[j], pool[i]
+            return pool[:k]
+        chosen: dict[int, None] = {}
+        while len(chosen) < k:
+            chosen[self.below(population)] = None
+        return list(chosen)
+
+    def shuffle(self, items: list) -> list:
+        items = list(items)
+        for i in range(len(items) - 1, 0, -1):
+            j = self.below(i + 1)
+            items[i], items[j] = items[j], items[i]
+        return items
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """Ids the objectives insert: the tokenizer's <pad>, <eos>, <mask:i>, and the extra ids after its vocab."""
+
+    pad_id: int
+    eos_id: int
+    mask_offset: int
+    n_masks: int
+    extra_offset: int  # the tokenizer's vocab_size
+
+    @property
+    def t5_sentinel(self) -> int:
+        return self.extra_offset
+
+    @property
+    def mask(self) -> int:
+        return self.extra_offset + T5_SENTINELS
+
+    @property
+    def start(self) -> int:
+        return self.extra_offset + T5_SENTINELS + 1
+
+    @property
+    def pseudo(self) -> int:
+        return self.extra_offset + T5_SENTINELS + 2
+
+
+@dataclass
+class Example:
+    """One training sequence, aligned: `targets[i]` is what the model predicts at input `i`.
+
+    Without `visible`, attention is causal and positions are 0..n-1. With it, token i attends token j iff
+    visible[j] <= sees[i], or both are in the same group (group >= 0).
+    """
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    weights: np.ndarray
+    positions: np.ndarray | None = None
+    positions2: np.ndarray | None = None
+    visible: np.ndarray | None = None
+    sees: np.ndarray | None = None
+    group: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+
+def _ints(values) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- cm3 and clm
 def draw_spans(rng: WindowRandom, length: int, max_spans: int = MAX_SPANS) -> np.ndarray:
     """(n, 2) int64 [start, end) spans: 2n distinct endpoints uniform in [0, length], sorted and paired.
 
@@ -66,18 +179,7 @@ def draw_spans(rng: WindowRandom, length: int, max_spans: int = MAX_SPANS) -> np
     n = min(rng.span_count(), max_spans, (length + 1) // 2)
     if n <= 0:
         return np.zeros((0, 2), dtype=np.int64)
-    n_points = length + 1
-    if n_points <= 8 * n:  # small window: partial Fisher-Yates over all endpoints
-        pool = list(range(n_points))
-        for i in range(2 * n):
-            j = i + rng.below(n_points - i)
-            pool[i], pool[j] = pool[j], pool[i]
-        points = pool[: 2 * n]
-    else:
-        chosen: set[int] = set()
-        while len(chosen) < 2 * n:
-            chosen.add(rng.below(n_points))
-        points = list(chosen)
+    points = rng.distinct(length + 1, 2 * n)
     return np.sort(np.asarray(points, dtype=np.int64)).reshape(n, 2)
 
 
@@ -134,13 +236,13 @@ def apply_objective(
     mask_offset: int,
     eos_id: int,
 ) -> list[np.ndarray]:
-    """The training sequences of one document: one per window of at most `window_len` tokens.
+    """The cm3 or clm token sequences of one document: one per window of at most `window_len` tokens.
 
     cm3 masks each window independently and ends each with <eos>; clm ends only the document's last
-    window with <eos> (the document continues in the next window).
+    window with <eos>.
     """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+    if objective not in ("cm3", "clm"):
+        raise ValueError(f"apply_objective makes cm3 and clm sequences, not {objective!r}")
     n_windows = max(1, -(-len(doc) // window_len))
     out = []
     for w in range(n_windows):
@@ -155,12 +257,281 @@ def apply_objective(
     return out
 
 
+# ---------------------------------------------------------------- t5
+def t5_span_lengths(rng: WindowRandom, length: int) -> tuple[list[int], list[int]]:
+    """T5's random_spans_noise_mask: round(15 % of length) noise tokens in round(noise / 3) spans; noise and
+    non-noise lengths are uniform random compositions; the window alternates kept, noise, kept, noise ...
+
+    Returns (kept lengths, noise lengths), both of n_spans entries (kept first)."""
+    if length < 2:
+        return [length], []
+    n_noise = min(max(round(length * NOISE_DENSITY), 1), length - 1)
+    n_spans = min(max(round(n_noise / T5_MEAN_SPAN), 1), n_noise, length - n_noise)
+
+    def composition(total: int) -> list[int]:
+        cuts = sorted(c + 1 for c in rng.distinct(total - 1, n_spans - 1))
+        return np.diff([0, *cuts, total]).tolist()
+
+    noise = composition(n_noise)
+    kept = composition(length - n_noise)
+    return kept, noise
+
+
+def t5_example(window: np.ndarray, rng: WindowRandom, ids: SpecialIds) -> Example:
+    """Prefix LM on span corruption: inputs <X0>s0<X1>s1...<Xn> after the fully visible corrupted window."""
+    kept, noise = t5_span_lengths(rng, len(window))
+    corrupted: list[np.ndarray] = []
+    target: list[np.ndarray] = []
+    at = 0
+    for i, k in enumerate(kept):
+        corrupted.append(window[at : at + k])
+        at += k
+        if i < len(noise):
+            sentinel = _ints([ids.t5_sentinel + i])
+            corrupted.append(sentinel)
+            target += [sentinel, window[at : at + noise[i]]]
+            at += noise[i]
+    target.append(_ints([ids.t5_sentinel + len(noise)]))
+    prefix = np.concatenate(corrupted).astype(np.int64)
+    seq = np.concatenate([prefix, *target]).astype(np.int64)
+    n, p = len(seq) - 1, len(prefix)
+    order = np.maximum(np.arange(n) - p + 1, 0)  # 0 across the prefix, then 1, 2 ... over the targets
+    return Example(
+        inputs=seq[:-1],
+        targets=seq[1:],
+        weights=(np.arange(n) >= p - 1).astype(np.float32),
+        positions=np.arange(n, dtype=np.int64),
+        visible=order,
+        sees=order.copy(),
+        group=np.full(n, -1, dtype=np.int64),
+    )
+
+
+# ---------------------------------------------------------------- glm
+def glm_spans(rng: WindowRandom, length: int, max_spans: int) -> np.ndarray:
+    """(k, 2) [start, end) spans, in text order: Poisson(3) lengths drawn until more than 15 % of the window
+    is covered (GLM section 2.3), at most `max_spans`; placed uniformly among the kept tokens."""
+    lengths: list[int] = []
+    covered = 0
+    while covered <= NOISE_DENSITY * length and covered < length and len(lengths) < max_spans:
+        n = min(rng.poisson3_positive(), length - covered)
+        lengths.append(n)
+        covered += n
+    return _place(rng, length, lengths)
+
+
+def _place(rng: WindowRandom, length: int, lengths: list[int]) -> np.ndarray:
+    """Spans of the given lengths at a uniform arrangement: k of the (kept + k) slots are spans."""
+    k = len(lengths)
+    slots = sorted(rng.distinct(length - sum(lengths) + k, k))
+    spans, at, prev_slot = [], 0, -1
+    for slot, n in zip(slots, lengths, strict=True):
+        at += slot - prev_slot - 1  # kept tokens before this span
+        spans.append((at, at + n))
+        at += n
+        prev_slot = slot
+    return np.asarray(spans, dtype=np.int64).reshape(k, 2)
+
+
+def glm_example(window: np.ndarray, spans: np.ndarray, rng: WindowRandom, ids: SpecialIds) -> Example:
+    """Part A: the window with one [MASK] per span (bidirectional, second position 0). Part B: the spans in
+    a shuffled order, each as [S] s1 .. sl -> s1 .. sl [E] (causal; position of its [MASK], then 1 .. l+1)."""
+    part_a: list[np.ndarray] = []
+    mask_at: list[int] = []
+    prev = 0
+    for start, end in spans:
+        part_a.append(window[prev:start])
+        mask_at.append(sum(len(p) for p in part_a))
+        part_a.append(_ints([ids.mask]))
+        prev = end
+    part_a.append(window[prev:])
+    a = np.concatenate(part_a).astype(np.int64) if part_a else _ints([])
+    inputs, targets, pos1, pos2 = [a], [np.full(len(a), ids.pad_id, dtype=np.int64)], [np.arange(len(a))], []
+    pos2.append(np.zeros(len(a), dtype=np.int64))
+    for i in rng.shuffle(range(len(spans))):
+        span = window[spans[i, 0] : spans[i, 1]].astype(np.int64)
+        inputs.append(np.concatenate([_ints([ids.start]), span]))
+        targets.append(np.concatenate([span, _ints([ids.eos_id])]))
+        pos1.append(np.full(len(span) + 1, mask_at[i], dtype=np.int64))
+        pos2.append(np.arange(1, len(span) + 2, dtype=np.int64))
+    n = sum(len(x) for x in inputs)
+    order = np.maximum(np.arange(n) - len(a) + 1, 0)
+    return Example(
+        inputs=np.concatenate(inputs),
+        targets=np.concatenate(targets),
+        weights=(np.arange(n) >= len(a)).astype(np.float32),
+        positions=np.concatenate(pos1).astype(np.int64),
+        positions2=np.concatenate(pos2),
+        visible=order,
+        sees=order.copy(),
+        group=np.full(n, -1, dtype=np.int64),
+    )
+
+
+def glm_document_span(rng: WindowRandom, length: int) -> np.ndarray:
+    """GLM's generation objective: one span of a length uniform over 50-100 % of the window."""
+    low = max(1, math.ceil(length / 2))
+    n = low + rng.below(length - low + 1)
+    return _place(rng, length, [n])
+
+
+# ---------------------------------------------------------------- unilmv2
+def unilm_blocks(rng: WindowRandom, length: int) -> list[tuple[int, int]]:
+    """Algorithm 1: blocks [start, end) in factorization order until >= 15 % of the tokens are masked; a
+    block is an n-gram of 2-6 tokens 40 % of the time, else one token, and must not touch a masked token."""
+    masked = np.zeros(length, dtype=bool)
+    blocks: list[tuple[int, int]] = []
+    total = 0
+    while total < NOISE_DENSITY * length:
+        p = rng.below(length)
+        n = 2 + rng.below(5) if rng.uniform() < 0.4 else 1
+        if p + n <= length and not masked[p : p + n].any():
+            masked[p : p + n] = True
+            blocks.append((p, p + n))
+            total += n
+    return blocks
+
+
+def unilm_example(
+    window: np.ndarray, blocks: list[tuple[int, int]], rng: WindowRandom, ids: SpecialIds
+) -> Example:
+    """Context: the window, masked tokens as [M] (80 %), a random text token (10 %) or kept (10 %), all
+    mutually visible, predicting the masked tokens (AE). Then per block k in factorization order: [P] x l
+    (predicting the block, seeing the context, blocks < k and its own [P]s) and the block's own tokens
+    (seeing the context and blocks <= k); [P] and the tokens keep the masked positions (section 3.2)."""
+    length = len(window)
+    context = window.astype(np.int64).copy()
+    ae_targets = np.full(length, ids.pad_id, dtype=np.int64)
+    for start, end in blocks:
+        ae_targets[start:end] = window[start:end]
+        for i in range(start, end):
+            u = rng.uniform()
+            if u < 0.8:
+                context[i] = ids.mask
+            elif u < 0.9:
+                context[i] = rng.below(ids.pad_id)
+    inputs, targets, positions = [context], [ae_targets], [np.arange(length, dtype=np.int64)]
+    visible, sees, group = [np.zeros(length, np.int64)], [np.zeros(length, np.int64)], [np.full(length, -1)]
+    for k, (start, end) in enumerate(blocks, start=1):
+        n, span = end - start, window[start:end].astype(np.int64)
+        inputs += [np.full(n, ids.pseudo, dtype=np.int64), span]
+        targets += [span, np.full(n, ids.pad_id, dtype=np.int64)]
+        positions += [np.arange(start, end, dtype=np.int64)] * 2
+        visible += [np.full(n, HIDDEN, dtype=np.int64), np.full(n, k, dtype=np.int64)]
+        sees += [np.full(n, k - 1, dtype=np.int64), np.full(n, k, dtype=np.int64)]
+        group += [np.full(n, k, dtype=np.int64), np.full(n, -1, dtype=np.int64)]
+    weights = np.concatenate(
+        [ae_targets != ids.pad_id]
+        + [np.concatenate([np.ones(e - s, bool), np.zeros(e - s, bool)]) for s, e in blocks]
+    )
+    return Example(
+        inputs=np.concatenate(inputs),
+        targets=np.concatenate(targets),
+        weights=weights.astype(np.float32),
+        positions=np.concatenate(positions),
+        visible=np.concatenate(visible),
+        sees=np.concatenate(sees),
+        group=np.concatenate(group).astype(np.int64),
+    )
+
+
+# ---------------------------------------------------------------- windows and examples
+def window_len(objective: str, seq_len: int) -> int:
+    """Longest document window whose example still fits a row of `seq_len` inputs whole.
+
+    cm3 adds 2n + 1 <= 33 tokens and drops one (the shifted targets); t5 adds 2n + 1 with n = round(15 % / 3);
+    glm adds 2 per span (at most 10 % of the window's length in spans, enforced); glm_doc adds 2; unilmv2
+    adds 2 per masked token (< 15 % + 6).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
+    if objective == "clm":
+        return seq_len
+    if objective == "cm3":
+        w = seq_len - 2 * MAX_SPANS
+    elif objective == "t5":
+        w = seq_len
+        while w > 1 and w + 2 * max(round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN), 1) > seq_len:
+            w -= 1
+    elif objective in ("glm", "glm_doc"):
+        w = math.floor(seq_len / 1.2)
+    else:
+        w = seq_len
+        while w > 1 and w + 2 * (math.ceil(w * NOISE_DENSITY) + 5) > seq_len:
+            w -= 1
+    if w < 8:
+        raise ValueError(f"seq_len {seq_len} is too short for the {objective} objective")
+    if objective == "t5" and round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN) + 1 > T5_SENTINELS:
+        raise ValueError(f"seq_len {seq_len} needs more than {T5_SENTINELS} t5 sentinels")
+    return w
+
+
+def _causal(seq: np.ndarray, ids: SpecialIds, objective: str) -> Example:
+    targets = seq[1:]
+    if objective == "cm3":  # the model is never asked to guess where a span starts (CM3 section 2)
+        weights = ~((targets >= ids.mask_offset) & (targets < ids.mask_offset + ids.n_masks))
+    else:
+        weights = np.ones(len(targets), dtype=bool)
+    return Example(inputs=seq[:-1], targets=targets, weights=weights.astype(np.float32))
+
+
+def document_examples(
+    objective: str, doc: np.ndarray, *, seq_len: int, seed: int, epoch: int, doc_key: int, ids: SpecialIds
+) -> list[Example]:
+    """The training examples of one document, each of at most `seq_len` inputs: one per window."""
+    w_len = window_len(objective, seq_len)
+    if objective in ("cm3", "clm"):
+        seqs = apply_objective(
+            objective,
+            doc,
+            window_len=w_len,
+            seed=seed,
+            epoch=epoch,
+            doc_key=doc_key,
+            mask_offset=ids.mask_offset,
+            eos_id=ids.eos_id,
+        )
+        return [_causal(s, ids, objective) for s in seqs if len(s) > 1]
+    out = []
+    for w in range(max(1, -(-len(doc) // w_len))):
+        window = doc[w * w_len : (w + 1) * w_len]
+        if not len(window):
+            continue
+        rng = WindowRandom(seed, epoch, doc_key, w)
+        if objective == "t5":
+            out.append(t5_example(window, rng, ids))
+        elif objective == "unilmv2":
+            out.append(unilm_example(window, unilm_blocks(rng, len(window)), rng, ids))
+        else:
+            max_spans = max(1, (seq_len - len(window)) // 2)
+            if objective == "glm_doc" and rng.uniform() < 0.5:
+                spans = glm_document_span(rng, len(window))
+            else:
+                spans = glm_spans(rng, len(window), max_spans)
+            out.append(glm_example(window, spans, rng, ids))
+    return out
+
+
 __all__ = [
+    "MASKED_ATTENTION",
     "MAX_SPANS",
+    "N_EXTRA_IDS",
     "OBJECTIVES",
+    "T5_SENTINELS",
+    "Example",
+    "SpecialIds",
     "WindowRandom",
     "apply_objective",
     "cm3_mask",
     "cm3_unmask",
+    "document_examples",
     "draw_spans",
+    "glm_document_span",
+    "glm_example",
+    "glm_spans",
+    "t5_example",
+    "t5_span_lengths",
+    "unilm_blocks",
+    "unilm_example",
+    "window_len",
 ]

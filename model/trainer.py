@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from .checkpoint import begin_checkpoint, commit_checkpoint, list_checkpoints, read_config, write_model_files
 from .config import CM3Config, TrainConfig
-from .data import LoaderOptions, PackedLoader
+from .data import MODEL_INPUTS, LoaderOptions, PackedLoader
 from .shards import TokenSplit, read_token_manifest
 from .tokenizer import CM3Tokenizer
 from .transformer import CM3Transformer
@@ -150,6 +150,8 @@ class Trainer:
             n_masks=tok.n_masks,
             eos_id=tok.eos_id,
             document_attention=cfg.document_attention,
+            pad_id=tok.pad_id,
+            extra_offset=tok.vocab_size,
         )
         self.train_split = TokenSplit.open(data, "train")
         self.loader = PackedLoader(self.train_split, self.loader_options, self.rt.rank, self.rt.world_size)
@@ -237,7 +239,7 @@ class Trainer:
             for k, v in batch.items()
         }
         with self._autocast():
-            logits = self.model(t["tokens"], segment_ids=t.get("segment_ids"), positions=t.get("positions"))
+            logits = self.model(t["tokens"], **{k: t[k] for k in MODEL_INPUTS if k in t})
         losses = F.cross_entropy(logits.float().flatten(0, 1), t["targets"].flatten(), reduction="none")
         weights = t["weights"].flatten()
         return (losses * weights).sum(), weights.sum()

@@ -1,4 +1,8 @@
-"""Decoder-only transformer (pre-LayerNorm, tied embeddings, GELU MLP) with a preallocated KV cache."""
+"""Decoder-only transformer (pre-LayerNorm, tied embeddings, GELU MLP) with a preallocated KV cache.
+
+Causal by default (the fast path: no mask tensor); packed documents get a block-diagonal causal mask from
+`segment_ids`, and the objectives with bidirectional parts (T5's prefix LM, GLM, UniLMv2) a per-example
+mask from the `visible`/`sees`/`group` rule of `model.objectives.Example`."""
 
 from __future__ import annotations
 
@@ -113,6 +117,8 @@ class CM3Transformer(nn.Module):
             self.pos_embed = nn.Embedding(cfg.max_seq_len, cfg.d_model)
         else:
             self.register_buffer("pos_table", torch.empty(cfg.max_seq_len, cfg.d_model), persistent=False)
+        if cfg.block_positions:  # GLM section 2.2.1: the second (intra-span) position has its own table
+            self.block_pos_embed = nn.Embedding(cfg.max_seq_len + 1, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)
@@ -139,6 +145,8 @@ class CM3Transformer(nn.Module):
         nn.init.normal_(self.embed.weight, std=self.config.d_model**-0.5)
         if self.config.positions == "learned":
             nn.init.normal_(self.pos_embed.weight, std=self.config.d_model**-0.5)
+        if self.config.block_positions:
+            nn.init.normal_(self.block_pos_embed.weight, std=self.config.d_model**-0.5)
 
     def num_params(self, include_embeddings: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
@@ -167,11 +175,18 @@ class CM3Transformer(nn.Module):
         kv_cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        positions2: torch.Tensor | None = None,
+        visible: torch.Tensor | None = None,
+        sees: torch.Tensor | None = None,
+        group: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """tokens (B, T) -> logits (B, T, vocab).
 
-        segment_ids (B, T): attention stays inside equal ids (documents packed in one row);
-        positions (B, T): explicit positions (restarting per document), else 0..T-1 after the cache.
+        segment_ids (B, T): attention stays inside equal ids (documents packed in one row), causal inside;
+        positions (B, T): explicit positions (restarting per document), else 0..T-1 after the cache;
+        positions2 (B, T): GLM's intra-span positions (needs config.block_positions);
+        visible, sees, group (B, T) with segment_ids: token i attends token j of its segment iff
+        visible[j] <= sees[i] or group[i] == group[j] >= 0, instead of causally.
         """
         b, t = tokens.shape
         start = kv_cache.length if kv_cache is not None else 0
@@ -190,11 +205,22 @@ class CM3Transformer(nn.Module):
             pos = self.pos_embed(positions)
         else:
             pos = self.pos_table[positions].to(self.embed.weight.dtype)
+        if positions2 is not None:
+            if not self.config.block_positions:
+                raise ValueError("positions2 needs a model built with block_positions=True")
+            pos = pos + self.block_pos_embed(positions2)
         x = self.drop(self.embed(tokens) * self.embed_scale + pos)
         attn_mask = None
         if segment_ids is not None:
             same = segment_ids[:, :, None] == segment_ids[:, None, :]
-            attn_mask = (same & torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril())[:, None]
+            if visible is None:
+                attn_mask = (same & torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril())[:, None]
+            else:
+                seen = visible[:, None, :] <= sees[:, :, None]
+                grouped = (group[:, :, None] == group[:, None, :]) & (group[:, :, None] >= 0)
+                attn_mask = (same & (seen | grouped))[:, None]
+        elif visible is not None:
+            raise ValueError("visible/sees/group need segment_ids")
         for i, layer in enumerate(self.layers):
             x = layer(x, attn_mask, kv_cache, i)
         if kv_cache is not None:

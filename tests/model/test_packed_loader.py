@@ -1,11 +1,14 @@
-"""PackedLoader: packing, disjoint ranks, loss weights, document attention, exact resume."""
+"""PackedLoader: whole examples per row, disjoint ranks, loss weights, document attention, exact resume."""
+
+import math
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from model import CM3Tokenizer
 from model.data import LoaderOptions, PackedLoader
-from model.objectives import cm3_unmask
+from model.objectives import MAX_SPANS, OBJECTIVES, cm3_unmask, window_len
 from model.shards import TokenSplit
 
 
@@ -28,36 +31,90 @@ def _options(tok, **kw):
         mask_offset=tok.mask_offset,
         n_masks=tok.n_masks,
         eos_id=tok.eos_id,
+        pad_id=tok.pad_id,
+        extra_offset=tok.vocab_size,
     )
     return LoaderOptions(**{**base, **kw})
 
 
-def test_rows_are_one_stream_that_unmasks_to_the_documents_in_order(tok, train):
+def _segments(batch, row):
+    """(start, end) of each example in a row (padding excluded)."""
+    seg, weights = batch["segment_ids"][row], batch["weights"][row]
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(seg)) + 1, [len(seg)]])
+    spans = list(zip(bounds[:-1], bounds[1:], strict=True))
+    return [(a, b) for a, b in spans if weights[a:b].any()]
+
+
+def _is_mask(tok, ids):
+    return (ids >= tok.mask_offset) & (ids < tok.mask_offset + tok.n_masks)
+
+
+def test_every_cm3_span_shares_its_row_and_segment_with_its_placeholder(tok, train):
+    loader = PackedLoader(train, _options(tok, seq_len=512, batch_size=8, document_attention=True))
+    counts = Counter()
+    for _ in range(150):
+        b = loader.next_batch()
+        for row in range(8):
+            for start, end in _segments(b, row):
+                seq = np.concatenate([b["tokens"][row, start:end], b["targets"][row, end - 1 : end]])
+                assert seq[-1] == tok.eos_id  # the whole sequence, up to its <eos>, is in this row
+                masks = np.flatnonzero(_is_mask(tok, seq))
+                n = len(masks) // 2
+                placeholders, headers = seq[masks[:n]], seq[masks[n:]]
+                # each <mask:i> opening a span in the suffix has its placeholder earlier, same segment
+                assert (
+                    placeholders.tolist()
+                    == headers.tolist()
+                    == list(range(tok.mask_offset, tok.mask_offset + n))
+                )
+                assert np.all(masks[:n] < masks[n:])
+                cm3_unmask(seq, tok.mask_offset, tok.n_masks, tok.eos_id)
+                counts[n] += 1
+    # the number of masks still follows clamp(Poisson(1), 1, 16): chi-square over 1, 2, 3, >= 4
+    p = [2 * math.exp(-1), math.exp(-1) / 2, math.exp(-1) / 6]
+    p.append(1 - sum(p))
+    observed = [counts[1], counts[2], counts[3], sum(v for k, v in counts.items() if k >= 4)]
+    total = sum(observed)
+    chi2 = sum((o - total * q) ** 2 / (total * q) for o, q in zip(observed, p, strict=True))
+    assert total > 1000 and max(counts) <= MAX_SPANS and min(counts) >= 1
+    assert chi2 < 16.3, (chi2, sorted(counts.items()))  # 3 degrees of freedom, p ~ 0.001
+
+
+def test_rows_hold_whole_masked_windows_that_unmask_to_the_documents_in_order(tok, train):
     loader = PackedLoader(train, _options(tok))
     batches = [loader.next_batch() for _ in range(30)]
+    sequences = []
     for b in batches:
         assert b["tokens"].shape == b["targets"].shape == b["weights"].shape == (4, 128)
-        assert np.array_equal(b["tokens"][:, 1:], b["targets"][:, :-1])
-    stream = np.concatenate([b["tokens"].reshape(-1) for b in batches])
-    # cm3: every window ends with <eos>; windows are whole documents here (all shorter than... or cut at 128)
-    ends = np.flatnonzero(stream == tok.eos_id)
-    sequences = np.split(stream[: ends[-1] + 1], ends[:-1] + 1)
-    expected = []
+        for row in range(4):
+            tokens, targets = b["tokens"][row], b["targets"][row]
+            used = np.flatnonzero(tokens != tok.pad_id)
+            assert np.all(tokens[used[-1] + 1 :] == tok.pad_id)  # padding only at a row's end
+            ends = np.flatnonzero(targets[: used[-1] + 1] == tok.eos_id)
+            assert ends[-1] == used[-1]  # no sequence is cut at the row's end
+            for a, z in zip(np.concatenate([[0], ends[:-1] + 1]), ends, strict=True):
+                sequences.append(np.concatenate([tokens[a : z + 1], [tok.eos_id]]))
+    w = window_len("cm3", 128)
+    windows = []
     for d in loader.documents(0):
         doc = train.doc(int(d)).astype(np.int64)
-        expected.extend(doc[i : i + 128] for i in range(0, len(doc), 128))
-    for seq, want in zip(sequences[:-1], expected, strict=False):
-        assert np.array_equal(cm3_unmask(seq, tok.mask_offset, tok.n_masks, tok.eos_id), want)
-    assert len(sequences) > 20
+        windows.extend(doc[i : i + w] for i in range(0, len(doc), w))
+    got = [tuple(cm3_unmask(s, tok.mask_offset, tok.n_masks, tok.eos_id).tolist()) for s in sequences]
+    want = [tuple(x.tolist()) for x in windows]
+    # rows take the first pending examples that fit: every window once, in order up to a short look-ahead
+    assert all(g in want[: i + 20] for i, g in enumerate(got))
+    assert len(set(got)) == len(got) and set(want[: len(got) - 20]) <= set(got)
+    assert len(sequences) > 60
 
 
-def test_loss_weight_is_zero_exactly_on_mask_targets(tok, train):
+def test_loss_weight_is_zero_exactly_on_mask_targets_and_padding(tok, train):
     loader = PackedLoader(train, _options(tok))
     for _ in range(10):
         b = loader.next_batch()
-        is_mask = (b["targets"] >= tok.mask_offset) & (b["targets"] < tok.mask_offset + tok.n_masks)
+        is_mask = _is_mask(tok, b["targets"])
         assert is_mask.any()
-        assert np.array_equal(b["weights"] == 0, is_mask)
+        padding = b["tokens"] == tok.pad_id
+        assert np.array_equal(b["weights"] == 0, is_mask | padding)
         assert set(np.unique(b["weights"])) <= {0.0, 1.0}
 
 
@@ -72,7 +129,7 @@ def test_ranks_read_disjoint_documents(tok, train):
     assert not np.array_equal(a["tokens"], b["tokens"])
 
 
-@pytest.mark.parametrize("objective", ["cm3", "clm"])
+@pytest.mark.parametrize("objective", OBJECTIVES)
 def test_resume_continues_with_the_very_next_batch(tok, train, objective):
     # big batches so the run wraps into later epochs
     opts = _options(tok, objective=objective, batch_size=16, seq_len=256, document_attention=True)
@@ -87,19 +144,35 @@ def test_resume_continues_with_the_very_next_batch(tok, train, objective):
     resumed.load_state_dict(state)
     for want in reference[7:]:
         got = resumed.next_batch()
+        assert got.keys() == want.keys()
         assert all(np.array_equal(got[k], want[k]) for k in want)
     other_rank = PackedLoader(train, opts, rank=0, world_size=2)
     with pytest.raises(ValueError, match="loader state"):
         other_rank.load_state_dict(state)
 
 
+@pytest.mark.parametrize("objective", ["t5", "glm", "glm_doc", "unilmv2"])
+def test_every_example_of_the_seeds_objectives_lies_whole_in_one_row(tok, train, objective):
+    loader = PackedLoader(train, _options(tok, objective=objective))
+    for _ in range(20):
+        b = loader.next_batch()
+        for row in range(4):
+            seg = b["segment_ids"][row]
+            for s in np.unique(seg):
+                at = np.flatnonzero(seg == s)
+                assert np.all(np.diff(at) == 1)  # one contiguous run per example
+            # every query sees at least itself under the attention rule
+            v, w, g = b["visible"][row], b["sees"][row], b["group"][row]
+            assert np.all((v <= w) | (g >= 0))
+
+
 def test_document_attention_segments_and_positions(tok, train):
-    loader = PackedLoader(train, _options(tok, objective="clm", document_attention=True))
+    loader = PackedLoader(train, _options(tok, objective="clm", seq_len=1024, document_attention=True))
     b = loader.next_batch()
-    seg, pos, tokens = b["segment_ids"], b["positions"], b["tokens"]
     for row in range(4):
-        changes = np.flatnonzero(np.diff(seg[row])) + 1
-        assert np.all(pos[row][changes] == 0) and pos[row][0] == 0
-        # a new document starts right after each <eos>
-        assert np.all(tokens[row][changes - 1] == tok.eos_id)
-        assert np.all(np.diff(pos[row])[np.diff(seg[row]) == 0] == 1)
+        used = b["weights"][row] > 0  # padding (zero weight) ends a row
+        seg, pos = b["segment_ids"][row][used], b["positions"][row][used]
+        changes = np.flatnonzero(np.diff(seg)) + 1
+        assert np.all(pos[changes] == 0) and pos[0] == 0
+        assert np.all(np.diff(pos)[np.diff(seg) == 0] == 1)
+        assert len(np.unique(seg)) > 1

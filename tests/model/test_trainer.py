@@ -252,7 +252,7 @@ def test_two_processes_ddp_and_fsdp_on_loopback_agree(token_shards, tmp_path):
         s0 = torch.load(ckpt / "rank-00000.pt", weights_only=True)["loader"]
         s1 = torch.load(ckpt / "rank-00001.pt", weights_only=True)["loader"]
         assert s0["fingerprint"]["rank"] == 0 and s1["fingerprint"]["rank"] == 1
-        assert not torch.equal(s0["stream"][:64], s1["stream"][:64])
+        assert not torch.equal(s0["pending"]["inputs"][:64], s1["pending"]["inputs"][:64])
         model, _, _ = load_checkpoint(run)
         weights[parallel] = model.state_dict()
     # same seed, same data partition: sharded training follows the replicated one up to float reordering
@@ -275,5 +275,5 @@ def test_cli_reports_bad_input_as_errors(tmp_path, capsys):
         == 2
     )
     assert "manifest.json" in capsys.readouterr().err
-    assert main(["train", "--data", str(tmp_path), "objective=t5"]) == 2
+    assert main(["train", "--data", str(tmp_path), "objective=bert"]) == 2
     assert "objective" in capsys.readouterr().err
