@@ -84,8 +84,11 @@ def crop_offset(seed_key: str, width: int, height: int, size: int = IMAGE_SIZE) 
     return left, top
 
 
-def preprocess(image: Image.Image, seed_key: str) -> np.ndarray:
-    """Short side -> 256 (bicubic, antialiased), 256x256 crop seeded by `seed_key`, float32 (3, 256, 256) in [-1, 1]."""
+def crop(image: Image.Image, seed_key: str) -> np.ndarray:
+    """Short side -> 256 (bicubic, antialiased), then the 256x256 crop seeded by `seed_key`: uint8 (256, 256, 3).
+
+    What the data job moves between workers: a quarter of the bytes of the float input the model takes.
+    """
     image = image.convert("RGB")
     width, height = image.size
     scale = IMAGE_SIZE / min(width, height)
@@ -93,6 +96,15 @@ def preprocess(image: Image.Image, seed_key: str) -> np.ndarray:
     if new_size != image.size:
         image = image.resize(new_size, Image.Resampling.BICUBIC)
     left, top = crop_offset(seed_key, *new_size)
-    crop = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
-    pixels = np.asarray(crop, dtype=np.float32) / 127.5 - 1.0
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    return np.asarray(image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE)), dtype=np.uint8)
+
+
+def to_pixels(crops: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W, 3) -> the VQGAN's float32 input (..., 3, H, W) in [-1, 1]."""
+    pixels = np.asarray(crops, dtype=np.float32) / 127.5 - 1.0
+    return np.ascontiguousarray(np.moveaxis(pixels, -1, -3))
+
+
+def preprocess(image: Image.Image, seed_key: str) -> np.ndarray:
+    """`crop` then `to_pixels`: float32 (3, 256, 256) in [-1, 1], ready for the VQGAN."""
+    return to_pixels(crop(image, seed_key))

@@ -21,8 +21,9 @@ import torch
 import yaml
 from PIL import Image
 
+from image_tokenizer.config import DATA_DIR
 from image_tokenizer.decode import preprocess
-from image_tokenizer.vqgan import DATA_DIR, VQGAN, load_vqgan, save_taming_checkpoint, taming_config
+from image_tokenizer.vqgan import VQGAN, load_vqgan, save_taming_checkpoint, taming_config
 
 SMALL_DDCONFIG = {
     "double_z": False,

@@ -15,16 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from taming.modules.diffusionmodules.model import Decoder, Encoder
 from taming.modules.vqvae.quantize import VectorQuantizer
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
-DEFAULT_CHECKPOINT = str(DATA_DIR / "small_vqgan_f16.ckpt")
-DEFAULT_CONFIG = str(DATA_DIR / "small_vqgan_f16.yaml")
+from image_tokenizer.config import DEFAULT_CHECKPOINT, SUPPORTED_TARGETS, vqgan_params
 
-# Model classes whose weights are exactly Encoder/Decoder/VectorQuantizer/quant convs.
-SUPPORTED_TARGETS = ("taming.models.vqgan.VQModel",)
 # taming's VQModel hard-codes the commitment cost; kept for the training loss only.
 COMMITMENT_BETA = 0.25
 
@@ -97,19 +92,6 @@ class VQGAN(torch.nn.Module):
         return pixels.permute(0, 2, 3, 1).cpu().numpy()
 
 
-def model_params_from_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """`model.params` of a taming yaml (or of the bare params mapping), checked for what we support."""
-    model = config.get("model", config)
-    target = model.get("target", SUPPORTED_TARGETS[0])
-    if target not in SUPPORTED_TARGETS:
-        raise ValueError(f"unsupported taming model {target!r}; supported: {', '.join(SUPPORTED_TARGETS)}")
-    params = model.get("params", model)
-    missing = {"ddconfig", "n_embed", "embed_dim"} - set(params)
-    if missing:
-        raise ValueError(f"taming config lacks {sorted(missing)} under model.params")
-    return params
-
-
 class _InertPickledObject:
     """Stand-in for non-tensor Python objects in a Lightning checkpoint (callbacks, hparams):
     constructed and filled with nothing, never imported or executed."""
@@ -180,10 +162,7 @@ def load_vqgan(
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     checkpoint_path = Path(checkpoint or DEFAULT_CHECKPOINT)
-    config_path = Path(config) if config else checkpoint_path.with_suffix(".yaml")
-    if not config_path.is_file():
-        raise FileNotFoundError(f"taming yaml config not found: {config_path} (pass config=...)")
-    params = model_params_from_config(yaml.safe_load(config_path.read_text()))
+    params = vqgan_params(checkpoint, config)
     model = VQGAN(params["ddconfig"], params["n_embed"], params["embed_dim"])
     model.load_state_dict(load_state_dict(checkpoint_path), strict=True)
     return model.to(device).eval()

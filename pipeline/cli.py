@@ -58,9 +58,27 @@ def run_parser() -> argparse.ArgumentParser:
         ".html files, on any Beam filesystem; repeatable (default: the bundled sample corpus)",
     )
     parser.add_argument("--output", required=True, help="output directory (local, gs://, s3:// ...)")
-    parser.add_argument("--train-shards", type=int, default=4, help="number of train shards (default 4)")
     parser.add_argument(
-        "--validation-shards", type=int, default=1, help="number of validation shards (default 1)"
+        "--target-shard-mb",
+        type=positive_int,
+        default=256,
+        metavar="MB",
+        help="size of a shard's rows before compression; the number of shards follows from the data "
+        "(default 256; files are smaller after zstd)",
+    )
+    parser.add_argument(
+        "--train-shards",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="exactly N train shards instead of sizing them by --target-shard-mb",
+    )
+    parser.add_argument(
+        "--validation-shards",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="exactly N validation shards instead of sizing them by --target-shard-mb",
     )
     parser.add_argument(
         "--validation-fraction",
@@ -115,10 +133,18 @@ def run_parser() -> argparse.ArgumentParser:
         "can flip rare near-tie codes (1 in 3840 on the sample corpus)",
     )
     parser.add_argument(
-        "--image-buckets",
-        type=int,
-        default=16,
-        help="hash buckets images are batched in (raise to about n_images/2000 for big runs; default 16)",
+        "--language-id",
+        choices=("langdetect", "fasttext", "cascade"),
+        default=None,
+        help="language identification: langdetect (default: C4's rule, p >= 0.99), fasttext (lid.176, "
+        "faster) or cascade (lid.176 where it is sure, langdetect otherwise); see c4_filters/README.md",
+    )
+    parser.add_argument(
+        "--options-file",
+        default=None,
+        metavar="FILE",
+        help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
+        "an error. The values used are recorded in manifest.json",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -131,6 +157,42 @@ def vqgan_device(value: str) -> str:
         return check_device(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def rule_options(path: str | None, language_id: str | None):
+    """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}) and
+    --language-id; ValueError with one line for anything wrong."""
+    import yaml
+
+    from c4_filters import C4Options
+    from html_minimizer import Limits
+
+    values: dict = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                values = yaml.safe_load(stream) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            raise ValueError(f"cannot read --options-file {path}: {error}") from None
+        if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
+            raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
+    c4 = dict(values.get("c4") or {})
+    if language_id is not None:
+        c4["language_id"] = language_id
+    try:
+        return C4Options.from_dict(c4), Limits.from_dict(values.get("limits") or {})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--options-file {path}: {error}") from None
 
 
 def image_batch_size(value: str) -> int | None:
@@ -189,6 +251,7 @@ def run_command(argv: list[str]) -> int:
         return 3
     try:
         files = expand_inputs(patterns)
+        c4, limits = rule_options(args.options_file, args.language_id)
     except (FileNotFoundError, ValueError) as error:
         print(f"cm3-data run: {error}", file=sys.stderr)
         return 2
@@ -197,6 +260,7 @@ def run_command(argv: list[str]) -> int:
     job = JobOptions(
         inputs=tuple(patterns),
         output=args.output,
+        target_shard_mb=args.target_shard_mb,
         train_shards=args.train_shards,
         validation_shards=args.validation_shards,
         validation_fraction=args.validation_fraction,
@@ -208,11 +272,13 @@ def run_command(argv: list[str]) -> int:
         vqgan_config=args.vqgan_config,
         vqgan_device=args.vqgan_device,
         image_batch_size=args.image_batch_size,
-        image_buckets=args.image_buckets,
-        files=tuple(files),
+        c4=c4,
+        limits=limits,
+        files=tuple(path for path, _ in files),
+        input_bytes=sum(size for _, size in files),
     )
     try:
-        image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config)
+        image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
     except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
         print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
         return 2

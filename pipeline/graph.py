@@ -1,10 +1,5 @@
-"""The Beam job graph: wires the plain functions of readers/stages/images/shards together.
-
-Written for every runner, including the Dask runner of Beam 2.77, whose translation (a) drops outputs
-emitted in `finish_bundle`, (b) mixes the tagged outputs of a multi-output ParDo, (c) does not support
-side inputs well and (d) computes only the last transform applied. So: no `finish_bundle` outputs, no
-`with_outputs`, joins by CoGroupByKey only, counts travel as data, our own shard writer, and the job
-ends in one `Finalize` step that depends on everything else.
+"""The job: its options (everything that decides the output bytes) and its graph, which reads like the CM3
+paper's data section (3.1) and T5's cleaning (2.2) because each step is one composite of `pipeline.steps`.
 """
 
 from __future__ import annotations
@@ -13,28 +8,45 @@ import logging
 from dataclasses import asdict, dataclass, field
 
 import apache_beam as beam
-from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import RunInference
 
-from c4_filters import C4Options, stable_hash
-from pipeline import images, report, shards, stages
-from pipeline.readers import Count, ImageRecord, Page, read_input
+from c4_filters import C4Options
+from html_minimizer import Limits
+from pipeline import images, report, shards
+from pipeline.steps import (
+    NAMESPACE,
+    EncodeImages,
+    MinimizeAndClean,
+    ReadInputs,
+    RemoveImages,
+    RewriteImages,
+    SpanDedup,
+    SumCounts,
+    UrlDedup,
+    WriteShards,
+    shard_counts,
+)
+
+__all__ = ["NAMESPACE", "JobOptions", "build_pipeline"]
 
 LOG = logging.getLogger(__name__)
-NAMESPACE = "cm3"
 
 
 @dataclass(frozen=True)
 class JobOptions:
-    """Everything that decides the output bytes (recorded in the manifest). The VQGAN device and batch size
-    are among them: float32 rounding differs between CPU and CUDA kernels and between batch shapes, which
-    flips rare near-tie codes (1 in 3840 on the sample corpus, batch 4 vs 1), so the batch size is fixed
-    per device here, never by arrival or hardware."""
+    """Everything that decides the output bytes, recorded in the manifest: inputs, split, shard sizing, the
+    C4 rules (`c4`), the minimizer's budgets (`limits`) and the VQGAN's device and batch size (float32
+    rounding differs between CPU and CUDA kernels and between batch shapes, which flips rare near-tie codes,
+    so the batch size is fixed per device here, never by arrival or hardware).
+
+    Shards: `target_shard_mb` of rows (uncompressed) per shard, the count derived from the data; a split
+    with `train_shards` / `validation_shards` set gets exactly that many instead.
+    """
 
     inputs: tuple[str, ...]
     output: str
-    train_shards: int = 4
-    validation_shards: int = 1
+    target_shard_mb: int = 256
+    train_shards: int | None = None
+    validation_shards: int | None = None
     validation_fraction: float = 0.05
     limit: int | None = None
     images: bool = True
@@ -44,218 +56,119 @@ class JobOptions:
     vqgan_config: str | None = None
     vqgan_device: str = "auto"  # auto | cpu | cuda | cuda:N, resolved on each worker
     image_batch_size: int | None = None  # None: images.default_batch_size(vqgan_device), fixed here
-    image_buckets: int = 16
+    c4: C4Options = C4Options()
+    limits: Limits = Limits()
+    # how the job runs, not what it writes (not in the manifest):
     files: tuple[str, ...] = field(default=(), compare=False)
+    input_bytes: int = field(default=0, compare=False)
 
     def __post_init__(self):
         if self.image_batch_size is None:  # recorded resolved, so the manifest says which batches were used
             object.__setattr__(self, "image_batch_size", images.default_batch_size(self.vqgan_device))
         images.check_device(self.vqgan_device)
-        if self.image_batch_size < 1:
-            raise ValueError(f"image_batch_size must be >= 1, got {self.image_batch_size}")
+        for name in ("image_batch_size", "target_shard_mb"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_shards", "validation_shards", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        if not 0 <= self.validation_fraction <= 1:
+            raise ValueError(f"validation_fraction must lie in [0, 1], got {self.validation_fraction}")
+
+    @property
+    def fixed_shards(self) -> dict[str, int | None]:
+        return {"train": self.train_shards, "validation": self.validation_shards}
 
     def manifest_options(self) -> dict:
         options = asdict(self)
-        options.pop("output")
-        options.pop("files")
+        for name in ("output", "files", "input_bytes"):
+            options.pop(name)
         options["inputs"] = list(self.inputs)
+        options["c4"]["exempt_tags"] = list(self.c4.exempt_tags)
         return options
 
 
-def count_metric(item: Count) -> None:
-    Metrics.counter(NAMESPACE, item.name).inc(item.n)
+def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, code_version: str) -> None:
+    """Apply the whole job to `pipeline`; its last transform is Finalize, which depends on every step."""
+    pages, records, read_counts = pipeline | "ReadInputs" >> ReadInputs(job.files, job.limit)
+    docs, clean_counts = pages | "MinimizeAndClean" >> MinimizeAndClean(job.c4, job.limits)
+    unique, url_counts = docs | "UrlDedup" >> UrlDedup()
+    deduped, span_counts = unique | "SpanDedup" >> SpanDedup(job.c4)
+    counts = [read_counts, clean_counts, url_counts, span_counts]
+    if job.images:
+        vqgan = images.VQGANHandle(
+            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device, image_codes["vqgan"]["sha256"]
+        )
+        encode = EncodeImages(
+            job.fetch_images,
+            job.allow_private_image_hosts,
+            vqgan,
+            job.image_batch_size,
+            images.image_keys(job.input_bytes),
+        )
+        codes, image_counts = (deduped, records) | "EncodeImages" >> encode
+        final, rewrite_counts = (deduped, codes) | "RewriteImages" >> RewriteImages()
+        counts += [image_counts, rewrite_counts]
+    else:  # image encoding off: every <img> is removed (counted as images.refs_removed)
+        final, rewrite_counts = deduped | "RemoveImages" >> RemoveImages()
+        counts.append(rewrite_counts)
+    writer = WriteShards(job.output, job.validation_fraction, job.target_shard_mb, job.fixed_shards)
+    entries, split_bytes = final | "WriteShards" >> writer
+    totals = (
+        counts
+        | "AllCounts" >> beam.Flatten()
+        | "KeyCounts" >> beam.Map(_keyed)
+        | "SumCounts" >> beam.CombinePerKey(SumCounts())
+    )
+    _ = (
+        (
+            entries | "TagShards" >> beam.Map(_tagged, "shard"),
+            totals | "TagCounts" >> beam.Map(_tagged_value, "counts"),
+            split_bytes | "TagSplitBytes" >> beam.Map(_tagged, "split_bytes"),
+        )
+        | "JobParts" >> beam.Flatten()
+        | "GatherJob" >> beam.GroupByKey()
+        | "Finalize" >> beam.ParDo(Finalize(job, image_codes, code_version))
+    )
 
 
-class Stage(beam.DoFn):
-    """Runs one plain generator function; `Count` items also go to Beam metrics (they stay in the output)."""
-
-    def __init__(self, fn, *args):
-        self._fn = fn
-        self._args = args
-
-    def process(self, element):
-        try:
-            for item in self._fn(element, *self._args):
-                if isinstance(item, Count):
-                    count_metric(item)
-                yield item
-        except (
-            Exception
-        ) as error:  # last line of defence: one bad element is a counted skip, not a failed job
-            LOG.warning("%s failed on one element: %r", self._fn.__name__, error)
-            item = Count(f"error.{self._fn.__name__.lstrip('_')}")
-            count_metric(item)
-            yield item
+def _keyed(value):
+    return "job", value
 
 
-def is_count(item) -> bool:
-    return isinstance(item, Count)
+def _tagged(value, kind: str):
+    return "job", (kind, value)
 
 
-def is_not_count(item) -> bool:
-    return not isinstance(item, Count)
-
-
-def apply_stage(pcoll, label: str, fn, counts: list, *args):
-    """pcoll | Stage(fn) -> results; its Count items are appended to `counts` (split by two filters)."""
-    return split_counts(pcoll | label >> beam.ParDo(Stage(fn, *args)), label, counts)
-
-
-def split_counts(out, label: str, counts: list):
-    counts.append(out | f"{label}Counts" >> beam.Filter(is_count))
-    return out | f"{label}Results" >> beam.Filter(is_not_count)
-
-
-# ---------------------------------------------------------------- adapters (module level: picklable)
-
-
-def _read(path: str, limit: int | None):
-    LOG.info("reading %s", path)
-    n = 0
-    for item in read_input(path, limit):
-        n += 1
-        yield item
-    LOG.info("read %s: %d items", path, n)
-
-
-def _url_winner(keyed):
-    url, docs = keyed
-    return stages.url_winner(url, docs)
-
-
-def _span_losers(keyed):
-    _, occurrences = keyed
-    occurrences = list(occurrences)
-    if len(occurrences) < 2:
-        return []
-    return stages.span_losers(occurrences)
-
-
-def _span_dedup(joined, options: C4Options):
-    _, grouped = joined
-    for doc in grouped["doc"]:
-        yield from stages.apply_span_dedup(doc, grouped["drop"], options)
-
-
-def _image_refs(doc: stages.Doc):
-    return [(src, doc.url) for src in stages.image_srcs(doc.html)]
-
-
-class ResolveImage(beam.DoFn):
-    """(image URL, {"ref", "record"}) -> prepared (url, array) or a failed ImageOutcome, plus counts."""
-
-    def __init__(self, fetch: bool, allow_private_hosts: bool):
-        self._fetch = fetch
-        self._allow_private = allow_private_hosts
-        self._fetcher = None
-
-    def setup(self):
-        if self._fetch:
-            from image_tokenizer import FetchOptions, ImageFetcher
-
-            self._fetcher = ImageFetcher(FetchOptions(allow_private_hosts=self._allow_private))
-
-    def process(self, joined):
-        url, grouped = joined
-        records = list(grouped["record"])
-        if not list(grouped["ref"]):
-            yield from _counted(Count("images.records_unused", len(records)))
-            return
-        yield from _counted(Count("images.unique"))
-        data, outcome = images.image_bytes(url, records, self._fetcher)
-        if data is None:
-            yield images.ImageOutcome(url, None, outcome)
-            return
-        yield from _counted(Count(f"images.source.{outcome}"))
-        array, outcome = images.prepare_image(url, data)
-        if array is None:
-            yield images.ImageOutcome(url, None, outcome)
-            return
-        yield (url, array)
-
-
-def _counted(item: Count):
-    count_metric(item)
-    yield item
-
-
-def _is_prepared(item) -> bool:
-    return isinstance(item, tuple)
-
-
-def _is_outcome(item) -> bool:
-    return isinstance(item, images.ImageOutcome)
-
-
-def _image_batches(keyed, batch_size: int):
-    _, items = keyed
-    return images.batches(list(items), batch_size)
-
-
-def _outcome_counts(outcome: images.ImageOutcome):
-    for item in images.failure_counts(outcome):
-        count_metric(item)
-        yield item
-
-
-def _codes_to_docs(joined):
-    """(image URL, {"ref": doc urls, "outcome": outcomes}) -> (doc url, (image URL, codes or None))."""
-    url, grouped = joined
-    outcomes = list(grouped["outcome"])
-    codes = outcomes[0].codes if outcomes else None
-    for doc_url in sorted(set(grouped["ref"])):
-        yield doc_url, (url, codes)
-
-
-def _rewrite(joined, images_enabled: bool):
-    _, grouped = joined
-    codes = dict(grouped["images"])
-    for doc in grouped["doc"]:
-        yield from stages.rewrite_images(doc, codes, images_enabled)
-
-
-def _shard_key(doc: stages.Doc, validation_fraction: float, n_shards: dict):
-    split = stages.assign_split(doc.url, validation_fraction)
-    return (split, stages.shard_index(doc.url, n_shards[split])), stages.doc_row(doc)
-
-
-class WriteShard(beam.DoFn):
-    """((split, index), rows) -> shard written atomically; yields its manifest entry (in process())."""
-
-    def __init__(self, output_dir: str, n_shards: dict):
-        self._output_dir = output_dir
-        self._n_shards = n_shards
-
-    def process(self, keyed):
-        (split, index), rows = keyed
-        entry = shards.write_shard(self._output_dir, split, index, self._n_shards[split], rows)
-        Metrics.counter(NAMESPACE, f"written.{split}").inc(entry["rows"])
-        LOG.info("wrote %s (%d documents)", entry["file"], entry["rows"])
-        yield entry
+def _tagged_value(keyed, kind: str):
+    return "job", (kind, keyed[1])
 
 
 class Finalize(beam.DoFn):
-    """All shard entries + all counts -> empty shards filled in, report.json/html, manifest.json (last)."""
+    """Shard entries + counts + split sizes -> empty shards filled in, report.json/html, manifest.json (last)."""
 
-    def __init__(self, job: JobOptions, n_shards: dict, image_codes: dict, code_version: str):
+    def __init__(self, job: JobOptions, image_codes: dict, code_version: str):
         self._job = job
-        self._n_shards = n_shards
         self._image_codes = image_codes
         self._code_version = code_version
 
     def process(self, keyed):
         _, parts = keyed
-        written = [part for kind, part in parts if kind == "shard"]
-        counts = dict(sorted(part for kind, part in parts if kind == "count"))
+        written, counts, split_bytes = [], {}, {}
+        for kind, part in parts:
+            if kind == "shard":
+                written.append(part)
+            elif kind == "counts":
+                counts = part
+            else:
+                split_bytes[part[0]] = part[1]
+        n_shards = shard_counts(split_bytes, self._job.target_shard_mb, self._job.fixed_shards)
         output = self._job.output
-        splits = shards.finish_shards(output, written, self._n_shards)
+        splits = shards.finish_shards(output, written, n_shards)
         summary = report.build_report(counts, splits)
-        shards.write_atomic(
-            beam.io.filesystems.FileSystems.join(output, "report.json"), report.report_json(summary)
-        )
-        shards.write_atomic(
-            beam.io.filesystems.FileSystems.join(output, "report.html"), report.report_html(summary)
-        )
+        join = beam.io.filesystems.FileSystems.join
+        shards.write_atomic(join(output, "report.json"), report.report_json(summary))
+        shards.write_atomic(join(output, "report.html"), report.report_html(summary))
         manifest = {
             "format": shards.FORMAT,
             "splits": splits,
@@ -266,116 +179,3 @@ class Finalize(beam.DoFn):
         }
         shards.write_manifest(output, manifest)
         yield summary["written"]
-
-
-# ---------------------------------------------------------------- the graph
-
-
-def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, code_version: str) -> None:
-    """Apply the whole job to `pipeline` (its last transform is Finalize, see the module docstring)."""
-    c4_options = C4Options()
-    n_shards = {"train": job.train_shards, "validation": job.validation_shards}
-    counts: list = []
-
-    items = (
-        pipeline
-        | "InputFiles" >> beam.Create(list(job.files))
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "Read" >> beam.FlatMap(_read, job.limit)
-    )
-    counts.append(items | "ReadCounts" >> beam.Filter(is_count).with_output_types(Count))
-    pages = items | "Pages" >> beam.Filter(lambda item: isinstance(item, Page))
-    records = (
-        items
-        | "ImageRecords" >> beam.Filter(lambda item: isinstance(item, ImageRecord))
-        | "KeyRecords" >> beam.Map(lambda record: (record.url, record.data))
-    )
-    counts[-1] = counts[-1] | "ReadMetrics" >> beam.Map(_metric_passthrough)
-
-    docs = apply_stage(pages, "MinimizeClean", stages.minimize_and_clean, counts, c4_options)
-
-    unique = apply_stage(
-        docs | "KeyByUrl" >> beam.Map(lambda doc: (doc.url, doc)) | "GroupByUrl" >> beam.GroupByKey(),
-        "UrlDedup",
-        _url_winner,
-        counts,
-    )
-
-    losers = (
-        unique
-        | "Spans" >> beam.FlatMap(stages.doc_spans)
-        | "GroupSpans" >> beam.GroupByKey()
-        | "SpanLosers" >> beam.FlatMap(_span_losers)
-    )
-    deduped = apply_stage(
-        {"doc": unique | "KeyDocs" >> beam.Map(lambda doc: (doc.url, doc)), "drop": losers}
-        | "JoinSpanLosers" >> beam.CoGroupByKey(),
-        "SpanDedup",
-        _span_dedup,
-        counts,
-        c4_options,
-    )
-
-    keyed_docs = deduped | "KeyDedupedDocs" >> beam.Map(lambda doc: (doc.url, doc))
-    if job.images:
-        refs = deduped | "ImageRefs" >> beam.FlatMap(_image_refs)
-        resolved = split_counts(
-            {"ref": refs | "RefUrls" >> beam.Map(lambda ref: (ref[0], None)), "record": records}
-            | "JoinImageRecords" >> beam.CoGroupByKey()
-            | "ResolveImages" >> beam.ParDo(ResolveImage(job.fetch_images, job.allow_private_image_hosts)),
-            "ResolveImages",
-            counts,
-        )
-        failed = resolved | "FailedImages" >> beam.Filter(_is_outcome)
-        handler = images.VQGANModelHandler(
-            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device, image_codes["vqgan"]["sha256"]
-        ).with_no_batching()
-        encoded = (
-            resolved
-            | "PreparedImages" >> beam.Filter(_is_prepared)
-            | "BucketImages" >> beam.Map(lambda item: (stable_hash(item[0]) % job.image_buckets, item))
-            | "GroupBuckets" >> beam.GroupByKey()
-            | "Batches" >> beam.FlatMap(_image_batches, job.image_batch_size)
-            | "VQGANEncode" >> RunInference(handler)
-            | "Outcomes" >> beam.MapTuple(lambda url, codes: images.ImageOutcome(url, codes, "ok"))
-        )
-        outcomes = (failed, encoded) | "AllOutcomes" >> beam.Flatten()
-        counts.append(outcomes | "OutcomeCounts" >> beam.FlatMap(_outcome_counts))
-        doc_images = {
-            "ref": refs,
-            "outcome": outcomes | "KeyOutcomes" >> beam.Map(lambda outcome: (outcome.url, outcome)),
-        } | "JoinCodes" >> beam.CoGroupByKey()
-        per_doc = doc_images | "CodesToDocs" >> beam.FlatMap(_codes_to_docs)
-        joined = {"doc": keyed_docs, "images": per_doc} | "JoinDocImages" >> beam.CoGroupByKey()
-    else:  # image encoding off: every <img> is removed (counted as images.refs_removed)
-        joined = keyed_docs | "NoImages" >> beam.MapTuple(
-            lambda url, doc: (url, {"doc": [doc], "images": []})
-        )
-    final = apply_stage(joined, "RewriteImages", _rewrite, counts, job.images)
-
-    written = (
-        final
-        | "ShardKey" >> beam.Map(_shard_key, job.validation_fraction, n_shards)
-        | "GroupShards" >> beam.GroupByKey()
-        | "WriteShards" >> beam.ParDo(WriteShard(job.output, n_shards))
-    )
-    totals = (
-        counts
-        | "AllCounts" >> beam.Flatten()
-        | "CountPairs" >> beam.Map(lambda count: (count.name, count.n))
-        | "SumCounts" >> beam.CombinePerKey(sum)
-    )
-    _ = (
-        (
-            written | "TagShards" >> beam.Map(lambda entry: ("job", ("shard", entry))),
-            totals | "TagCounts" >> beam.Map(lambda total: ("job", ("count", total))),
-        )
-        | "JobParts" >> beam.Flatten()
-        | "GatherJob" >> beam.GroupByKey()
-        | "Finalize" >> beam.ParDo(Finalize(job, n_shards, image_codes, code_version))
-    )
-
-
-def _metric_passthrough(item: Count) -> Count:
-    count_metric(item)
-    return item

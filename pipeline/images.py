@@ -1,7 +1,8 @@
-"""Image stage: one unique image URL -> bytes (input record, else fetch) -> 256x256 array -> VQGAN codes.
+"""Image stage: one unique image URL -> bytes (input record, else fetch) -> 256x256 uint8 crop -> VQGAN codes.
 
-Plain functions plus the RunInference ModelHandler; `pipeline.graph` wires them. The per-URL outcome is
-data (`ImageOutcome`), so the funnel is right even on runners that do not report Beam metrics.
+Plain functions; `pipeline.steps` wires them. The per-URL outcome is data (`ImageOutcome`), so the funnel
+is right even on runners that do not report Beam metrics. Nothing here imports torch at module level: a
+worker that never encodes never loads it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,12 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.ml.inference.base import ModelHandler
 
 from pipeline.readers import Count
 
@@ -103,11 +102,14 @@ class ImageOutcome:
 
 
 def choose_record(records: Iterable[bytes]) -> bytes | None:
-    """Deterministic pick among several WARC records of the same URL: the smallest sha256."""
-    records = list(records)
-    if not records:
-        return None
-    return min(records, key=lambda data: (hashlib.sha256(data).digest(), len(data)))
+    """Deterministic pick among several input records of the same URL: the smallest sha256 (streamed: one
+    record held at a time, however often a URL was captured)."""
+    best, best_key = None, None
+    for data in records:
+        key = (hashlib.sha256(data).digest(), len(data))
+        if best_key is None or key < best_key:
+            best, best_key = data, key
+    return best
 
 
 def image_bytes(url: str, records: Iterable[bytes], fetcher) -> tuple[bytes | None, str]:
@@ -128,8 +130,8 @@ def image_bytes(url: str, records: Iterable[bytes], fetcher) -> tuple[bytes | No
 
 
 def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
-    """Decode + preprocess (crop seeded by the URL); (None, reason) for undecodable images."""
-    from image_tokenizer import ImageDecodeError, decode_image, preprocess
+    """Decode + the 256x256 uint8 crop seeded by the URL; (None, reason) for undecodable images."""
+    from image_tokenizer import ImageDecodeError, crop, decode_image
 
     try:
         image = decode_image(data)
@@ -138,7 +140,7 @@ def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
     except Exception:  # untrusted bytes: any decoder failure is a counted outcome
         return None, "decode_error"
     try:
-        return preprocess(image, seed_key=url), "ok"
+        return crop(image, seed_key=url), "ok"
     except Exception:
         return None, "preprocess_error"
 
@@ -167,84 +169,126 @@ def failure_counts(outcome: ImageOutcome) -> Iterator[Count]:
         yield Count("images.encoded")
 
 
-def batches(
-    items: Sequence[tuple[str, np.ndarray]], batch_size: int
-) -> Iterator[list[tuple[str, np.ndarray]]]:
-    """Fixed-size batches in URL order, so a batch's composition never depends on arrival order."""
-    ordered = sorted(items, key=lambda item: item[0])
-    for start in range(0, len(ordered), batch_size):
-        yield ordered[start : start + batch_size]
+def padded_batches(
+    items: Iterable[tuple[str, np.ndarray]], batch_size: int
+) -> Iterator[tuple[list[str], np.ndarray]]:
+    """(urls, uint8 batch of exactly `batch_size` crops) as `items` stream in; the last batch is zero-padded.
 
-
-class VQGANModelHandler(ModelHandler[tuple[str, np.ndarray], tuple[str, str], Any]):
-    """RunInference handler around image_tokenizer.load_vqgan: (url, array) records -> (url, code string).
-
-    Used with `with_no_batching()`: the graph builds deterministic batches itself, because Beam's
-    BatchElements flushes its last batch in finish_bundle, which the Dask runner drops.
+    Every batch has the same shape, so an image's codes do not depend on which images share its batch or on
+    its position there (float32 rounding depends on the batch shape only: tests/image_tokenizer), and the
+    order in which a runner hands over grouped values cannot change a code. At most one batch is held.
     """
+    urls: list[str] = []
+    batch: np.ndarray | None = None
+    for url, crop in items:
+        if batch is None:
+            batch = np.zeros((batch_size, *crop.shape), dtype=np.uint8)
+        batch[len(urls)] = crop
+        urls.append(url)
+        if len(urls) == batch_size:
+            yield urls, batch
+            urls, batch = [], None
+    if urls:
+        yield urls, batch
 
-    def __init__(
-        self,
-        checkpoint: str | None = None,
-        config: str | None = None,
-        device: str = "auto",
-        expected_sha256: str | None = None,
-    ):
-        super().__init__()
-        self._checkpoint = checkpoint
-        self._config = config
-        self._device = check_device(device)
-        self._expected_sha256 = expected_sha256
 
-    def load_model(self):
-        from image_tokenizer import DEFAULT_CHECKPOINT, load_vqgan, resolve_device
+def encode_images(
+    items: Iterable[tuple[str, np.ndarray]], model, batch_size: int
+) -> Iterator[tuple[str, str]]:
+    """(url, uint8 crop) stream -> (url, the <img src> string of its codes), in fixed-shape padded batches."""
+    from image_tokenizer import codes_to_src, to_pixels
 
-        # resolved here, on the worker: "auto" means the GPU this worker has, if any
-        device = resolve_device(self._device)
-        LOG.info("loading the VQGAN on %s (asked: %s)", device, self._device)
-        checkpoint, config = local_vqgan_files(self._checkpoint, self._config)
-        if self._expected_sha256 is not None:
-            # the launcher recorded this checkpoint in the manifest; a file replaced since (a bucket object
-            # overwritten mid-job, another image) would silently give other codes
-            found = file_sha256(checkpoint or DEFAULT_CHECKPOINT)
-            if found != self._expected_sha256:
-                raise ValueError(
-                    f"VQGAN checkpoint {self._checkpoint or 'bundled'} changed since the job was launched: "
-                    f"sha256 {found}, the manifest records {self._expected_sha256}"
+    for urls, batch in padded_batches(items, batch_size):
+        codes = model.encode(to_pixels(batch))
+        for url, row in zip(urls, codes, strict=False):  # padding rows are dropped
+            yield url, codes_to_src(row.tolist())
+
+
+# One group of images to encode per this much input (a Common Crawl WARC file of 1 GB gives a few thousand
+# images per group: a GPU batch's padding is then noise), and never fewer groups than MIN_IMAGE_KEYS, so small
+# jobs still encode on every worker. The number of groups changes no code (see padded_batches).
+INPUT_BYTES_PER_IMAGE_KEY = 256 << 20
+MIN_IMAGE_KEYS = 64
+
+
+def image_keys(input_bytes: int) -> int:
+    """How many groups the job's crops are spread over for encoding, from the size of its input."""
+    return max(MIN_IMAGE_KEYS, -(-input_bytes // INPUT_BYTES_PER_IMAGE_KEY))
+
+
+_models: dict = {}
+_models_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class VQGANHandle:
+    """What a worker needs to load the job's VQGAN (picklable); `model()` loads it once per process and
+    hands the same model to every thread of that process."""
+
+    checkpoint: str | None = None
+    config: str | None = None
+    device: str = "auto"
+    expected_sha256: str | None = None
+
+    def __post_init__(self):
+        check_device(self.device)
+
+    def model(self):
+        with _models_lock:
+            if self not in _models:
+                _models[self] = load_job_vqgan(
+                    self.checkpoint, self.config, self.device, self.expected_sha256
                 )
-        # one model per worker process; the runner's workers give the parallelism
-        return load_vqgan(checkpoint, config, device=device, num_threads=1)
-
-    def run_inference(self, batch, model, inference_args=None) -> Iterable[tuple[str, str]]:
-        from image_tokenizer import codes_to_src
-
-        if not batch:
-            return []
-        urls = [url for url, _ in batch]
-        codes = model.encode(np.stack([array for _, array in batch]))
-        return [(url, codes_to_src(row.tolist())) for url, row in zip(urls, codes, strict=True)]
-
-    def get_num_bytes(self, batch) -> int:
-        return sum(int(array.nbytes) for _, array in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return "cm3_vqgan"
+            return _models[self]
 
 
-def describe_vqgan(checkpoint: str | None, config: str | None) -> dict:
+def load_job_vqgan(checkpoint: str | None, config: str | None, device: str, expected_sha256: str | None):
+    """The job's VQGAN on this worker: device resolved here ("auto" = the GPU this worker has, if any),
+    remote files copied once per process, the checkpoint's sha256 checked against the manifest's."""
+    from image_tokenizer import DEFAULT_CHECKPOINT, load_vqgan, resolve_device
+
+    resolved = resolve_device(device)
+    LOG.info("loading the VQGAN on %s (asked: %s)", resolved, device)
+    local_checkpoint, local_config = local_vqgan_files(checkpoint, config)
+    if expected_sha256 is not None:
+        # the launcher recorded this checkpoint in the manifest; a file replaced since (a bucket object
+        # overwritten mid-job, another image) would silently give other codes
+        found = file_sha256(local_checkpoint or DEFAULT_CHECKPOINT)
+        if found != expected_sha256:
+            raise ValueError(
+                f"VQGAN checkpoint {checkpoint or 'bundled'} changed since the job was launched: "
+                f"sha256 {found}, the manifest records {expected_sha256}"
+            )
+    if resolved.startswith("cuda"):
+        import torch
+
+        # fixed kernels for a fixed batch shape: codes must not depend on cuDNN's autotuning
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    # one model per worker process and one intra-op thread: the runner's workers give the parallelism
+    return load_vqgan(local_checkpoint, local_config, device=resolved, num_threads=1)
+
+
+def describe_vqgan(checkpoint: str | None, config: str | None, load: bool = True) -> dict:
     """The manifest's image_codes entry: n_embed, codes per image and the checkpoint's identity.
 
     Run on the launcher, so a missing or unreadable checkpoint fails the job before it starts; the sha256
-    is that of the bytes loaded (the local copy of a remote checkpoint).
+    is that of the bytes loaded (the local copy of a remote checkpoint). `load=False` (a job without images)
+    reads n_embed from the yaml and never imports torch.
     """
-    from image_tokenizer import DEFAULT_CHECKPOINT, load_vqgan
+    from image_tokenizer.config import DEFAULT_CHECKPOINT, vqgan_params
 
     local_checkpoint, local_config = local_vqgan_files(checkpoint, config)
     path = local_checkpoint or DEFAULT_CHECKPOINT
-    model = load_vqgan(local_checkpoint, local_config)
+    if load:
+        from image_tokenizer import load_vqgan
+
+        n_embed = load_vqgan(local_checkpoint, local_config).n_embed
+    else:
+        n_embed = vqgan_params(local_checkpoint, local_config)["n_embed"]
     name = checkpoint if checkpoint else "bundled:" + path.rsplit("/", 1)[-1]
     return {
-        "n_embed": int(model.n_embed),
+        "n_embed": int(n_embed),
         "codes_per_image": 256,
         "vqgan": {"checkpoint": name, "sha256": file_sha256(path)},
     }

@@ -78,15 +78,16 @@ def input_kind(path: str) -> str:
     )
 
 
-def expand_inputs(patterns: Iterable[str]) -> list[str]:
-    """Sorted, de-duplicated file paths matched by the glob patterns (any Beam filesystem)."""
-    paths: set[str] = set()
+def expand_inputs(patterns: Iterable[str]) -> list[tuple[str, int]]:
+    """Sorted, de-duplicated (path, size in bytes) of the files matched by the glob patterns (any Beam
+    filesystem); FileNotFoundError naming a pattern that matches nothing."""
+    sizes: dict[str, int] = {}
     for pattern in patterns:
-        matched = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        matched = [m for r in FileSystems.match([pattern]) for m in r.metadata_list]
         if not matched:
             raise FileNotFoundError(f"no input matches {pattern!r}")
-        paths.update(matched)
-    return sorted(paths)
+        sizes.update((m.path, m.size_in_bytes) for m in matched)
+    return sorted(sizes.items())
 
 
 def read_input(path: str, limit: int | None = None) -> Iterator[Item]:

@@ -1,18 +1,25 @@
 """Document shards (Parquet, zstd), the manifest, and `verify`.
 
-Writing is idempotent and atomic on every Beam filesystem: bytes are built in memory, written under a
-unique temporary name and renamed to the deterministic final name, so a crashed or retried bundle never
-leaves a partial shard visible, and a retry rewrites identical bytes. The manifest is written last: a
+A shard is written streaming: its rows are sorted by id with an external merge sort (runs of at most
+`SORT_BUFFER_BYTES` spilled to local disk) and written row group by row group, so a worker holds a bounded
+amount whatever the shard's size. Writing is idempotent and atomic on every Beam filesystem: bytes go to a
+unique temporary name, renamed to the deterministic final name when complete, so a crashed or retried bundle
+never leaves a partial shard visible, and a retry rewrites identical bytes. The manifest is written last: a
 directory without manifest.json is an unfinished run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
+import io
+import itertools
 import json
+import pickle
 import re
+import tempfile
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +31,9 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "validation")
 SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})\.parquet$")
 TEMP_MARK = ".tmp-"
+ROW_GROUP_ROWS = 1024
+# Rows a shard writer holds in memory before it spills a sorted run to local disk.
+SORT_BUFFER_BYTES = 64 << 20
 
 SCHEMA = pa.schema(
     [
@@ -42,32 +52,130 @@ def shard_name(split: str, index: int, n_shards: int) -> str:
     return f"{split}-{index:05d}-of-{n_shards:05d}.parquet"
 
 
-def shard_bytes(rows: Iterable[dict]) -> bytes:
-    """Parquet bytes of one shard: rows sorted by id, zstd, no timestamps (same rows -> same bytes)."""
-    ordered = sorted(rows, key=lambda row: (row["id"], row["url"]))
-    table = pa.Table.from_pylist(ordered, schema=SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=1024)
-    return sink.getvalue().to_pybytes()
+def row_key(row: dict) -> tuple[str, str]:
+    return row["id"], row["url"]
+
+
+def row_size(row: dict) -> int:
+    """Bytes a row takes in a shard before compression (its strings plus the fixed-width columns): what
+    shard sizing and the sort buffer count."""
+    return len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+
+
+def sorted_rows(rows: Iterable[dict], buffer_bytes: int = SORT_BUFFER_BYTES) -> Iterator[dict]:
+    """`rows` in (id, url) order, holding at most about `buffer_bytes` of them: an external merge sort whose
+    sorted runs are spilled to local temporary files (deleted when the generator finishes or is closed)."""
+    with tempfile.TemporaryDirectory(prefix="cm3-shard-sort-") as spill_dir:
+        runs: list[str] = []
+        buffer: list[dict] = []
+        held = 0
+        for row in rows:
+            buffer.append(row)
+            held += row_size(row)
+            if held >= buffer_bytes:
+                runs.append(_spill(sorted(buffer, key=row_key), spill_dir, len(runs)))
+                buffer, held = [], 0
+        buffer.sort(key=row_key)
+        if not runs:
+            yield from buffer
+            return
+        yield from heapq.merge(*(_read_run(path) for path in runs), iter(buffer), key=row_key)
+
+
+def _spill(rows: list[dict], directory: str, index: int) -> str:
+    path = f"{directory}/run-{index:06d}"
+    with open(path, "wb") as stream:
+        for row in rows:
+            pickle.dump(row, stream, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def _read_run(path: str) -> Iterator[dict]:
+    with open(path, "rb") as stream:
+        while True:
+            try:
+                yield pickle.load(stream)
+            except EOFError:
+                return
+
+
+class _HashingSink(io.RawIOBase):
+    """A write-only stream that passes bytes on and keeps their sha256 and count (Parquet asks `tell`)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._stream.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def write_parquet(stream, rows: Iterable[dict]) -> tuple[int, str, int]:
+    """Rows (already in order) -> Parquet on `stream`, one row group of ROW_GROUP_ROWS at a time, zstd, no
+    timestamps (same rows -> same bytes). Returns (rows, sha256, bytes)."""
+    sink = _HashingSink(stream)
+    writer = pq.ParquetWriter(sink, SCHEMA, compression="zstd")
+    n_rows = 0
+    rows = iter(rows)
+    while batch := list(itertools.islice(rows, ROW_GROUP_ROWS)):
+        writer.write_table(pa.Table.from_pylist(batch, schema=SCHEMA), row_group_size=ROW_GROUP_ROWS)
+        n_rows += len(batch)
+    if n_rows == 0:  # an empty table, as pyarrow's write_table writes one
+        writer.write_table(pa.Table.from_pylist([], schema=SCHEMA), row_group_size=ROW_GROUP_ROWS)
+    writer.close()
+    return n_rows, sink.digest.hexdigest(), sink.size
+
+
+class atomic_file:
+    """`with atomic_file(path) as stream`: written under a unique temporary name, renamed to `path` when
+    complete, the temporary file removed on failure (any Beam filesystem): no partial file is ever visible."""
+
+    def __init__(self, path: str):
+        self._path = path
+        self._temp = f"{path}{TEMP_MARK}{uuid.uuid4().hex}"
+
+    def __enter__(self):
+        self._stream = FileSystems.create(self._temp, compression_type=CompressionTypes.UNCOMPRESSED)
+        return self._stream
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._stream.close()
+        if kind is not None:
+            FileSystems.delete([self._temp])
+            return
+        if FileSystems.exists(self._path):
+            FileSystems.delete([self._path])
+        FileSystems.rename([self._temp], [self._path])
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write `data` to `path` through a unique temporary name + rename (no partial file ever visible)."""
-    temp = f"{path}{TEMP_MARK}{uuid.uuid4().hex}"
-    with FileSystems.create(temp, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+    with atomic_file(path) as stream:
         stream.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temp], [path])
 
 
-def write_shard(output_dir: str, split: str, index: int, n_shards: int, rows: Iterable[dict]) -> dict:
-    """Write one shard and return its manifest entry {"file", "rows", "sha256"}."""
-    rows = list(rows)
-    data = shard_bytes(rows)
+def write_shard(
+    output_dir: str,
+    split: str,
+    index: int,
+    n_shards: int,
+    rows: Iterable[dict],
+    buffer_bytes: int = SORT_BUFFER_BYTES,
+) -> dict:
+    """Write one shard from `rows` in any order (streamed) and return its manifest entry."""
     name = shard_name(split, index, n_shards)
-    write_atomic(FileSystems.join(output_dir, name), data)
-    return {"split": split, "file": name, "rows": len(rows), "sha256": hashlib.sha256(data).hexdigest()}
+    with atomic_file(FileSystems.join(output_dir, name)) as stream:
+        n_rows, sha256, size = write_parquet(stream, sorted_rows(rows, buffer_bytes))
+    return {"split": split, "file": name, "rows": n_rows, "sha256": sha256, "bytes": size}
 
 
 def read_bytes(path: str) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_blocks, span_hashes, stable_hash
-from html_minimizer import MinimizeError, minimize, replace_images
+from html_minimizer import Limits, MinimizeError, minimize, replace_images
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
@@ -46,10 +46,10 @@ def doc_id(url: str) -> str:
 # ---------------------------------------------------------------- minimize + C4
 
 
-def minimize_and_clean(page: Page, options: C4Options) -> Iterator[Doc | Count]:
-    """Page -> minimal HTML -> C4 (HTML mode). Failures are counted per typed error / rule."""
+def minimize_and_clean(page: Page, options: C4Options, limits: Limits) -> Iterator[Doc | Count]:
+    """Page -> minimal HTML (CM3 3.1) -> C4 in HTML mode (T5 2.2). Failures are counted per typed error / rule."""
     try:
-        minimal = minimize(page.body, page.url, charset=page.charset)
+        minimal = minimize(page.body, page.url, charset=page.charset, limits=limits)
     except MinimizeError as error:
         yield Count(f"minimize.error.{type(error).__name__}")
         return
@@ -77,11 +77,19 @@ def minimize_and_clean(page: Page, options: C4Options) -> Iterator[Doc | Count]:
 
 
 def url_winner(url: str, docs: Iterable[Doc]) -> Iterator[Doc | Count]:
-    """One document per URL: the smallest (source priority, html) wins, independent of arrival order."""
-    ordered = sorted(docs, key=lambda d: (SOURCE_PRIORITY.get(d.source, 9), d.source, d.html))
-    if len(ordered) > 1:
-        yield Count("dedup.url_duplicates_dropped", len(ordered) - 1)
-    yield ordered[0]
+    """One document per URL: the smallest (source priority, html) wins, independent of arrival order.
+
+    Streamed: one candidate is held, however many times a URL was crawled."""
+    best, best_key, seen = None, None, 0
+    for doc in docs:
+        seen += 1
+        key = (SOURCE_PRIORITY.get(doc.source, 9), doc.source, doc.html)
+        if best_key is None or key < best_key:
+            best, best_key = doc, key
+    if seen > 1:
+        yield Count("dedup.url_duplicates_dropped", seen - 1)
+    if best is not None:
+        yield best
 
 
 # ---------------------------------------------------------------- three-sentence span dedup
@@ -94,13 +102,22 @@ def doc_spans(doc: Doc) -> Iterator[tuple[int, tuple[str, int]]]:
 
 
 def span_losers(occurrences: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
-    """(url, block) to drop for one span hash: all but one occurrence survive the paper's rule.
+    """(url, block) to drop for one span hash: all but one occurrence survive the paper's rule (T5 2.2).
 
     The survivor is the first block of the document with the smallest stable_hash(url) (URL as tie-break);
-    repeats inside that same document are dropped too ("discard all but one").
+    repeats inside that same document are dropped too ("discard all but one"). Streamed: the current
+    survivor is the only occurrence held, whether a span occurs twice or on a million pages; a loser may be
+    yielded more than once (apply_span_dedup takes the set).
     """
-    unique = sorted(set(occurrences), key=lambda o: (stable_hash(o[0]), o[0], o[1]))
-    yield from unique[1:]
+    best, best_key = None, None
+    for occurrence in occurrences:
+        key = (stable_hash(occurrence[0]), occurrence[0], occurrence[1])
+        if best_key is None or key < best_key:
+            if best is not None:
+                yield best
+            best, best_key = occurrence, key
+        elif key != best_key:
+            yield occurrence
 
 
 def apply_span_dedup(doc: Doc, blocks: Iterable[int], options: C4Options) -> Iterator[Doc | Count]:

@@ -135,17 +135,17 @@ CODE_SRC = re.compile(r'src="([0-9 ]+)"')
 
 
 def test_image_batch_size_changes_at_most_rare_near_tie_codes(sample_run, tmp_path):
-    """The reference ran with the defaults (--vqgan-device auto: batch 1 on the CPU, 16 buckets). Batches of
-    4 from one bucket give the same documents, counts and report; VQGAN codes may differ only where two
-    codebook entries are near-ties in float32 (the encoder's conv kernels round differently per batch shape):
-    1 code of 3840 in this corpus. So the batch size is an output option (in the manifest), fixed per device.
+    """The reference ran with the defaults (--vqgan-device auto: batch 1 on the CPU). Batches of 4 give the
+    same documents, counts and report; VQGAN codes may differ only where two codebook entries are near-ties
+    in float32 (the encoder's conv kernels round differently per batch shape): 1 code of 3840 in this
+    corpus. So the batch size is an output option (in the manifest), fixed per device.
     """
     reference = sample_run
     if resolve_device("auto") != "cpu":  # the reference encoded on this machine's GPU: compare CPU with CPU
         reference = tmp_path / "cpu-batch-1"
         assert rerun_like(sample_run, reference, "--vqgan-device", "cpu") == 0
     batch_4 = tmp_path / "cpu-batch-4"
-    flags = ("--vqgan-device", "cpu", "--image-batch-size", "4", "--image-buckets", "1")
+    flags = ("--vqgan-device", "cpu", "--image-batch-size", "4")
     assert rerun_like(sample_run, batch_4, *flags) == 0
     for name in ("report.json", "report.html"):
         assert (batch_4 / name).read_bytes() == (reference / name).read_bytes()

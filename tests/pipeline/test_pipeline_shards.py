@@ -1,10 +1,14 @@
 """Shard writer, manifest and verify: deterministic bytes, atomic idempotent writes, tampering detected."""
 
 import hashlib
+import io
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import shards
 from pipeline.report import build_report, report_html, report_json, report_table
@@ -27,18 +31,46 @@ def row(url: str, html: str = "<html><body><p>Text.</p></body></html>") -> dict:
 ROWS = [row(f"https://s.example/{i}") for i in range(20)]
 
 
+def shard_bytes(rows, buffer_bytes=shards.SORT_BUFFER_BYTES) -> bytes:
+    stream = io.BytesIO()
+    shards.write_parquet(stream, shards.sorted_rows(rows, buffer_bytes))
+    return stream.getvalue()
+
+
 def test_shard_bytes_do_not_depend_on_row_order():
-    assert shards.shard_bytes(ROWS) == shards.shard_bytes(list(reversed(ROWS)))
-    table = pq.read_table(__import__("pyarrow").BufferReader(shards.shard_bytes(ROWS)))
+    assert shard_bytes(ROWS) == shard_bytes(list(reversed(ROWS)))
+    table = pq.read_table(pa.BufferReader(shard_bytes(ROWS)))
     assert table.schema.equals(shards.SCHEMA, check_metadata=False)
     assert table.column("id").to_pylist() == sorted(r["id"] for r in ROWS)
-    assert (
-        pq.read_metadata(__import__("pyarrow").BufferReader(shards.shard_bytes(ROWS)))
-        .row_group(0)
-        .column(0)
-        .compression.lower()
-        == "zstd"
-    )
+    assert pq.read_metadata(pa.BufferReader(shard_bytes(ROWS))).row_group(0).column(0).compression == "ZSTD"
+
+
+def test_streamed_shard_is_the_file_pyarrow_writes_in_one_go():
+    """Row group by row group, the writer gives the bytes of pq.write_table on the whole sorted table."""
+    rows = [row(f"https://s.example/{i}", "<p>" + "word " * (i % 97) + "</p>") for i in range(2500)]
+    whole = io.BytesIO()
+    ordered = pa.Table.from_pylist(sorted(rows, key=shards.row_key), schema=shards.SCHEMA)
+    pq.write_table(ordered, whole, compression="zstd", row_group_size=shards.ROW_GROUP_ROWS)
+    assert shard_bytes(rows) == whole.getvalue()
+    assert pq.read_metadata(pa.BufferReader(whole.getvalue())).num_row_groups == 3
+    empty = io.BytesIO()
+    pq.write_table(ordered.slice(0, 0), empty, compression="zstd")
+    assert shard_bytes([]) == empty.getvalue()
+
+
+@given(st.lists(st.integers(0, 10**6), max_size=300), st.integers(1, 5000))
+@settings(max_examples=30, deadline=None)
+def test_external_sort_spills_yet_gives_the_sorted_rows(keys, buffer_bytes):
+    rows = [row(f"https://s.example/{k}/{i}") for i, k in enumerate(keys)]
+    assert list(shards.sorted_rows(iter(rows), buffer_bytes)) == sorted(rows, key=shards.row_key)
+
+
+def test_a_shard_spilled_to_disk_has_the_bytes_of_one_sorted_in_memory(tmp_path):
+    rows = [row(f"https://s.example/{i}", "<p>" + "x" * (i % 300) + "</p>") for i in range(3000)]
+    spilled = shards.write_shard(str(tmp_path / "a"), "train", 0, 1, iter(rows), buffer_bytes=20_000)
+    in_memory = shards.write_shard(str(tmp_path / "b"), "train", 0, 1, reversed(rows))
+    assert spilled == in_memory and spilled["rows"] == 3000
+    assert spilled["bytes"] == (tmp_path / "a" / spilled["file"]).stat().st_size
 
 
 def test_write_shard_is_atomic_and_idempotent(tmp_path):
@@ -86,7 +118,7 @@ def test_finish_fills_empty_shards_and_removes_stale_files(tmp_path):
 def test_verify_detects_tampering(tmp_path):
     make_output(tmp_path)
     target = tmp_path / "train-00001-of-00003.parquet"
-    target.write_bytes(shards.shard_bytes(ROWS[:14]))
+    target.write_bytes(shard_bytes(ROWS[:14]))
     problems = shards.verify(str(tmp_path))
     assert any("sha256" in p for p in problems) and any("rows" in p for p in problems)
     target.unlink()

@@ -1,5 +1,5 @@
 """--vqgan-checkpoint on a remote Beam filesystem (gs://, s3:// ...): copied once per process to a local file
-that image_tokenizer.load_vqgan reads, on the launcher (describe_vqgan) and on workers (the model handler).
+that image_tokenizer.load_vqgan reads, on the launcher (describe_vqgan) and on workers (VQGANHandle / load_job_vqgan).
 
 Beam has no public in-memory filesystem, so `cm3test://` below is a real Beam FileSystem with its own scheme
 (Beam finds FileSystem subclasses by scheme), reading the test's temporary directory through Beam's I/O.
@@ -18,10 +18,10 @@ import yaml
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.localfilesystem import LocalFileSystem
 
-from image_tokenizer import DEFAULT_CHECKPOINT, preprocess
+from image_tokenizer import DEFAULT_CHECKPOINT, crop
 from image_tokenizer.train_small_vqgan import skimage_rgb
 from pipeline.cli import main as cli_main
-from pipeline.images import VQGANModelHandler, batches, describe_vqgan, local_vqgan_files
+from pipeline.images import VQGANHandle, describe_vqgan, encode_images, load_job_vqgan, local_vqgan_files
 
 SCHEME = "cm3test"
 
@@ -86,23 +86,22 @@ def remote_checkpoint(tmp_path) -> str:
     return f"{SCHEME}://{tmp_path}/m.ckpt"
 
 
-def encode(handler: VQGANModelHandler, items) -> list[tuple[str, str]]:
-    model = handler.load_model()
-    return [pair for batch in batches(items, 1) for pair in handler.run_inference(batch, model)]
+def encode(handle: VQGANHandle, items) -> list[tuple[str, str]]:
+    return list(encode_images(items, handle.model(), 1))
 
 
 def test_remote_checkpoint_gives_the_codes_and_sha256_of_the_local_one(remote_checkpoint):
     images = [skimage_rgb(name)[0] for name in ("astronaut", "rocket", "coffee")]
     items = [(f"https://img.example/{i}.jpg", image) for i, image in enumerate(images)]
-    items = [(url, preprocess(image, url)) for url, image in items]
-    local = encode(VQGANModelHandler(DEFAULT_CHECKPOINT, device="cpu"), items)
-    remote = encode(VQGANModelHandler(remote_checkpoint, device="cpu"), items)
+    items = [(url, crop(image, url)) for url, image in items]
+    local = encode(VQGANHandle(DEFAULT_CHECKPOINT, device="cpu"), items)
+    remote = encode(VQGANHandle(remote_checkpoint, device="cpu"), items)
     assert len(remote) == 3 and remote == local
 
     described = describe_vqgan(remote_checkpoint, None)
     assert described["vqgan"] == {"checkpoint": remote_checkpoint, "sha256": sha256(DEFAULT_CHECKPOINT)}
     assert described["n_embed"] == describe_vqgan(None, None)["n_embed"]
-    # the launcher and the handler in this process share one copy of each file
+    # the launcher and the worker's loader in this process share one copy of each file
     assert TestFileSystem.opened[remote_checkpoint] == 1
     assert TestFileSystem.opened[remote_checkpoint.replace(".ckpt", ".yaml")] == 1
 
@@ -149,7 +148,7 @@ def test_a_missing_remote_file_is_named_by_launcher_and_worker(remote_checkpoint
     (tmp_path / missing).unlink()
     missing_path = f"{SCHEME}://{tmp_path}/{missing}"
     with pytest.raises(FileNotFoundError, match=missing_path):
-        VQGANModelHandler(remote_checkpoint, device="cpu").load_model()
+        load_job_vqgan(remote_checkpoint, None, "cpu", None)
     assert TestFileSystem.opened[remote_checkpoint] == 0  # nothing downloaded when the yaml is missing
 
     output = tmp_path / "out"
@@ -197,6 +196,6 @@ def test_workers_refuse_a_checkpoint_replaced_since_launch(tmp_path):
     shutil.copy(Path(DEFAULT_CHECKPOINT).with_suffix(".yaml"), tmp_path / "m.yaml")
     remote = f"{SCHEME}://{tmp_path}/m.ckpt"
     recorded = describe_vqgan(remote, None)["vqgan"]["sha256"]
-    assert VQGANModelHandler(remote, device="cpu", expected_sha256=recorded).load_model() is not None
+    assert load_job_vqgan(remote, None, "cpu", recorded) is not None
     with pytest.raises(ValueError, match="changed since the job was launched"):
-        VQGANModelHandler(DEFAULT_CHECKPOINT, device="cpu", expected_sha256="0" * 64).load_model()
+        load_job_vqgan(DEFAULT_CHECKPOINT, None, "cpu", "0" * 64)

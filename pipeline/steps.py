@@ -1,0 +1,442 @@
+"""The data job's steps as Beam composites, one per step of the CM3 paper's data section (3.1) and T5's
+cleaning (2.2): read, minimize + clean, URL dedup, span dedup, image encoding, image rewriting, shard writing.
+
+Each step takes and returns PCollections and also returns its `Counts` (one element per processed input
+element), so every runner gets the funnel from data. The logic lives in plain functions (readers, stages,
+images, shards); here they are only wired.
+
+Written for every runner, including the Dask runner of Beam 2.77, whose translation drops outputs emitted in
+`finish_bundle`, mixes the tagged outputs of a multi-output ParDo and computes only the last transform
+applied. So: no `finish_bundle` outputs, no `with_outputs` (results and counts are split by two filters),
+joins by CoGroupByKey, our own shard writer, and the job ends in one `Finalize` that depends on everything.
+
+Worker memory is bounded per element or per batch, never per group: grouped values are streamed (URL and
+span winners are running minima, images are encoded in fixed-size batches as they arrive, shard rows go
+through an external sort), so a key with a million values costs what a key with two does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from c4_filters import C4Options, stable_hash
+from html_minimizer import Limits
+from pipeline import images, shards, stages
+from pipeline.readers import Count, ImageRecord, Page, read_input
+
+LOG = logging.getLogger(__name__)
+NAMESPACE = "cm3"
+MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The `Count` events of one processed element, summed by name (sorted)."""
+
+    items: tuple[tuple[str, int], ...]
+
+
+class SumCounts(beam.CombineFn):
+    """All `Counts` of a job -> {name: total}. Lifted before the shuffle, so a worker holds one dict."""
+
+    def create_accumulator(self) -> Counter:
+        return Counter()
+
+    def add_input(self, total: Counter, counts: Counts) -> Counter:
+        for name, n in counts.items:
+            total[name] += n
+        return total
+
+    def merge_accumulators(self, totals) -> Counter:
+        merged = Counter()
+        for total in totals:
+            merged.update(total)
+        return merged
+
+    def extract_output(self, total: Counter) -> dict[str, int]:
+        return dict(sorted(total.items()))
+
+
+def is_counts(item) -> bool:
+    return isinstance(item, Counts)
+
+
+def is_result(item) -> bool:
+    return not isinstance(item, Counts)
+
+
+def stage_outputs(fn, element, *args):
+    """Run one plain generator function on `element`: its results as they come, then its `Count` events
+    summed as one `Counts` element (also Beam metrics). An exception is a counted skip (`error.<function>`)."""
+    counter: Counter = Counter()
+    try:
+        for item in fn(element, *args):
+            if isinstance(item, Count):
+                counter[item.name] += item.n
+            else:
+                yield item
+    except Exception as error:  # last line of defence: one bad element is a counted skip, not a failed job
+        LOG.warning("%s failed on one element: %r", fn.__name__, error)
+        counter[f"error.{fn.__name__.lstrip('_')}"] += 1
+    if counter:
+        for name, n in counter.items():
+            Metrics.counter(NAMESPACE, name).inc(n)
+        yield Counts(tuple(sorted(counter.items())))
+
+
+class Stage(beam.DoFn):
+    """A DoFn running one plain generator function through `stage_outputs`."""
+
+    def __init__(self, fn, *args):
+        self._fn = fn
+        self._args = args
+
+    def process(self, element):
+        return stage_outputs(self._fn, element, *self._args)
+
+
+def run_stage(pcoll, label: str, fn, *args):
+    """pcoll | Stage(fn) -> (results, counts)."""
+    out = pcoll | label >> beam.ParDo(Stage(fn, *args))
+    return out | f"{label}Results" >> beam.Filter(is_result), out | f"{label}Counts" >> beam.Filter(is_counts)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _is_page(item) -> bool:
+    return isinstance(item, Page)
+
+
+def _record_pair(item):
+    if isinstance(item, ImageRecord):
+        yield item.url, item.data
+
+
+class ReadInputs(beam.PTransform):
+    """Input files -> (pages, image records as (url, bytes), counts). Files are spread over workers; each is
+    read as a stream, so a worker holds one record at a time."""
+
+    def __init__(self, files: tuple[str, ...], limit: int | None):
+        super().__init__()
+        self._files = list(files)
+        self._limit = limit
+
+    def expand(self, pipeline):
+        files = pipeline | "InputFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
+        items, counts = run_stage(files, "Read", read_input, self._limit)
+        pages = items | "Pages" >> beam.Filter(_is_page)
+        records = items | "ImageRecords" >> beam.FlatMap(_record_pair)
+        return pages, records, counts
+
+
+# ---------------------------------------------------------------- minimal HTML + C4
+
+
+class MinimizeAndClean(beam.PTransform):
+    """Pages -> minimal HTML (CM3 3.1) cleaned by the C4 rules in HTML mode (T5 2.2) -> (docs, counts)."""
+
+    def __init__(self, c4: C4Options, limits: Limits):
+        super().__init__()
+        self._c4 = c4
+        self._limits = limits
+
+    def expand(self, pages):
+        return run_stage(pages, "MinimizeClean", stages.minimize_and_clean, self._c4, self._limits)
+
+
+# ---------------------------------------------------------------- de-duplication
+
+
+def _by_url(doc: stages.Doc):
+    return doc.url, doc
+
+
+def _url_winner(keyed):
+    url, docs = keyed
+    return stages.url_winner(url, docs)
+
+
+class UrlDedup(beam.PTransform):
+    """One document per URL, the winner chosen by content, not arrival -> (docs, counts)."""
+
+    def expand(self, docs):
+        grouped = docs | "KeyByUrl" >> beam.Map(_by_url) | "GroupByUrl" >> beam.GroupByKey()
+        return run_stage(grouped, "UrlWinner", _url_winner)
+
+
+def _span_losers(keyed):
+    _, occurrences = keyed
+    return stages.span_losers(occurrences)
+
+
+def _drop_span_losers(joined, options: C4Options):
+    _, grouped = joined
+    for doc in grouped["doc"]:
+        yield from stages.apply_span_dedup(doc, grouped["drop"], options)
+
+
+class SpanDedup(beam.PTransform):
+    """T5 2.2: of any three-sentence span occurring more than once, all but one occurrence go (the losers'
+    blocks are removed and the page rules applied again) -> (docs, counts)."""
+
+    def __init__(self, c4: C4Options):
+        super().__init__()
+        self._c4 = c4
+
+    def expand(self, docs):
+        losers = (
+            docs
+            | "Spans" >> beam.FlatMap(stages.doc_spans)
+            | "GroupSpans" >> beam.GroupByKey()
+            | "SpanLosers" >> beam.FlatMap(_span_losers)
+        )
+        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "drop": losers} | "JoinLosers" >> (
+            beam.CoGroupByKey()
+        )
+        return run_stage(joined, "DropLosers", _drop_span_losers, self._c4)
+
+
+# ---------------------------------------------------------------- images
+
+
+def _image_refs(doc: stages.Doc):
+    return [(src, doc.url) for src in stages.image_srcs(doc.html)]
+
+
+def _one(pair):
+    return pair[0], 1
+
+
+class ResolveImage(beam.DoFn):
+    """(image URL, {"refs": [n references], "record": input records}) -> (url, uint8 crop) or a failed
+    ImageOutcome, plus counts. Records are streamed (one held); the fetcher lives per worker."""
+
+    def __init__(self, fetch: bool, allow_private_hosts: bool):
+        self._fetch = fetch
+        self._allow_private = allow_private_hosts
+        self._fetcher = None
+
+    def setup(self):
+        if self._fetch:
+            from image_tokenizer import FetchOptions, ImageFetcher
+
+            self._fetcher = ImageFetcher(FetchOptions(allow_private_hosts=self._allow_private))
+
+    def process(self, joined):
+        return stage_outputs(_resolve_image, joined, self._fetcher)
+
+
+def _resolve_image(joined, fetcher):
+    url, grouped = joined
+    if not any(True for _ in grouped["refs"]):
+        yield Count("images.records_unused", sum(1 for _ in grouped["record"]))
+        return
+    yield Count("images.unique")
+    data, outcome = images.image_bytes(url, grouped["record"], fetcher)
+    if data is None:
+        yield images.ImageOutcome(url, None, outcome)
+        return
+    yield Count(f"images.source.{outcome}")
+    crop, outcome = images.prepare_image(url, data)
+    if crop is None:
+        yield images.ImageOutcome(url, None, outcome)
+        return
+    yield url, crop
+
+
+class EncodeBatches(beam.DoFn):
+    """(key, stream of (url, crop)) -> ImageOutcome with codes, in fixed-shape batches of `batch_size`. The
+    VQGAN is loaded once per worker process and shared by its threads."""
+
+    def __init__(self, handle, batch_size: int):
+        self._handle = handle
+        self._batch_size = batch_size
+        self._model = None
+
+    def setup(self):
+        self._model = self._handle.model()
+
+    def process(self, keyed):
+        _, prepared = keyed
+        for url, codes in images.encode_images(prepared, self._model, self._batch_size):
+            yield images.ImageOutcome(url, codes, "ok")
+
+
+def _key_crop(item, n_keys: int):
+    return stable_hash(item[0]) % n_keys, item
+
+
+def _is_prepared(item) -> bool:
+    return isinstance(item, tuple)
+
+
+def _is_failed(item) -> bool:
+    return isinstance(item, images.ImageOutcome)
+
+
+def _by_image_url(outcome: images.ImageOutcome):
+    return outcome.url, outcome
+
+
+def _codes_to_docs(joined):
+    """(image URL, {"ref": doc URLs, "outcome": [its outcome]}) -> (doc URL, (image URL, codes or None)),
+    streamed over the references (a logo on a million pages holds one outcome)."""
+    url, grouped = joined
+    codes = next((outcome.codes for outcome in grouped["outcome"]), None)
+    for doc_url in grouped["ref"]:
+        yield doc_url, (url, codes)
+
+
+def _outcome_counts(outcome: images.ImageOutcome):
+    return images.failure_counts(outcome)
+
+
+class EncodeImages(beam.PTransform):
+    """Each unique image URL of the documents resolved once (an input record first, else fetched), cropped,
+    encoded by the VQGAN, and its codes routed back to every document that uses it.
+
+    (docs, records) -> ((doc URL, (image URL, codes or None)), counts). Crops are keyed by URL hash into
+    `n_keys` groups, each streamed through fixed-shape batches, so neither a group's size nor arrival order
+    changes a code or a worker's memory."""
+
+    def __init__(self, fetch: bool, allow_private_hosts: bool, handle, batch_size: int, n_keys: int):
+        super().__init__()
+        self._fetch = fetch
+        self._allow_private = allow_private_hosts
+        self._handle = handle
+        self._batch_size = batch_size
+        self._n_keys = n_keys
+
+    def expand(self, inputs):
+        docs, records = inputs
+        refs = docs | "ImageRefs" >> beam.FlatMap(_image_refs)
+        unique = refs | "RefPairs" >> beam.Map(_one) | "CountRefs" >> beam.CombinePerKey(sum)
+        resolved = {"refs": unique, "record": records} | "JoinRecords" >> beam.CoGroupByKey()
+        out = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._allow_private))
+        encoded = (
+            out
+            | "Prepared" >> beam.Filter(_is_prepared)
+            | "KeyCrops" >> beam.Map(_key_crop, self._n_keys)
+            | "GroupCrops" >> beam.GroupByKey()
+            | "VQGANEncode" >> beam.ParDo(EncodeBatches(self._handle, self._batch_size))
+        )
+        outcomes = (out | "Failed" >> beam.Filter(_is_failed), encoded) | "Outcomes" >> beam.Flatten()
+        _, outcome_counts = run_stage(outcomes, "OutcomeCounts", _outcome_counts)
+        doc_codes = {
+            "ref": refs,
+            "outcome": outcomes | "KeyOutcomes" >> beam.Map(_by_image_url),
+        } | "JoinCodes" >> beam.CoGroupByKey()
+        per_doc = doc_codes | "CodesToDocs" >> beam.FlatMap(_codes_to_docs)
+        counts = (out | "ResolveCounts" >> beam.Filter(is_counts), outcome_counts) | "ImageCounts" >> (
+            beam.Flatten()
+        )
+        return per_doc, counts
+
+
+def _rewrite(joined):
+    _, grouped = joined
+    codes = dict(grouped["images"])
+    for doc in grouped["doc"]:
+        yield from stages.rewrite_images(doc, codes, True)
+
+
+def _remove_images(doc: stages.Doc):
+    return stages.rewrite_images(doc, {}, False)
+
+
+class RewriteImages(beam.PTransform):
+    """(docs, per-doc codes) -> codes written into each document's `<img src>`, failed images removed ->
+    (docs, counts)."""
+
+    def expand(self, inputs):
+        docs, per_doc = inputs
+        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "images": per_doc} | "JoinDocImages" >> (
+            beam.CoGroupByKey()
+        )
+        return run_stage(joined, "Rewrite", _rewrite)
+
+
+class RemoveImages(beam.PTransform):
+    """Docs -> every `<img>` removed (a job without image encoding) -> (docs, counts)."""
+
+    def expand(self, docs):
+        return run_stage(docs, "Remove", _remove_images)
+
+
+# ---------------------------------------------------------------- shards
+
+
+def shard_counts(split_bytes: dict[str, int], target_mb: int, fixed: dict[str, int | None]) -> dict[str, int]:
+    """Shards per split: the fixed count where the user gave one, else ceil(bytes / target) (at least 1).
+
+    Sized on the rows' uncompressed bytes (as Hugging Face `datasets` sizes its shards), so the count is a
+    function of the documents alone; zstd makes the files smaller (the manifest records each file's bytes).
+    """
+    counts = {}
+    for split in shards.SPLITS:
+        if fixed.get(split):
+            counts[split] = fixed[split]
+        else:
+            counts[split] = max(1, math.ceil(split_bytes.get(split, 0) / (target_mb * MB)))
+    return counts
+
+
+def _split_row(doc: stages.Doc, validation_fraction: float):
+    return stages.assign_split(doc.url, validation_fraction), stages.doc_row(doc)
+
+
+def _row_bytes(split_row):
+    split, row = split_row
+    return split, shards.row_size(row)
+
+
+def _shard_key(split_row, split_bytes: dict, target_mb: int, fixed: dict):
+    split, row = split_row
+    n_shards = shard_counts(split_bytes, target_mb, fixed)[split]
+    return (split, stages.shard_index(row["url"], n_shards), n_shards), row
+
+
+class WriteShard(beam.DoFn):
+    """((split, index, n_shards), rows) -> the shard written streaming and atomically; yields its entry."""
+
+    def __init__(self, output_dir: str):
+        self._output_dir = output_dir
+
+    def process(self, keyed):
+        (split, index, n_shards), rows = keyed
+        entry = shards.write_shard(self._output_dir, split, index, n_shards, rows)
+        Metrics.counter(NAMESPACE, f"written.{split}").inc(entry["rows"])
+        LOG.info("wrote %s (%d documents)", entry["file"], entry["rows"])
+        yield entry
+
+
+class WriteShards(beam.PTransform):
+    """Docs -> train/validation split by URL hash -> shards of about `target_mb` (or fixed counts) ->
+    (shard entries, bytes per split). The split sizes are summed first (a combiner) and reach the keying
+    step as a side input, so the shard count follows from the data, deterministically."""
+
+    def __init__(self, output_dir: str, validation_fraction: float, target_mb: int, fixed: dict):
+        super().__init__()
+        self._output_dir = output_dir
+        self._validation_fraction = validation_fraction
+        self._target_mb = target_mb
+        self._fixed = fixed
+
+    def expand(self, docs):
+        rows = docs | "SplitRows" >> beam.Map(_split_row, self._validation_fraction)
+        split_bytes = rows | "RowBytes" >> beam.Map(_row_bytes) | "SplitBytes" >> beam.CombinePerKey(sum)
+        entries = (
+            rows
+            | "ShardKey"
+            >> beam.Map(_shard_key, beam.pvalue.AsDict(split_bytes), self._target_mb, self._fixed)
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShards" >> beam.ParDo(WriteShard(self._output_dir))
+        )
+        return entries, split_bytes

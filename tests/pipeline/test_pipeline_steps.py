@@ -1,0 +1,210 @@
+"""Each step of the data job as a Beam composite, run on Beam's TestPipeline: what it returns for small
+inputs the tests build, and the counts it reports beside its results."""
+
+import io
+
+import apache_beam as beam
+import pyarrow.parquet as pq
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+
+from c4_filters import C4Options
+from html_minimizer import Limits
+from image_tokenizer.train_small_vqgan import skimage_rgb
+from pipeline import images, stages, steps
+from pipeline.readers import Count, Page
+from pipeline.warc_writer import http_response, warc_record
+
+SENTENCES = (
+    "The harbour festival opened on Saturday with music on the quay. Fishing boats were decorated with flags "
+    "and lanterns. Visitors queued for grilled sardines until late in the evening."
+)
+
+
+def article(url: str, extra: str = "", image: str | None = None) -> Page:
+    img = f'<img alt="The quay at dusk with boats" src="{image}">' if image else ""
+    html = (
+        f"<html><head><title>Harbour news</title></head><body><article><h1>Festival</h1><p>{SENTENCES}</p>"
+        f"<p>{extra}</p>{img}</article></body></html>"
+    )
+    return Page(url=url, source="warc", body=html.encode())
+
+
+def summed(expected: dict):
+    """An assert_that matcher: the Counts elements of a step add up to `expected` (for the names given)."""
+
+    def check(actual):
+        combine = steps.SumCounts()
+        total = combine.create_accumulator()
+        for counts in actual:
+            total = combine.add_input(total, counts)
+        got = combine.extract_output(total)
+        assert {name: got.get(name, 0) for name in expected} == expected, got
+
+    return check
+
+
+def test_stage_turns_an_exception_into_a_counted_skip():
+    def explode(x):
+        yield Count("seen")
+        if x == 2:
+            raise RuntimeError("hostile element")
+        yield x
+
+    with TestPipeline() as pipeline:
+        results, counts = steps.run_stage(pipeline | beam.Create([1, 2, 3]), "Explode", explode)
+        assert_that(results, equal_to([1, 3]), label="Results")
+        assert_that(counts, summed({"seen": 3, "error.explode": 1}), label="Counts")
+
+
+def test_read_inputs_gives_pages_records_and_counts(tmp_path):
+    page = article("https://news.example/a")
+    warc = warc_record(page.url, http_response(page.body, "text/html; charset=utf-8"))
+    warc += warc_record("https://img.example/p.png", http_response(b"\x89PNG fake", "image/png"))
+    (tmp_path / "a.warc.gz").write_bytes(warc)
+    with TestPipeline() as pipeline:
+        pages, records, counts = pipeline | steps.ReadInputs((str(tmp_path / "a.warc.gz"),), None)
+        assert_that(pages | beam.Map(lambda p: (p.url, p.body)), equal_to([(page.url, page.body)]), "Pages")
+        assert_that(records, equal_to([("https://img.example/p.png", b"\x89PNG fake")]), label="Records")
+        assert_that(counts, summed({"read.files.warc": 1, "read.pages.warc": 1}), label="Counts")
+
+
+def test_minimize_and_clean_keeps_english_prose_and_counts_each_rule():
+    pages = [article("https://news.example/a"), Page("https://news.example/b", "warc", b"\x00\x01" * 300)]
+    with TestPipeline() as pipeline:
+        docs, counts = pipeline | beam.Create(pages) | steps.MinimizeAndClean(C4Options(), Limits())
+        assert_that(docs | beam.Map(lambda d: d.url), equal_to(["https://news.example/a"]), label="Docs")
+        assert_that(counts, summed({"minimize.ok": 1, "c4.kept": 1, "minimize.error.NotHTML": 1}), "Counts")
+
+
+def test_url_dedup_keeps_one_document_per_url_chosen_by_content():
+    docs = [
+        stages.Doc("https://a.example/", "html", "<p>b</p>"),
+        stages.Doc("https://a.example/", "warc", "<p>z</p>"),
+    ]
+    docs.append(stages.Doc("https://b.example/", "warc", "<p>c</p>"))
+    with TestPipeline() as pipeline:
+        unique, counts = pipeline | beam.Create(docs) | steps.UrlDedup()
+        assert_that(unique, equal_to([docs[1], docs[2]]), label="Docs")
+        assert_that(counts, summed({"dedup.url_duplicates_dropped": 1}), label="Counts")
+
+
+def test_span_dedup_removes_repeated_three_sentence_spans_from_all_but_one_page():
+    c4 = C4Options()
+    extra = "A new pontoon will open next spring for visiting yachts. " * 1
+    pages = [
+        article(f"https://news.example/{i}", extra + f"Reporter number {i} wrote this closing line.")
+        for i in range(3)
+    ]
+    cleaned = [
+        item
+        for page in pages
+        for item in stages.minimize_and_clean(page, c4, Limits())
+        if isinstance(item, stages.Doc)
+    ]
+    assert len(cleaned) == 3
+    with TestPipeline() as pipeline:
+        deduped, counts = pipeline | beam.Create(cleaned) | steps.SpanDedup(c4)
+        texts = deduped | beam.Map(lambda d: d.html.count("grilled sardines"))
+        assert_that(texts | beam.CombineGlobally(sum), equal_to([1]), label="OneCopyLeft")
+        assert_that(counts, summed({"dedup.span_docs_touched": 2}), label="Counts")
+
+
+@pytest.fixture(scope="module")
+def photo_png() -> bytes:
+    stream = io.BytesIO()
+    skimage_rgb("coffee")[0].save(stream, "PNG")
+    return stream.getvalue()
+
+
+def test_encode_images_resolves_each_image_once_and_routes_codes_to_every_document(photo_png):
+    photo, broken = "https://img.example/coffee.png", "https://img.example/broken.jpg"
+    docs = [
+        stages.Doc(
+            f"https://news.example/{i}",
+            "warc",
+            f'<html><body><p>x</p><img src="{photo}"><img src="{broken}"></body></html>',
+        )
+        for i in range(3)
+    ]
+    records = [
+        (photo, photo_png),
+        (broken, b"\xff\xd8 not really a jpeg"),
+        ("https://img.example/unused.png", photo_png),
+    ]
+    handle = images.VQGANHandle(device="cpu")
+    expected_codes = dict(
+        images.encode_images([(photo, images.prepare_image(photo, photo_png)[0])], handle.model(), 1)
+    )
+    with TestPipeline() as pipeline:
+        per_doc, counts = (
+            pipeline | "Docs" >> beam.Create(docs),
+            pipeline | "Records" >> beam.Create(records),
+        ) | (
+            steps.EncodeImages(fetch=False, allow_private_hosts=False, handle=handle, batch_size=2, n_keys=3)
+        )
+        expected = [(d.url, (photo, expected_codes[photo])) for d in docs] + [
+            (d.url, (broken, None)) for d in docs
+        ]
+        assert_that(per_doc, equal_to(expected), label="PerDoc")
+        assert_that(
+            counts,
+            summed(
+                {
+                    "images.unique": 2,
+                    "images.encoded": 1,
+                    "images.failed.not_image": 1,
+                    "images.records_unused": 1,
+                }
+            ),
+            label="Counts",
+        )
+
+
+def test_rewrite_and_remove_images():
+    doc = stages.Doc(
+        "https://news.example/a",
+        "warc",
+        '<html><body><p>x</p><img src="https://i.example/1.png"><img src="https://i.example/2.png"></body></html>',
+    )
+    codes = " ".join(["5"] * 256)
+    per_doc = [(doc.url, ("https://i.example/1.png", codes)), (doc.url, ("https://i.example/2.png", None))]
+    with TestPipeline() as pipeline:
+        docs = pipeline | "Docs" >> beam.Create([doc])
+        final, counts = (docs, pipeline | "Codes" >> beam.Create(per_doc)) | steps.RewriteImages()
+        assert_that(
+            final | beam.Map(lambda d: stages.image_srcs(d.html)), equal_to([[codes]]), label="Rewritten"
+        )
+        assert_that(counts, summed({"images.refs_kept": 1, "images.refs_removed": 1}), label="Counts")
+        bare, bare_counts = docs | "NoImages" >> steps.RemoveImages()
+        assert_that(
+            bare | "Srcs" >> beam.Map(lambda d: stages.image_srcs(d.html)), equal_to([[]]), label="Removed"
+        )
+        assert_that(bare_counts, summed({"images.refs_removed": 2}), label="RemovedCounts")
+
+
+def test_shard_count_follows_the_data_unless_fixed():
+    mb = steps.MB
+    assert steps.shard_counts({"train": 0}, 256, {}) == {"train": 1, "validation": 1}
+    assert steps.shard_counts({"train": 3 * mb + 1, "validation": mb}, 1, {}) == {"train": 4, "validation": 1}
+    assert steps.shard_counts({"train": 10 * mb}, 1, {"train": 2, "validation": None}) == {
+        "train": 2,
+        "validation": 1,
+    }
+
+
+def test_write_shards_sizes_shards_by_target(tmp_path):
+    docs = [
+        stages.Doc(f"https://d.example/{i}", "warc", "<p>" + "w" * 200_000 + f"{i}</p>") for i in range(12)
+    ]
+    with TestPipeline() as pipeline:
+        entries, split_bytes = pipeline | beam.Create(docs) | steps.WriteShards(str(tmp_path), 0.0, 1, {})
+        assert_that(entries | beam.Map(lambda e: e["file"][-22:]), is_not_empty(), label="Entries")
+        assert_that(
+            split_bytes | beam.Map(lambda kv: (kv[0], kv[1] // steps.MB)), equal_to([("train", 2)]), "Bytes"
+        )
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
+    rows = sum(pq.read_metadata(tmp_path / name).num_rows for name in files)
+    assert rows == 12
