@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from tqdm import tqdm
 
-from .checkpoint import begin_checkpoint, commit_checkpoint, list_checkpoints, read_config, write_model_files
+from .checkpoint import CheckpointManager, RNGState, read_config, write_model_config
 from .config import CM3Config, TrainConfig
 from .data import MODEL_INPUTS, LoaderOptions, PackedLoader
 from .shards import TokenSplit, read_token_manifest
@@ -129,6 +128,50 @@ def _to_numpy(obj):
     return obj
 
 
+_FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+class _ModelState:
+    """The model's full (unsharded) state dict on the host: the same model.pt whether it trained on one
+    process, under DDP or FSDP; gathering it is a collective."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    def state_dict(self) -> dict:
+        return get_model_state_dict(self.model, options=_FULL_STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
+
+
+class _OptimizerState:
+    """The optimizer's full state dict, keyed by parameter name (torch.distributed.checkpoint)."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+
+    def state_dict(self) -> dict:
+        return get_optimizer_state_dict(self.model, self.optimizer, options=_FULL_STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        options = StateDictOptions(full_state_dict=True)
+        set_optimizer_state_dict(self.model, self.optimizer, state, options=options)
+
+
+class _LoaderState:
+    """The loader's position with its numpy arrays as tensors (checkpoints load with weights_only)."""
+
+    def __init__(self, loader: PackedLoader) -> None:
+        self.loader = loader
+
+    def state_dict(self) -> dict:
+        return _to_torch(self.loader.state_dict())
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loader.load_state_dict(_to_numpy(state))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if not cfg.data:
@@ -179,6 +222,20 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.step = 0
         self.peak = peak_flops(self.rt.device) if self.rt.autocast_dtype == torch.bfloat16 else None
+        self.checkpoints = CheckpointManager(
+            self.out,
+            # trainer.pt first: a wrong number of processes is refused before the big files are read
+            {
+                "trainer": self,
+                "model": _ModelState(self.model),
+                "optimizer": _OptimizerState(self.model, self.optimizer),
+            },
+            {"loader": _LoaderState(self.loader), "rng": RNGState(self.rt.device)},
+            rank=self.rt.rank,
+            world_size=self.rt.world_size,
+            keep_last=cfg.keep_last,
+            extra_files=lambda d: write_model_config(d, self.model_cfg, self.tokenizer, cfg.to_dict()),
+        )
         self._resume()
 
     # ---- setup
@@ -296,62 +353,29 @@ class Trainer:
         return {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0))}
 
     # ---- checkpoints
-    def _full_state_options(self) -> StateDictOptions:
-        return StateDictOptions(full_state_dict=True, cpu_offload=True)
+    def state_dict(self) -> dict:
+        """trainer.pt: the step, the learning-rate schedule and the number of processes."""
+        return {"step": self.step, "scheduler": self.scheduler.state_dict(), "world_size": self.rt.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["world_size"] != self.rt.world_size:
+            raise ValueError(
+                f"the checkpoint was written by {state['world_size']} processes; resume with the same number"
+            )
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
 
     def save_checkpoint(self) -> Path | None:
-        rt = self.rt
-        model_state = get_model_state_dict(self.model, options=self._full_state_options())
-        optim_state = get_optimizer_state_dict(self.model, self.optimizer, options=self._full_state_options())
-        tmp = begin_checkpoint(self.out, self.step)
-        if rt.is_main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            write_model_files(tmp, model_state, self.model_cfg, self.tokenizer, self.cfg.to_dict())
-            torch.save(optim_state, tmp / "optimizer.pt")
-        rt.barrier()
-        rng = {"torch": torch.get_rng_state()}
-        if rt.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(rt.device)
-        rank_state = {"loader": _to_torch(self.loader.state_dict()), "rng": rng}
-        torch.save(rank_state, tmp / f"rank-{rt.rank:05d}.pt")
-        rt.barrier()
-        final = None
-        if rt.is_main:
-            trainer_state = {
-                "step": self.step,
-                "scheduler": self.scheduler.state_dict(),
-                "world_size": rt.world_size,
-            }
-            torch.save(trainer_state, tmp / "trainer.pt")
-            final = commit_checkpoint(self.out, self.step, self.cfg.keep_last)
-        rt.barrier()
-        return final
+        return self.checkpoints.save(self.step)
 
-    def _resume(self) -> None:
-        found = list_checkpoints(self.out)
-        if not found:
-            return
-        ckpt = found[-1]
-        trainer_state = torch.load(ckpt / "trainer.pt", weights_only=True)
-        if trainer_state["world_size"] != self.rt.world_size:
-            raise ValueError(
-                f"{ckpt} was written by {trainer_state['world_size']} processes; resume with the same number"
-            )
+    def _same_model(self, ckpt: Path) -> None:
         saved_model = CM3Config.from_dict(read_config(ckpt)["model"])
         if saved_model != self.model_cfg:
             raise ValueError(f"{ckpt} holds a different model ({saved_model}) than this config")
-        opts = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(self.model, torch.load(ckpt / "model.pt", weights_only=True), options=opts)
-        optim_state = torch.load(ckpt / "optimizer.pt", weights_only=True)
-        set_optimizer_state_dict(self.model, self.optimizer, optim_state, options=opts)
-        self.scheduler.load_state_dict(trainer_state["scheduler"])
-        self.step = int(trainer_state["step"])
-        rank_state = torch.load(ckpt / f"rank-{self.rt.rank:05d}.pt", weights_only=True)
-        self.loader.load_state_dict(_to_numpy(rank_state["loader"]))
-        torch.set_rng_state(rank_state["rng"]["torch"])
-        if "cuda" in rank_state["rng"] and self.rt.device.type == "cuda":
-            torch.cuda.set_rng_state(rank_state["rng"]["cuda"], self.rt.device)
-        if self.rt.is_main:
+
+    def _resume(self) -> None:
+        ckpt = self.checkpoints.load(check=self._same_model)
+        if ckpt is not None and self.rt.is_main:
             log.info("resumed from %s at step %d", ckpt, self.step)
 
     # ---- loop
