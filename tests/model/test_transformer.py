@@ -70,3 +70,48 @@ def test_paper_presets_parameter_counts_on_meta(preset, billions):
     assert model.embed.weight.is_meta
     n = model.num_params()
     assert abs(n / 1e9 - billions) / billions < 0.05, n
+
+
+def test_prefix_lm_rule_is_bidirectional_over_the_prefix_and_causal_after():
+    model = _tiny()
+    tokens = torch.randint(0, 97, (1, 12))
+    order = torch.tensor([[0] * 6 + list(range(1, 7))])  # 6 prefix tokens, then 6 causal ones
+    rule = dict(
+        segment_ids=torch.zeros(1, 12, dtype=torch.long),
+        visible=order,
+        sees=order,
+        group=-torch.ones(1, 12, dtype=torch.long),
+    )
+    out = model(tokens, **rule)
+    changed = tokens.clone()
+    changed[0, 5] = (tokens[0, 5] + 1) % 97  # last prefix token: every position sees it
+    assert not torch.allclose(model(changed, **rule)[0, 0], out[0, 0])
+    changed = tokens.clone()
+    changed[0, 9] = (tokens[0, 9] + 1) % 97  # a target token: only later positions see it
+    after = model(changed, **rule)
+    torch.testing.assert_close(after[0, :9], out[0, :9], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(after[0, 10], out[0, 10])
+
+
+def test_pseudo_masks_never_see_the_tokens_they_predict():
+    # UniLMv2 Figure 5 on x1..x4 with blocks {2} then {3}: context, [P]2 x2, [P]3 x3
+    model = _tiny()
+    tokens = torch.tensor([[5, 96, 96, 8, 95, 6, 95, 7]])
+    visible = torch.tensor([[0, 0, 0, 0, 1 << 30, 1, 1 << 30, 2]])
+    sees = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 2]])
+    group = torch.tensor([[-1, -1, -1, -1, 1, -1, 2, -1]])
+    rule = dict(segment_ids=torch.zeros(1, 8, dtype=torch.long), visible=visible, sees=sees, group=group)
+    out = model(tokens, **rule)
+    leaked = tokens.clone()
+    leaked[0, 5] = 50  # x2's own token: its [P] (position 4) and the context must not see it
+    after = model(leaked, **rule)
+    torch.testing.assert_close(after[0, :5], out[0, :5], atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(after[0, 6], out[0, 6])  # the next block's [P] does see x2
+
+
+def test_second_positions_need_the_glm_table():
+    tokens = torch.randint(0, 97, (1, 6))
+    with pytest.raises(ValueError, match="block_positions"):
+        _tiny()(tokens, positions2=torch.zeros(1, 6, dtype=torch.long))
+    model = _tiny(block_positions=True)
+    assert not torch.allclose(model(tokens, positions2=torch.ones(1, 6, dtype=torch.long)), model(tokens))
