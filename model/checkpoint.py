@@ -288,13 +288,12 @@ class CheckpointManager:
             dist.barrier()
 
 
-def _load(path: Path):
+def _load(path: Path, device: str | torch.device = "cpu"):
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError) as err:  # a damaged file of an unverified checkpoint
-        raise CheckpointError(
-            f"{path} cannot be read: {type(err).__name__}: {str(err).splitlines()[0]}"
-        ) from None
+        first_line = next(iter(str(err).splitlines()), "")
+        raise CheckpointError(f"{path} cannot be read: {type(err).__name__} {first_line}".rstrip()) from None
 
 
 # ---- standalone loading
@@ -353,7 +352,7 @@ def load_checkpoint(
         raise ValueError(f"{ckpt}: tokenizer vocab {tokenizer.vocab_size} != model vocab {cfg.vocab_size}")
     with torch.device("meta"):
         model = CM3Transformer(cfg)
-    state = torch.load(ckpt / "model.pt", map_location=device, weights_only=True)
+    state = _load(ckpt / "model.pt", device)
     model = model.to_empty(device=device)
     model.load_state_dict(state)
     model.init_buffers()

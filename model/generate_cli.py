@@ -157,11 +157,15 @@ def index_html(overview: list[tuple[dict, list[list[str]]]]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+class _Refused(Exception):
+    """A run that cannot start (bad option, missing or damaged checkpoint, unreadable prompts): one line."""
+
+
+def _open_run(args: argparse.Namespace):
+    """(settings, model, tokenizer, VQGAN, prompt lines, base directory of `image` paths)."""
     import torch
 
-    from image_tokenizer import ImageDecodeError, decode_image, load_vqgan, preprocess
+    from image_tokenizer import load_vqgan
 
     from .checkpoint import load_checkpoint
 
@@ -173,21 +177,48 @@ def main(argv: list[str] | None = None) -> int:
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
         )
-    except ValueError as err:
+        device = torch.device(args.device)
+    except (ValueError, RuntimeError) as err:
+        raise _Refused(str(err)) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _Refused(f"--device {args.device}: no GPU is visible to torch")
+    try:
+        if args.prompt:
+            lines, base = args.prompt, Path(".")
+        elif args.prompts == "-":
+            lines, base = sys.stdin.read().splitlines(), Path(".")
+        else:
+            path = Path(args.prompts)
+            lines, base = path.read_text(encoding="utf-8").splitlines(), path.parent
+    except UnicodeDecodeError as err:
+        raise _Refused(f"{args.prompts}: prompts are not UTF-8 ({err})") from None
+    except OSError as err:
+        raise _Refused(f"cannot read prompts: {err}") from None
+    try:
+        model, tok, _ = load_checkpoint(args.checkpoint, device=args.device)
+    except (FileNotFoundError, ValueError) as err:
+        raise _Refused(str(err)) from None
+    try:
+        vq = load_vqgan(args.vqgan, args.vqgan_config, device=args.device)
+    except Exception as err:  # missing file, bad yaml, mismatched weights ...
+        raise _Refused(f"cannot load the VQGAN: {type(err).__name__}: {err}") from None
+    if vq.n_embed != tok.n_embed:
+        raise _Refused(f"VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}")
+    return settings, model, tok, vq, lines, base
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from image_tokenizer import ImageDecodeError, decode_image, preprocess
+
+    try:
+        settings, model, tok, vq, lines, base = _open_run(args)
+    except _Refused as err:
         print(f"cm3-generate: {err}", file=sys.stderr)
         return 2
-    model, tok, _ = load_checkpoint(args.checkpoint, device=args.device)
-    vq = load_vqgan(args.vqgan, args.vqgan_config, device=args.device)
-    if vq.n_embed != tok.n_embed:
-        print(f"cm3-generate: VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}", file=sys.stderr)
-        return 2
     constraint = CodeConstraint(tok)
-    if args.prompt:
-        lines, base = args.prompt, Path(".")
-    elif args.prompts == "-":
-        lines, base = sys.stdin.read().splitlines(), Path(".")
-    else:
-        lines, base = Path(args.prompts).read_text(encoding="utf-8").splitlines(), Path(args.prompts).parent
 
     def codes_of_image(path: str) -> list[int]:
         image_path = base / path

@@ -177,6 +177,16 @@ def test_a_checkpoint_from_before_manifests_restores_with_a_warning(tmp_path, ca
     assert "before checkpoints had checksums" in warning.getMessage()
 
 
+def test_an_unreadable_file_without_a_manifest_is_one_error(tmp_path):
+    """Without a manifest nothing is verified ahead, but a file that cannot be read is still one line."""
+    train_and_save(tmp_path, 1)
+    (ckpt_dir(tmp_path, 1) / MANIFEST).unlink()
+    truncate(ckpt_dir(tmp_path, 1) / "model.pt")
+    with pytest.raises(CheckpointError, match=r"model.pt cannot be read") as err:
+        resume(tmp_path)
+    assert "\n" not in str(err.value)
+
+
 def test_resaving_a_step_replaces_it(tmp_path):
     """After falling back from a damaged step 3, training reaches step 3 again and writes it anew."""
     train_and_save(tmp_path, 3)

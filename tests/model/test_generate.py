@@ -608,3 +608,30 @@ def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
     inline_records = [json.loads(line) for line in (inline / "results.jsonl").read_text().splitlines()]
     assert [r["best"] for r in inline_records] == [records[MODES.index("entity")]["best"]] * 2
     assert (inline / "0001-entity-0.html").is_file()
+
+
+def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, capsys):
+    """A prompts file that is not UTF-8, a missing or damaged checkpoint, a GPU that is not there:
+    exit 2 and one line, no traceback."""
+    import shutil
+
+    from model.generate_cli import main
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_bytes(b'{"mode": "score", "prompt": "caf\xe9"}\n')
+    damaged = tmp_path / "damaged"
+    shutil.copytree(checkpoint, damaged)
+    (damaged / "model.pt").write_bytes(b"")
+    entity = json.dumps(request_for("entity", 16))
+    cases = [
+        ([str(checkpoint), "--prompts", str(prompts)], "not UTF-8"),
+        ([str(tmp_path / "nowhere"), "--prompt", entity], "no checkpoint under"),
+        ([str(damaged), "--prompt", entity], "model.pt"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append(([str(checkpoint), "--prompt", entity, "--device", "cuda"], "no GPU"))
+    for args, said in cases:
+        capsys.readouterr()
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2, said
+        err = capsys.readouterr().err
+        assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
