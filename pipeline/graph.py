@@ -96,17 +96,7 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
     deduped, span_counts = unique | "SpanDedup" >> SpanDedup(job.c4)
     counts = [read_counts, clean_counts, url_counts, span_counts]
     if job.images:
-        vqgan = images.VQGANHandle(
-            job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device, image_codes["vqgan"]["sha256"]
-        )
-        encode = EncodeImages(
-            job.fetch_images,
-            job.allow_private_image_hosts,
-            vqgan,
-            job.image_batch_size,
-            images.image_keys(job.input_bytes),
-        )
-        codes, image_counts = (deduped, records) | "EncodeImages" >> encode
+        codes, image_counts = (deduped, records) | "EncodeImages" >> encode_images(job, image_codes)
         final, rewrite_counts = (deduped, codes) | "RewriteImages" >> RewriteImages()
         counts += [image_counts, rewrite_counts]
     else:  # image encoding off: every <img> is removed (counted as images.refs_removed)
@@ -129,6 +119,20 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
         | "JobParts" >> beam.Flatten()
         | "GatherJob" >> beam.GroupByKey()
         | "Finalize" >> beam.ParDo(Finalize(job, image_codes, code_version))
+    )
+
+
+def encode_images(job: JobOptions, image_codes: dict) -> EncodeImages:
+    """The image step as the job's options configure it (the checkpoint's sha256 as the launcher saw it)."""
+    vqgan = images.VQGANHandle(
+        job.vqgan_checkpoint, job.vqgan_config, job.vqgan_device, image_codes["vqgan"]["sha256"]
+    )
+    return EncodeImages(
+        job.fetch_images,
+        job.allow_private_image_hosts,
+        vqgan,
+        job.image_batch_size,
+        images.image_keys(job.input_bytes),
     )
 
 
