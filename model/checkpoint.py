@@ -228,7 +228,11 @@ class CheckpointManager:
             _remove(final)
         os.replace(tmp, final)
         _fsync(self.base)
-        for old in list_checkpoints(self.base)[: -self.keep_last] if self.keep_last > 0 else []:
+        published = list_checkpoints(self.base)
+        for stale in (p for p in published if p.name > final.name):  # damaged ones resume fell back from
+            _remove(stale)
+        older = [p for p in published if p.name <= final.name]
+        for old in older[: -self.keep_last] if self.keep_last > 0 else []:
             _remove(old)
         for leftover in self.base.glob(".step-*.deleting"):
             shutil.rmtree(leftover, ignore_errors=True)

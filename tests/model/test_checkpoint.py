@@ -197,6 +197,19 @@ def test_resaving_a_step_replaces_it(tmp_path):
     assert resume(tmp_path)[0] == ckpt_dir(tmp_path, 3)
 
 
+def test_a_save_after_falling_back_drops_the_damaged_newer_checkpoints(tmp_path):
+    """Resumed from step 2 past a damaged step 4, the run writes step 3 (say, max_steps changed): step 4
+    belongs to the abandoned run and goes, so keep_last=1 keeps the step just written."""
+    train_and_save(tmp_path, 4)
+    flip_a_bit(ckpt_dir(tmp_path, 4) / "model.pt")
+    (ckpt_dir(tmp_path, 3) / "optimizer.pt").unlink()
+    _, model, optimizer, progress = resume(tmp_path)
+    assert progress.step == 2
+    progress.step = 3
+    manager(tmp_path, model, optimizer, progress, keep_last=1).save(3)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000003"]
+
+
 # ---- in the trainer, and for cm3-generate
 
 TINY = ["preset=tiny", "seq_len=64", "batch_size=4", "progress=false", "eval_every=0", "log_every=1"]
