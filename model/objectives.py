@@ -277,9 +277,9 @@ def t5_span_lengths(rng: WindowRandom, length: int) -> tuple[list[int], list[int
     return kept, noise
 
 
-def t5_example(window: np.ndarray, rng: WindowRandom, ids: SpecialIds) -> Example:
-    """Prefix LM on span corruption: inputs <X0>s0<X1>s1...<Xn> after the fully visible corrupted window."""
-    kept, noise = t5_span_lengths(rng, len(window))
+def t5_example(window: np.ndarray, kept: list[int], noise: list[int], ids: SpecialIds) -> Example:
+    """Prefix LM on span corruption: targets <X0>s0<X1>s1...<Xn> after the fully visible corrupted window
+    (kept and noise lengths alternate, kept first, as `t5_span_lengths` draws them)."""
     corrupted: list[np.ndarray] = []
     target: list[np.ndarray] = []
     at = 0
@@ -499,7 +499,7 @@ def document_examples(
             continue
         rng = WindowRandom(seed, epoch, doc_key, w)
         if objective == "t5":
-            out.append(t5_example(window, rng, ids))
+            out.append(t5_example(window, *t5_span_lengths(rng, len(window)), ids))
         elif objective == "unilmv2":
             out.append(unilm_example(window, unilm_blocks(rng, len(window)), rng, ids))
         else:

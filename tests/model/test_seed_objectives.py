@@ -51,7 +51,7 @@ def test_t5_corrupts_15_percent_in_spans_of_mean_length_3():
 
 def test_t5_example_is_the_corrupted_input_then_sentinel_and_span_targets():
     window = _window(200)
-    ex = t5_example(window, WindowRandom(5, 0, 1, 0), IDS)
+    ex = t5_example(window, *t5_span_lengths(WindowRandom(5, 0, 1, 0), len(window)), IDS)
     seq = np.concatenate([ex.inputs, ex.targets[-1:]])
     is_sentinel = seq >= IDS.t5_sentinel
     prefix_len = int(np.flatnonzero(ex.weights)[0]) + 1
@@ -75,7 +75,7 @@ def test_t5_has_enough_sentinels_for_the_longest_context():
     w = window_len("t5", 2048)
     _, lengths = t5_span_lengths(WindowRandom(0, 0, 0, 0), w)
     assert len(lengths) + 1 <= T5_SENTINELS
-    assert len(t5_example(_window(w), WindowRandom(0, 0, 0, 0), IDS)) <= 2048
+    assert len(t5_example(_window(w), *t5_span_lengths(WindowRandom(0, 0, 0, 0), w), IDS)) <= 2048
 
 
 # ---------------------------------------------------------------- GLM (sections 2.2, 2.3)
