@@ -254,6 +254,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    sys.stdout.reconfigure(line_buffering=True)  # each objective's row as it is done
     objectives = args.objectives.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
