@@ -89,40 +89,44 @@ def doc_rows(n: int):
         }
 
 
-def run_streaming(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict[str, float]:
+def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict:
+    """The job's code for each grouped step, fed one-shot iterators (what a runner hands over)."""
     from pipeline import images, shards, stages, steps
 
-    times = {}
-    start = time.perf_counter()
-    for _ in images.encode_images(crops(n_images), model, batch_size):
-        pass
-    times["encode"] = time.perf_counter() - start
+    def encode():
+        for _ in images.encode_images(crops(n_images), model, batch_size):
+            pass
 
-    start = time.perf_counter()
-    outcome = images.ImageOutcome("https://img.example/logo.png", "1 2 3", "ok")
-    grouped = {"ref": (f"https://d.example/{i:09d}" for i in range(n_docs)), "outcome": iter([outcome])}
-    for _ in steps._codes_to_docs(("https://img.example/logo.png", grouped)):
-        pass
-    times["codes_to_docs"] = time.perf_counter() - start
+    def codes_to_docs():
+        outcome = images.ImageOutcome("https://img.example/logo.png", "1 2 3", "ok")
+        refs = (f"https://d.example/{i:09d}" for i in range(n_docs))
+        for _ in steps._codes_to_docs(
+            ("https://img.example/logo.png", {"ref": refs, "outcome": iter([outcome])})
+        ):
+            pass
 
-    start = time.perf_counter()
-    shards.write_shard(out_dir, "train", 0, 1, doc_rows(n_docs))
-    times["write_shard"] = time.perf_counter() - start
+    def write_shard():
+        shards.write_shard(out_dir, "train", 0, 1, doc_rows(n_docs))
 
-    start = time.perf_counter()
-    for _ in stages.span_losers((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs)):
-        pass
-    times["span_group"] = time.perf_counter() - start
+    def span_group():
+        for _ in stages.span_losers((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs)):
+            pass
 
-    start = time.perf_counter()
-    docs = (stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs))
-    for _ in stages.url_winner("https://d.example/crawled", docs):
-        pass
-    times["url_group"] = time.perf_counter() - start
-    return times
+    def url_group():
+        docs = (stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs))
+        for _ in stages.url_winner("https://d.example/crawled", docs):
+            pass
+
+    return {
+        "encode": encode,
+        "codes_to_docs": codes_to_docs,
+        "write_shard": write_shard,
+        "span_group": span_group,
+        "url_group": url_group,
+    }
 
 
-def run_materialising(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict[str, float]:
+def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict:
     """The obvious way: each group listed and sorted in memory, the shard built as one table."""
     import numpy as np
     import pyarrow as pa
@@ -130,48 +134,38 @@ def run_materialising(n_images: int, n_docs: int, model, batch_size: int, out_di
 
     from c4_filters import stable_hash
     from image_tokenizer import to_pixels
-    from pipeline import shards
+    from pipeline import shards, stages
 
-    times = {}
-    start = time.perf_counter()
-    items = sorted(crops(n_images), key=lambda item: item[0])
-    for i in range(0, len(items), batch_size):
-        batch = items[i : i + batch_size]
-        model.encode(to_pixels(np.stack([crop for _, crop in batch])))
-    del items
-    times["encode"] = time.perf_counter() - start
+    def encode():
+        items = sorted(crops(n_images), key=lambda item: item[0])
+        for i in range(0, len(items), batch_size):
+            model.encode(to_pixels(np.stack([crop for _, crop in items[i : i + batch_size]])))
 
-    start = time.perf_counter()
-    refs = sorted(set(f"https://d.example/{i:09d}" for i in range(n_docs)))
-    for _ in refs:
-        pass
-    del refs
-    times["codes_to_docs"] = time.perf_counter() - start
+    def codes_to_docs():
+        for _ in sorted(set(f"https://d.example/{i:09d}" for i in range(n_docs))):
+            pass
 
-    start = time.perf_counter()
-    table = pa.Table.from_pylist(sorted(doc_rows(n_docs), key=shards.row_key), schema=shards.SCHEMA)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", row_group_size=shards.ROW_GROUP_ROWS)
-    Path(out_dir, "shard.parquet").write_bytes(sink.getvalue())
-    del table, sink
-    times["write_shard"] = time.perf_counter() - start
+    def write_shard():
+        table = pa.Table.from_pylist(sorted(doc_rows(n_docs), key=shards.row_key), schema=shards.SCHEMA)
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd", row_group_size=shards.ROW_GROUP_ROWS)
+        Path(out_dir, "shard.parquet").write_bytes(sink.getvalue())
 
-    start = time.perf_counter()
-    occurrences = sorted(
-        set((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs)),
-        key=lambda o: (stable_hash(o[0]), o[0], o[1]),
-    )
-    del occurrences
-    times["span_group"] = time.perf_counter() - start
+    def span_group():
+        occurrences = set((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs))
+        sorted(occurrences, key=lambda o: (stable_hash(o[0]), o[0], o[1]))
 
-    start = time.perf_counter()
-    from pipeline import stages
+    def url_group():
+        docs = [stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs)]
+        min(docs, key=lambda d: (d.source, d.html))
 
-    docs = [stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs)]
-    min(docs, key=lambda d: (d.source, d.html))
-    del docs
-    times["url_group"] = time.perf_counter() - start
-    return times
+    return {
+        "encode": encode,
+        "codes_to_docs": codes_to_docs,
+        "write_shard": write_shard,
+        "span_group": span_group,
+        "url_group": url_group,
+    }
 
 
 def child(args) -> None:
@@ -185,22 +179,19 @@ def child(args) -> None:
         model = load_vqgan(num_threads=1)
     else:
         model = StandInVQGAN()
-    run = run_streaming if args.variant == "streaming" else run_materialising
-    run(8, 8, model, args.batch_size, tempfile.mkdtemp())  # imports and first-call costs out of the figure
-    baseline_kb = vm_kb("VmRSS")
-    reset_peak()
+    make_steps = streaming_steps if args.variant == "streaming" else materialising_steps
+    for step in make_steps(8, 8, model, args.batch_size, tempfile.mkdtemp()).values():
+        step()  # imports and first-call costs out of the figures
+    times, peaks = {}, {}
     with tempfile.TemporaryDirectory(prefix="cm3-scale-") as out_dir:
-        times = run(args.images, args.docs, model, args.batch_size, out_dir)
-    peak_kb = vm_kb("VmHWM")
-    print(
-        json.dumps(
-            {
-                "times": times,
-                "work_peak_mb": (peak_kb - baseline_kb) / 1024,
-                "process_peak_mb": peak_kb / 1024,
-            }
-        )
-    )
+        for name, step in make_steps(args.images, args.docs, model, args.batch_size, out_dir).items():
+            baseline_kb = vm_kb("VmRSS")
+            reset_peak()
+            start = time.perf_counter()
+            step()
+            times[name] = time.perf_counter() - start
+            peaks[name] = (vm_kb("VmHWM") - baseline_kb) / 1024
+    print(json.dumps({"times": times, "peaks": peaks, "work_peak_mb": max(peaks.values())}))
 
 
 def measure(variant: str, n_images: int, n_docs: int, args) -> dict:
@@ -242,7 +233,9 @@ def main() -> None:
             print(f"  done: {variant} {n_images} images, {n_docs} documents", file=sys.stderr, flush=True)
 
     print(f"model: {'bundled VQGAN' if args.vqgan else 'stand-in'}, batch {args.batch_size}, ")
-    print(f"sort buffer {args.sort_buffer_mb} MB; peak = RSS above the process after set-up (VmHWM)")
+    print(
+        f"sort buffer {args.sort_buffer_mb} MB; peak = the largest step's RSS above the process before it (VmHWM)"
+    )
     steps = list(results["streaming"][0]["times"])
     header = f"{'variant':<14}{'size':>5}{'images':>8}{'docs':>9}{'peak MB':>9}" + "".join(
         f"{name:>14}" for name in steps
@@ -258,6 +251,10 @@ def main() -> None:
             cells = "".join(f"{run['times'][name]:>13.2f}s" for name in steps)
             print(
                 f"{variant:<14}{k:>4}N{n_images:>8}{n_docs:>9}{run['work_peak_mb']:>9.1f}{cells}{per_item[-1]:>12.2e}"
+            )
+            print(
+                f"{'':<14}{'':>5}{'':>8}{'':>9}{'step peaks':>9}"
+                + "".join(f"{run['peaks'][name]:>12.1f}MB" for name in steps)
             )
         summary[variant] = {"peak_mb": peaks, "seconds_per_item": per_item}
     streaming = summary["streaming"]

@@ -62,9 +62,11 @@ def row_size(row: dict) -> int:
     return len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
 
 
-def sorted_rows(rows: Iterable[dict], buffer_bytes: int = SORT_BUFFER_BYTES) -> Iterator[dict]:
-    """`rows` in (id, url) order, holding at most about `buffer_bytes` of them: an external merge sort whose
-    sorted runs are spilled to local temporary files (deleted when the generator finishes or is closed)."""
+def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterator[dict]:
+    """`rows` in (id, url) order, holding at most about `buffer_bytes` (default SORT_BUFFER_BYTES) of them:
+    an external merge sort whose sorted runs are spilled to local temporary files (deleted when the
+    generator finishes or is closed)."""
+    buffer_bytes = SORT_BUFFER_BYTES if buffer_bytes is None else buffer_bytes
     with tempfile.TemporaryDirectory(prefix="cm3-shard-sort-") as spill_dir:
         runs: list[str] = []
         buffer: list[dict] = []
@@ -169,7 +171,7 @@ def write_shard(
     index: int,
     n_shards: int,
     rows: Iterable[dict],
-    buffer_bytes: int = SORT_BUFFER_BYTES,
+    buffer_bytes: int | None = None,
 ) -> dict:
     """Write one shard from `rows` in any order (streamed) and return its manifest entry."""
     name = shard_name(split, index, n_shards)

@@ -31,7 +31,7 @@ def row(url: str, html: str = "<html><body><p>Text.</p></body></html>") -> dict:
 ROWS = [row(f"https://s.example/{i}") for i in range(20)]
 
 
-def shard_bytes(rows, buffer_bytes=shards.SORT_BUFFER_BYTES) -> bytes:
+def shard_bytes(rows, buffer_bytes=None) -> bytes:
     stream = io.BytesIO()
     shards.write_parquet(stream, shards.sorted_rows(rows, buffer_bytes))
     return stream.getvalue()
