@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from .config import CM3Config
+from .objectives import N_EXTRA_IDS
 from .tokenizer import CM3Tokenizer
 from .transformer import CM3Transformer
 
@@ -352,6 +353,13 @@ def load_checkpoint(
         raise CheckpointError(f"{ckpt}: {wrong}")
     cfg = CM3Config.from_dict(read_config(ckpt)["model"])
     tokenizer = CM3Tokenizer.load(ckpt / "tokenizer")
+    if cfg.vocab_size == tokenizer.vocab_size + N_EXTRA_IDS:
+        objective = read_config(ckpt)["train"].get("objective", "t5, glm or unilmv2")
+        raise CheckpointError(
+            f"{ckpt}: trained with objective={objective}, whose extra ids ({N_EXTRA_IDS}: T5 sentinels, "
+            "[MASK], [S], [P]) CM3's prompts never use; prompt a cm3 or clm model (bench/objectives.py "
+            "scores the others)"
+        )
     if tokenizer.vocab_size != cfg.vocab_size:
         raise ValueError(f"{ckpt}: tokenizer vocab {tokenizer.vocab_size} != model vocab {cfg.vocab_size}")
     with torch.device("meta"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.checkpoint import list_checkpoints
+from model.checkpoint import CheckpointError, list_checkpoints, load_checkpoint
 from model.cli import main
 from model.objectives import N_EXTRA_IDS
 from model.tokenizer import CM3Tokenizer
@@ -56,3 +56,6 @@ def test_objective_trains_and_resumes_bit_for_bit(token_shards, tmp_path, object
     tok = CM3Tokenizer.load(token_shards / "tokenizer")
     assert a["embed.weight"].shape[0] == tok.vocab_size + N_EXTRA_IDS  # sentinels, [MASK], [S], [P] after it
     assert ("block_pos_embed.weight" in a) == objective.startswith("glm")  # GLM's second position table
+    # cm3-generate prompts CM3's way: a model with the seeds' extra ids is refused in one line
+    with pytest.raises(CheckpointError, match=f"objective={objective}"):
+        load_checkpoint(tmp_path / "straight")
