@@ -84,7 +84,6 @@ class JobOptions:
         for name in ("output", "files", "input_bytes"):
             options.pop(name)
         options["inputs"] = list(self.inputs)
-        options["c4"]["exempt_tags"] = list(self.c4.exempt_tags)
         return options
 
 
