@@ -182,8 +182,8 @@ def rule_options(path: str | None, language_id: str | None):
         try:
             with open(path, encoding="utf-8") as stream:
                 values = yaml.safe_load(stream) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            raise ValueError(f"cannot read --options-file {path}: {error}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:  # YAML's messages span lines
+            raise ValueError(f"cannot read --options-file {path}: {' '.join(str(error).split())}") from None
         if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
             raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
     c4 = dict(values.get("c4") or {})

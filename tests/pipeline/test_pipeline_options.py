@@ -1,0 +1,71 @@
+"""Everything that decides the output bytes is in JobOptions and in the manifest: the C4 rules and the
+minimizer's budgets come from --options-file / --language-id, typos are one-line errors, and shard sizing
+options are checked when parsed."""
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from c4_filters import C4Options
+from html_minimizer import Limits
+from pipeline.cli import main, rule_options, run_parser
+from pipeline.graph import JobOptions
+
+
+def test_options_file_and_language_id_build_the_rules(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("c4:\n  min_sentences: 5\nlimits:\n  max_tags: 5000\n")
+    c4, limits = rule_options(str(path), "cascade")
+    assert c4 == C4Options(min_sentences=5, language_id="cascade") and limits == Limits(max_tags=5000)
+    assert rule_options(None, None) == (C4Options(), Limits())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("c4:\n  min_sentence: 5\n", "did you mean 'min_sentences'"),
+        ("limits:\n  max_tag: 5\n", "did you mean 'max_tags'"),
+        ("c4:\n  min_sentences: -1\n", "min_sentences"),
+        ("rules: {}\n", 'expected a mapping with "c4" and/or "limits"'),
+        ("c4: [1, 2\n", "cannot read --options-file"),
+    ],
+)
+def test_a_wrong_options_file_is_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    assert main(["run", "--output", str(tmp_path / "out"), "--options-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv", [("--target-shard-mb", "0"), ("--train-shards", "0"), ("--validation-shards", "x")]
+)
+def test_shard_options_are_checked_when_parsed(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_parser().parse_known_args(["--output", "out", *argv])
+    assert exit_info.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_job_options_refuse_impossible_values():
+    for bad in ({"target_shard_mb": 0}, {"train_shards": 0}, {"limit": 0}, {"validation_fraction": 1.5}):
+        with pytest.raises(ValueError):
+            JobOptions(inputs=("x",), output="out", **bad)
+
+
+@pytest.mark.slow
+def test_the_manifest_records_the_rules_used(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps({"c4": {"min_sentences": 4}, "limits": {"max_attributes": 500}}))
+    out = tmp_path / "out"
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(["run", "--output", str(out), "--no-images", "--quiet", "--options-file", str(path)])
+    assert code == 0
+    options = json.loads((out / "manifest.json").read_text())["options"]
+    assert C4Options.from_dict(options["c4"]) == C4Options(min_sentences=4)
+    assert Limits.from_dict(options["limits"]) == Limits(max_attributes=500)
+    assert options["target_shard_mb"] == 256 and options["train_shards"] is None
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["splits"]["train"]["shards"]) == 1  # the sample corpus is far below 256 MB
