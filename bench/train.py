@@ -5,8 +5,11 @@
    size and the same initialisation on pre-made random batches; interleaved rounds, medians.
 2. Masking + packing throughput (PackedLoader.next_batch) in tokens/s on one core.
 3. With --device cuda: MFU of the 125M preset at seq 2048 in bf16 (never estimated without a GPU).
+4. With --against REV: the same cm3 training step of this tree and of git revision REV (checked out in a
+   temporary worktree), each in its own process, alternating rounds on the same token shards: how much the
+   change since REV costs the cm3 path.
 
-    .venv/bin/python bench/train.py [--device cuda] [--rounds 5]
+    .venv/bin/python bench/train.py [--device cuda] [--rounds 5] [--against c7de864]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -231,6 +235,52 @@ def bench_gpu_mfu(data: Path, steps: int) -> dict:
     }
 
 
+STEP_OVERRIDES = ["device=cpu", "preset=small", "d_model=128", "d_ffn=512", "seq_len=256", "batch_size=8"]
+STEP_OVERRIDES += ["max_steps=100000", "progress=false", "eval_every=0", "ckpt_every=0"]
+CHILD = """
+import sys, tempfile, time, torch
+sys.path.insert(0, sys.argv[1])
+from model.config import TrainConfig
+from model.trainer import Trainer
+torch.set_num_threads(1)
+steps = int(sys.argv[3])
+with tempfile.TemporaryDirectory() as out:
+    trainer = Trainer(TrainConfig.load(None, [*sys.argv[4:], f"data={sys.argv[2]}", f"out={out}"]))
+    trainer.train_step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    print(8 * 256 * steps / (time.perf_counter() - start))
+"""
+
+
+def bench_against(data: Path, revision: str, rounds: int, steps: int) -> dict:
+    """cm3 step tokens/s of this tree and of `revision`, alternating fresh processes; medians."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        worktree = Path(tmp) / "tree"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "-q", "--detach", str(worktree), revision], check=True
+        )
+        try:
+            trees = {"this tree": root, revision: worktree}
+            rates: dict[str, list[float]] = {name: [] for name in trees}
+            for _ in range(rounds):
+                for name, tree in trees.items():
+                    command = [sys.executable, "-c", CHILD, str(tree), str(data), str(steps), *STEP_OVERRIDES]
+                    out = subprocess.run(command, check=True, capture_output=True, text=True)
+                    rates[name].append(float(out.stdout.split()[-1]))
+        finally:
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(worktree)], check=True
+            )
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    return {
+        "tokens_per_s": {k: round(v) for k, v in medians.items()},
+        "ratio": medians["this tree"] / medians[revision],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -238,6 +288,7 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=3, help="training steps per round")
+    parser.add_argument("--against", metavar="REV", help="also time the cm3 step of git revision REV")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -260,7 +311,14 @@ def main() -> None:
                 f"  cm3-train step incl. data: {name:<28} {step['tokens_per_s'][name]:>8,} tokens/s, "
                 f"overhead {overhead:.1f} % (target <= 10 %)"
             )
-        print(json.dumps({"packing_tokens_per_s": packing, "cpu_step": step}))
+        against = None
+        if args.against:
+            against = bench_against(data, args.against, args.rounds, 10 * args.steps)
+            rates = ", ".join(f"{name} {rate:,}" for name, rate in against["tokens_per_s"].items())
+            print(
+                f"cm3 step (defaults of each tree), tokens/s: {rates}: {against['ratio']:.3f}x (target >= 0.95)"
+            )
+        print(json.dumps({"packing_tokens_per_s": packing, "cpu_step": step, "against": against}))
         if args.device == "cuda" and torch.cuda.is_available():
             gpu = bench_gpu_mfu(data, steps=20)
             print(

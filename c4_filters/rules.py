@@ -10,14 +10,14 @@ Both `clean_page` (plain text) and `clean_html` (minimal HTML) apply them throug
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from c4_filters.badwords import ldnoobw_english
 from c4_filters.language import fasttext_top_language, top_language
 from c4_filters.sentences import split_sentences
+from html_minimizer.limits import record_from_dict
 
 END_MARKS = (".", "?", "!", '"')
 ELLIPSIS = "..."
@@ -87,13 +87,7 @@ class C4Options:
     def from_dict(cls, values: Mapping[str, object]) -> C4Options:
         """Options from a dict (a manifest's record, a config file); missing keys keep C4's defaults and an
         unknown key is a ValueError naming the closest known one (a typo must not silently keep a default)."""
-        known = [field.name for field in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-                raise ValueError(f"unknown C4Options key {key!r}{hint}")
-        return cls(**values)
+        return record_from_dict(cls, values)
 
 
 DEFAULT_OPTIONS = C4Options()

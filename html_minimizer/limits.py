@@ -40,10 +40,16 @@ class Limits:
     def from_dict(cls, values: Mapping[str, object]) -> Limits:
         """Limits from a dict (a manifest's record, a config file); missing keys keep their defaults and an
         unknown key is a ValueError naming the closest known one (a typo must not silently keep a default)."""
-        known = [field.name for field in fields(cls)]
-        for key in values:
-            if key not in known:
-                close = difflib.get_close_matches(str(key), known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-                raise ValueError(f"unknown Limits key {key!r}{hint}")
-        return cls(**values)
+        return record_from_dict(cls, values)
+
+
+def record_from_dict(cls, values: Mapping[str, object]):
+    """`cls(**values)` for a dataclass of options, where an unknown key is a ValueError naming the closest
+    known one (shared by Limits and c4_filters.C4Options)."""
+    known = [field.name for field in fields(cls)]
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ValueError(f"unknown {cls.__name__} key {key!r}{hint}")
+    return cls(**values)

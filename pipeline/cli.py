@@ -200,12 +200,9 @@ def image_batch_size(value: str) -> int | None:
     if value == "auto":
         return None
     try:
-        size = int(value)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}")
-    return size
+        return positive_int(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}") from None
 
 
 RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
