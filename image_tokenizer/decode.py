@@ -11,6 +11,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_SIZE = 256
 # 64 MP: far above any web photo worth tokenizing at 256 px, far below what exhausts a worker's memory.
 DEFAULT_MAX_PIXELS = 64_000_000
+# Longest side over shortest side beyond which an image is not cropped: the 256x256 crop would keep under a
+# tenth of a banner or a rule, and scaling a 1 x 100,000 px strip to a short side of 256 would build a
+# 256 x 25,600,000 image (GBs) from a few hundred bytes of PNG.
+MAX_ASPECT_RATIO = 10
 # Raster formats only: Pillow's other plugins include EPS (runs Ghostscript) and exotic parsers
 # that web images never need.
 ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "ICO")  # JPEG also opens MPO
@@ -88,9 +92,12 @@ def crop(image: Image.Image, seed_key: str) -> np.ndarray:
     """Short side -> 256 (bicubic, antialiased), then the 256x256 crop seeded by `seed_key`: uint8 (256, 256, 3).
 
     What the data job moves between workers: a quarter of the bytes of the float input the model takes.
+    ImageDecodeError("extreme_aspect_ratio") beyond MAX_ASPECT_RATIO, before any resampling.
     """
-    image = image.convert("RGB")
     width, height = image.size
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageDecodeError("extreme_aspect_ratio", f"{width}x{height} is beyond {MAX_ASPECT_RATIO}:1")
+    image = image.convert("RGB")
     scale = IMAGE_SIZE / min(width, height)
     new_size = (max(IMAGE_SIZE, round(width * scale)), max(IMAGE_SIZE, round(height * scale)))
     if new_size != image.size:

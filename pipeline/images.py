@@ -141,6 +141,8 @@ def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
         return None, "decode_error"
     try:
         return crop(image, seed_key=url), "ok"
+    except ImageDecodeError as error:
+        return None, str(error.reason)
     except Exception:
         return None, "preprocess_error"
 

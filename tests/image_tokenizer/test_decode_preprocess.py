@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from image_tokenizer import ImageDecodeError, decode_image, preprocess
+from image_tokenizer import ImageDecodeError, crop, decode_image, preprocess
 from image_tokenizer.decode import DEFAULT_MAX_PIXELS, crop_offset
 
 
@@ -188,3 +188,15 @@ def test_crop_offset_is_stable_across_processes():
         int.from_bytes(digest[:8], "little") % 745,
         int.from_bytes(digest[8:], "little") % 745,
     )
+
+
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1), (2_600, 256)])
+def test_thin_images_are_refused_before_any_resampling(size):
+    """A few hundred bytes of PNG, 1 x 100,000 px, passes the pixel cap; scaled to a short side of 256 it
+    would be a 256 x 25,600,000 image. Beyond 10:1 the crop is refused as a counted reason instead."""
+    thin = decode_image(encoded(Image.new("RGB", size, (200, 30, 30)), "PNG"))
+    started = time.monotonic()
+    with pytest.raises(ImageDecodeError) as raised:
+        crop(thin, seed_key="https://img.example/rule.png")
+    assert raised.value.reason == "extreme_aspect_ratio" and time.monotonic() - started < 0.5
+    assert crop(Image.new("RGB", (2_560, 256)), seed_key="x").shape == (256, 256, 3)  # 10:1 still crops
