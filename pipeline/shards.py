@@ -264,7 +264,14 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             data = read_bytes(file_path)
             if hashlib.sha256(data).hexdigest() != shard["sha256"]:
                 problems.append(f"{name}: sha256 differs from the manifest")
-            table = pq.read_table(pa.BufferReader(data))
+            try:
+                table = pq.read_table(pa.BufferReader(data))
+            except (
+                pa.ArrowException,
+                OSError,
+            ) as error:  # truncated, flipped bytes: a FAIL line, no traceback
+                problems.append(f"{name}: not a readable Parquet file ({' '.join(str(error).split())})")
+                continue
             if not table.schema.equals(SCHEMA, check_metadata=False):
                 problems.append(f"{name}: schema {table.schema} differs from the contract")
                 continue

@@ -129,6 +129,23 @@ def test_verify_detects_tampering(tmp_path):
     assert shards.verify(str(tmp_path))[0].endswith("(unfinished or not a cm3-docs output)")
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip-data", "flip-footer"])
+def test_verify_reports_a_damaged_shard_as_fail_lines(tmp_path, damage):
+    """A damaged shard is FAIL lines (sha256, and unreadable Parquet where it is), never an exception."""
+    make_output(tmp_path)
+    target = tmp_path / "train-00001-of-00003.parquet"
+    data = bytearray(target.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 3 if damage == "flip-data" else -12] ^= 0xFF
+    target.write_bytes(bytes(data))
+    problems = shards.verify(str(tmp_path))
+    assert any(p.startswith(f"{target.name}: sha256 differs") for p in problems)
+    if damage == "truncate":
+        assert any(p.startswith(f"{target.name}: not a readable Parquet file") for p in problems)
+
+
 def test_verify_checks_image_codes_and_ids(tmp_path):
     codes = " ".join(["7"] * 256)
     good = row("https://s.example/img", f'<html><body><p>x</p><img alt="a" src="{codes}"></body></html>')
