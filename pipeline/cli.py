@@ -1,13 +1,15 @@
 """`cm3-data`: run the CM3 data job (web HTML -> minimal HTML with VQGAN image codes -> Parquet shards),
 verify a finished output, or view shards.
 
-Unknown `--flags` are Beam pipeline options and pass through unchanged (`--runner`, `--direct_num_workers`,
-`--direct_running_mode`, `--dask_client_address`, Dataflow's `--project/--region/--temp_location` ...).
+Other `--flags` are Beam pipeline options and pass through unchanged (`--runner`, `--direct_num_workers`,
+`--direct_running_mode`, `--dask_client_address`, Dataflow's `--project/--region/--temp_location` ...); a flag
+that no Beam options class knows either is an error naming the closest known one.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -46,7 +48,8 @@ def code_version() -> str:
 def run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cm3-data run",
-        description="Run the data job. Unknown --options are passed to Beam (runner, workers, Dataflow ...).",
+        description="Run the data job. Other --options are Beam's (runner, workers, Dataflow ...); a flag neither "
+        "knows is an error.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES,
     )
@@ -219,13 +222,39 @@ def beam_options(beam_args: list[str]) -> list[str]:
     return expanded
 
 
+def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """One line per flag that neither cm3-data nor any Beam options class knows, with the closest known
+    flag: a typo such as --no-imgaes must stop the job, not pass to Beam as an ignored option."""
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    if any("DaskRunner" in arg or "dask_runner" in arg for arg in beam_args):
+        import apache_beam.runners.dask.dask_runner  # noqa: F401  (defines the --dask_* options)
+    beam_parser = _BeamArgumentParser(allow_abbrev=False)
+    for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        options_class._add_argparse_args(beam_parser)
+    _, unknown = beam_parser.parse_known_args(beam_args)
+    known = [flag for p in (parser, beam_parser) for action in p._actions for flag in action.option_strings]
+    lines = []
+    for arg in unknown:
+        if arg.startswith("-"):
+            flag = arg.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1)
+            lines.append(f"unknown option {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+    return lines
+
+
 def _heartbeat(stop: threading.Event, started: float) -> None:
     while not stop.wait(15):
         print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
 def run_command(argv: list[str]) -> int:
-    args, beam_args = run_parser().parse_known_args(argv)
+    parser = run_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    unknown = unknown_flags(beam_args, parser)
+    if unknown:
+        print(f"cm3-data run: {'; '.join(unknown)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.quiet:
         logging.getLogger("pipeline").setLevel(logging.INFO)

@@ -69,3 +69,29 @@ def test_the_manifest_records_the_rules_used(tmp_path):
     assert options["target_shard_mb"] == 256 and options["train_shards"] is None
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["splits"]["train"]["shards"]) == 1  # the sample corpus is far below 256 MB
+
+
+def test_a_misspelled_flag_stops_the_job_with_the_closest_name(tmp_path, capsys):
+    assert main(["run", "--output", str(tmp_path / "out"), "--no-imgaes"]) == 2
+    err = capsys.readouterr().err
+    assert err == "cm3-data run: unknown option --no-imgaes (did you mean --no-images?)\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_beam_flags_of_every_runner_pass():
+    from dataflow import dataflow_args
+    from pipeline.cli import unknown_flags
+
+    parser = run_parser()
+    flags = ["--runner=DirectRunner", "--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    flags += ["--runner=DaskRunner", "--dask_client_address=tcp://127.0.0.1:8786"]
+    flags += [
+        "--flink_master=localhost:8081",
+        "--spark_master_url=spark://x:7077",
+        "--job_endpoint=localhost:8099",
+    ]
+    flags += dataflow_args("proj", "us-central1", "gs://bucket", "img:1", gpu="nvidia-l4", dry_run=True)
+    assert unknown_flags(flags, parser) == []
+    assert unknown_flags(["--dask_client_adress=x", "--runner=DaskRunner"], parser) == [
+        "unknown option --dask_client_adress (did you mean --dask_client_address?)"
+    ]
