@@ -44,6 +44,12 @@ ROBOTS_MAX_BYTES = 512 * 1024
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
+# Refused whatever they embed: deprecated IPv4-compatible (::/96, RFC 4291) and site-local (fec0::/10,
+# RFC 3879) addresses, and local-use NAT64 (RFC 8215), whose IPv4 sits where the local operator chose.
+REFUSED_IPV6_NETWORKS = tuple(ipaddress.IPv6Network(n) for n in ("::/96", "fec0::/10", "64:ff9b:1::/48"))
+# ISATAP interface identifier 0000:5efe:a.b.c.d, ignoring its universal/local and group bits.
+ISATAP_MASK = 0xFCFFFFFF
+ISATAP_MARK = 0x00005EFE
 
 
 class FetchOutcome(str, enum.Enum):
@@ -104,11 +110,40 @@ class RefusedAddressError(Exception):
     wrap or retry it."""
 
 
+def embedded_ipv4s(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries, which a tunnel, translator or dual-stack socket may reach.
+
+    IPv4-mapped (::ffff:0:0/96) and -translated (::ffff:0:0:0/96), the NAT64 well-known prefix (64:ff9b::/96,
+    RFC 6052), 6to4 (2002::/16, RFC 3056), Teredo's server and client (2001::/32, RFC 4380) and ISATAP
+    interface identifiers (RFC 5214, in any prefix).
+    """
+    value = int(ip)
+    low32 = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if value >> 32 in (0xFFFF, 0xFFFF << 16) or value >> 32 == 0x64FF9B << 64:
+        return (low32,)
+    if ip.sixtofour is not None:
+        return (ip.sixtofour,)
+    if ip.teredo is not None:
+        return ip.teredo
+    if (value >> 32) & ISATAP_MASK == ISATAP_MARK:
+        return (low32,)
+    return ()
+
+
 def is_public_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Globally routable unicast, and not a cloud metadata endpoint."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast and ip not in METADATA_ADDRESSES
+    """Globally routable unicast, not a cloud metadata endpoint, and every IPv4 it embeds is so too.
+
+    The one rule the fetcher applies to every address it would connect to (after DNS, on every redirect).
+    `is_global` alone is not enough: it passes IPv6 forms that tunnel or translate to loopback or private
+    IPv4, and the deprecated ranges of REFUSED_IPV6_NETWORKS.
+    """
+    if ip.is_multicast or not ip.is_global or ip in METADATA_ADDRESSES:
+        return False
+    if isinstance(ip, ipaddress.IPv4Address):
+        return True
+    if any(ip in network for network in REFUSED_IPV6_NETWORKS):
+        return False
+    return all(is_public_address(v4) for v4 in embedded_ipv4s(ip))
 
 
 def address_policy(options: FetchOptions) -> Callable[[str], bool]:

@@ -192,6 +192,37 @@ def test_private_hosts_refused_by_default_without_connecting(server):
     assert fetcher.stats == {"refused_host": 8}
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[::ffff:0:7f00:1]",  # IPv4-translated
+        "[64:ff9b::7f00:1]",  # NAT64 well-known prefix
+        "[64:ff9b:1::7f00:1]",  # NAT64 local use
+        "[2002:7f00:1::1]",  # 6to4
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",  # Teredo
+        "[2606:4700:1:2:0:5efe:7f00:1]",  # ISATAP interface id
+        "[fec0::1]",  # site-local
+    ],
+)
+def test_ipv6_forms_of_loopback_are_refused_without_connecting(host):
+    fetcher = ImageFetcher(FetchOptions(per_host_interval=0.0))
+    result = fetcher.fetch(f"http://{host}/x.png")
+    assert result.outcome == "refused_host", result
+    assert connects_to(host.strip("[]")) == []
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0177.0.0.1", "0x7f.1", "127.1", "0x7f000001"])
+def test_odd_ipv4_notations_are_checked_as_the_address_they_resolve_to(server, host):
+    port = server.rsplit(":", 1)[1]
+    before = len(connects_to("127.0.0.1"))
+    strict = ImageFetcher(FetchOptions(per_host_interval=0.0))
+    assert strict.fetch(f"http://{host}:{port}/img.png").outcome == "refused_host"
+    assert len(connects_to("127.0.0.1")) == before
+    # The resolver reads them as 127.0.0.1: exempting loopback reaches this very server.
+    assert local_fetcher().fetch(f"http://{host}:{port}/img.png").ok
+
+
 def test_redirect_to_a_name_resolving_to_loopback_is_refused(server):
     # Only 127.0.0.1 itself is exempted by IP here; the redirect's name is resolved and checked too.
     fetcher = local_fetcher(allowed_networks=("127.0.0.1/32",))
