@@ -98,7 +98,7 @@ def test_wrong_and_mixed_encodings():
     assert "Zürich" in timed(f"<p>{text}</p>".encode("cp1252"), charset="utf-8").html  # wrong header
     mixed = f"<p>{text}</p>".encode() + f"<p>{text}</p>".encode("cp1252")
     assert timed(mixed).html.count("Zürich") == 2
-    assert "<p>" in timed(f"<p>{text}</p>".encode("utf-16-le"), charset="utf-16-le").html
+    assert "<p>" in timed(f"<p>{text}</p>".encode("utf-16-le"), charset="utf-16le").html
 
 
 def test_huge_text_node_and_many_elements_stay_in_budget():

@@ -110,3 +110,28 @@ def test_output_parses_and_reserialises_to_itself():
     assert replace_images(html, {"https://x.org/i.png": "1 2 3"}) == html.replace(
         "https://x.org/i.png", "1 2 3"
     )
+
+
+@pytest.mark.parametrize(
+    "label", ["idna", "punycode", "undefined", "utf-7", "rot13", "hex", "palmos", "mbcs"]
+)
+def test_python_codecs_that_are_no_whatwg_label_are_ignored(label):
+    raw = page(f"<p>{PARA}</p>").encode()
+    assert PARA in minimize(raw, charset=label).html
+    assert PARA in minimize(page(f"<p>{PARA}</p>", f"<meta charset='{label}'>").encode()).html
+
+
+@pytest.mark.parametrize(
+    "label, encoding",
+    [("Shift_JIS", "cp932"), ("x-sjis", "cp932"), ("ks_c_5601-1987", "cp949"), ("latin1", "cp1252"),
+     ("csisolatin2", "iso8859-2"), ("x-mac-cyrillic", "mac-cyrillic"), ("dos-874", "cp874")],
+)  # fmt: skip
+def test_whatwg_labels_name_their_encoding(label, encoding):
+    text = {
+        "cp932": "日本語のページ",
+        "cp949": "한국어 페이지",
+        "cp874": "ภาษาไทย",
+        "mac-cyrillic": "Привет",
+    }.get(encoding, "Größe")
+    raw = page(f"<p>{text}: a paragraph with enough words to count as the content of this page.</p>")
+    assert text in minimize(raw.encode(encoding), charset=label).html

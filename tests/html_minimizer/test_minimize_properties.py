@@ -2,6 +2,9 @@
 images and text and is fixed under re-serialisation (replace_images with an empty mapping); minimizing
 the output again adds no text (what it keeps is a subsequence of the first output's text)."""
 
+import encodings.aliases
+
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -45,9 +48,9 @@ def markup(draw):
     return "".join(parts)
 
 
-def check(result_or_raw, url=None):
+def check(result_or_raw, url=None, charset=None):
     try:
-        page = minimize(result_or_raw, url)
+        page = minimize(result_or_raw, url, charset=charset)
     except MinimizeError:
         return None
     assert page.html.startswith("<html") and page.html.endswith("</body></html>")
@@ -116,3 +119,29 @@ def test_mutated_real_looking_pages(data):
         else:
             mutated[cut:cut] = data.draw(st.sampled_from([b"<", b">", b'"', b"</div>", b"<p class='share'>"]))
     check(bytes(mutated), "https://x.org/post/")
+
+
+# every codec name Python knows (aliases included: idna, punycode, rot13, base64, uu, utf-7, undefined...):
+# only WHATWG encoding labels are honoured, whatever the page's bytes
+PYTHON_CODECS = sorted({*encodings.aliases.aliases, *encodings.aliases.aliases.values(), "idna", "punycode"})
+HOSTILE_BYTES = [b"caf\xc3\xa9 \xff\xfe\x80 +AGEA- =?", bytes(range(256)), "日本語".encode("utf-16")]
+
+
+@pytest.mark.parametrize(
+    "label", [*PYTHON_CODECS, "undefined", "replacement", "hz-gb-2312", "x-user-defined"]
+)
+def test_every_python_codec_name_as_charset_raises_only_minimize_errors(label):
+    for raw in HOSTILE_BYTES:
+        check(b"<p>" + raw, charset=label)
+        check(b"<meta charset='" + label.encode() + b"'><p>" + raw)
+
+
+@SETTINGS
+@given(
+    st.one_of(st.sampled_from(PYTHON_CODECS), st.text(max_size=20)), st.binary(max_size=300), st.booleans()
+)
+def test_any_charset_label_with_any_bytes_raises_only_minimize_errors(label, raw, in_meta):
+    if in_meta:
+        check(b"<meta charset='" + label.encode("utf-8", "replace") + b"'><p>" + raw)
+    else:
+        check(b"<p>" + raw, charset=label)
