@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .tokenizer import CM3Tokenizer
@@ -31,12 +32,22 @@ class ShardError(ValueError):
     """Missing or inconsistent shard files or manifest."""
 
 
+_READ_CHUNK = 1 << 23  # bytes per read when hashing and range-checking: large reads, bounded memory
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(_READ_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _check_doc_shard(path: Path, expected_sha: str) -> None:
+    """A document shard must match its manifest's sha256 (a truncated or corrupted shard is refused before
+    any of it is read as Parquet)."""
+    if expected_sha and _sha256(path) != expected_sha:
+        raise ShardError(f"{path}: sha256 differs from the manifest (truncated or corrupted)")
 
 
 def doc_key(doc_id: str) -> int:
@@ -73,9 +84,12 @@ def doc_shard_files(data_dir: str | Path, split: str, manifest: dict) -> list[tu
 
 
 def iter_docs(path: Path, columns: tuple[str, ...] = ("id", "html")) -> Iterator[dict]:
-    """Rows of one document shard, read in record batches."""
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_ENCODE_BATCH, columns=list(columns)):
-        yield from batch.to_pylist()
+    """Rows of one document shard, read in record batches; an unreadable file is a ShardError naming it."""
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_ENCODE_BATCH, columns=list(columns)):
+            yield from batch.to_pylist()
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())})") from None
 
 
 def train_tokenizer(data_dir: str | Path, vocab_size: int, out_dir: str | Path) -> CM3Tokenizer:
@@ -85,6 +99,8 @@ def train_tokenizer(data_dir: str | Path, vocab_size: int, out_dir: str | Path) 
     shards = doc_shard_files(data_dir, "train", manifest)
     if not shards:
         raise ShardError(f"{data_dir}: no train shards to learn the vocabulary from")
+    for path, _, sha in shards:
+        _check_doc_shard(path, sha)
     docs = (row["html"] for path, _, _ in shards for row in iter_docs(path, ("html",)) if row["html"])
     tok = CM3Tokenizer.train(docs, vocab_size=vocab_size, n_embed=n_embed)
     tok.save(out_dir)
@@ -106,8 +122,7 @@ def _tokenize_shard(task: tuple[str, str, str, str]) -> dict:
     path, expected_sha, part_prefix, split = task
     tok = _WORKER_TOKENIZER
     assert tok is not None
-    if expected_sha and _sha256(Path(path)) != expected_sha:
-        raise ShardError(f"{path}: sha256 does not match the manifest")
+    _check_doc_shard(Path(path), expected_sha)
     lengths: list[int] = []
     keys: list[int] = []
     skipped_empty = 0
@@ -224,17 +239,19 @@ class TokenSplit:
         manifest = read_token_manifest(token_dir)
         if split not in manifest["splits"]:
             raise ShardError(f"{token_dir}: no {split!r} split (have {sorted(manifest['splits'])})")
-        files = manifest["splits"][split]["files"]
-        offsets = np.fromfile(token_dir / files["offsets"], dtype="<i8")
-        n_tokens = int(offsets[-1])
-        tokens = (
-            np.memmap(token_dir / files["tokens"], dtype="<u4", mode="r")
-            if n_tokens
-            else np.zeros(0, dtype="<u4")
+        info = manifest["splits"][split]
+        paths = {kind: token_dir / name for kind, name in info["files"].items()}
+        for path in paths.values():
+            if not path.is_file():
+                raise ShardError(f"{path}: listed in the manifest but missing")
+        n_docs, n_tokens = int(info["docs"]), int(info["tokens"])
+        offsets = _checked_array(paths["offsets"], "<i8", n_docs + 1, "offsets", info["sha256"]["offsets"])
+        keys = _checked_array(paths["keys"], "<u8", n_docs, "document keys", info["sha256"]["keys"])
+        _check_offsets(paths["offsets"], offsets, n_tokens)
+        _check_tokens(
+            paths["tokens"], offsets, n_tokens, int(manifest["vocab"]["vocab_size"]), info["sha256"]["tokens"]
         )
-        keys = np.fromfile(token_dir / files["keys"], dtype="<u8")
-        if len(tokens) != n_tokens or len(keys) != len(offsets) - 1:
-            raise ShardError(f"{token_dir}: {split} files are inconsistent with each other")
+        tokens = np.memmap(paths["tokens"], dtype="<u4", mode="r") if n_tokens else np.zeros(0, dtype="<u4")
         return cls(tokens, offsets, keys)
 
     def __len__(self) -> int:
@@ -246,6 +263,66 @@ class TokenSplit:
 
 def read_token_manifest(token_dir: str | Path) -> dict:
     return _read_manifest(token_dir, TOKENS_FORMAT, "run `cm3-train tokenize` first")
+
+
+# ---- token shard checks: run whenever a split is opened, so training never starts on damaged shards
+
+
+def _count_of(path: Path, itemsize: int, expected: int, what: str) -> None:
+    size = path.stat().st_size
+    if size != expected * itemsize:
+        raise ShardError(
+            f"{path}: {size} bytes, but the manifest's {expected} {what} take {expected * itemsize} "
+            "(truncated or overwritten)"
+        )
+
+
+def _checked_array(path: Path, dtype: str, expected: int, what: str, sha: str) -> np.ndarray:
+    """A small per-document file, read whole: its length and sha256 against the manifest."""
+    _count_of(path, np.dtype(dtype).itemsize, expected, what)
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or changed since tokenizing)")
+    return np.frombuffer(data, dtype=dtype)
+
+
+def _check_offsets(path: Path, offsets: np.ndarray, n_tokens: int) -> None:
+    """Offsets start at 0, never decrease and end at the token count: each document is a slice of tokens."""
+    if offsets[0] != 0:
+        raise ShardError(f"{path}: starts at {offsets[0]}, not 0")
+    falls = np.flatnonzero(offsets[1:] < offsets[:-1])
+    if len(falls):
+        i = int(falls[0]) + 1
+        raise ShardError(
+            f"{path}: offset {i} ({offsets[i]}) is less than offset {i - 1} ({offsets[i - 1]}); "
+            "offsets must not decrease"
+        )
+    if offsets[-1] != n_tokens:
+        raise ShardError(f"{path}: ends at {offsets[-1]}, not at the {n_tokens} tokens of the manifest")
+
+
+def _check_tokens(path: Path, offsets: np.ndarray, n_tokens: int, vocab_size: int, sha: str) -> None:
+    """One streamed pass over the token file: its sha256, and every id below the vocabulary size (the
+    first one that is not is named by position and document)."""
+    _count_of(path, 4, n_tokens, "tokens")
+    digest = hashlib.sha256()
+    buffer = bytearray(_READ_CHUNK)
+    view = memoryview(buffer)
+    start = 0
+    with open(path, "rb") as f:  # buffered readinto fills the buffer up to the end of file
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+            ids = np.frombuffer(buffer, dtype="<u4", count=n // 4)
+            if len(ids) and int(ids.max()) >= vocab_size:
+                at = start + int(np.argmax(ids >= vocab_size))
+                document = int(np.searchsorted(offsets, at, side="right")) - 1
+                raise ShardError(
+                    f"{path}: token {at} (document {document}) is id {ids[at - start]}, "
+                    f"not below the vocabulary size {vocab_size}"
+                )
+            start += len(ids)
+    if digest.hexdigest() != sha:
+        raise ShardError(f"{path}: sha256 differs from the manifest (corrupted or changed since tokenizing)")
 
 
 __all__ = [

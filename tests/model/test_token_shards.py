@@ -92,3 +92,125 @@ def test_bad_inputs_are_typed_errors(doc_shards, tokenizer_dir, tmp_path):
         tokenize_shards(docs, tokenizer_dir, tmp_path / "out", workers=1)
     with pytest.raises(ShardError, match="tokenize"):
         TokenSplit.open(tmp_path, "train")
+
+
+def _damaged_copy(token_shards, tmp_path, name, damage, rehash=False):
+    """A copy of the token shards with `damage(array)` applied to one file; `rehash` records the damaged
+    file's sha256 in the manifest, as a tool that rewrote it would (only the structural checks can see it)."""
+    import hashlib
+
+    out = tmp_path / "tokens"
+    shutil.copytree(token_shards, out)
+    path = out / name
+    dtype = {"u32": "<u4", "i64": "<i8", "u64": "<u8"}[name.rsplit(".", 1)[1]]
+    array = np.fromfile(path, dtype=dtype)
+    damage(array).tofile(path)
+    if rehash:
+        manifest = json.loads((out / "manifest.json").read_text())
+        split, kind = name.split(".")[:2]
+        manifest["splits"][split]["sha256"][kind] = hashlib.sha256(path.read_bytes()).hexdigest()
+        (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def _set(index, value):
+    def damage(array):
+        array[index] = value
+        return array
+
+    return damage
+
+
+def test_a_flipped_byte_in_any_token_file_is_refused(token_shards, tmp_path):
+    def flip(array):
+        array.view(np.uint8)[len(array.view(np.uint8)) // 2] ^= 0x10
+        return array
+
+    for i, name in enumerate(("train.tokens.u32", "train.offsets.i64", "train.keys.u64")):
+        data = _damaged_copy(token_shards, tmp_path / str(i), name, flip)
+        with pytest.raises(ShardError, match=rf"{name}: sha256 differs from the manifest"):
+            TokenSplit.open(data, "train")
+    TokenSplit.open(token_shards, "train")  # the intact copy opens
+
+
+def test_out_of_range_token_ids_are_refused_naming_the_position(token_shards, tmp_path):
+    offsets = np.fromfile(token_shards / "train.offsets.i64", dtype="<i8")
+    position = int(offsets[7]) + 2  # the third token of document 7
+    vocab_size = json.loads((token_shards / "manifest.json").read_text())["vocab"]["vocab_size"]
+    for value in (vocab_size, 2**32 - 1):
+        data = _damaged_copy(
+            token_shards, tmp_path / str(value), "train.tokens.u32", _set(position, value), True
+        )
+        with pytest.raises(ShardError) as err:
+            TokenSplit.open(data, "train")
+        assert str(err.value) == (
+            f"{data / 'train.tokens.u32'}: token {position} (document 7) is id {value}, "
+            f"not below the vocabulary size {vocab_size}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "message"),
+    [
+        (-1, 10**12, "ends at 1000000000000, not at the "),
+        (5, 10**12, "is less than offset 5 (1000000000000)"),
+        (5, -3, "offset 5 (-3) is less than offset 4 ("),
+        (0, 1, "starts at 1, not 0"),
+    ],
+)
+def test_offsets_must_start_at_zero_rise_and_end_at_the_token_count(
+    token_shards, tmp_path, index, value, message
+):
+    data = _damaged_copy(token_shards, tmp_path, "train.offsets.i64", _set(index, value), rehash=True)
+    with pytest.raises(ShardError, match=str(data / "train.offsets.i64")) as err:
+        TokenSplit.open(data, "train")
+    assert message in str(err.value)
+
+
+def test_truncated_token_file_is_refused(token_shards, tmp_path):
+    data = _damaged_copy(token_shards, tmp_path, "train.tokens.u32", lambda a: a[:-3], rehash=True)
+    with pytest.raises(ShardError, match=r"train.tokens.u32: \d+ bytes, but the manifest's \d+ tokens take"):
+        TokenSplit.open(data, "train")
+
+
+def test_cm3_train_reports_a_damaged_token_shard_in_one_line(token_shards, tmp_path, capsys):
+    from model.cli import main
+
+    data = _damaged_copy(token_shards, tmp_path, "train.tokens.u32", _set(3, 2**31), rehash=True)
+    args = [
+        "train",
+        "--data",
+        str(data),
+        "preset=tiny",
+        "max_steps=1",
+        "device=cpu",
+        f"out={tmp_path / 'run'}",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cm3-train: error: ") and "token 3 (document 0) is id 2147483648" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").rglob("model.pt"))
+
+
+def test_cm3_train_tokenizer_reports_a_corrupt_document_shard_in_one_line(doc_shards, tmp_path, capsys):
+    from model.cli import main
+
+    docs = tmp_path / "docs"
+    shutil.copytree(doc_shards, docs)
+    manifest = json.loads((docs / "manifest.json").read_text())
+    shard = docs / manifest["splits"]["train"]["shards"][0]["file"]
+    raw = bytearray(shard.read_bytes())
+    raw[-8] ^= 0xFF  # the footer's length field
+    shard.write_bytes(bytes(raw))
+    assert (
+        main(["tokenizer", "--data", str(docs), "--vocab-size", "300", "--out", str(tmp_path / "tok")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cm3-train: error: ") and len(err.splitlines()) == 1 and str(shard) in err
+    shard.write_bytes(bytes(raw[: len(raw) // 2]))  # truncated
+    assert (
+        main(["tokenizer", "--data", str(docs), "--vocab-size", "300", "--out", str(tmp_path / "tok")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cm3-train: error: ") and len(err.splitlines()) == 1 and str(shard) in err
