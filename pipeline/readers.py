@@ -28,6 +28,10 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_RESYNCS_PER_FILE = 1000
 WARC_MAGIC = b"WARC/1."
 GZIP_MAGIC = b"\x1f\x8b\x08"
+CHUNK_BYTES = 1 << 16
+MAX_HEADER_BYTES = 1 << 16  # a WARC header block or an ARC header line
+# a record's content is held in memory up to this size; a larger one is skipped, counted
+MAX_RECORD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -167,8 +171,6 @@ def _clean_uri(uri: str | None) -> str:
 def _warc_item(record) -> Item:
     url = _clean_uri(record.headers.get("WARC-Target-URI"))
     body = record.reader.read()
-    if record.content_length is not None and len(body) < record.content_length and not record.is_http:
-        return Count("read.truncated_record")
     if not url:
         return Count("read.record_without_uri")
     if record.record_type == WarcRecordType.response:
@@ -193,7 +195,7 @@ def _find_magic(stream, start: int, magic: bytes) -> int | None:
     stream.seek(start)
     offset, tail = start, b""
     while True:
-        chunk = stream.read(1 << 20)
+        chunk = stream.read(CHUNK_BYTES)
         if not chunk:
             return None
         data = tail + chunk
@@ -204,44 +206,252 @@ def _find_magic(stream, start: int, magic: bytes) -> int | None:
         offset += len(chunk)
 
 
-def _read_warc(path: str) -> Iterator[Item]:
-    """WARC records (plain or gzip members); a broken record is counted and the reader resyncs after it."""
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        head = raw.read(3)
-        magic = GZIP_MAGIC if head == GZIP_MAGIC else WARC_MAGIC
-        start, seen, resumed = 0, set(), False
-        for _ in range(MAX_RESYNCS_PER_FILE):
-            raw.seek(start)
-            last_start, progressed, at_position = None, False, Counter()
+class _DecodedStream:
+    """The decoded bytes of a plain or gzip file (any number of members), read forward in bounded chunks,
+    that can go back to an earlier position (re-decoding from the start of that position's gzip member).
+
+    A stretch of broken or cut gzip data is counted once (`read.broken_gzip_member`) and decoding goes on at
+    the next gzip header after the broken member's start; what it decoded before the damage stays in the
+    stream, where the record framing finds it short. Positions are (raw offset of a member, decoded offset
+    in it); in a plain file, (raw offset, 0) after a seek.
+    """
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.gzipped = raw.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        self.counts: Counter[str] = Counter()
+        self._broken_members: set[int] = set()  # counted already (a seek back decodes them again)
+        self._in_broken_stretch = False
+        self._start(0)
+
+    def _start(self, member: int) -> None:
+        self._raw.seek(member)
+        self._member, self._raw_pos, self._offset = member, member, 0
+        self._pending = b""  # decoded, not yet consumed; all of it from the current member
+        self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzipped else None
+        self._ended, self._next = False, None
+
+    def _broken(self, next_member: int | None) -> None:
+        if self._member not in self._broken_members and not self._in_broken_stretch:
+            self.counts["read.broken_gzip_member"] += 1
+        self._broken_members.add(self._member)
+        self._in_broken_stretch = True
+        self._ended, self._next = True, next_member
+
+    def _fill(self) -> bool:
+        """Decode more of the current member into the pending bytes; False when it has no more."""
+        while not self._ended:
+            tail = self._decoder.unconsumed_tail if self._decoder else b""
+            data = tail or self._raw.read(CHUNK_BYTES)
+            self._raw_pos += 0 if tail else len(data)
+            if self._decoder is None:
+                self._ended = not data
+                self._pending += data
+                return bool(data)
+            if not data:  # the file ends inside this member (no count when it ends before one starts)
+                if self._raw_pos > self._member:
+                    self._broken(None)
+                self._ended = True
+                return False
             try:
-                for record in ArchiveIterator(raw, parse_http=True, auto_decode="all"):
-                    # several records share one offset inside a multi-record gzip member: key by ordinal too
-                    last_start = start + record.stream_pos
-                    at_position[last_start] += 1
-                    key = (last_start, at_position[last_start])
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    progressed = True
-                    if record.record_type not in (WarcRecordType.response, WarcRecordType.resource):
-                        continue
-                    yield Count(f"read.warc_{record.record_type}")
-                    try:
-                        yield _warc_item(record)
-                    except (OSError, ValueError, zlib.error) as error:
-                        LOG.info("bad record in %s: %s", path, error)
-                        yield Count("read.bad_record")
+                out = self._decoder.decompress(data, CHUNK_BYTES)
+            except zlib.error:
+                self._broken(_find_magic(self._raw, self._member + 1, GZIP_MAGIC))
+                return False
+            if self._decoder.eof:
+                self._ended, self._next = True, self._raw_pos - len(self._decoder.unused_data)
+                self._in_broken_stretch = False
+            if out:
+                self._pending += out
+                return True
+        return False
+
+    def tell(self) -> tuple[int, int]:
+        return self._member, self._offset
+
+    def seek(self, position: tuple[int, int]) -> None:
+        member, offset = position
+        if not self.gzipped:
+            self._start(member + offset)
+            return
+        if member != self._member or offset < self._offset:
+            self._start(member)
+        self.skip(offset - self._offset)
+
+    def peek(self, n: int) -> bytes:
+        """Up to n next bytes without consuming them (fewer at the end of a gzip member or the file)."""
+        while len(self._pending) < n:
+            if self._fill():
+                continue
+            if self._pending or self._next is None:
+                break
+            self._start(self._next)
+        return self._pending[:n]
+
+    def read(self, n: int) -> bytes:
+        """Up to n bytes (fewer at the end of a gzip member); b"" at the end of the file."""
+        if not self._pending:
+            self.peek(1)
+        out, self._pending = self._pending[:n], self._pending[n:]
+        self._offset += len(out)
+        return out
+
+    def read_exact(self, n: int) -> bytes:
+        """n bytes, or fewer when the file ends first."""
+        parts, left = [], n
+        while left:
+            part = self.read(min(left, CHUNK_BYTES))
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part)
+        return b"".join(parts)
+
+    def skip(self, n: int) -> int:
+        """Discard up to n bytes in bounded chunks; the number discarded."""
+        done = 0
+        while done < n:
+            part = self.read(min(n - done, CHUNK_BYTES))
+            if not part:
+                break
+            done += len(part)
+        return done
+
+    def readline(self, limit: int) -> bytes:
+        """The next line with its b"\\n", or its first `limit` bytes, or what is left at the end."""
+        parts, size = [], 0
+        while size < limit and self.peek(1):
+            end = self._pending.find(b"\n", 0, limit - size)
+            part = self.read(end + 1 if end >= 0 else limit - size)
+            parts.append(part)
+            size += len(part)
+            if end >= 0:
+                break
+        return b"".join(parts)
+
+    def find(self, magic: bytes) -> bool:
+        """Move to the next occurrence of `magic` (True) or to the end of the file (False)."""
+        while self.peek(len(magic)):
+            found = self._pending.find(magic)
+            if found >= 0:
+                self.read(found)
+                return True
+            self.read(max(len(self._pending) - len(magic) + 1, 1))
+        return False
+
+    def take_counts(self) -> list[Count]:
+        counts = [Count(name, n) for name, n in sorted(self.counts.items())]
+        self.counts.clear()
+        return counts
+
+
+@dataclass(frozen=True)
+class _Framed:
+    """One WARC record cut out of the stream by its Content-Length: raw header block and content block."""
+
+    record_type: str
+    header: bytes
+    block: bytes
+
+
+def _skip_line_ends(stream: _DecodedStream) -> None:
+    """Past the CR/LF bytes that end a record (writers differ in how many they put)."""
+    while ends := stream.peek(64):
+        blank = len(ends) - len(ends.lstrip(b"\r\n"))
+        stream.read(blank)
+        if blank < len(ends):
+            return
+
+
+def _next_warc_record(stream: _DecodedStream) -> _Framed | str:
+    """The record at the stream's position, or the reason it cannot be read (the stream then is anywhere).
+
+    A record counts as whole only when its Content-Length bytes are followed by line ends and then the next
+    record or the end of the file: an absurd length (one that runs over later records) fails here."""
+    header = stream.readline(MAX_HEADER_BYTES)
+    if not header.startswith(WARC_MAGIC):
+        return "broken"
+    fields: dict[str, str] = {}
+    while True:
+        line = stream.readline(MAX_HEADER_BYTES)
+        header += line
+        if not line.endswith(b"\n") or len(header) > MAX_HEADER_BYTES:
+            return "broken"
+        if not line.strip():
+            break
+        name, sep, value = line.decode("latin-1").partition(":")
+        if sep:
+            fields[name.strip().lower()] = value.strip()
+    length = fields.get("content-length", "")
+    if not length.isdigit():
+        return "broken"
+    size = int(length)
+    if size > MAX_RECORD_BYTES:
+        block = b""
+        if stream.skip(size) < size:
+            return "broken"
+    else:
+        block = stream.read_exact(size)
+        if len(block) < size:
+            return "broken"
+    _skip_line_ends(stream)
+    if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC):
+        return "broken"
+    if size > MAX_RECORD_BYTES:
+        return "over_size_cap"
+    return _Framed(fields.get("warc-type", "").lower(), header, block)
+
+
+def _warc_records(stream: _DecodedStream) -> Iterator[_Framed | Count]:
+    """Whole records of a WARC stream; after a broken one, reading resyncs at the next `WARC/1.` after its
+    start, so each broken stretch is one `read.broken_or_truncated_record` and every later record is read."""
+    in_broken_stretch = False
+    for _ in range(MAX_RESYNCS_PER_FILE):
+        _skip_line_ends(stream)
+        start = stream.tell()
+        if not stream.peek(1):
+            return
+        while (framed := _next_warc_record(stream)) != "broken":
+            in_broken_stretch = False
+            yield Count("read.record_over_size_cap") if framed == "over_size_cap" else framed
+            _skip_line_ends(stream)
+            start = stream.tell()
+            if not stream.peek(1):
                 return
-            except (OSError, ValueError, zlib.error, EOFError) as error:
-                LOG.info("broken WARC data in %s after offset %s: %s", path, last_start, error)
-                if progressed or not resumed:  # one count per broken stretch, not per resync attempt
-                    yield Count("read.broken_or_truncated_record")
-            # resync at the next record start after the last record seen (or after the failed start)
-            resume = _find_magic(raw, (last_start if last_start is not None else start) + 1, magic)
-            if resume is None or resume <= start:
-                return
-            start, resumed = resume, True
-        yield Count("read.too_many_broken_records")
+        if not in_broken_stretch:
+            yield Count("read.broken_or_truncated_record")
+            in_broken_stretch = True
+        stream.seek(start)
+        stream.read(1)
+        if not stream.find(WARC_MAGIC):
+            return
+    yield Count("read.too_many_broken_records")
+
+
+def _read_warc(path: str) -> Iterator[Item]:
+    """WARC records (plain or gzip members), cut out by our own framing so that a broken record, an absurd
+    Content-Length or a cut file is counted and every later record that can be found is still read; each
+    whole response/resource record is then parsed by FastWARC (HTTP headers, transfer/content encodings)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        stream = _DecodedStream(raw)
+        for framed in _warc_records(stream):
+            yield from stream.take_counts()
+            if isinstance(framed, Count):
+                yield framed
+                continue
+            if framed.record_type not in ("response", "resource"):
+                continue
+            yield Count(f"read.warc_{framed.record_type}")
+            records = ArchiveIterator(
+                io.BytesIO(framed.header + framed.block + b"\r\n\r\n"), parse_http=True, auto_decode="all"
+            )
+            try:
+                record = next(iter(records), None)
+                yield _warc_item(record) if record is not None else Count("read.bad_record")
+            except (OSError, ValueError, zlib.error) as error:
+                LOG.info("bad record in %s: %s", path, error)
+                yield Count("read.bad_record")
+        yield from stream.take_counts()
 
 
 # ---------------------------------------------------------------- ARC (FastWARC reads WARC only)

@@ -1,0 +1,87 @@
+"""Readers on damaged files: every record that can still be found is read, every loss is counted by reason."""
+
+import gzip
+import re
+from collections import Counter
+
+import pytest
+
+from pipeline.readers import Count, Page, read_input
+from pipeline.warc_writer import http_response, warc_record
+
+
+def summarize(path) -> tuple[list[str], Counter]:
+    urls, counts = [], Counter()
+    for item in read_input(str(path)):
+        if isinstance(item, Page):
+            urls.append(item.url)
+        elif isinstance(item, Count):
+            counts[item.name] += item.n
+    return urls, counts
+
+
+def page_records(n: int = 10) -> list[bytes]:
+    """n gzip members, one WARC response record each, holding a small HTML page."""
+    return [
+        warc_record(
+            f"https://a.example/{i}", http_response(f"<html><p>page {i}</p></html>".encode(), "text/html")
+        )
+        for i in range(n)
+    ]
+
+
+def with_content_length(record: bytes, length: int) -> bytes:
+    return re.sub(rb"Content-Length: \d+\r\n\r\n", b"Content-Length: %d\r\n\r\n" % length, record, count=1)
+
+
+ALL_URLS = [f"https://a.example/{i}" for i in range(10)]
+
+
+@pytest.mark.parametrize("length", [10**12, 2_000, 50_000_000])
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_an_absurd_content_length_loses_only_its_own_record(tmp_path, gzipped, length):
+    plain = [gzip.decompress(r) for r in page_records()]
+    plain[3] = with_content_length(plain[3], length)
+    if gzipped:
+        path, data = tmp_path / "a.warc.gz", b"".join(gzip.compress(r, mtime=0) for r in plain)
+    else:
+        path, data = tmp_path / "a.warc", b"".join(plain)
+    path.write_bytes(data)
+    urls, counts = summarize(path)
+    assert urls == ALL_URLS[:3] + ALL_URLS[4:]
+    assert counts["read.broken_or_truncated_record"] == 1
+
+
+def test_a_record_over_the_size_cap_is_skipped_and_counted(tmp_path, monkeypatch):
+    monkeypatch.setattr("pipeline.readers.MAX_RECORD_BYTES", 1_000)
+    records = page_records(3)
+    big = warc_record("https://a.example/big", http_response(b"<p>" + b"x" * 5_000 + b"</p>", "text/html"))
+    (tmp_path / "big.warc.gz").write_bytes(records[0] + big + records[1] + records[2])
+    urls, counts = summarize(tmp_path / "big.warc.gz")
+    assert urls == ALL_URLS[:3]
+    assert counts["read.record_over_size_cap"] == 1 and counts["read.broken_or_truncated_record"] == 0
+
+
+def test_a_plain_warc_cut_inside_a_record_is_counted_as_truncated(tmp_path):
+    records = [gzip.decompress(r) for r in page_records(6)]
+    data = b"".join(records)
+    for cut in (len(data) - len(records[-1]) + 40, len(data) - 10):  # in the last record's header, its body
+        (tmp_path / "cut.warc").write_bytes(data[:cut])
+        urls, counts = summarize(tmp_path / "cut.warc")
+        assert urls == ALL_URLS[:5]
+        assert counts["read.broken_or_truncated_record"] == 1
+
+
+def test_a_gzip_warc_cut_inside_a_member_is_counted(tmp_path):
+    records = page_records(6)
+    data = b"".join(records)
+    (tmp_path / "cut.warc.gz").write_bytes(data[: len(data) - len(records[-1]) // 2])
+    urls, counts = summarize(tmp_path / "cut.warc.gz")
+    assert urls == ALL_URLS[:5]
+    assert counts["read.broken_gzip_member"] == 1 and counts["read.broken_or_truncated_record"] == 1
+    (tmp_path / "cut.warc.gz").write_bytes(data[: len(data) - len(records[-1]) + 20])  # nothing decodes
+    urls, counts = summarize(tmp_path / "cut.warc.gz")
+    assert urls == ALL_URLS[:5] and counts["read.broken_gzip_member"] == 1
+    (tmp_path / "cut.warc.gz").write_bytes(data[:-3])  # in the gzip trailer: the record is whole
+    urls, counts = summarize(tmp_path / "cut.warc.gz")
+    assert urls == ALL_URLS[:6] and counts["read.broken_gzip_member"] == 1
