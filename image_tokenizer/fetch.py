@@ -12,7 +12,10 @@ import binascii
 import collections
 import email.utils
 import enum
+import http.client
+import io
 import ipaddress
+import math
 import socket
 import threading
 import time
@@ -26,6 +29,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util import connection as urllib3_connection
 
 USER_AGENT_TOKEN = "cm3-data"
@@ -157,11 +161,58 @@ def address_policy(options: FetchOptions) -> Callable[[str], bool]:
     return allowed
 
 
+class _DeadlineReader(io.RawIOBase):
+    """A response's socket reads, each waiting at most the read timeout and never past the fetch's deadline.
+
+    A per-read timeout alone lets a server that drips its status line, headers or body a byte at a time
+    hold a fetch for as long as it likes.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        super().__init__()
+        self._sock = sock
+        self._read_timeout = sock.gettimeout()  # what urllib3 set for this response
+        self._deadline = deadline
+        self._raw = sock.makefile("rb", buffering=0)  # keeps the socket open while the body is read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out: total time budget spent")
+        self._sock.settimeout(remaining if self._read_timeout is None else min(self._read_timeout, remaining))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What http.client.HTTPResponse reads a response through (it only calls `makefile`)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
 def _guarded_connection_class(
-    base: type[HTTPConnection], allowed: Callable[[str], bool]
+    base: type[HTTPConnection], allowed: Callable[[str], bool], deadline: Callable[[], float]
 ) -> type[HTTPConnection]:
     class GuardedConnection(base):  # type: ignore[misc,valid-type]
-        """Resolves once, validates each IP, connects to that IP; Host header and TLS SNI keep the name."""
+        """Resolves once, validates each IP, connects to that IP; Host header and TLS SNI keep the name.
+
+        Responses are read under the fetch's `deadline()`, from the status line to the last body byte.
+        """
+
+        def response_class(self, sock: socket.socket, *args, **kwargs) -> http.client.HTTPResponse:
+            """http.client builds each response through this attribute."""
+            return http.client.HTTPResponse(_DeadlineSocket(sock, deadline()), *args, **kwargs)
 
         def _new_conn(self) -> socket.socket:
             try:
@@ -195,16 +246,18 @@ def _guarded_connection_class(
 
 
 class GuardedAdapter(HTTPAdapter):
-    """An HTTPAdapter whose connections refuse IPs that `allowed` rejects."""
+    """An HTTPAdapter whose connections refuse IPs that `allowed` rejects and read no response past
+    `deadline` (a `time.monotonic()` value the fetcher sets before each request; one adapter per thread)."""
 
     def __init__(self, allowed: Callable[[str], bool]):
         self.allowed = allowed
+        self.deadline = math.inf
         super().__init__(max_retries=0, pool_maxsize=4)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        http_conn = _guarded_connection_class(HTTPConnection, self.allowed)
-        https_conn = _guarded_connection_class(HTTPSConnection, self.allowed)
+        http_conn = _guarded_connection_class(HTTPConnection, self.allowed, lambda: self.deadline)
+        https_conn = _guarded_connection_class(HTTPSConnection, self.allowed, lambda: self.deadline)
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
@@ -291,6 +344,7 @@ class ImageFetcher:
             adapter = GuardedAdapter(address_policy(self.options))
             session.mount("http://", adapter)
             session.mount("https://", adapter)
+            self._local.adapter = adapter
             # identity: images are compressed already, and a gzip body could inflate past the byte cap per read
             session.headers.update(
                 {"User-Agent": self.options.user_agent, "Accept": "image/*", "Accept-Encoding": "identity"}
@@ -334,7 +388,7 @@ class ImageFetcher:
                     raise _Failure(FetchOutcome.BAD_STATUS, f"HTTP {response.status_code}")
                 content_type = response.headers.get("Content-Type", "")
                 _check_content_type(content_type)
-                data = self._read_capped(response, deadline, self.options.max_bytes)
+                data = self._read_capped(response, self.options.max_bytes)
                 return FetchResult(url, True, data, FetchOutcome.OK.value, "", content_type or None)
         raise _Failure(FetchOutcome.TOO_MANY_REDIRECTS, f"more than {self.options.max_redirects} redirects")
 
@@ -360,8 +414,10 @@ class ImageFetcher:
         if remaining <= 0:
             raise _Failure(FetchOutcome.TIMEOUT, "total time budget spent")
         timeout = (min(self.options.connect_timeout, remaining), min(self.options.read_timeout, remaining))
+        session = self._session()
+        self._local.adapter.deadline = deadline
         try:
-            return self._session().get(url, stream=True, allow_redirects=False, timeout=timeout)
+            return session.get(url, stream=True, allow_redirects=False, timeout=timeout)
         except RefusedAddressError as error:
             raise _Failure(FetchOutcome.REFUSED_HOST, str(error)) from None
         except requests.Timeout as error:
@@ -371,18 +427,14 @@ class ImageFetcher:
         except requests.RequestException as error:
             raise _Failure(FetchOutcome.CONNECTION_ERROR, str(error)) from None
 
-    def _read_capped(self, response: requests.Response, deadline: float, max_bytes: int) -> bytes:
+    def _read_capped(self, response: requests.Response, max_bytes: int) -> bytes:
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise _Failure(FetchOutcome.TOO_LARGE, f"Content-Length {declared}")
         body = bytearray()
         try:
             while True:
-                if time.monotonic() > deadline:
-                    raise _Failure(
-                        FetchOutcome.TIMEOUT, f"body not complete within {self.options.total_timeout}s"
-                    )
-                # read1 returns whatever arrived, so a slow drip cannot hold us past the deadline
+                # read1 returns whatever arrived; the socket reads under it stop at the deadline
                 chunk = response.raw.read1(CHUNK_BYTES, decode_content=True)
                 if not chunk:
                     return bytes(body)
@@ -391,6 +443,8 @@ class ImageFetcher:
                     raise _Failure(FetchOutcome.TOO_LARGE, f"more than {max_bytes} bytes")
         except _Failure:
             raise
+        except Urllib3TimeoutError as error:  # a read cut short by the deadline
+            raise _Failure(FetchOutcome.TIMEOUT, f"{type(error).__name__}: {error}") from None
         except (requests.RequestException, OSError) as error:
             outcome = FetchOutcome.TIMEOUT if "timed out" in str(error) else FetchOutcome.CONNECTION_ERROR
             raise _Failure(outcome, f"{type(error).__name__}: {error}") from None
@@ -434,7 +488,7 @@ class ImageFetcher:
                 if 400 <= response.status_code < 500:
                     parser.allow_all = True
                 elif response.status_code == 200:
-                    text = self._read_capped(response, deadline, ROBOTS_MAX_BYTES).decode("utf-8", "replace")
+                    text = self._read_capped(response, ROBOTS_MAX_BYTES).decode("utf-8", "replace")
                     parser.parse(text.splitlines())
                 else:
                     parser.disallow_all = True

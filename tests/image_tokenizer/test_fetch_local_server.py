@@ -113,6 +113,16 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(0.05)
             except OSError:
                 pass
+        elif path == "/drip-headers":  # status line and headers one byte at a time, 8 s in all
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Pad: " + b"a" * 40 + b"\r\n\r\n"
+            try:
+                for byte in head[:80]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            self.close_connection = True
         else:
             self._send(404, b"", "text/plain")
 
@@ -296,6 +306,14 @@ def test_slow_drip_hits_total_timeout(server):
     result = local_fetcher(total_timeout=1.0, read_timeout=5.0).fetch(server + "/slow-drip")
     assert result.outcome == "timeout"
     assert time.monotonic() - started < 3
+
+
+def test_dripped_headers_hit_total_timeout(server):
+    """The deadline covers the status line and headers too, not only the body."""
+    started = time.monotonic()
+    result = local_fetcher(total_timeout=1.0, read_timeout=5.0).fetch(server + "/drip-headers")
+    assert result.outcome == "timeout", result
+    assert time.monotonic() - started < 2
 
 
 def test_per_host_politeness_spaces_requests(server):
