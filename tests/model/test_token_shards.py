@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from model import CM3Tokenizer
-from model.shards import ShardError, TokenSplit, doc_key, iter_docs, tokenize_shards
+from model.shards import ShardError, TokenSplit, doc_key, iter_docs, tokenize_shards, train_tokenizer
 
 
 def _docs_by_key(doc_dir, split):
@@ -214,3 +214,16 @@ def test_cm3_train_tokenizer_reports_a_corrupt_document_shard_in_one_line(doc_sh
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("cm3-train: error: ") and len(err.splitlines()) == 1 and str(shard) in err
+
+
+def test_an_unreadable_document_shard_is_named_even_without_a_manifest_sha256(doc_shards, tmp_path):
+    docs = tmp_path / "docs"
+    shutil.copytree(doc_shards, docs)
+    manifest = json.loads((docs / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]["shards"][0]
+    del entry["sha256"]
+    (docs / "manifest.json").write_text(json.dumps(manifest))
+    shard = docs / entry["file"]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(ShardError, match=rf"{shard}: not a readable Parquet file \("):
+        train_tokenizer(docs, vocab_size=300, out_dir=tmp_path / "tok")
