@@ -49,13 +49,28 @@ _NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff
 def parse(html: str) -> etree._Element | None:
     """The <html> root of `html`, or None when there is no document (empty / whitespace / unparseable).
 
-    Control characters (and lone surrogates) are dropped first: they are no text, and lxml would refuse
-    the edited text nodes that still contained them."""
+    Control characters (and lone surrogates) are dropped first, and those that character references put
+    into the tree (`&#1;`, `&#xFFFE;`) after parsing: they are no text, and lxml would refuse the edited
+    text nodes and attributes that still contained them."""
     parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
     try:
-        return etree.fromstring(_NOT_XML_TEXT.sub("", html).encode("utf-8"), parser)
+        root = etree.fromstring(_NOT_XML_TEXT.sub("", html).encode("utf-8"), parser)
     except (etree.ParserError, ValueError):
         return None
+    if root is not None and "&#" in html:
+        _drop_referenced_controls(root)
+    return root
+
+
+def _drop_referenced_controls(root: etree._Element) -> None:
+    for node in root.iter():
+        if node.text and _NOT_XML_TEXT.search(node.text):
+            node.text = _NOT_XML_TEXT.sub("", node.text)
+        if node.tail and _NOT_XML_TEXT.search(node.tail):
+            node.tail = _NOT_XML_TEXT.sub("", node.tail)
+        for name, value in node.attrib.items():
+            if _NOT_XML_TEXT.search(value):
+                node.attrib[name] = _NOT_XML_TEXT.sub("", value)
 
 
 def _is_element(node: etree._Element) -> bool:

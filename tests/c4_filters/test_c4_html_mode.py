@@ -211,3 +211,15 @@ def test_cleaning_a_page_leaves_no_reference_cycle():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("reference", ["&#1;", "&#x1;", "&#X1F", "&#0011;", "&#xfffe;", "&#65535;"])
+def test_character_references_to_control_characters_are_dropped(prose_html, reference):
+    """libxml2 decodes them into the tree, where lxml then refuses every edited text that holds them."""
+    html = prose_html(
+        f"<p>The old mill by the weir [1]{reference} is open <b>again</b> [2]{reference} every day.</p>"
+        f'<p><img alt="The mill [3]{reference}" src="https://example.org/m.jpg"></p>'
+    )
+    result = clean_html(html)
+    assert "<p>The old mill by the weir is open <b>again</b> every day.</p>" in result.html
+    assert 'alt="The mill"' in result.html

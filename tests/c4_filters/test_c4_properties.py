@@ -82,8 +82,14 @@ def mutated_html(draw):
     html = TEMPLATE
     for _ in range(draw(st.integers(0, 6))):
         pos = draw(st.integers(0, len(html)))
-        action = draw(st.sampled_from(["insert", "delete", "tag"]))
-        if action == "insert":
+        action = draw(st.sampled_from(["insert", "delete", "tag", "reference"]))
+        if action == "reference":  # a citation marker next to a character reference, e.g. to a control
+            code = draw(
+                st.one_of(st.integers(0, 0x20), st.sampled_from([0x7F, 0xD800, 0xFFFE, 0xFFFF, 0x110000]))
+            )
+            form = draw(st.sampled_from(["&#{};", "&#x{:x};", "&#X{:X}", "&#{} "])).format(code)
+            html = html[:pos] + draw(st.sampled_from(["[1]", " [12] ", ""])) + form + html[pos:]
+        elif action == "insert":
             html = html[:pos] + draw(st.text(max_size=20)) + html[pos:]
         elif action == "delete":
             html = html[:pos] + html[pos + draw(st.integers(1, 30)) :]
