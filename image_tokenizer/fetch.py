@@ -239,6 +239,12 @@ def _guarded_connection_class(
                 except OSError as error:
                     last_error = error
                     continue
+                left = deadline() - time.monotonic()
+                if left <= 0:
+                    sock.close()
+                    raise ConnectTimeoutError(self, f"connect to {self.host} spent the time budget")
+                # What is left, not the connect timeout again, bounds the TLS handshake that follows.
+                sock.settimeout(left if self.timeout is None else min(self.timeout, left))
                 return sock
             raise NewConnectionError(self, f"failed to connect: {last_error}")
 

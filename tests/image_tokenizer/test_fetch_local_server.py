@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import sys
 import threading
 import time
@@ -314,6 +315,28 @@ def test_dripped_headers_hit_total_timeout(server):
     result = local_fetcher(total_timeout=1.0, read_timeout=5.0).fetch(server + "/drip-headers")
     assert result.outcome == "timeout", result
     assert time.monotonic() - started < 2
+
+
+def test_slow_connect_and_silent_tls_handshake_share_one_total_timeout():
+    """A listener whose accept queue is full drops the first SYN (Linux resends it after 1 s); once in, it
+    never answers the TLS ClientHello. Connect and handshake together must stay within total_timeout."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))  # fills the accept queue
+    freed = threading.Timer(0.3, lambda: listener.accept()[0].close())  # room for the resent SYN
+    freed.start()
+    try:
+        started = time.monotonic()
+        result = local_fetcher(total_timeout=1.5, connect_timeout=5.0).fetch(
+            f"https://127.0.0.1:{port}/x.png"
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        freed.join()
+        queued.close()
+        listener.close()
+    assert result.outcome == "timeout", result
+    assert elapsed < 2.0
 
 
 def test_per_host_politeness_spaces_requests(server):
