@@ -32,6 +32,7 @@ CHUNK_BYTES = 1 << 16
 MAX_HEADER_BYTES = 1 << 16  # a WARC header block or an ARC header line
 # a record's content is held in memory up to this size; a larger one is skipped, counted
 MAX_RECORD_BYTES = 64 << 20
+ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
 
 
 @dataclass(frozen=True)
@@ -366,8 +367,9 @@ def _skip_line_ends(stream: _DecodedStream) -> None:
 def _next_warc_record(stream: _DecodedStream) -> _Framed | str:
     """The record at the stream's position, or the reason it cannot be read (the stream then is anywhere).
 
-    A record counts as whole only when its Content-Length bytes are followed by line ends and then the next
-    record or the end of the file: an absurd length (one that runs over later records) fails here."""
+    A record counts as whole when its Content-Length bytes are there and followed by the next record, the
+    end of the file, or garbage while its block holds no `WARC/1.`: an absurd length (one that runs over
+    later records or past the end) fails here."""
     header = stream.readline(MAX_HEADER_BYTES)
     if not header.startswith(WARC_MAGIC):
         return "broken"
@@ -395,7 +397,10 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | str:
         if len(block) < size:
             return "broken"
     _skip_line_ends(stream)
-    if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC):
+    # garbage after the block: the record is still whole unless its length ran over a later record's start
+    if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC) and (
+        size > MAX_RECORD_BYTES or WARC_MAGIC in block
+    ):
         return "broken"
     if size > MAX_RECORD_BYTES:
         return "over_size_cap"
@@ -457,35 +462,71 @@ def _read_warc(path: str) -> Iterator[Item]:
 # ---------------------------------------------------------------- ARC (FastWARC reads WARC only)
 
 
-def _arc_records(stream: io.BufferedIOBase) -> Iterator[tuple[str, bytes]]:
-    """(header line, content) of each ARC v1 record; raises EOFError/ValueError on broken data."""
-    while True:
-        line = stream.readline()
-        if not line:
-            return
+def _arc_header(line: bytes) -> tuple[str, int] | None:
+    """(URL, content length) of an ARC v1/v2 header line (URL IP date ... length), or None."""
+    fields = line.decode("latin-1").split()
+    if len(fields) < 5 or ":" not in fields[0] or not fields[2].isdigit() or not fields[-1].isdigit():
+        return None
+    return fields[0], int(fields[-1])
+
+
+def _arc_content(stream: _DecodedStream, size: int) -> bytes | str | None:
+    """The content after a header line, "over_size_cap" for a whole record too large to hold, or None when
+    it is not whole: content, its newline, then the next header line (as far as ARC_LOOKAHEAD_BYTES shows
+    it), the end of the file, or garbage after content that holds no header line; an absurd length fails."""
+    if size > MAX_RECORD_BYTES:
+        content = "over_size_cap" if stream.skip(size) == size else None
+    else:
+        content = stream.read_exact(size)
+        content = content if len(content) == size else None
+    if content is None or stream.read(1) not in (b"\n", b""):
+        return None
+    ahead = stream.peek(ARC_LOOKAHEAD_BYTES).lstrip(b"\r\n")
+    line, newline, _ = ahead.partition(b"\n")
+    if not newline or _arc_header(line) is not None:
+        return content
+    # garbage follows: the content is still whole unless its length ran over later records' header lines
+    if isinstance(content, str) or any(_arc_header(line) for line in content.split(b"\n")):
+        return None
+    return content
+
+
+def _arc_records(stream: _DecodedStream) -> Iterator[tuple[str, bytes] | Count]:
+    """(URL, content) of each ARC record; a garbage line or a record that is not whole starts a broken
+    stretch (counted once) that ends at the next line that reads as a record header."""
+    in_broken_stretch, resyncs = False, 0
+    while line := stream.readline(MAX_HEADER_BYTES):
         if not line.strip():
             continue
-        fields = line.decode("latin-1").strip().split(" ")
-        if len(fields) < 5 or not fields[-1].isdigit():
-            raise ValueError(f"bad ARC header line {line[:120]!r}")
-        length = int(fields[-1])
-        content = stream.read(length)
-        if len(content) < length:
-            raise EOFError("truncated ARC record")
-        yield fields[0], content
+        header = _arc_header(line) if line.endswith(b"\n") else None
+        after_header = stream.tell()
+        content = _arc_content(stream, header[1]) if header is not None else None
+        if content is None:
+            if not in_broken_stretch:
+                yield Count("read.broken_or_truncated_record")
+                in_broken_stretch = True
+            if header is not None:  # read on from the line after this header
+                resyncs += 1
+                if resyncs > MAX_RESYNCS_PER_FILE:
+                    yield Count("read.too_many_broken_records")
+                    return
+                stream.seek(after_header)
+            continue
+        in_broken_stretch = False
+        yield Count("read.record_over_size_cap") if content == "over_size_cap" else (header[0], content)
 
 
 def _read_arc(path: str) -> Iterator[Item]:
-    """ARC v1 files (FastWARC reads only WARC): URL IP date type length header lines + HTTP responses."""
+    """ARC v1 files (FastWARC reads only WARC): URL IP date type length header lines + HTTP responses,
+    plain or gzip members, streamed like WARC files and resynced at the next header line or gzip member."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
-        data = raw.read()
-    if data[:3] == GZIP_MAGIC:
-        data, complete = _gunzip_lenient(data)
-        if not complete:
-            yield Count("read.broken_or_truncated_record")
-    stream = io.BytesIO(data)
-    try:
-        for url, content in _arc_records(stream):
+        stream = _DecodedStream(raw)
+        for record in _arc_records(stream):
+            yield from stream.take_counts()
+            if isinstance(record, Count):
+                yield record
+                continue
+            url, content = record
             if url.startswith("filedesc:"):
                 continue
             yield Count("read.arc_record")
@@ -496,24 +537,7 @@ def _read_arc(path: str) -> Iterator[Item]:
             headers, body = parsed
             media_type, charset = parse_content_type(headers.get("content-type"))
             yield classify(url, media_type, charset, body, "warc")
-    except (ValueError, EOFError) as error:
-        LOG.info("broken ARC data in %s: %s", path, error)
-        yield Count("read.broken_or_truncated_record")
-
-
-def _gunzip_lenient(data: bytes) -> tuple[bytes, bool]:
-    """(decompressed, complete): all gzip members; a broken or truncated member keeps what was decoded."""
-    out = []
-    while data:
-        decomp = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            out.append(decomp.decompress(data))
-        except zlib.error:
-            return b"".join(out), False
-        data = decomp.unused_data
-        if not decomp.eof:
-            return b"".join(out), False
-    return b"".join(out), True
+        yield from stream.take_counts()
 
 
 # ---------------------------------------------------------------- Wikipedia (Wikimedia Enterprise HTML dumps)

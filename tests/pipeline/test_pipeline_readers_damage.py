@@ -85,3 +85,59 @@ def test_a_gzip_warc_cut_inside_a_member_is_counted(tmp_path):
     (tmp_path / "cut.warc.gz").write_bytes(data[:-3])  # in the gzip trailer: the record is whole
     urls, counts = summarize(tmp_path / "cut.warc.gz")
     assert urls == ALL_URLS[:6] and counts["read.broken_gzip_member"] == 1
+
+
+ARC_HEAD = b"filedesc://x.arc 0.0.0.0 20240101000000 text/plain 0\n\n"
+ARC_URLS = [f"http://arc.example/{i}" for i in range(10)]
+
+
+def arc_records(n: int = 10) -> list[bytes]:
+    """n ARC v1 records (header line, HTTP response, newline) holding a small HTML page each."""
+    records = []
+    for i in range(n):
+        response = http_response(f"<html><p>arc page {i}</p></html>".encode(), "text/html")
+        records.append(
+            f"http://arc.example/{i} 1.2.3.4 20240101000000 text/html {len(response)}\n".encode()
+            + response
+            + b"\n"
+        )
+    return records
+
+
+def test_arc_resyncs_after_a_garbage_line(tmp_path):
+    records = arc_records()
+    (tmp_path / "g.arc").write_bytes(
+        ARC_HEAD + b"".join(records[:3]) + b"garbage line\n" + b"".join(records[3:])
+    )
+    urls, counts = summarize(tmp_path / "g.arc")
+    assert urls == ARC_URLS
+    assert counts["read.broken_or_truncated_record"] == 1
+
+
+def test_arc_resyncs_after_a_bad_gzip_member(tmp_path):
+    members = [gzip.compress(r, mtime=0) for r in [ARC_HEAD, *arc_records()]]
+    members[4] = members[4][:20] + bytes(b ^ 0xFF for b in members[4][20:40]) + members[4][40:]  # record 3
+    (tmp_path / "g.arc.gz").write_bytes(b"".join(members))
+    urls, counts = summarize(tmp_path / "g.arc.gz")
+    assert urls == ARC_URLS[:3] + ARC_URLS[4:]
+    assert counts["read.broken_gzip_member"] == 1
+
+
+def test_arc_absurd_length_loses_only_its_own_record(tmp_path):
+    records = arc_records()
+    records[3] = re.sub(rb" \d+\n", b" 999999999999\n", records[3], count=1)
+    (tmp_path / "a.arc").write_bytes(ARC_HEAD + b"".join(records))
+    urls, counts = summarize(tmp_path / "a.arc")
+    assert urls == ARC_URLS[:3] + ARC_URLS[4:]
+    assert counts["read.broken_or_truncated_record"] == 1
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_warc_garbage_after_a_record_loses_no_record(tmp_path, gzipped):
+    records = page_records(4) if gzipped else [gzip.decompress(r) for r in page_records(4)]
+    garbage = gzip.compress(b"no record here\r\n", mtime=0) if gzipped else b"no record here\r\n"
+    path = tmp_path / ("g.warc.gz" if gzipped else "g.warc")
+    path.write_bytes(records[0] + records[1] + garbage + records[2] + records[3])
+    urls, counts = summarize(path)
+    assert urls == ALL_URLS[:4]
+    assert counts["read.broken_or_truncated_record"] == 1
