@@ -22,6 +22,7 @@ from pathlib import Path
 
 import lxml.html
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
@@ -58,28 +59,63 @@ class Document:
 
 
 def shard_files(data_dir: Path, split: str) -> list[tuple[str, Path]]:
-    """(split, path) of every shard listed by manifest.json, else of every `{split}-*.parquet` file."""
+    """(split, path) of every shard listed by manifest.json (each checked against its sha256, so a
+    truncated or corrupted shard is refused before it is parsed), else of every `{split}-*.parquet` file."""
     manifest_path = data_dir / "manifest.json"
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            found = [
-                (name, data_dir / shard["file"])
+            listed = [
+                (name, data_dir / shard["file"], shard.get("sha256"))
                 for name, info in sorted(manifest["splits"].items())
                 for shard in info["shards"]
             ]
         except (ValueError, KeyError, TypeError) as err:
             raise ViewError(f"{manifest_path}: unreadable manifest ({err})") from None
+        listed = [entry for entry in listed if split == "all" or entry[0] == split]
+        for _, path, sha in listed:
+            check_sha256(path, sha)
+        found = [(name, path) for name, path, _ in listed]
     else:
         found = [
             (path.name.split("-", 1)[0], path)
             for path in sorted(data_dir.glob("*.parquet"))
             if _SHARD_NAME.match(path.name)
         ]
-    found = [(name, path) for name, path in found if split == "all" or name == split]
+        found = [(name, path) for name, path in found if split == "all" or name == split]
     if not found:
         raise ViewError(f"{data_dir}: no {'' if split == 'all' else split + ' '}document shards")
     return found
+
+
+def check_sha256(path: Path, expected: str | None) -> None:
+    """A listed shard must exist and, where the manifest records one, match its sha256 (streamed)."""
+    if not path.is_file():
+        raise ViewError(f"{path}: listed in the manifest but missing")
+    if not expected:
+        return
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 23), b""):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise ViewError(
+            f"{path}: sha256 differs from the manifest (truncated or corrupted; `cm3-data verify` checks all)"
+        )
+
+
+def read_shard(path: Path, columns: list[str]) -> pa.Table:
+    """Columns of a shard; missing columns or a file that is not readable Parquet (truncated, flipped
+    bytes) are a ViewError naming it, not a traceback."""
+    try:
+        shard = pq.ParquetFile(path)
+        missing = [c for c in columns if c not in shard.schema_arrow.names]
+        table = None if missing else shard.read(columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise ViewError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())})") from None
+    if table is None:
+        raise ViewError(f"{path}: missing columns {missing}")
+    return table
 
 
 def sample_key(seed: int, doc_id: str) -> bytes:
@@ -90,21 +126,15 @@ def sample_documents(files: list[tuple[str, Path]], n: int, seed: int) -> tuple[
     """The n documents with the smallest sample keys (same shards + seed -> same sample), and the total."""
     keyed = []
     for index, (_, path) in enumerate(files):
-        try:
-            ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        except (OSError, KeyError, ValueError) as err:
-            raise ViewError(f"{path}: cannot read the id column ({err})") from None
+        ids = read_shard(path, ["id"]).column("id").to_pylist()
         keyed += [(sample_key(seed, str(doc_id)), index, row) for row, doc_id in enumerate(ids)]
     chosen = sorted(keyed)[:n]
     rows: dict[tuple[int, int], dict] = {}
     for index in sorted({i for _, i, _ in chosen}):
         split, path = files[index]
-        table = pq.read_table(path)
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise ViewError(f"{path}: missing columns {missing}")
+        table = read_shard(path, list(COLUMNS))
         wanted = [row for _, i, row in chosen if i == index]
-        for row, record in zip(wanted, table.select(list(COLUMNS)).take(wanted).to_pylist(), strict=True):
+        for row, record in zip(wanted, table.take(wanted).to_pylist(), strict=True):
             rows[(index, row)] = record
     documents = [Document(files[i][0], files[i][1].name, rows[(i, row)]) for _, i, row in chosen]
     return documents, len(keyed)

@@ -251,3 +251,26 @@ def test_chromium_shows_the_decoded_images(shard_dir, photo_codes, vq, chromium,
     # a blank region has no such match: the check can fail
     assert best_match(np.full_like(shot, 255), pixels[0]) > 30.0
     assert not (shot == MAGENTA).all(axis=2).any(), "a script ran"
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated", "flipped byte", "truncated, no manifest", "flipped byte, no manifest"]
+)
+def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_shards, damage):
+    rows = [
+        doc_row(f"https://example.org/{i}", f"<html><body><p>Page {i}.</p></body></html>") for i in range(40)
+    ]
+    write_document_shards(tmp_path, {"train": rows}, n_embed=1024)
+    (shard,) = tmp_path.glob("train-*.parquet")
+    raw = bytearray(shard.read_bytes())
+    if damage.startswith("flipped byte"):
+        raw[len(raw) // 2] ^= 0x01
+    else:
+        raw = raw[: len(raw) // 2]
+    shard.write_bytes(bytes(raw))
+    if damage.endswith("no manifest"):
+        (tmp_path / "manifest.json").unlink()
+    assert view_main([str(tmp_path), "--out", str(tmp_path / "x.html")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"cm3-data view: {shard}: "), err
+    assert not (tmp_path / "x.html").exists()
