@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -65,7 +66,8 @@ def write_synthetic_token_shards(out: Path, n_docs: int, seed: int = 0) -> CM3To
         np.concatenate(docs).tofile(out / files["tokens"])
         offsets.tofile(out / files["offsets"])
         rng.integers(0, 2**63, n, dtype=np.int64).astype("<u8").tofile(out / files["keys"])
-        manifest["splits"][split] = {"docs": n, "tokens": int(offsets[-1]), "files": files}
+        sha256 = {kind: hashlib.sha256((out / name).read_bytes()).hexdigest() for kind, name in files.items()}
+        manifest["splits"][split] = {"docs": n, "tokens": int(offsets[-1]), "files": files, "sha256": sha256}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return tok
 
