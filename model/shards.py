@@ -227,7 +227,8 @@ def _concatenate_parts(out_dir: Path, split: str, prefixes: list[str]) -> dict:
 
 @dataclass
 class TokenSplit:
-    """One split of a token shard directory, memory-mapped."""
+    """One split of a token shard directory, memory-mapped; `open` first checks its files against the
+    manifest (sizes, sha256, offsets, every id below the vocabulary size)."""
 
     tokens: np.ndarray
     offsets: np.ndarray
