@@ -27,6 +27,16 @@ LOG = logging.getLogger(__name__)
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 MAX_RESYNCS_PER_FILE = 1000
 WARC_MAGIC = b"WARC/1."
+WARC_TYPES = (
+    "warcinfo",
+    "response",
+    "resource",
+    "request",
+    "metadata",
+    "revisit",
+    "conversion",
+    "continuation",
+)
 GZIP_MAGIC = b"\x1f\x8b\x08"
 CHUNK_BYTES = 1 << 16
 MAX_HEADER_BYTES = 1 << 16  # a WARC header block or an ARC header line
@@ -445,6 +455,8 @@ def _read_warc(path: str) -> Iterator[Item]:
                 yield framed
                 continue
             if framed.record_type not in ("response", "resource"):
+                if framed.record_type not in WARC_TYPES:
+                    yield Count("read.unknown_warc_type")
                 continue
             yield Count(f"read.warc_{framed.record_type}")
             records = ArchiveIterator(

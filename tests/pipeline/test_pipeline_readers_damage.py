@@ -5,6 +5,8 @@ import re
 from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pipeline.readers import Count, Page, read_input
 from pipeline.warc_writer import http_response, warc_record
@@ -141,3 +143,39 @@ def test_warc_garbage_after_a_record_loses_no_record(tmp_path, gzipped):
     urls, counts = summarize(path)
     assert urls == ALL_URLS[:4]
     assert counts["read.broken_or_truncated_record"] == 1
+
+
+PROPERTY_RECORDS = page_records(5)
+NORMAL_COUNTS = {"read.files.warc", "read.warc_response", "read.pages.warc"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    gzipped=st.booleans(),
+    damage=st.sampled_from(["cut", "flip", "insert"]),
+    where=st.floats(min_value=0, max_value=1, exclude_max=True),
+    junk=st.binary(min_size=1, max_size=40),
+)
+def test_damage_anywhere_loses_no_record_before_it_and_a_loss_is_counted(
+    tmp_path, gzipped, damage, where, junk
+):
+    records = PROPERTY_RECORDS if gzipped else [gzip.decompress(r) for r in PROPERTY_RECORDS]
+    data = b"".join(records)
+    at = int(where * len(data))
+    if damage == "cut":
+        damaged = data[:at]
+    elif damage == "flip":
+        damaged = data[:at] + bytes([data[at] ^ (junk[0] or 0xFF)]) + data[at + 1 :]
+    else:
+        damaged = data[:at] + junk + data[at:]
+    path = tmp_path / ("d.warc.gz" if gzipped else "d.warc")
+    path.write_bytes(damaged)
+    urls, counts = summarize(path)  # never raises
+    ends = [sum(len(r) for r in records[: i + 1]) for i in range(len(records))]
+    assert {url for url, end in zip(ALL_URLS, ends, strict=False) if end <= at} <= set(urls)
+    losses = sum(n for name, n in counts.items() if name not in NORMAL_COUNTS)
+    if damage == "cut":  # a record cut in two is counted (unless the cut took only its closing line ends)
+        start, end = max([0, *[e for e in ends if e <= at]]), min([e for e in ends if e > at], default=at)
+        assert not (start < at and data[at:end].strip(b"\r\n")) or losses >= 1
+    else:  # every record is read (perhaps with the damage in it: plain WARC has no checksum) or counted
+        assert counts["read.warc_response"] == len(records) or losses >= 1
