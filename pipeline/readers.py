@@ -235,14 +235,16 @@ class _DecodedStream:
         self._in_broken_stretch = False
         self._start(0)
 
-    def _start(self, member: int) -> None:
-        self._raw.seek(member)
-        self._member, self._raw_pos, self._offset = member, member, 0
+    def _start(self, member: int, carried: bytes = b"") -> None:
+        """Decode from the member at this raw offset; `carried`: its first raw bytes, already read."""
+        if not carried:
+            self._raw.seek(member)
+        self._member, self._raw_pos, self._offset, self._carried = member, member + len(carried), 0, carried
         self._pending = b""  # decoded, not yet consumed; all of it from the current member
         self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if self.gzipped else None
         self._ended, self._next = False, None
 
-    def _broken(self, next_member: int | None) -> None:
+    def _broken(self, next_member: tuple[int, bytes] | None) -> None:
         if self._member not in self._broken_members and not self._in_broken_stretch:
             self.counts["read.broken_gzip_member"] += 1
         self._broken_members.add(self._member)
@@ -252,9 +254,13 @@ class _DecodedStream:
     def _fill(self) -> bool:
         """Decode more of the current member into the pending bytes; False when it has no more."""
         while not self._ended:
-            tail = self._decoder.unconsumed_tail if self._decoder else b""
-            data = tail or self._raw.read(CHUNK_BYTES)
-            self._raw_pos += 0 if tail else len(data)
+            if self._decoder is not None and self._decoder.unconsumed_tail:
+                data = self._decoder.unconsumed_tail
+            elif self._carried:
+                data, self._carried = self._carried, b""
+            else:
+                data = self._raw.read(CHUNK_BYTES)
+                self._raw_pos += len(data)
             if self._decoder is None:
                 self._ended = not data
                 self._pending += data
@@ -267,10 +273,12 @@ class _DecodedStream:
             try:
                 out = self._decoder.decompress(data, CHUNK_BYTES)
             except zlib.error:
-                self._broken(_find_magic(self._raw, self._member + 1, GZIP_MAGIC))
+                resume = _find_magic(self._raw, self._member + 1, GZIP_MAGIC)
+                self._broken(None if resume is None else (resume, b""))
                 return False
             if self._decoder.eof:
-                self._ended, self._next = True, self._raw_pos - len(self._decoder.unused_data)
+                unused = self._decoder.unused_data  # the next member's first bytes: no seek and read again
+                self._ended, self._next = True, (self._raw_pos - len(unused), unused)
                 self._in_broken_stretch = False
             if out:
                 self._pending += out
@@ -296,7 +304,7 @@ class _DecodedStream:
                 continue
             if self._pending or self._next is None:
                 break
-            self._start(self._next)
+            self._start(*self._next)
         return self._pending[:n]
 
     def read(self, n: int) -> bytes:
