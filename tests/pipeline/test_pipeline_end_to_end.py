@@ -190,6 +190,6 @@ def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
     assert verify(str(output)) == []
     counts = json.loads((output / "report.json").read_text())["counts"]
     assert counts["read.files.warc"] == 12
-    assert counts["read.broken_or_truncated_record"] >= 3
+    assert counts["read.broken_or_truncated_record"] >= 2 and counts["read.broken_gzip_member"] == 1
     assert counts["read.pages.warc"] == 8  # one page in each WARC that has a response/resource page
     assert sum(n for name, n in counts.items() if name.startswith("minimize.error.")) >= 1
