@@ -79,15 +79,32 @@ _WHATWG_LABELS = {label: codec for codec, labels in _WHATWG_ENCODINGS.items() fo
 # C0 controls but tab/newline/carriage return, and DEL: not allowed in XML (nor are U+FFFE/U+FFFF)
 _CONTROLS = bytes([*range(0, 9), 11, 12, *range(14, 32), 127])
 _NONCHARACTERS = re.compile(rb"\xef\xbf[\xbe\xbf]")
-_CP1252 = [bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(256)]
+# Bytes that are not UTF-8 read as cp1252 (latin-1 for its 5 holes): pages mixing encodings stay legible.
+# The decoder's built-in surrogateescape handler marks each such byte b as U+DC00+b in C; the marks become
+# cp1252 by one error handler call per run of them when runs are few, by one str.translate (a fixed cost per
+# character) when they are many. (A handler called per invalid byte took 5 s for 5 MB of them.)
+_CP1252 = "".join(bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in range(128, 256))
+# indexed by code point: itself below the marks, cp1252 for a mark; a str table translates twice as fast as a
+# dict (a miss, for every character but the marks, raises inside str.translate); code points past it stay
+_CP1252_FOR_ESCAPED = "".join(map(chr, range(0xDC80))) + _CP1252
+# a handler call costs about as much as translating 16 characters
+_CHARS_PER_HANDLER_CALL = 16
 
 
-def _cp1252_bytes(err: UnicodeDecodeError) -> tuple[str, int]:
-    """Decode bytes that are not UTF-8 as cp1252 (latin-1 for its 5 holes): pages mixing encodings stay legible."""
-    return "".join(_CP1252[b] for b in err.object[err.start : err.end]), err.end
+def _escaped_bytes_as_cp1252(err: UnicodeEncodeError) -> tuple[bytes, int]:
+    return err.object[err.start : err.end].translate(_CP1252_FOR_ESCAPED).encode("utf-8"), err.end
 
 
-codecs.register_error("html_minimizer.cp1252", _cp1252_bytes)
+codecs.register_error("html_minimizer.cp1252", _escaped_bytes_as_cp1252)
+
+
+def _utf8_with_cp1252(raw: bytes) -> tuple[str, bytes]:
+    """(text with U+DC80-U+DCFF marking invalid bytes, its UTF-8 bytes with those bytes read as cp1252)."""
+    text = raw.decode("utf-8", errors="surrogateescape")
+    n_escaped = len(raw) - len(text.encode("utf-8", errors="ignore"))
+    if n_escaped * _CHARS_PER_HANDLER_CALL > len(text):
+        return text, text.translate(_CP1252_FOR_ESCAPED).encode("utf-8")
+    return text, text.encode("utf-8", errors="html_minimizer.cp1252")
 
 
 def text_codec(label: str | None) -> str | None:
@@ -143,7 +160,7 @@ def _decode_bytes(raw: bytes, charset: str | None) -> tuple[str, bytes, str]:
         try:
             return raw.decode("utf-8"), raw, "utf-8"
         except UnicodeDecodeError:
-            text = raw.decode("utf-8", errors="html_minimizer.cp1252")
-            return text, text.encode("utf-8"), "utf-8+cp1252"
+            # the marks in text are no noncharacters, which is all to_clean_utf8 looks for in it
+            return *_utf8_with_cp1252(raw), "utf-8+cp1252"
     text = raw.decode(codec, errors="replace")
     return text, text.encode("utf-8", errors="replace"), codec

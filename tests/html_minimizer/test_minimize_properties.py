@@ -2,6 +2,7 @@
 images and text and is fixed under re-serialisation (replace_images with an empty mapping); minimizing
 the output again adds no text (what it keeps is a subsequence of the first output's text)."""
 
+import codecs
 import encodings.aliases
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from html_minimizer import MinimizeError, minimize, replace_images
+from html_minimizer.charset import to_clean_utf8
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -145,3 +147,22 @@ def test_any_charset_label_with_any_bytes_raises_only_minimize_errors(label, raw
         check(b"<meta charset='" + label.encode("utf-8", "replace") + b"'><p>" + raw)
     else:
         check(b"<p>" + raw, charset=label)
+
+
+def _cp1252_per_byte(err):
+    return "".join(
+        bytes([b]).decode("cp1252", errors="ignore") or chr(b) for b in err.object[err.start : err.end]
+    ), err.end
+
+
+codecs.register_error("test.cp1252_per_byte", _cp1252_per_byte)
+
+
+@SETTINGS
+@given(st.lists(st.sampled_from([b"a", b" ", b"<p>", "é".encode(), "€".encode(), "𝄞".encode(), b"\x80", b"\xe9",
+                                 b"\xff", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80", b"\x81"]), max_size=60))  # fmt: skip
+def test_bytes_that_are_not_utf8_read_as_cp1252_however_many(parts):
+    """Few invalid bytes and many take different paths to the same text: each invalid byte as cp1252."""
+    raw = b"".join(parts)
+    expected = raw.decode("utf-8", errors="test.cp1252_per_byte").encode("utf-8")
+    assert to_clean_utf8(raw)[0] == expected
