@@ -28,6 +28,8 @@ EXAMPLES = """examples:
   cm3-data run --input 'gs://bucket/cc/*.warc.gz' --output gs://bucket/shards --runner=DataflowRunner ...
                                                         # (see python -m dataflow.launch --help)
   cm3-data verify out/shards
+
+An unexpected failure is one line (exit 1); add --debug to any command for the traceback.
 """
 
 
@@ -85,12 +87,16 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--validation-fraction",
-        type=float,
+        type=fraction,
         default=0.05,
         help="share of documents (by URL hash) in the validation split (default 0.05)",
     )
     parser.add_argument(
-        "--limit", type=int, default=None, help="read at most N pages per input file (quick looks)"
+        "--limit",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="read at most N pages per input file (quick looks)",
     )
     parser.add_argument(
         "--no-images", action="store_true", help="skip image encoding: every <img> is removed"
@@ -169,6 +175,16 @@ def positive_int(value: str) -> int:
         number = 0
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {value!r}")
     return number
 
 
@@ -282,7 +298,11 @@ def run_command(argv: list[str]) -> int:
         print(f"cm3-data run: {error}", file=sys.stderr)
         return 2
     if "://" not in args.output:
-        os.makedirs(args.output, exist_ok=True)
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as error:
+            print(f"cm3-data run: cannot create --output {args.output}: {error.strerror}", file=sys.stderr)
+            return 2
     job = JobOptions(
         inputs=tuple(patterns),
         output=args.output,
@@ -309,6 +329,8 @@ def run_command(argv: list[str]) -> int:
         print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
     options = PipelineOptions(beam_options(beam_args))
+    if not args.input:
+        print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
     print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
     started = time.monotonic()
     stop = threading.Event()
@@ -399,7 +421,19 @@ def main(argv: list[str] | None = None) -> int:
             "  view    look at documents in shards (cm3-data view --help)\n\n" + EXAMPLES
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    command, args = argv[0], argv[1:]
+    debug = "--debug" in args
+    try:
+        return COMMANDS[command]([arg for arg in args if arg != "--debug"])
+    except Exception as error:  # an unexpected failure: one line, the traceback behind --debug
+        if debug:
+            raise
+        print(
+            f"cm3-data {command}: {type(error).__name__}: {' '.join(str(error).split())[:500]} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -56,13 +56,14 @@ def test_job_options_refuse_impossible_values():
 
 
 @pytest.mark.slow
-def test_the_manifest_records_the_rules_used(tmp_path):
+def test_the_manifest_records_the_rules_used(tmp_path, capsys):
     path = tmp_path / "rules.json"
     path.write_text(json.dumps({"c4": {"min_sentences": 4}, "limits": {"max_attributes": 500}}))
     out = tmp_path / "out"
     with contextlib.redirect_stdout(io.StringIO()):
         code = main(["run", "--output", str(out), "--no-images", "--quiet", "--options-file", str(path)])
     assert code == 0
+    assert "no --input given: processing the bundled sample corpus" in capsys.readouterr().err
     options = json.loads((out / "manifest.json").read_text())["options"]
     assert C4Options.from_dict(options["c4"]) == C4Options(min_sentences=4)
     assert Limits.from_dict(options["limits"]) == Limits(max_attributes=500)
@@ -95,3 +96,36 @@ def test_beam_flags_of_every_runner_pass():
     assert unknown_flags(["--dask_client_adress=x", "--runner=DaskRunner"], parser) == [
         "unknown option --dask_client_adress (did you mean --dask_client_address?)"
     ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [("--limit", "-3"), ("--limit", "0"), ("--validation-fraction", "1.5"), ("--validation-fraction", "x")],
+)
+def test_numeric_options_are_checked_when_parsed(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_parser().parse_known_args(["--output", "out", *argv])
+    assert exit_info.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_an_output_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "--output", str(blocker / "out"), "--no-images"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot create --output" in err and err.count("\n") == 1
+
+
+def test_an_unexpected_failure_is_one_line_unless_debug(monkeypatch, capsys):
+    import pipeline.cli as cli
+
+    def broken(argv):
+        raise RuntimeError("something nobody expected\nacross lines")
+
+    monkeypatch.setitem(cli.COMMANDS, "verify", broken)
+    assert main(["verify", "out"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: something nobody expected across lines" in err
+    assert "--debug" in err
+    with pytest.raises(RuntimeError):
+        main(["verify", "out", "--debug"])
