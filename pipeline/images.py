@@ -177,7 +177,7 @@ def padded_batches(
     """(urls, uint8 batch of exactly `batch_size` crops) as `items` stream in; the last batch is zero-padded.
 
     Every batch has the same shape, so an image's codes do not depend on which images share its batch or on
-    its position there (float32 rounding depends on the batch shape only: tests/image_tokenizer), and the
+    its position there (float32 rounding depends on the batch shape only: tests/pipeline/test_vqgan_device.py), and the
     order in which a runner hands over grouped values cannot change a code. At most one batch is held.
     """
     urls: list[str] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -73,3 +74,19 @@ def token_shards(doc_shards, tokenizer_dir, tmp_path_factory) -> Path:
 def html_factory():
     """make_html(rng) -> a random fixture document (importlib mode: tests cannot import conftest)."""
     return make_html
+
+
+def logged_losses(run: Path) -> dict[int, float]:
+    """Last logged loss per step of a run's log.jsonl (a resumed run re-logs the steps after its checkpoint)."""
+    out = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            out[record["step"]] = record["loss"]
+    return out
+
+
+@pytest.fixture(scope="session")
+def losses_of():
+    """logged_losses(run) -> {step: loss} (importlib mode: tests cannot import conftest)."""
+    return logged_losses

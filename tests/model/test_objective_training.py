@@ -1,7 +1,6 @@
 """`cm3-train train objective=NAME` for the seeds' objectives: the loss falls, and a resumed run repeats the
 uninterrupted one bit for bit."""
 
-import json
 import os
 import shutil
 import subprocess
@@ -27,25 +26,16 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def _losses(run: Path) -> dict[int, float]:
-    out = {}
-    for line in (run / "log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
-
-
 def _train(token_shards, out, objective, *overrides) -> None:
     args = ["train", "--data", str(token_shards), *TINY, f"objective={objective}", f"out={out}", *overrides]
     assert main(args) == 0
 
 
 @pytest.mark.parametrize("objective", ["t5", "glm", "glm_doc", "unilmv2"])
-def test_objective_trains_and_resumes_bit_for_bit(token_shards, tmp_path, objective):
+def test_objective_trains_and_resumes_bit_for_bit(token_shards, tmp_path, objective, losses_of):
     common = ["log_every=1", "ckpt_every=12", "eval_every=12", "eval_batches=2"]
     _train(token_shards, tmp_path / "straight", objective, "max_steps=24", *common)
-    losses = _losses(tmp_path / "straight")
+    losses = losses_of(tmp_path / "straight")
     assert sorted(losses) == list(range(1, 25))
     assert sum(list(losses.values())[-4:]) < sum(list(losses.values())[:4])
     # resume from the step-12 checkpoint of the same run, as after a crash right after it was written
@@ -53,7 +43,7 @@ def test_objective_trains_and_resumes_bit_for_bit(token_shards, tmp_path, object
     first, last = list_checkpoints(tmp_path / "straight")[-2:]
     shutil.copytree(first, resumed / first.relative_to(tmp_path / "straight"))
     _train(token_shards, resumed, objective, "max_steps=24", *common)
-    assert _losses(resumed) == {k: v for k, v in losses.items() if k > 12}  # bit-identical floats
+    assert losses_of(resumed) == {k: v for k, v in losses.items() if k > 12}  # bit-identical floats
     a, b = (torch.load(c / "model.pt", weights_only=True) for c in (last, list_checkpoints(resumed)[-1]))
     assert all(torch.equal(a[k], b[k]) for k in a)
     tok = CM3Tokenizer.load(token_shards / "tokenizer")
@@ -66,7 +56,7 @@ def test_objective_trains_and_resumes_bit_for_bit(token_shards, tmp_path, object
 
 @pytest.mark.slow
 @pytest.mark.parametrize("objective", ["t5", "glm", "unilmv2"])
-def test_objective_trains_under_torchrun_ddp(token_shards, tmp_path, objective):
+def test_objective_trains_under_torchrun_ddp(token_shards, tmp_path, objective, losses_of):
     """Two processes on loopback (torchrun, DDP, gloo): each rank builds its own examples with their
     attention rule (and GLM's second positions), and the run finishes with a checkpoint per rank."""
     repo = Path(__file__).resolve().parents[2]
@@ -77,7 +67,7 @@ def test_objective_trains_under_torchrun_ddp(token_shards, tmp_path, objective):
     command += ["max_steps=8", "log_every=1", "ckpt_every=8", "eval_every=8", "eval_batches=1", f"out={run}"]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    losses = _losses(run)
+    losses = losses_of(run)
     assert sorted(losses) == list(range(1, 9)) and all(loss == loss for loss in losses.values())
     checkpoint = list_checkpoints(run)[-1]
     assert (checkpoint / "rank-00000.pt").exists() and (checkpoint / "rank-00001.pt").exists()

@@ -168,18 +168,8 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
-def _losses(run: Path) -> dict[int, float]:
-    """Last logged loss per step (a resumed run re-logs the steps after its checkpoint)."""
-    out = {}
-    for line in (run / "log.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
-
-
 @pytest.mark.slow
-def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_path):
+def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_path, losses_of):
     args = [
         "train",
         "--data",
@@ -205,11 +195,11 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_p
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    killed_at = max(_losses(run))
+    killed_at = max(losses_of(run))
     assert killed_at < 60, "the run finished before it could be killed"
 
     subprocess.run(_cli(*args, f"out={run}"), env=_env(), check=True, capture_output=True, timeout=300)
-    straight, resumed = _losses(tmp_path / "straight"), _losses(run)
+    straight, resumed = losses_of(tmp_path / "straight"), losses_of(run)
     assert sorted(resumed) == list(range(1, 61))
     assert resumed == straight  # bit-identical floats, every step
     a = torch.load(tmp_path / "straight" / "checkpoints" / "step-00000060" / "model.pt", weights_only=True)
