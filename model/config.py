@@ -165,12 +165,12 @@ class TrainConfig:
             rule: Rule = f.metadata["rule"]
             value = getattr(self, f.name)
             for item in value if isinstance(value, tuple) else (value,):
-                if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
-                    raise ValueError(f"config {f.name}: {item} is out of range")
                 if item is not None and not rule.allows(item):
-                    close = difflib.get_close_matches(str(item), rule.choices, n=1)
+                    close = difflib.get_close_matches(str(item), rule.choices, n=1, cutoff=0.5)
                     hint = f" (did you mean {close[0]}?)" if close else ""
                     raise ValueError(f"config {f.name}: must be {rule.describe()}, got {item!r}{hint}")
+                if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+                    raise ValueError(f"config {f.name}: {item} is out of range")
         if self.end_lr > self.lr:
             raise ValueError(f"config end_lr: {self.end_lr:g} is above lr {self.lr:g}")
         shape = self.shape()
