@@ -186,11 +186,12 @@ def prepare_run_dir(cfg, overwrite: bool, is_main: bool) -> str:
             f"out {out} holds a run with another config ({'; '.join(conflicts)}); resume it with the same "
             "values, pass --overwrite to delete it and start afresh, or choose another out"
         )
-    return "resumes the run there from its newest intact checkpoint"
+    return "resuming the run there from its newest intact checkpoint"
 
 
 def run_train(args: argparse.Namespace) -> int:
     from .config import TrainConfig
+    from .shards import read_token_manifest
     from .trainer import check_device, train
 
     overrides = list(args.overrides)
@@ -201,13 +202,14 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig.load(args.config, overrides)
     if not cfg.data:
         raise ValueError("no data: pass --data TOKEN_SHARD_DIR (from `cm3-train tokenize`)")
+    read_token_manifest(cfg.data)  # before --overwrite deletes anything
     check_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     is_main = os.environ.get("RANK", "0") == "0"
     what = prepare_run_dir(cfg, args.overwrite, is_main)
     if is_main:
         shape = ", ".join(f"{k} {v}" for k, v in cfg.shape().items())
         print(
-            f"cm3-train train: {what} in {Path(cfg.out)}/ (config.json, log.jsonl, checkpoints/step-N/)\n"
+            f"cm3-train train: {Path(cfg.out)}/: {what}; writes config.json, log.jsonl, checkpoints/step-N/\n"
             f"# resolved config ({cfg.preset}: {shape}); as yaml, --config reads it back\n" + cfg.to_yaml(),
             file=sys.stderr,
             end="",

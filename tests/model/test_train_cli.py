@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from model.cli import main
 from model.config import MAX_INT, PRESETS, TrainConfig
 from model.outputs import OutputError, build_output
+from model.tokenizer import CM3Tokenizer
 
 TINY = ["preset=tiny", "seq_len=64", "batch_size=4", "progress=false", "eval_every=0", "log_every=1"]
 
@@ -63,6 +64,12 @@ def test_the_smallest_vocabulary_is_the_byte_alphabet(doc_shards, tmp_path, caps
         == 0
     )
     assert json.loads(capsys.readouterr().out)["n_text"] == 256
+
+
+@pytest.mark.parametrize("vocab_size", [-5, 10, 255, 2**20 + 1])
+def test_the_tokenizer_itself_refuses_a_vocabulary_outside_the_bounds(vocab_size):
+    with pytest.raises(ValueError, match="from 256 \\(the byte-level alphabet\\)"):
+        CM3Tokenizer.train(["some text"], vocab_size=vocab_size, n_embed=8)
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
@@ -328,7 +335,10 @@ def test_a_run_directory_resumes_when_the_config_agrees_and_max_steps_may_grow(
     run = tmp_path / "run"
     assert _train(token_shards, run, "max_steps=2") == 0
     assert _train(token_shards, run, "max_steps=3", "log_every=1", "keep_last=2") == 0  # * keys may change
-    assert "resumes the run there" in capsys.readouterr().err
+    assert (
+        f"cm3-train train: {run}/: resuming the run there from its newest intact checkpoint"
+        in capsys.readouterr().err
+    )
     assert sorted(losses_of(run)) == [1, 2, 3]
 
 
@@ -349,6 +359,15 @@ def test_a_run_directory_with_another_config_is_refused_unless_overwrite(
     assert sorted(losses_of(run)) == [1]
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-00000001"]
     assert json.loads((run / "config.json").read_text())["lr"] == 0.001
+
+
+def test_overwrite_with_data_that_is_not_token_shards_keeps_the_run(token_shards, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert _train(token_shards, run, "max_steps=1") == 0
+    before = _tree(run)
+    assert main(["train", "--data", str(tmp_path / "nope"), *TINY, f"out={run}", "--overwrite"]) == 2
+    assert "no manifest.json" in capsys.readouterr().err.splitlines()[-1]
+    assert _tree(run) == before
 
 
 def test_a_run_directory_may_read_a_copy_of_the_same_token_shards(token_shards, tmp_path, capsys):
@@ -391,7 +410,7 @@ def test_a_run_prints_the_resolved_config_as_yaml_and_where_it_writes(token_shar
         == 0
     )
     err = capsys.readouterr().err
-    assert f"cm3-train train: a new run in {run}/ (config.json, log.jsonl, checkpoints/step-N/)" in err
+    assert f"cm3-train train: {run}/: a new run; writes config.json, log.jsonl, checkpoints/step-N/" in err
     block = err[err.index("# resolved config") :]
     block = block[: block.index("progress: false\n") + len("progress: false\n")]
     assert "tiny: d_model 64, n_layers 2, n_heads 4, d_ffn 256" in block
