@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from .config import TrainConfig, config_help
 from .outputs import OutputError, build_output, check_apart, check_output, is_nonempty, remove_output
 from .shards import ShardError
 from .tokenizer import MAX_TEXT_VOCAB, MIN_TEXT_VOCAB
@@ -56,8 +57,6 @@ def positive_int(value: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import config_help
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     overwrite = argparse.ArgumentParser(add_help=False)
@@ -163,7 +162,7 @@ def saved_run_config(out: Path) -> dict | None:
     return None
 
 
-def prepare_run_dir(cfg, overwrite: bool, is_main: bool) -> str:
+def prepare_run_dir(cfg: TrainConfig, overwrite: bool, is_main: bool) -> str:
     """Resume, start or (with --overwrite) restart the run directory `cfg.out`; returns what happens.
 
     Resuming is exact (same batches, bit-identical losses), so it must not silently continue a run under
@@ -186,11 +185,10 @@ def prepare_run_dir(cfg, overwrite: bool, is_main: bool) -> str:
             f"out {out} holds a run with another config ({'; '.join(conflicts)}); resume it with the same "
             "values, pass --overwrite to delete it and start afresh, or choose another out"
         )
-    return "resuming the run there from its newest intact checkpoint"
+    return "resuming the run there (from its newest intact checkpoint, if it has one)"
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .config import TrainConfig
     from .shards import read_token_manifest
     from .trainer import check_device, train
 

@@ -336,7 +336,7 @@ def test_a_run_directory_resumes_when_the_config_agrees_and_max_steps_may_grow(
     assert _train(token_shards, run, "max_steps=2") == 0
     assert _train(token_shards, run, "max_steps=3", "log_every=1", "keep_last=2") == 0  # * keys may change
     assert (
-        f"cm3-train train: {run}/: resuming the run there from its newest intact checkpoint"
+        f"cm3-train train: {run}/: resuming the run there (from its newest intact checkpoint"
         in capsys.readouterr().err
     )
     assert sorted(losses_of(run)) == [1, 2, 3]
