@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
+import textwrap
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES
+from .objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES, window_len
 
 
 @dataclass(frozen=True)
@@ -56,90 +59,141 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What a config key means and which values it takes: the one source of `cm3-train train --help`, of the
+    checks on every value, and of which keys a resumed run may change."""
+
+    meaning: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # low itself is excluded
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    on_resume: bool = False  # may differ from the run directory's saved config
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + " | ".join(self.choices)
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {_number(self.low)}"
+        high = None if self.high is None else f"{'<' if self.high_open else '<='} {_number(self.high)}"
+        if low and high:
+            return f"{low} and {high}"
+        return low or high or ""
+
+    def allows(self, value: Any) -> bool:
+        if self.choices:
+            return value in self.choices
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return True
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+
+def _number(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def _key(default: Any, meaning: str, **rule: Any) -> Any:
+    return field(default=default, metadata={"rule": Rule(meaning, **rule)})
+
+
+MAX_SEQ_LEN = 2**20  # a typo such as seq_len=20480000 is refused before a position table is allocated
+MAX_INT = 2**63 - 1  # counts and seeds go through int64 (numpy, torch)
+SHAPE_KEYS = ("d_model", "n_layers", "n_heads", "d_ffn")
+
+
 @dataclass
 class TrainConfig:
-    """Everything `cm3-train train` needs; loaded from yaml/json and `key=value` overrides."""
+    """Everything `cm3-train train` needs; loaded from yaml/json and `key=value` overrides, every value
+    checked against its key's `Rule` when the config is made."""
 
-    data: str = ""
-    out: str = "runs/cm3"
-    preset: str = "tiny"
+    data: str = _key("", "token shard directory (`cm3-train tokenize` output); --data sets it")
+    out: str = _key("runs/cm3", "run directory: config.json, log.jsonl, checkpoints/", on_resume=True)
+    preset: str = _key("tiny", "model shape (the presets above)", choices=tuple(PRESETS))
     # model shape overrides (None: take the preset's value)
-    d_model: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    d_ffn: int | None = None
-    positions: str = "sinusoidal"
-    dropout: float = 0.0
+    d_model: int | None = _key(None, "model width (null: the preset's)", low=1)
+    n_layers: int | None = _key(None, "transformer blocks (null: the preset's)", low=1)
+    n_heads: int | None = _key(None, "attention heads, must divide d_model (null: the preset's)", low=1)
+    d_ffn: int | None = _key(None, "MLP hidden width (null: the preset's)", low=1)
+    positions: str = _key("sinusoidal", "position embeddings", choices=("sinusoidal", "learned"))
+    dropout: float = _key(0.0, "dropout probability", low=0.0, high=1.0, high_open=True)
     # objective and data
-    objective: str = "cm3"  # see model.objectives.OBJECTIVES
-    seq_len: int = 2048
-    batch_size: int = 8  # per device, per micro-step
-    grad_accum: int = 1
-    document_attention: bool = True  # packed sequences do not attend to each other; positions restart
-    seed: int = 0
+    objective: str = _key("cm3", "training objective (model/README.md, Objectives)", choices=OBJECTIVES)
+    seq_len: int = _key(
+        2048, "tokens per row (long enough for the objective's sentinels)", low=1, high=MAX_SEQ_LEN
+    )
+    batch_size: int = _key(8, "rows per device per micro-step", low=1)
+    grad_accum: int = _key(1, "micro-steps per optimizer step", low=1)
+    document_attention: bool = _key(True, "packed examples do not attend to each other; positions restart")
+    seed: int = _key(0, "seeds the initial weights, document order and masking", low=0, high=MAX_INT)
     # optimisation (CM3 section 3.3)
-    max_steps: int = 1000
-    lr: float = 3e-4
-    end_lr: float = 0.0
-    warmup_steps: int = 1500
-    lr_power: float = 1.0
-    adam_betas: tuple[float, float] = (0.9, 0.98)
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
+    max_steps: int = _key(1000, "optimizer steps in all (raise it to extend a run)", low=1, on_resume=True)
+    lr: float = _key(3e-4, "peak learning rate, reached after warm-up", low=0, low_open=True)
+    end_lr: float = _key(0.0, "learning rate at max_steps (<= lr)", low=0)
+    warmup_steps: int = _key(1500, "steps of linear warm-up from 0 to lr", low=0)
+    lr_power: float = _key(1.0, "power of the decay from lr to end_lr (1: linear)", low=0, low_open=True)
+    adam_betas: tuple[float, float] = _key(
+        (0.9, 0.98), "Adam's two betas, each", low=0.0, high=1.0, high_open=True
+    )
+    adam_eps: float = _key(1e-8, "Adam's epsilon", low=0, low_open=True)
+    weight_decay: float = _key(0.01, "AdamW weight decay (matrices only)", low=0)
+    clip_norm: float = _key(1.0, "gradient-norm clipping threshold", low=0, low_open=True)
     # runtime
-    device: str = "auto"  # "auto" | "cpu" | "cuda"
-    precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp32"
-    parallel: str = "auto"  # "auto" (FSDP for presets >= 1.3b) | "ddp" | "fsdp"
-    compile: bool = False
+    device: str = _key(
+        "auto", "auto: cuda when torch sees a GPU, else cpu", choices=("auto", "cpu", "cuda"), on_resume=True
+    )
+    precision: str = _key("auto", "auto: bf16 autocast on GPU, fp32 on CPU", choices=("auto", "bf16", "fp32"))
+    parallel: str = _key(
+        "auto",
+        "under torchrun; auto: fsdp for 1.3b and larger, else ddp",
+        choices=("auto", "ddp", "fsdp"),
+        on_resume=True,
+    )
+    compile: bool = _key(False, "torch.compile the model", on_resume=True)
     # evaluation, logging, checkpoints
-    eval_every: int = 500
-    eval_batches: int = 20
-    log_every: int = 10
-    ckpt_every: int = 500
-    keep_last: int = 3
-    progress: bool = True
+    eval_every: int = _key(500, "validation loss every N steps (0: never)", low=0, on_resume=True)
+    eval_batches: int = _key(20, "validation batches per evaluation", low=0, on_resume=True)
+    log_every: int = _key(10, "log.jsonl record every N steps", low=1, on_resume=True)
+    ckpt_every: int = _key(500, "checkpoint every N steps (0: only at the end)", low=0, on_resume=True)
+    keep_last: int = _key(3, "checkpoints kept", low=1, on_resume=True)
+    progress: bool = _key(True, "progress bar on a terminal", on_resume=True)
 
     def __post_init__(self) -> None:
-        choices = {
-            "objective": OBJECTIVES,
-            "positions": ("sinusoidal", "learned"),
-            "device": ("auto", "cpu", "cuda"),
-            "precision": ("auto", "bf16", "fp32"),
-            "parallel": ("auto", "ddp", "fsdp"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"config {name}: {getattr(self, name)!r} is not one of {allowed}")
-        for name in ("seq_len", "batch_size", "grad_accum", "max_steps", "log_every", "keep_last"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"config {name} must be >= 1")
-        for name in ("d_model", "n_layers", "n_heads", "d_ffn"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ValueError(f"config {name} must be >= 1")
-        for name in (
-            "warmup_steps",
-            "eval_every",
-            "eval_batches",
-            "ckpt_every",
-            "lr",
-            "end_lr",
-            "weight_decay",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"config {name} must be >= 0")
-        if not 0.0 <= self.dropout < 1.0 or self.clip_norm <= 0 or self.adam_eps <= 0:
-            raise ValueError("config: dropout must be in [0, 1), clip_norm and adam_eps > 0")
+        for f in fields(self):
+            rule: Rule = f.metadata["rule"]
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if item is not None and not rule.allows(item):
+                    close = difflib.get_close_matches(str(item), rule.choices, n=1, cutoff=0.5)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    raise ValueError(f"config {f.name}: must be {rule.describe()}, got {item!r}{hint}")
+                if isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_INT:
+                    raise ValueError(f"config {f.name}: {item} is out of range")
+        if self.end_lr > self.lr:
+            raise ValueError(f"config end_lr: {self.end_lr:g} is above lr {self.lr:g}")
+        shape = self.shape()
+        if shape["d_model"] % shape["n_heads"]:
+            raise ValueError(
+                f"config: d_model {shape['d_model']} is not divisible by n_heads {shape['n_heads']}"
+            )
+        if not _fits(self.objective, self.seq_len):
+            shortest = next(n for n in range(1, MAX_SEQ_LEN) if _fits(self.objective, n))
+            raise ValueError(
+                f"config seq_len: {self.seq_len} is too short for the {self.objective} objective "
+                f"(at least {shortest})"
+            )
+
+    def shape(self) -> dict[str, int]:
+        """(d_model, n_layers, n_heads, d_ffn): the preset's, with the overrides that are set."""
+        shape = dict(PRESETS[self.preset])
+        shape.update({name: getattr(self, name) for name in SHAPE_KEYS if getattr(self, name) is not None})
+        return shape
 
     def model_config(self, vocab_size: int, pad_id: int | None = None) -> CM3Config:
         """The model for the tokenizer's `vocab_size`; t5, glm and unilmv2 add the objectives' extra ids
         (sentinels, [MASK], [S], [P]) after it, so cm3/clm models and checkpoints keep their shape."""
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; choose from {sorted(PRESETS)}")
-        shape = dict(PRESETS[self.preset])
-        for name in ("d_model", "n_layers", "n_heads", "d_ffn"):
-            if getattr(self, name) is not None:
-                shape[name] = getattr(self, name)
         return CM3Config(
             vocab_size=vocab_size + (N_EXTRA_IDS if self.objective in MASKED_ATTENTION else 0),
             block_positions=self.objective in ("glm", "glm_doc"),
@@ -147,7 +201,7 @@ class TrainConfig:
             positions=self.positions,
             dropout=self.dropout,
             pad_id=pad_id,
-            **shape,
+            **self.shape(),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,12 +209,33 @@ class TrainConfig:
         d["adam_betas"] = list(self.adam_betas)
         return d
 
+    def to_yaml(self) -> str:
+        """The config as yaml in field order: what `--config` reads back."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def resume_conflicts(self, saved: dict[str, Any]) -> list[str]:
+        """`key: saved -> new` for each key a resumed run may not change (the objective, batch shape, model,
+        optimiser, seed, data: what exact resume depends on). Keys the saved config lacks are not compared."""
+        new = self.to_dict()
+        out = []
+        for f in fields(self):
+            if f.metadata["rule"].on_resume or f.name not in saved or saved[f.name] == new[f.name]:
+                continue
+            if f.name == "data" and _same_token_shards(saved["data"], self.data):
+                continue
+            out.append(f"{f.name}: {saved[f.name]!r} -> {new[f.name]!r}")
+        return out
+
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
         """Read a yaml/json file (json is yaml) and apply `key=value` overrides, type-checked."""
         values: dict[str, Any] = {}
         if path is not None:
-            loaded = _yaml(Path(path).read_text(), str(path)) or {}
+            try:
+                text = Path(path).read_text()
+            except OSError as e:
+                raise ValueError(f"cannot read --config {path}: {e.strerror}") from None
+            loaded = _yaml(text, str(path)) or {}
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys")
             values.update(loaded)
@@ -174,14 +249,66 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         hints = typing.get_type_hints(cls)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known: {sorted(known)}")
+        known = [f.name for f in fields(cls)]
+        for key in values:
+            if key not in known:
+                (close,) = difflib.get_close_matches(str(key), known, n=1, cutoff=0.0)
+                raise ValueError(
+                    f"unknown config key {key!r}; the closest known key is {close} "
+                    "(cm3-train train --help lists them all)"
+                )
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def _fits(objective: str, seq_len: int) -> bool:
+    try:
+        window_len(objective, seq_len)
+    except ValueError:
+        return False
+    return True
+
+
+def _same_token_shards(saved: str, new: str) -> bool:
+    """A resumed run may read the same token shards from another place: same path, the old path gone
+    (moved), or an identical manifest (which holds every file's sha256)."""
+    old_path, new_path = Path(saved), Path(new)
+    if old_path.resolve() == new_path.resolve() or not (old_path / "manifest.json").exists():
+        return True
+    try:
+        return (old_path / "manifest.json").read_bytes() == (new_path / "manifest.json").read_bytes()
+    except OSError:
+        return False
+
+
+def config_help() -> str:
+    """The presets and every config key with its default, meaning and range (for `cm3-train train --help`),
+    written from the dataclass so that it cannot drift from what is checked."""
+    lines = ["presets (d_model, n_layers, n_heads, d_ffn):"]
+    for name, p in PRESETS.items():
+        lines.append(f"  {name:<11} {p['d_model']:>5} {p['n_layers']:>3} {p['n_heads']:>3} {p['d_ffn']:>6}")
+    lines += [
+        "",
+        "config keys (key=value after the options, or a yaml/json --config file); * = may differ when a run",
+        "directory is resumed (the others must match its saved config.json, or pass --overwrite):",
+    ]
+    for f in fields(TrainConfig):
+        rule: Rule = f.metadata["rule"]
+        default = f.default
+        shown = (
+            "null"
+            if default is None
+            else json.dumps(list(default) if isinstance(default, tuple) else default)
+        )
+        allowed = rule.describe()
+        text = rule.meaning + (f"; {allowed}" if allowed else "")
+        star = "*" if rule.on_resume else " "
+        lines += textwrap.wrap(
+            f" {star}{f.name:<18} {shown:<12} {text}", width=108, subsequent_indent=" " * 34
+        )
+    return "\n".join(lines)
 
 
 def _yaml(text: str, where: str) -> Any:
@@ -217,12 +344,12 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 value = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config {key}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"config {key}: expected a finite number, got {value!r}")
         return float(value)
     if base is str:
         return str(value)
     return value
 
 
-__all__ = ["CM3Config", "PRESETS", "TrainConfig"]
+__all__ = ["CM3Config", "PRESETS", "Rule", "TrainConfig", "config_help"]

@@ -14,6 +14,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 LAYOUT_FORMAT = "cm3-vocab/1"
 CODES_PER_IMAGE = 256
 N_MASKS = 16  # the CM3 objective draws at most 16 spans
+# BPE text vocabulary bounds: byte-level BPE starts from the 256 byte symbols, so fewer cannot be had (the
+# trainer silently returns 256); the Rust trainer preallocates per requested token, and a huge request
+# aborts the process, so the top is capped well above any practical vocabulary (Gemma's is 256k).
+MIN_TEXT_VOCAB = len(pre_tokenizers.ByteLevel.alphabet())
+MAX_TEXT_VOCAB = 2**20
 _NUMBER = r"(?:0|[1-9][0-9]{0,8})"
 # exactly 256 canonical decimal codes joined by single spaces, directly inside src="..."
 _CODE_SRC = re.compile(rf'(?<=src="){_NUMBER}(?: {_NUMBER}){{{CODES_PER_IMAGE - 1}}}(?=")')
@@ -166,6 +171,11 @@ class CM3Tokenizer:
         cls, docs: Iterable[str], vocab_size: int, n_embed: int, min_frequency: int = 2
     ) -> CM3Tokenizer:
         """Byte-level BPE on the documents' text with image code strings left out."""
+        if not MIN_TEXT_VOCAB <= vocab_size <= MAX_TEXT_VOCAB:
+            raise ValueError(
+                f"vocab_size must be from {MIN_TEXT_VOCAB} (the byte-level alphabet) to {MAX_TEXT_VOCAB}, "
+                f"got {vocab_size}"
+            )
         bpe = Tokenizer(models.BPE())
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         bpe.decoder = decoders.ByteLevel()
@@ -180,4 +190,4 @@ class CM3Tokenizer:
         return cls(bpe, n_embed)
 
 
-__all__ = ["CM3Tokenizer", "split_images"]
+__all__ = ["MAX_TEXT_VOCAB", "MIN_TEXT_VOCAB", "CM3Tokenizer", "split_images"]

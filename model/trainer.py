@@ -92,11 +92,26 @@ class Runtime:
             dist.barrier()
 
 
+def check_device(device: str, local_rank: int = 0) -> bool:
+    """Whether `device` (auto | cpu | cuda) runs on a GPU; ValueError with one line where device=cuda finds
+    none, or this process's LOCAL_RANK has no GPU of its own (torch would fail deep inside set_device)."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if device == "cuda" and not torch.cuda.is_available():
+        built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        raise ValueError(f"device=cuda, but torch ({built}) sees no GPU; use device=cpu or device=auto")
+    if use_cuda and local_rank >= torch.cuda.device_count():
+        raise ValueError(
+            f"LOCAL_RANK {local_rank} needs GPU {local_rank}, but torch sees {torch.cuda.device_count()}; "
+            "start at most that many processes per node"
+        )
+    return use_cuda
+
+
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    use_cuda = check_device(cfg.device, local_rank)
     if use_cuda:
         torch.cuda.set_device(local_rank)
         device = torch.device("cuda", local_rank)
@@ -107,8 +122,6 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if use_cuda else "fp32")
-    if precision not in ("bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, not {cfg.precision!r}")
     return Runtime(rank, world_size, local_rank, device, torch.bfloat16 if precision == "bf16" else None)
 
 
@@ -468,4 +481,12 @@ def train(cfg: TrainConfig) -> dict:
             dist.destroy_process_group()
 
 
-__all__ = ["PEAK_BF16_FLOPS", "Trainer", "flops_per_token", "lr_factor", "peak_flops", "train"]
+__all__ = [
+    "PEAK_BF16_FLOPS",
+    "Trainer",
+    "check_device",
+    "flops_per_token",
+    "lr_factor",
+    "peak_flops",
+    "train",
+]
