@@ -129,7 +129,9 @@ def test_every_parquet_reader_opens_the_output_directory(sample_run):
         assert sorted(row[0] for row in rows) == ids
     manifest = read_json(manifest_path(str(sample_run)))
     for split in ("train", "validation"):
-        ((n,),) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{sample_run}/{split}-*.parquet')").fetchall()
+        ((n,),) = duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{sample_run}/{split}-*.parquet')"
+        ).fetchall()
         assert n == manifest["splits"][split]["rows"] > 0
 
 
