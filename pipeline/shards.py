@@ -273,8 +273,9 @@ def clear_output(output_dir: str) -> None:
             else:
                 os.remove(entry.path)
         return
-    if not is_empty(output_dir):
-        FileSystems.delete([output_dir.rstrip("/") + "/"])
+    objects = FileSystems.match([FileSystems.join(output_dir, "**")])[0].metadata_list
+    if objects:  # every object under the prefix, listed: the same on gs://, s3:// and the rest
+        FileSystems.delete([metadata.path for metadata in objects])
 
 
 def inside(output_dir: str, path: str) -> bool:
@@ -369,8 +370,16 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
                 )
         if total != info.get("rows"):
             problems.append(f"{split}: {total} rows in shards, manifest says {info.get('rows')}")
-    extra = [n for n in list_dir(output_dir) if (SHARD_NAME.match(n) and n not in listed) or TEMP_MARK in n]
+    names = list_dir(output_dir)
+    extra = [n for n in names if (SHARD_NAME.match(n) and n not in listed) or TEMP_MARK in n]
     problems.extend(f"{name}: not listed in the manifest" for name in extra)
+    metadata = {META_DIR} | (
+        {MANIFEST, REPORT_JSON, REPORT_HTML} if path != manifest_path(output_dir) else set()
+    )
+    stray = [n for n in names if not SHARD_NAME.match(n) and TEMP_MARK not in n and n not in metadata]
+    problems.extend(
+        f"{name}: not a shard, yet readers of the directory as a dataset would read it" for name in stray
+    )
     return problems
 
 

@@ -141,6 +141,10 @@ def test_verify_detects_tampering(tmp_path):
     assert any("missing" in p for p in shards.verify(str(tmp_path)))
     (tmp_path / "train-00005-of-00009.parquet").write_bytes(b"")
     assert any("not listed" in p for p in shards.verify(str(tmp_path)))
+    (tmp_path / "notes.txt").write_text("pandas.read_parquet(directory) would fail on this")
+    assert "notes.txt: not a shard, yet readers of the directory as a dataset would read it" in shards.verify(
+        str(tmp_path)
+    )
     (tmp_path / "_meta" / "manifest.json").unlink()
     assert shards.verify(str(tmp_path))[0].endswith("(unfinished or not a cm3-docs output)")
 
