@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 PINS   := lxml==6.1.3 $(if $(shell command -v nvidia-smi 2>/dev/null),,torch==2.13.0)
 DEMO   := demo-output
 
-.PHONY: setup test test-fast lint format demo bench clean
+.PHONY: setup browser test test-fast lint format demo bench clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -21,6 +21,15 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# Headless Chromium for the page tests and the demo's screenshots: Debian's chromium + chromium-driver from
+# apt, only when chromedriver is absent and apt-get exists (as root, else through sudo). Nothing else is
+# downloaded; where it cannot be installed the browser tests skip, saying why.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromedriver >/dev/null || ! command -v apt-get >/dev/null || \
+	  { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; } || \
+	  echo "make: could not install chromium + chromium-driver; the browser tests will be skipped" >&2
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -30,14 +39,14 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 # pytest exits 5 when it collected nothing: a failure here, said plainly.
-test: lint
+test: lint browser
 	$(PY) -m pytest || { s=$$?; [ $$s -eq 5 ] && echo "make test: no tests were collected" >&2; exit $$s; }
 
-test-fast: setup
+test-fast: setup browser
 	$(PY) -m pytest -m "not slow"
 
 # Web pages -> shards -> tokens -> a tiny model -> generated HTML and images, all on the bundled sample.
-demo: setup
+demo: setup browser
 	rm -rf $(DEMO)
 	$(BIN)/cm3-data run --output $(DEMO)/shards
 	$(BIN)/cm3-data verify $(DEMO)/shards
@@ -56,7 +65,10 @@ demo: setup
 	  --prompt '{"mode": "causal_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "masked_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}'
-	@echo "Open $(DEMO)/shards/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html, $(DEMO)/caption/index.html"
+	$(PY) -m pipeline.screenshot --out $(DEMO)/screenshots report=$(DEMO)/shards/_meta/report.html \
+	  view=$(DEMO)/view.html generate=$(DEMO)/generate/index.html caption=$(DEMO)/caption/index.html
+	@echo "Open $(DEMO)/shards/_meta/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html," \
+	  "$(DEMO)/caption/index.html (PNGs of them in $(DEMO)/screenshots/)"
 
 bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from bench.pipeline import make_corpus  # noqa: E402
 from dataflow import local_dask_cluster  # noqa: E402
 from pipeline.cli import main as cli_main  # noqa: E402
+from pipeline.shards import report_json_path  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -43,9 +44,8 @@ def run_job(inputs: list[str], output: Path, extra: list[str]) -> float:
 
 
 def output_files(output: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes() for p in sorted(output.iterdir()) if p.suffix in (".parquet", ".json", ".html")
-    }
+    """Every file of an output (the shards and _meta/), by its path inside it."""
+    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
 
 
 def main() -> None:
@@ -73,7 +73,7 @@ def main() -> None:
                 with Client(address) as client:
                     peaks = sorted(client.run(peak_rss_mb).values())
             same = output_files(dask) == output_files(direct)
-            pages = json.loads((direct / "report.json").read_text())["funnel"][0]["docs"]
+            pages = json.loads(Path(report_json_path(str(direct))).read_text())["funnel"][0]["docs"]
             rows.append(
                 {
                     "pages": pages,

@@ -56,7 +56,7 @@ def timed_run(inputs: list[str], extra: list[str]) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"run failed ({code}): {extra}")
-    report = json.loads((out / "report.json").read_text())
+    report = json.loads(Path(shards.report_json_path(str(out))).read_text())
     shutil.rmtree(out.parent)
     return elapsed, report["funnel"][0]["docs"]
 

@@ -55,10 +55,16 @@ def doc_key(doc_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little")
 
 
-def _read_manifest(directory: str | Path, fmt: str, missing: str) -> dict:
-    path = Path(directory) / "manifest.json"
+def docs_manifest_path(data_dir: str | Path) -> Path:
+    """A document shard directory's manifest: `_meta/manifest.json` (the layout pipeline/shards.py writes, so
+    that Parquet readers see only shards), else `manifest.json` beside the shards (outputs written before)."""
+    path = Path(data_dir) / "_meta" / "manifest.json"
+    return path if path.exists() else Path(data_dir) / "manifest.json"
+
+
+def _read_manifest(path: Path, fmt: str, missing: str) -> dict:
     if not path.exists():
-        raise ShardError(f"{directory}: no manifest.json ({missing})")
+        raise ShardError(f"{path.parent}: no manifest.json ({missing})")
     manifest = json.loads(path.read_text())
     if manifest.get("format") != fmt:
         raise ShardError(f"{path}: format {manifest.get('format')!r} is not {fmt}")
@@ -66,7 +72,7 @@ def _read_manifest(directory: str | Path, fmt: str, missing: str) -> dict:
 
 
 def read_docs_manifest(data_dir: str | Path) -> dict:
-    return _read_manifest(data_dir, DOCS_FORMAT, "not a document shard directory")
+    return _read_manifest(docs_manifest_path(data_dir), DOCS_FORMAT, "not a document shard directory")
 
 
 def doc_shard_files(data_dir: str | Path, split: str, manifest: dict) -> list[tuple[Path, int, str]]:
@@ -195,7 +201,7 @@ def tokenize_shards(
         "splits": splits,
         "vocab": tok.layout(),
         "tokenizer_sha256": _sha256(out_dir / "tokenizer" / "tokenizer.json"),
-        "source": {"dir": str(data_dir), "manifest_sha256": _sha256(data_dir / "manifest.json")},
+        "source": {"dir": str(data_dir), "manifest_sha256": _sha256(docs_manifest_path(data_dir))},
     }
     tmp = out_dir / "manifest.json.tmp"
     tmp.write_text(json.dumps(token_manifest, indent=2, sort_keys=True) + "\n")
@@ -263,7 +269,7 @@ class TokenSplit:
 
 
 def read_token_manifest(token_dir: str | Path) -> dict:
-    return _read_manifest(token_dir, TOKENS_FORMAT, "run `cm3-train tokenize` first")
+    return _read_manifest(Path(token_dir) / "manifest.json", TOKENS_FORMAT, "run `cm3-train tokenize` first")
 
 
 # ---- token shard checks: run whenever a split is opened, so training never starts on damaged shards

@@ -62,7 +62,25 @@ def run_parser() -> argparse.ArgumentParser:
         help="glob of WARC/ARC (.warc[.gz], .arc[.gz]), Wikipedia Enterprise dumps (.tar.gz/.ndjson) or "
         ".html files, on any Beam filesystem; repeatable (default: the bundled sample corpus)",
     )
-    parser.add_argument("--output", required=True, help="output directory (local, gs://, s3:// ...)")
+    parser.add_argument(
+        "--base-url",
+        type=base_url,
+        default=None,
+        metavar="URL",
+        help="URL of the input root for plain .html files that name no canonical URL: a file's URL is URL + "
+        "its path under the glob's directory (default: its file:// URL, which depends on where it lies)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="output directory (local, gs://, s3:// ...): the shards, and _meta/ with manifest.json, "
+        "report.json and report.html; must be empty or new unless --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a non-empty --output whole (everything in it is deleted first)",
+    )
     parser.add_argument(
         "--target-shard-mb",
         type=positive_int,
@@ -153,7 +171,7 @@ def run_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
-        "an error. The values used are recorded in manifest.json",
+        "an error. The values used are recorded in _meta/manifest.json",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
@@ -166,6 +184,16 @@ def vqgan_device(value: str) -> str:
         return check_device(value)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def base_url(value: str) -> str:
+    """An absolute http(s) URL, read as a directory (a missing final / is added)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"must be an absolute http(s) URL, got {value!r}")
+    return value if value.endswith("/") else value + "/"
 
 
 def positive_int(value: str) -> int:
@@ -280,14 +308,14 @@ def run_command(argv: list[str]) -> int:
 
     from pipeline import images, shards
     from pipeline.graph import JobOptions, build_pipeline
-    from pipeline.readers import expand_inputs
+    from pipeline.readers import expand_inputs, html_file_urls
     from pipeline.report import report_table
 
     patterns = args.input or sample_inputs()
-    if shards.manifest_exists(args.output):
+    if not args.overwrite and not shards.is_empty(args.output):
         print(
-            f"cm3-data run: {args.output} already holds a finished output (manifest.json); "
-            "choose another --output or delete it",
+            f"cm3-data run: --output {args.output} is not empty; choose another --output or pass --overwrite "
+            "to replace it whole",
             file=sys.stderr,
         )
         return 3
@@ -296,6 +324,9 @@ def run_command(argv: list[str]) -> int:
         c4, limits = rule_options(args.options_file, args.language_id)
     except (FileNotFoundError, ValueError) as error:
         print(f"cm3-data run: {error}", file=sys.stderr)
+        return 2
+    if args.overwrite and any(shards.inside(args.output, path) for path, _ in files):
+        print(f"cm3-data run: --overwrite would delete inputs inside --output {args.output}", file=sys.stderr)
         return 2
     if "://" not in args.output:
         try:
@@ -322,12 +353,19 @@ def run_command(argv: list[str]) -> int:
         limits=limits,
         files=tuple(path for path, _ in files),
         input_bytes=sum(size for _, size in files),
+        base_url=args.base_url,
+        html_urls=tuple(html_file_urls([path for path, _ in files], patterns, args.base_url).items()),
     )
     try:
         image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
+    except FileNotFoundError as error:  # names the missing file: the checkpoint, its yaml or --vqgan-config
+        print(f"cm3-data run: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
         print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+    if args.overwrite:  # only once the job can start: a refused run never deletes the old output
+        shards.clear_output(args.output)
     options = PipelineOptions(beam_options(beam_args))
     if not args.input:
         print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
@@ -347,12 +385,12 @@ def run_command(argv: list[str]) -> int:
     if client is not None:  # the Dask runner leaves its distributed.Client open
         client.close()
     elapsed = time.monotonic() - started
-    report_path = beam.io.filesystems.FileSystems.join(args.output, "report.json")
-    summary = json.loads(shards.read_bytes(report_path))
+    summary = json.loads(shards.read_bytes(shards.report_json_path(args.output)))
     print(report_table(summary))
     print("\n" + metrics_check(result, summary["counts"]))
     print(
-        f"\nfinished in {elapsed:.1f}s; report: {report_path} (+ report.html), verify: cm3-data verify {args.output}"
+        f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(args.output)} (+ report.json), "
+        f"verify: cm3-data verify {args.output}"
     )
     return 0
 
@@ -385,9 +423,12 @@ def verify_command(argv: list[str]) -> int:
         "--quick", action="store_true", help="files, sha256 and row counts only (no row content)"
     )
     args = parser.parse_args(argv)
-    from pipeline.shards import verify
+    from pipeline.shards import legacy_layout_note, verify
 
     problems = verify(args.output, check_content=not args.quick)
+    note = legacy_layout_note(args.output)
+    if note:
+        print(f"note: {note}")
     for problem in problems:
         print(f"FAIL {problem}")
     if problems:

@@ -58,9 +58,11 @@ class JobOptions:
     image_batch_size: int | None = None  # None: images.default_batch_size(vqgan_device), fixed here
     c4: C4Options = C4Options()
     limits: Limits = Limits()
+    base_url: str | None = None  # URL of the input root for plain .html files (readers.html_file_urls)
     # how the job runs, not what it writes (not in the manifest):
     files: tuple[str, ...] = field(default=(), compare=False)
     input_bytes: int = field(default=0, compare=False)
+    html_urls: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (.html file, its page URL)
 
     def __post_init__(self):
         if self.image_batch_size is None:  # recorded resolved, so the manifest says which batches were used
@@ -81,7 +83,7 @@ class JobOptions:
 
     def manifest_options(self) -> dict:
         options = asdict(self)
-        for name in ("output", "files", "input_bytes"):
+        for name in ("output", "files", "input_bytes", "html_urls"):
             options.pop(name)
         options["inputs"] = list(self.inputs)
         return options
@@ -89,7 +91,9 @@ class JobOptions:
 
 def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, code_version: str) -> None:
     """Apply the whole job to `pipeline`; its last transform is Finalize, which depends on every step."""
-    pages, records, read_counts = pipeline | "ReadInputs" >> ReadInputs(job.files, job.limit)
+    pages, records, read_counts = pipeline | "ReadInputs" >> ReadInputs(
+        job.files, job.limit, dict(job.html_urls)
+    )
     docs, clean_counts = pages | "MinimizeAndClean" >> MinimizeAndClean(job.c4, job.limits)
     unique, url_counts = docs | "UrlDedup" >> UrlDedup()
     deduped, span_counts = unique | "SpanDedup" >> SpanDedup(job.c4)
@@ -148,7 +152,8 @@ def _tagged_value(keyed, kind: str):
 
 
 class Finalize(beam.DoFn):
-    """Shard entries + counts + split sizes -> empty shards filled in, report.json/html, manifest.json (last)."""
+    """Shard entries + counts + split sizes -> empty shards filled in, then in `_meta/`: report.json/html and
+    manifest.json (last)."""
 
     def __init__(self, job: JobOptions, image_codes: dict, code_version: str):
         self._job = job
@@ -169,9 +174,8 @@ class Finalize(beam.DoFn):
         output = self._job.output
         splits = shards.finish_shards(output, written, n_shards)
         summary = report.build_report(counts, splits)
-        join = beam.io.filesystems.FileSystems.join
-        shards.write_atomic(join(output, "report.json"), report.report_json(summary))
-        shards.write_atomic(join(output, "report.html"), report.report_html(summary))
+        shards.write_atomic(shards.report_json_path(output), report.report_json(summary))
+        shards.write_atomic(shards.report_html_path(output), report.report_html(summary))
         manifest = {
             "format": shards.FORMAT,
             "splits": splits,

@@ -85,8 +85,13 @@ def local_vqgan_files(checkpoint: str | None, config: str | None) -> tuple[str |
     Remote files are copied with `local_copy`; a remote checkpoint's config defaults, as load_vqgan's does,
     to the `.yaml` with the same stem beside it (on the same filesystem). None stays None (bundled model).
     """
+    beside = None if checkpoint is None else posixpath.splitext(checkpoint)[0] + ".yaml"
+    # a missing file is named first, before anything is read or copied (not as the yaml a missing .ckpt implies)
+    for path, what in ((checkpoint, "VQGAN checkpoint"), (config or beside, "VQGAN config")):
+        if path is not None and not FileSystems.exists(path):
+            raise FileNotFoundError(f"{what} not found: {path}")
     if checkpoint is not None and config is None and FileSystems.get_scheme(checkpoint) is not None:
-        config = posixpath.splitext(checkpoint)[0] + ".yaml"
+        config = beside
     # the small config first: a missing yaml fails before a large checkpoint is downloaded
     local_config = None if config is None else local_copy(config, "VQGAN config")
     return None if checkpoint is None else local_copy(checkpoint, "VQGAN checkpoint"), local_config

@@ -11,16 +11,23 @@ import gzip
 import io
 import json
 import logging
+import os
+import posixpath
+import re
 import tarfile
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
+from pathlib import Path
+from urllib.parse import quote, urljoin, urlsplit
 
+import lxml.html
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from fastwarc.warc import ArchiveIterator, WarcRecordType
+from lxml import etree
 
 LOG = logging.getLogger(__name__)
 
@@ -93,6 +100,13 @@ def input_kind(path: str) -> str:
     )
 
 
+def _kind_or_none(path: str) -> str | None:
+    try:
+        return input_kind(path)
+    except ValueError:
+        return None
+
+
 def expand_inputs(patterns: Iterable[str]) -> list[tuple[str, int]]:
     """Sorted, de-duplicated (path, size in bytes) of the files matched by the glob patterns (any Beam
     filesystem); FileNotFoundError naming a pattern that matches nothing."""
@@ -105,8 +119,68 @@ def expand_inputs(patterns: Iterable[str]) -> list[tuple[str, int]]:
     return sorted(sizes.items())
 
 
-def read_input(path: str, limit: int | None = None) -> Iterator[Item]:
-    """All items of one input file; never raises for bad content (counted as `read.*` events)."""
+def input_root(pattern: str) -> str:
+    """The directory a glob pattern searches under (its path before the first wildcard, up to a `/`): the
+    root a plain .html input's path is taken relative to for --base-url."""
+    return posixpath.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
+
+
+def _is_local(path: str) -> bool:
+    return FileSystems.get_scheme(path) is None
+
+
+def file_url(path: str) -> str:
+    """file:// URL of a local file's resolved absolute path; a path on another filesystem as it is."""
+    return Path(os.path.realpath(path)).as_uri() if _is_local(path) else path
+
+
+def html_file_urls(files: Iterable[str], patterns: Iterable[str], base_url: str | None) -> dict[str, str]:
+    """The URL of each plain .html input that names no canonical URL of its own, fixed at launch so that its
+    id and split do not depend on how its path was typed: `base_url` joined with the file's path relative to
+    the input root it was found under (the most specific one), else a file:// URL of the resolved absolute
+    path (which then depends on where the files lie), else, off the local disk, the path itself (gs://...)."""
+    roots = [os.path.abspath(root) if _is_local(root) else root for root in map(input_root, patterns)]
+    urls = {}
+    for path in files:
+        if _kind_or_none(path) != "html":
+            continue
+        if base_url is None:
+            urls[path] = file_url(path)
+            continue
+        absolute = os.path.abspath(path) if _is_local(path) else path
+        under = [root for root in roots if absolute.startswith(root.rstrip("/") + "/")]
+        relative = absolute[len(max(under, key=len)) :] if under else posixpath.basename(absolute)
+        urls[path] = urljoin(base_url, quote(relative.lstrip("/")))
+    return urls
+
+
+def declared_url(body: bytes) -> str | None:
+    """The page's own absolute http(s) URL: `<link rel=canonical href>`, else `<meta property=og:url>`."""
+    try:
+        root = lxml.html.document_fromstring(body)
+    except (ValueError, etree.ParserError):  # empty or not HTML: the minimizer counts it later
+        return None
+    candidates = [
+        link.get("href", "")
+        for link in root.iter("link")
+        if "canonical" in (link.get("rel") or "").lower().split()
+    ]
+    candidates += [
+        meta.get("content", "")
+        for meta in root.iter("meta")
+        if (meta.get("property") or meta.get("name") or "").strip().lower() == "og:url"
+    ]
+    for url in candidates:
+        url = url.strip()
+        parts = urlsplit(url)
+        if parts.scheme.lower() in ("http", "https") and parts.netloc:
+            return url
+    return None
+
+
+def read_input(path: str, limit: int | None = None, url: str | None = None) -> Iterator[Item]:
+    """All items of one input file; never raises for bad content (counted as `read.*` events). `url`: the
+    page URL of a plain .html file that declares none (see html_file_urls)."""
     try:
         kind = input_kind(path)
     except ValueError:
@@ -119,7 +193,7 @@ def read_input(path: str, limit: int | None = None) -> Iterator[Item]:
             kind
         ]
         pages = 0
-        for item in reader(path):
+        for item in reader(path, url) if kind == "html" else reader(path):
             if isinstance(item, Page):
                 if limit is not None and pages >= limit:
                     yield Count("read.pages_over_limit")
@@ -609,8 +683,11 @@ def _read_wikipedia(path: str) -> Iterator[Item]:
 # ---------------------------------------------------------------- plain HTML files
 
 
-def _read_html(path: str) -> Iterator[Item]:
-    """One file = one page; its URL is the path as given (use WARC for crawl URLs)."""
+def _read_html(path: str, url: str | None = None) -> Iterator[Item]:
+    """One file = one page. Its URL, which its id, its split and its relative links follow: the canonical
+    URL the page declares, else `url` (from --base-url or file://, fixed at launch by html_file_urls), else
+    its file:// URL."""
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
         body = raw.read()
-    yield Page(url=path, source="html", body=body, charset=None)
+    page_url = declared_url(body) or url or file_url(path)
+    yield Page(url=page_url, source="html", body=body, charset=None)

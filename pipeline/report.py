@@ -118,9 +118,8 @@ def report_html(report: dict) -> bytes:
         return f"<h2>{esc(title)}</h2><table>{body}</table>"
 
     images = report["images"]
-    image_rows = [
-        (key, images[key]) for key in ("unique", "from_input", "fetched", "data_uri", "codes_written")
-    ]
+    image_rows = [("unique image URLs", images["unique"])]
+    image_rows += [(key, images[key]) for key in ("from_input", "fetched", "data_uri", "codes_written")]
     image_rows += [("failed: " + reason, n) for reason, n in sorted(images["failed"].items())]
     image_rows += [("references kept", images["refs_kept"]), ("references removed", images["refs_removed"])]
     page = (

@@ -5,7 +5,13 @@ A shard is written streaming: its rows are sorted by id with an external merge s
 amount whatever the shard's size. Writing is idempotent and atomic on every Beam filesystem: bytes go to a
 unique temporary name, renamed to the deterministic final name when complete, so a crashed or retried bundle
 never leaves a partial shard visible, and a retry rewrites identical bytes. The manifest is written last: a
-directory without manifest.json is an unfinished run.
+directory without one is an unfinished run.
+
+Layout: the shards lie directly in the output directory and everything else in its `_meta/` folder
+(manifest.json, report.json, report.html), so that every Parquet reader opens the directory as a dataset:
+pandas, pyarrow.dataset, Spark and Hugging Face `datasets` skip names starting with `_` (the Hadoop
+convention), and a glob such as DuckDB's `read_parquet('DIR/*')` or `DIR/train-*.parquet` matches shards only.
+Outputs written before `_meta/` existed (manifest.json beside the shards) are still read and verified.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import heapq
 import io
 import itertools
 import json
+import os
 import pickle
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
@@ -27,7 +35,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 FORMAT = "cm3-docs/1"
+META_DIR = "_meta"
 MANIFEST = "manifest.json"
+REPORT_JSON = "report.json"
+REPORT_HTML = "report.html"
 SPLITS = ("train", "validation")
 SHARD_NAME = re.compile(r"^(train|validation)-(\d{5})-of-(\d{5})\.parquet$")
 TEMP_MARK = ".tmp-"
@@ -50,6 +61,54 @@ SCHEMA = pa.schema(
 
 def shard_name(split: str, index: int, n_shards: int) -> str:
     return f"{split}-{index:05d}-of-{n_shards:05d}.parquet"
+
+
+def shard_path(output_dir: str, name: str) -> str:
+    """Where shard `name` lies: directly in the output directory (in every layout)."""
+    return FileSystems.join(output_dir, name)
+
+
+def manifest_path(output_dir: str) -> str:
+    return FileSystems.join(output_dir, META_DIR, MANIFEST)
+
+
+def report_json_path(output_dir: str) -> str:
+    return FileSystems.join(output_dir, META_DIR, REPORT_JSON)
+
+
+def report_html_path(output_dir: str) -> str:
+    return FileSystems.join(output_dir, META_DIR, REPORT_HTML)
+
+
+def legacy_manifest_path(output_dir: str) -> str:
+    """manifest.json beside the shards: the layout before `_meta/`, which pandas and DuckDB globs trip on."""
+    return FileSystems.join(output_dir, MANIFEST)
+
+
+def find_meta_file(output_dir: str, name: str) -> str | None:
+    """`_meta/{name}` of an output, else `{name}` beside the shards (the layout before `_meta/`), else None."""
+    for path in (FileSystems.join(output_dir, META_DIR, name), FileSystems.join(output_dir, name)):
+        if FileSystems.exists(path):
+            return path
+    return None
+
+
+def find_manifest(output_dir: str) -> str | None:
+    """The manifest of a finished output in either layout, or None (an unfinished run or not an output)."""
+    return find_meta_file(output_dir, MANIFEST)
+
+
+def legacy_layout_note(output_dir: str) -> str | None:
+    """One line on how to move an output of the old layout to `_meta/`; None for the current layout."""
+    if FileSystems.exists(manifest_path(output_dir)) or not FileSystems.exists(
+        legacy_manifest_path(output_dir)
+    ):
+        return None
+    return (
+        f"{output_dir} has the old layout (manifest.json beside the shards); to let pandas, DuckDB and Spark "
+        f"read it as a dataset: cd {output_dir} && mkdir {META_DIR} && mv manifest.json report.json "
+        f"report.html {META_DIR}/"
+    )
 
 
 def row_key(row: dict) -> tuple[str, str]:
@@ -175,7 +234,7 @@ def write_shard(
 ) -> dict:
     """Write one shard from `rows` in any order (streamed) and return its manifest entry."""
     name = shard_name(split, index, n_shards)
-    with atomic_file(FileSystems.join(output_dir, name)) as stream:
+    with atomic_file(shard_path(output_dir, name)) as stream:
         n_rows, sha256, size = write_parquet(stream, sorted_rows(rows, buffer_bytes))
     return {"split": split, "file": name, "rows": n_rows, "sha256": sha256, "bytes": size}
 
@@ -195,8 +254,35 @@ def list_dir(output_dir: str) -> list[str]:
     return sorted(names)
 
 
-def manifest_exists(output_dir: str) -> bool:
-    return FileSystems.exists(FileSystems.join(output_dir, MANIFEST))
+def is_empty(output_dir: str) -> bool:
+    """True when the directory `output_dir` is missing or holds nothing (on object stores: no object under
+    it at any depth), on any Beam filesystem."""
+    if FileSystems.get_scheme(output_dir) is None:
+        return not os.path.isdir(output_dir) or not os.listdir(output_dir)
+    pattern = FileSystems.join(output_dir, "**")
+    return not any(result.metadata_list for result in FileSystems.match([pattern]))
+
+
+def clear_output(output_dir: str) -> None:
+    """Delete everything in `output_dir`, keeping the directory (`cm3-data run --overwrite` replaces an
+    output whole: no file of the previous run survives beside the new one)."""
+    if FileSystems.get_scheme(output_dir) is None:
+        for entry in os.scandir(output_dir) if os.path.isdir(output_dir) else ():
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.remove(entry.path)
+        return
+    objects = FileSystems.match([FileSystems.join(output_dir, "**")])[0].metadata_list
+    if objects:  # every object under the prefix, listed: the same on gs://, s3:// and the rest
+        FileSystems.delete([metadata.path for metadata in objects])
+
+
+def inside(output_dir: str, path: str) -> bool:
+    """Whether `path` lies in `output_dir` (local paths resolved), so that --overwrite never deletes inputs."""
+    if FileSystems.get_scheme(output_dir) is None and FileSystems.get_scheme(path) is None:
+        output_dir, path = os.path.realpath(output_dir), os.path.realpath(path)
+    return path.startswith(output_dir.rstrip("/") + "/")
 
 
 def finish_shards(output_dir: str, written: Iterable[dict], n_shards: dict[str, int]) -> dict:
@@ -228,7 +314,7 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def write_manifest(output_dir: str, manifest: dict) -> None:
-    write_atomic(FileSystems.join(output_dir, MANIFEST), manifest_json(manifest))
+    write_atomic(manifest_path(output_dir), manifest_json(manifest))
 
 
 def verify(output_dir: str, check_content: bool = True) -> list[str]:
@@ -237,13 +323,13 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
     from image_tokenizer import is_code_src
     from pipeline.stages import image_srcs
 
-    path = FileSystems.join(output_dir, MANIFEST)
-    if not FileSystems.exists(path):
-        return [f"{path} is missing (unfinished or not a cm3-docs output)"]
+    path = find_manifest(output_dir)
+    if path is None:
+        return [f"{manifest_path(output_dir)} is missing (unfinished or not a cm3-docs output)"]
     try:
         manifest = json.loads(read_bytes(path))
     except ValueError as error:
-        return [f"manifest.json is not JSON: {error}"]
+        return [f"{path} is not JSON: {error}"]
     problems = []
     if manifest.get("format") != FORMAT:
         problems.append(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
@@ -257,7 +343,7 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             listed.add(name)
             if name != shard_name(split, index, len(shards)):
                 problems.append(f"{name}: unexpected name for shard {index} of {len(shards)} in {split}")
-            file_path = FileSystems.join(output_dir, name)
+            file_path = shard_path(output_dir, name)
             if not FileSystems.exists(file_path):
                 problems.append(f"{name}: missing")
                 continue
@@ -284,8 +370,16 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
                 )
         if total != info.get("rows"):
             problems.append(f"{split}: {total} rows in shards, manifest says {info.get('rows')}")
-    extra = [n for n in list_dir(output_dir) if (SHARD_NAME.match(n) and n not in listed) or TEMP_MARK in n]
+    names = list_dir(output_dir)
+    extra = [n for n in names if (SHARD_NAME.match(n) and n not in listed) or TEMP_MARK in n]
     problems.extend(f"{name}: not listed in the manifest" for name in extra)
+    metadata = {META_DIR} | (
+        {MANIFEST, REPORT_JSON, REPORT_HTML} if path != manifest_path(output_dir) else set()
+    )
+    stray = [n for n in names if not SHARD_NAME.match(n) and TEMP_MARK not in n and n not in metadata]
+    problems.extend(
+        f"{name}: not a shard, yet readers of the directory as a dataset would read it" for name in stray
+    )
     return problems
 
 

@@ -8,6 +8,7 @@ re-run gives the same documents.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -140,12 +141,18 @@ def apply_span_dedup(doc: Doc, blocks: Iterable[int], options: C4Options) -> Ite
 # ---------------------------------------------------------------- images
 
 
+def image_src_refs(html: str) -> Counter[str]:
+    """<img> elements per src value of a minimal HTML document, in document order (a page may show one
+    image several times: each is a reference)."""
+    if "<img" not in html:
+        return Counter()
+    root = lxml.html.document_fromstring(html)
+    return Counter(str(src) for src in root.xpath("//img/@src") if src)
+
+
 def image_srcs(html: str) -> list[str]:
     """Distinct <img src> values of a minimal HTML document, in document order."""
-    if "<img" not in html:
-        return []
-    root = lxml.html.document_fromstring(html)
-    return list(dict.fromkeys(str(src) for src in root.xpath("//img/@src") if src))
+    return list(image_src_refs(html))
 
 
 def count_code_images(html: str) -> int:
@@ -157,15 +164,15 @@ def count_code_images(html: str) -> int:
 
 def rewrite_images(doc: Doc, codes: dict[str, str | None], images_enabled: bool) -> Iterator[Doc | Count]:
     """Write each image's codes into its src; images that failed (None) are removed from the document."""
-    srcs = image_srcs(doc.html)
-    if not srcs:
+    refs = image_src_refs(doc.html)
+    if not refs:
         yield doc
         return
     mapping: dict[str, str | None] = {}
-    for src in srcs:
+    for src, n_refs in refs.items():  # counted per <img>, not per distinct URL
         code = codes.get(src) if images_enabled else None
         mapping[src] = code
-        yield Count("images.refs_kept" if code is not None else "images.refs_removed")
+        yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
     yield Doc(
         url=doc.url, source=doc.source, html=replace_images(doc.html, mapping), lang_score=doc.lang_score
     )

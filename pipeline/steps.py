@@ -119,18 +119,23 @@ def _record_pair(item):
         yield item.url, item.data
 
 
+def _read_file(path: str, limit: int | None, html_urls: dict[str, str]):
+    return read_input(path, limit, html_urls.get(path))
+
+
 class ReadInputs(beam.PTransform):
     """Input files -> (pages, image records as (url, bytes), counts). Files are spread over workers; each is
     read as a stream, so a worker holds one record at a time."""
 
-    def __init__(self, files: tuple[str, ...], limit: int | None):
+    def __init__(self, files: tuple[str, ...], limit: int | None, html_urls: dict[str, str] | None = None):
         super().__init__()
         self._files = list(files)
         self._limit = limit
+        self._html_urls = dict(html_urls or {})  # plain .html file -> its page URL (readers.html_file_urls)
 
     def expand(self, pipeline):
         files = pipeline | "InputFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
-        items, counts = run_stage(files, "Read", read_input, self._limit)
+        items, counts = run_stage(files, "Read", _read_file, self._limit, self._html_urls)
         pages = items | "Pages" >> beam.Filter(_is_page)
         records = items | "ImageRecords" >> beam.FlatMap(_record_pair)
         return pages, records, counts

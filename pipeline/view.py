@@ -2,7 +2,7 @@
 
 A deterministic sample of documents (smallest keyed hash of seed and id), each with its metadata and its
 minimal HTML rendered with every image decoded from its 256 VQGAN codes back to pixels (inline base64
-PNG), plus the run's funnel report (report.json in DIR). The documents are untrusted web content: each
+PNG), plus the run's funnel report (DIR/_meta/report.json). The documents are untrusted web content: each
 renders in a sandboxed `<iframe srcdoc>` (no scripts, no same-origin, no forms or popups) under a
 content security policy that allows only inline `data:` images, and every other string is escaped.
 """
@@ -58,11 +58,20 @@ class Document:
     row: dict
 
 
+def manifest_file(data_dir: Path) -> Path | None:
+    """The output's manifest in either layout (pipeline.shards; imported here, not at the top, so that
+    `import pipeline.view` does not load Beam)."""
+    from pipeline.shards import find_manifest
+
+    path = find_manifest(str(data_dir))
+    return None if path is None else Path(path)
+
+
 def shard_files(data_dir: Path, split: str) -> list[tuple[str, Path]]:
-    """(split, path) of every shard listed by manifest.json (each checked against its sha256, so a
+    """(split, path) of every shard listed by the manifest (each checked against its sha256, so a
     truncated or corrupted shard is refused before it is parsed), else of every `{split}-*.parquet` file."""
-    manifest_path = data_dir / "manifest.json"
-    if manifest_path.is_file():
+    manifest_path = manifest_file(data_dir)
+    if manifest_path is not None:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             listed = [
@@ -293,9 +302,13 @@ def render_document(k: int, doc: Document, decoded: dict[str, str | None]) -> st
 
 
 def read_report(data_dir: Path) -> tuple[dict | None, str | None]:
-    path = data_dir / "report.json"
-    if not path.is_file():
+    """The run's report.json: in _meta/, or beside the shards in outputs of the layout before it."""
+    from pipeline.shards import REPORT_JSON, find_meta_file
+
+    found = find_meta_file(str(data_dir), REPORT_JSON)
+    if found is None:
         return None, None
+    path = Path(found)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:
@@ -326,7 +339,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Write one self-contained HTML page showing sampled documents of a shard directory "
         "(images decoded from their VQGAN codes) and the run's funnel report.",
     )
-    p.add_argument("dir", help="document shard directory (manifest.json + *.parquet, report.json if any)")
+    p.add_argument(
+        "dir", help="document shard directory (*.parquet, and _meta/ with the manifest and report)"
+    )
     p.add_argument("--out", required=True, help="the HTML page to write")
     p.add_argument("--n", type=int, default=20, help="documents to show (default 20)")
     p.add_argument("--seed", type=int, default=0, help="sample seed (same seed -> same documents)")
@@ -339,8 +354,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def vqgan_note(data_dir: Path, checkpoint: str) -> str:
     """Says whether the shards' manifest names the VQGAN we decode with (by sha256)."""
     try:
-        expected = json.loads((data_dir / "manifest.json").read_text())["image_codes"]["vqgan"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
+        expected = json.loads(manifest_file(data_dir).read_text())["image_codes"]["vqgan"]["sha256"]
+    except (AttributeError, OSError, ValueError, KeyError, TypeError):
         return "No manifest VQGAN to compare with."
     actual = hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest()
     if expected == actual:

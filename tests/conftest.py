@@ -82,3 +82,17 @@ def write_document_shards():
     """write_document_shards(directory, {split: [row]}, n_embed=..., n_shards=1, vqgan=None) -> directory
     (a fixture because test modules cannot import conftest in importlib mode)."""
     return _write_document_shards
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by selenium (Debian's chromium + chromium-driver, which `make test` installs
+    when missing); skipped, saying why, only where none could be installed."""
+    from pipeline.screenshot import NoBrowser, chromium_driver
+
+    try:
+        driver = chromium_driver()
+    except NoBrowser as err:
+        pytest.skip(f"no headless Chromium: {err}")
+    yield driver
+    driver.quit()

@@ -29,7 +29,7 @@ def test_tokenize_and_train_on_pipeline_shards(tmp_path):
         timeout=400,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
 
     def cli(*args: str) -> None:
         proc = subprocess.run(

@@ -60,7 +60,7 @@ def test_parallel_tokenize_writes_the_same_bytes(token_shards, doc_shards, token
 def test_empty_documents_are_counted_not_fatal(doc_shards, tokenizer_dir, tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
-    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
     shard = manifest["splits"]["validation"]["shards"][0]
     table = pq.read_table(docs / shard["file"])
     html = table.column("html").to_pylist()
@@ -70,7 +70,7 @@ def test_empty_documents_are_counted_not_fatal(doc_shards, tokenizer_dir, tmp_pa
     import hashlib
 
     shard["sha256"] = hashlib.sha256((docs / shard["file"]).read_bytes()).hexdigest()
-    (docs / "manifest.json").write_text(json.dumps(manifest))
+    (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
     out = tokenize_shards(docs, tokenizer_dir, tmp_path / "tokens", workers=1)
     assert out["splits"]["validation"]["skipped_empty"] == 2
     assert out["splits"]["validation"]["docs"] == 14
@@ -81,13 +81,13 @@ def test_bad_inputs_are_typed_errors(doc_shards, tokenizer_dir, tmp_path):
         tokenize_shards(tmp_path, tokenizer_dir, tmp_path / "out")
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
-    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
     manifest["splits"]["train"]["shards"][0]["sha256"] = "0" * 64
-    (docs / "manifest.json").write_text(json.dumps(manifest))
+    (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match="sha256"):
         tokenize_shards(docs, tokenizer_dir, tmp_path / "out", workers=1)
     manifest["image_codes"]["n_embed"] = 128
-    (docs / "manifest.json").write_text(json.dumps(manifest))
+    (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ShardError, match="image codes"):
         tokenize_shards(docs, tokenizer_dir, tmp_path / "out", workers=1)
     with pytest.raises(ShardError, match="tokenize"):
@@ -198,7 +198,7 @@ def test_cm3_train_tokenizer_reports_a_corrupt_document_shard_in_one_line(doc_sh
 
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
-    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
     shard = docs / manifest["splits"]["train"]["shards"][0]["file"]
     raw = bytearray(shard.read_bytes())
     raw[-8] ^= 0xFF  # the footer's length field
@@ -219,11 +219,24 @@ def test_cm3_train_tokenizer_reports_a_corrupt_document_shard_in_one_line(doc_sh
 def test_an_unreadable_document_shard_is_named_even_without_a_manifest_sha256(doc_shards, tmp_path):
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
-    manifest = json.loads((docs / "manifest.json").read_text())
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
     entry = manifest["splits"]["train"]["shards"][0]
     del entry["sha256"]
-    (docs / "manifest.json").write_text(json.dumps(manifest))
+    (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
     shard = docs / entry["file"]
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(ShardError, match=rf"{shard}: not a readable Parquet file \("):
         train_tokenizer(docs, vocab_size=300, out_dir=tmp_path / "tok")
+
+
+def test_document_shards_of_the_older_layout_still_tokenize(
+    doc_shards, tokenizer_dir, token_shards, tmp_path
+):
+    """Outputs written before _meta/ existed keep manifest.json beside the shards: still read, same tokens."""
+    docs = tmp_path / "docs"
+    shutil.copytree(doc_shards, docs)
+    (docs / "_meta" / "manifest.json").rename(docs / "manifest.json")
+    (docs / "_meta").rmdir()
+    tokenize_shards(docs, tokenizer_dir, tmp_path / "tokens", workers=1)
+    for name in ("train.tokens.u32", "validation.tokens.u32", "train.keys.u64"):
+        assert (tmp_path / "tokens" / name).read_bytes() == (token_shards / name).read_bytes(), name

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import lxml.html
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,7 +16,7 @@ from dataflow import local_dask_cluster
 from image_tokenizer import resolve_device
 from pipeline.cli import main, sample_inputs
 from pipeline.make_sample_corpus import SYNDICATED
-from pipeline.shards import verify
+from pipeline.shards import manifest_path, report_html_path, report_json_path, verify
 
 pytestmark = pytest.mark.slow
 
@@ -37,14 +38,17 @@ def run(output: Path, *extra: str) -> int:
 
 def rerun_like(reference: Path, output: Path, *extra: str) -> int:
     """Run again with the reference run's inputs (from its manifest) and extra runner flags."""
-    inputs = json.loads((reference / "manifest.json").read_text())["options"]["inputs"]
+    inputs = read_json(manifest_path(str(reference)))["options"]["inputs"]
     return run(output, *[arg for path in inputs for arg in ("--input", path)], *extra)
 
 
+def read_json(path: str) -> dict:
+    return json.loads(Path(path).read_text())
+
+
 def shard_files(output: Path) -> dict[str, bytes]:
-    return {
-        p.name: p.read_bytes() for p in sorted(output.iterdir()) if p.suffix in (".parquet", ".json", ".html")
-    }
+    """Every file of an output (the shards and _meta/), by its path inside it."""
+    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
 
 
 def documents(output: Path) -> list[dict]:
@@ -68,7 +72,7 @@ def sample_run(tmp_path_factory, shared_dir) -> Path:
 
 def test_sample_corpus_gives_verified_shards(sample_run):
     assert verify(str(sample_run)) == []
-    manifest = json.loads((sample_run / "manifest.json").read_text())
+    manifest = read_json(manifest_path(str(sample_run)))
     assert manifest["format"] == "cm3-docs/1"
     assert (
         len(manifest["splits"]["train"]["shards"]) == 3
@@ -76,7 +80,7 @@ def test_sample_corpus_gives_verified_shards(sample_run):
     )
     assert manifest["splits"]["train"]["rows"] > 0 and manifest["splits"]["validation"]["rows"] > 0
     assert manifest["image_codes"]["codes_per_image"] == 256
-    assert (sample_run / "report.html").read_text().count("<svg") == 1
+    assert Path(report_html_path(str(sample_run))).read_text().count("<svg") == 1
 
 
 def test_sample_corpus_rules_were_applied(sample_run):
@@ -91,7 +95,7 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert any("wikipedia.org" in u for u in urls) and any("harbourtown-herald" in u for u in urls)
     assert sum(d["n_images"] for d in docs) >= 8
     assert "https://media." not in text and "data:image" not in text  # every kept <img> carries codes
-    report = json.loads((sample_run / "report.json").read_text())
+    report = read_json(report_json_path(str(sample_run)))
     counts = report["counts"]
     assert counts["dedup.url_duplicates_dropped"] >= 1
     assert counts["read.broken_or_truncated_record"] >= 1  # example-trunc.warc
@@ -107,6 +111,34 @@ def test_sample_corpus_rules_were_applied(sample_run):
     references = counts["images.refs_kept"] + counts["images.refs_removed"]
     assert references > counts["images.unique"]  # some images are shared by several documents
     assert report["funnel"][-1]["docs"] == len(docs)
+
+
+def test_every_parquet_reader_opens_the_output_directory(sample_run):
+    """The shards lie in the directory and its metadata in _meta/, which Parquet readers skip: pandas and
+    pyarrow.dataset read the directory, DuckDB a glob of it, and a split is a glob of its own."""
+    import duckdb
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    docs = documents(sample_run)
+    ids = sorted(d["id"] for d in docs)
+    assert sorted(pd.read_parquet(sample_run)["id"]) == ids
+    assert sorted(ds.dataset(sample_run, format="parquet").to_table()["id"].to_pylist()) == ids
+    for pattern in ("*", "*.parquet"):
+        rows = duckdb.sql(f"SELECT id FROM read_parquet('{sample_run}/{pattern}')").fetchall()
+        assert sorted(row[0] for row in rows) == ids
+    manifest = read_json(manifest_path(str(sample_run)))
+    for split in ("train", "validation"):
+        ((n,),) = duckdb.sql(
+            f"SELECT count(*) FROM read_parquet('{sample_run}/{split}-*.parquet')"
+        ).fetchall()
+        assert n == manifest["splits"][split]["rows"] > 0
+
+
+def test_references_kept_equal_the_img_elements_written(sample_run):
+    report = read_json(report_json_path(str(sample_run)))
+    written = sum(len(lxml.html.document_fromstring(d["html"]).xpath("//img")) for d in documents(sample_run))
+    assert report["images"]["refs_kept"] == report["counts"]["images.refs_kept"] == written > 0
 
 
 def test_rerun_into_a_finished_output_is_refused(sample_run, tmp_path):
@@ -147,9 +179,9 @@ def test_image_batch_size_changes_at_most_rare_near_tie_codes(sample_run, tmp_pa
     batch_4 = tmp_path / "cpu-batch-4"
     flags = ("--vqgan-device", "cpu", "--image-batch-size", "4")
     assert rerun_like(sample_run, batch_4, *flags) == 0
-    for name in ("report.json", "report.html"):
-        assert (batch_4 / name).read_bytes() == (reference / name).read_bytes()
-    manifest, manifest_4 = (json.loads((out / "manifest.json").read_text()) for out in (reference, batch_4))
+    for path in (report_json_path, report_html_path):
+        assert Path(path(str(batch_4))).read_bytes() == Path(path(str(reference))).read_bytes()
+    manifest, manifest_4 = (read_json(manifest_path(str(out))) for out in (reference, batch_4))
     assert manifest_4["metrics"] == manifest["metrics"]
     assert manifest_4["options"]["image_batch_size"] == 4 and manifest["options"]["image_batch_size"] == 1
     assert [s["rows"] for s in manifest_4["splits"]["train"]["shards"]] == [
@@ -188,7 +220,7 @@ def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
     )
     assert code == 0
     assert verify(str(output)) == []
-    counts = json.loads((output / "report.json").read_text())["counts"]
+    counts = read_json(report_json_path(str(output)))["counts"]
     assert counts["read.files.warc"] == 12
     assert counts["read.broken_or_truncated_record"] >= 2 and counts["read.broken_gzip_member"] == 1
     assert counts["read.pages.warc"] == 8  # one page in each WARC that has a response/resource page

@@ -25,4 +25,4 @@ def test_no_images_job_imports_no_torch_and_no_scipy(tmp_path):
         [sys.executable, "-c", SCRIPT, str(tmp_path / "out")], capture_output=True, text=True, check=True
     )
     assert out.stdout.split("\n")[-2] == "0 ", out.stdout + out.stderr
-    assert (tmp_path / "out" / "manifest.json").is_file()
+    assert (tmp_path / "out" / "_meta" / "manifest.json").is_file()

@@ -64,11 +64,11 @@ def test_the_manifest_records_the_rules_used(tmp_path, capsys):
         code = main(["run", "--output", str(out), "--no-images", "--quiet", "--options-file", str(path)])
     assert code == 0
     assert "no --input given: processing the bundled sample corpus" in capsys.readouterr().err
-    options = json.loads((out / "manifest.json").read_text())["options"]
+    options = json.loads((out / "_meta" / "manifest.json").read_text())["options"]
     assert C4Options.from_dict(options["c4"]) == C4Options(min_sentences=4)
     assert Limits.from_dict(options["limits"]) == Limits(max_attributes=500)
     assert options["target_shard_mb"] == 256 and options["train_shards"] is None
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "_meta" / "manifest.json").read_text())
     assert len(manifest["splits"]["train"]["shards"]) == 1  # the sample corpus is far below 256 MB
 
 

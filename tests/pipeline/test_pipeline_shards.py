@@ -102,9 +102,9 @@ def make_output(tmp_path) -> dict:
 
 def test_finish_fills_empty_shards_and_removes_stale_files(tmp_path):
     manifest = make_output(tmp_path)
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert names == [
-        "manifest.json",
+        "_meta/manifest.json",
         "train-00000-of-00003.parquet",
         "train-00001-of-00003.parquet",
         "train-00002-of-00003.parquet",
@@ -113,6 +113,22 @@ def test_finish_fills_empty_shards_and_removes_stale_files(tmp_path):
     assert manifest["splits"]["train"]["rows"] == 15 and manifest["splits"]["validation"]["rows"] == 5
     assert [s["rows"] for s in manifest["splits"]["train"]["shards"]] == [0, 15, 0]
     assert shards.verify(str(tmp_path)) == []
+
+
+def test_an_output_of_the_older_layout_is_verified_with_a_note_on_moving_it(tmp_path, capsys):
+    """Before _meta/, manifest.json lay beside the shards: still verified, and `verify` says how to move it."""
+    from pipeline.cli import main
+
+    make_output(tmp_path)
+    assert shards.legacy_layout_note(str(tmp_path)) is None
+    (tmp_path / "_meta" / "manifest.json").rename(tmp_path / "manifest.json")
+    (tmp_path / "_meta").rmdir()
+    assert shards.find_manifest(str(tmp_path)) == str(tmp_path / "manifest.json")
+    assert shards.verify(str(tmp_path)) == []
+    assert main(["verify", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"note: {tmp_path} has the old layout") and "mkdir _meta" in out[0]
+    assert out[1] == f"{tmp_path}: OK"
 
 
 def test_verify_detects_tampering(tmp_path):
@@ -125,7 +141,11 @@ def test_verify_detects_tampering(tmp_path):
     assert any("missing" in p for p in shards.verify(str(tmp_path)))
     (tmp_path / "train-00005-of-00009.parquet").write_bytes(b"")
     assert any("not listed" in p for p in shards.verify(str(tmp_path)))
-    (tmp_path / "manifest.json").unlink()
+    (tmp_path / "notes.txt").write_text("pandas.read_parquet(directory) would fail on this")
+    assert "notes.txt: not a shard, yet readers of the directory as a dataset would read it" in shards.verify(
+        str(tmp_path)
+    )
+    (tmp_path / "_meta" / "manifest.json").unlink()
     assert shards.verify(str(tmp_path))[0].endswith("(unfinished or not a cm3-docs output)")
 
 

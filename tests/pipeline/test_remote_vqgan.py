@@ -156,10 +156,7 @@ def test_a_missing_remote_file_is_named_by_launcher_and_worker(remote_checkpoint
     error = capsys.readouterr().err
     what = "VQGAN checkpoint" if missing == "m.ckpt" else "VQGAN config"
     assert code == 2
-    assert (
-        f"cm3-data run: cannot load the VQGAN: FileNotFoundError: {what} not found: {missing_path}" in error
-    )
-    assert "Traceback" not in error
+    assert error == f"cm3-data run: {what} not found: {missing_path}\n"
 
 
 def test_weights_their_yaml_does_not_describe_stop_the_launch(tmp_path, capsys):

@@ -95,9 +95,9 @@ def shard_dir(tmp_path_factory, photo_codes, write_document_shards) -> Path:
         n_embed=1024,
         vqgan={"checkpoint": "bundled", "sha256": vqgan_sha},
     )
-    splits = json.loads((out / "manifest.json").read_text())["splits"]
+    splits = json.loads((out / "_meta" / "manifest.json").read_text())["splits"]
     counts = {"read.pages.warc": 9, "minimize.ok": 8, "c4.kept": 6, "images.unique": 4, "images.encoded": 4}
-    (out / "report.json").write_bytes(report_json(build_report(counts, splits)))
+    (out / "_meta" / "report.json").write_bytes(report_json(build_report(counts, splits)))
     return out
 
 
@@ -269,7 +269,7 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_
         raw = raw[: len(raw) // 2]
     shard.write_bytes(bytes(raw))
     if damage.endswith("no manifest"):
-        (tmp_path / "manifest.json").unlink()
+        (tmp_path / "_meta" / "manifest.json").unlink()
     assert view_main([str(tmp_path), "--out", str(tmp_path / "x.html")]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"cm3-data view: {shard}: "), err

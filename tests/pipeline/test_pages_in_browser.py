@@ -1,0 +1,91 @@
+"""The pages people look at, loaded in headless Chromium: the funnel report (_meta/report.html) and the shard
+viewer (`cm3-data view`) of a real run show every image, log no console error, and show the numbers of
+report.json."""
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import shards
+from pipeline.cli import main
+from pipeline.screenshot import open_page, problems
+from pipeline.view import main as view_main
+
+pytestmark = pytest.mark.slow
+
+# The report's tables as the browser renders them: {heading: [[name, number], ...]}.
+TABLES = """
+const out = {};
+for (const h of document.querySelectorAll('h2')) {
+  const table = h.nextElementSibling;
+  if (table && table.tagName === 'TABLE')
+    out[h.innerText] = Array.from(table.rows).map(r => Array.from(r.cells).map(c => c.innerText));
+}
+return out;
+"""
+
+
+@pytest.fixture(scope="module")
+def pages(tmp_path_factory) -> dict:
+    """A run on a few pages of the bundled sample corpus and the viewer's page of its shards."""
+    root = tmp_path_factory.mktemp("pages")
+    output = root / "shards"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["run", "--output", str(output), "--limit", "4", "--no-fetch", "--quiet"]) == 0
+    assert view_main([str(output), "--out", str(root / "view.html"), "--n", "6"]) == 0
+    report = json.loads(Path(shards.report_json_path(str(output))).read_text())
+    return {
+        "report": report,
+        "report.html": Path(shards.report_html_path(str(output))),
+        "view": root / "view.html",
+    }
+
+
+def test_report_page_loads_cleanly_and_shows_the_numbers_of_report_json(browser, pages):
+    report = pages["report"]
+    page = open_page(browser, pages["report.html"])
+    assert problems(page) == []
+    texts = browser.execute_script(
+        "return Array.from(document.querySelectorAll('svg text')).map(t => t.textContent)"
+    )
+    assert [[label, int(n)] for label, n in zip(texts[::2], texts[1::2], strict=True)] == [
+        [row["stage"], row["docs"]] for row in report["funnel"]
+    ]
+    tables = {name: {k: int(v) for k, v in rows} for name, rows in browser.execute_script(TABLES).items()}
+    assert tables["Dropped by rule"] == report["dropped"]
+    assert tables["Written"] == report["written"]
+    assert tables["All counters"] == report["counts"]
+    images = report["images"]
+    assert tables["Images"]["references kept"] == images["refs_kept"] > 0
+    assert tables["Images"]["references removed"] == images["refs_removed"]
+    assert tables["Images"]["unique image URLs"] == images["unique"]
+    for key in ("from_input", "fetched", "data_uri", "codes_written"):
+        assert tables["Images"][key] == images[key]
+
+
+def test_viewer_page_shows_every_decoded_image_and_the_funnel(browser, pages):
+    page = open_page(browser, pages["view"])
+    assert problems(page) == []
+    assert len(page["images"]) >= 2 and all(width > 0 for _, _, width in page["images"])
+    funnel = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#report table')[0].rows).slice(1)"
+        ".map(r => [r.cells[0].innerText, r.cells[1].innerText])"
+    )
+    assert [[stage, int(n)] for stage, n in funnel] == [
+        [r["stage"], r["docs"]] for r in pages["report"]["funnel"]
+    ]
+
+
+def test_the_check_sees_a_broken_image_and_a_console_error(browser, tmp_path):
+    """The checks above are not vacuous: a missing image and a script error are both reported."""
+    (tmp_path / "bad.html").write_text(
+        '<!DOCTYPE html><html><body><img src="missing.png" alt="">'
+        '<script>console.error("broken on purpose")</script></body></html>'
+    )
+    found = problems(open_page(browser, tmp_path / "bad.html"))
+    assert len(found) >= 2
+    assert any(p.startswith("image did not load: file://") and p.endswith("missing.png") for p in found)
+    assert any("broken on purpose" in p for p in found)
