@@ -155,8 +155,70 @@ def run_parser() -> argparse.ArgumentParser:
         help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
         "an error. The values used are recorded in manifest.json",
     )
+    hygiene = parser.add_argument_group("corpus hygiene (pipeline/README.md#corpus-hygiene)")
+    hygiene.add_argument(
+        "--max-image-url-repeats",
+        type=non_negative_int,
+        default=10,
+        metavar="K",
+        help="remove an image URL used by more than K documents from all of them (site furniture; "
+        "OBELICS: 10, the default; 0 = off)",
+    )
+    hygiene.add_argument(
+        "--min-image-side",
+        type=non_negative_int,
+        default=150,
+        metavar="PX",
+        help="remove images whose decoded short side is under PX, never encoding them (OBELICS: 150, the "
+        "default; 0 = off)",
+    )
+    hygiene.add_argument(
+        "--max-image-aspect-ratio",
+        type=aspect_ratio,
+        default=3.0,
+        metavar="R",
+        help="remove images whose long side is over R times the short one (default 3; 0 = off; the image "
+        "tokenizer refuses beyond 10 in any case)",
+    )
+    hygiene.add_argument(
+        "--max-images-per-doc",
+        type=non_negative_int,
+        default=30,
+        metavar="N",
+        help="keep a document's first N distinct images, in document order (default 30; 0 = all)",
+    )
+    hygiene.add_argument(
+        "--no-image-dedup",
+        action="store_true",
+        help="encode every image URL on its own instead of once per perceptual hash",
+    )
+    hygiene.add_argument(
+        "--no-doc-dedup",
+        action="store_true",
+        help="keep near-duplicate documents (MinHash over word 5-grams; on by default)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value!r}")
+    return number
+
+
+def aspect_ratio(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (number == 0 or 1 <= number < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number >= 1 (or 0 = off), got {value!r}")
+    return number
 
 
 def vqgan_device(value: str) -> str:
@@ -280,6 +342,7 @@ def run_command(argv: list[str]) -> int:
 
     from pipeline import images, shards
     from pipeline.graph import JobOptions, build_pipeline
+    from pipeline.hygiene import Hygiene
     from pipeline.readers import expand_inputs
     from pipeline.report import report_table
 
@@ -320,6 +383,14 @@ def run_command(argv: list[str]) -> int:
         image_batch_size=args.image_batch_size,
         c4=c4,
         limits=limits,
+        hygiene=Hygiene(
+            max_image_url_repeats=args.max_image_url_repeats,
+            min_image_side=args.min_image_side,
+            max_image_aspect_ratio=args.max_image_aspect_ratio,
+            max_images_per_doc=args.max_images_per_doc,
+            image_dedup=not args.no_image_dedup,
+            doc_dedup=not args.no_doc_dedup,
+        ),
         files=tuple(path for path, _ in files),
         input_bytes=sum(size for _, size in files),
     )

@@ -44,6 +44,7 @@ SCHEMA = pa.schema(
         ("n_images", pa.int32()),
         ("n_chars", pa.int32()),
         ("lang_score", pa.float32()),
+        ("image_urls", pa.list_(pa.string())),  # source URL of each <img> in order (opt-out replays)
     ]
 )
 
@@ -59,7 +60,8 @@ def row_key(row: dict) -> tuple[str, str]:
 def row_size(row: dict) -> int:
     """Bytes a row takes in a shard before compression (its strings plus the fixed-width columns): what
     shard sizing and the sort buffer count."""
-    return len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    size = len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    return size + sum(len(url) for url in row.get("image_urls") or ())
 
 
 def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterator[dict]:
