@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   cm3-data run --input 'gs://bucket/cc/*.warc.gz' --output gs://bucket/shards --runner=DataflowRunner ...
                                                         # (see python -m dataflow.launch --help)
   cm3-data verify out/shards
+  cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --out out/shards-2
 
 An unexpected failure is one line (exit 1); add --debug to any command for the traceback.
 """
@@ -468,6 +469,40 @@ def verify_command(argv: list[str]) -> int:
     return 0
 
 
+def optout_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cm3-data optout",
+        description="Write a new output without the documents and images that the lists name: a listed "
+        "document URL or domain drops the document, a listed image URL or domain removes that image from "
+        "the documents that kept it. The new manifest names the lists' sha256 and the previous manifest.",
+    )
+    parser.add_argument("output", help="a finished output of `cm3-data run` (or of an earlier optout)")
+    parser.add_argument("--urls", metavar="LIST", help="file of URLs (documents or images), one a line")
+    parser.add_argument("--domains", metavar="LIST", help="file of domains, one a line (subdomains included)")
+    parser.add_argument("--out", required=True, help="the new output directory")
+    args = parser.parse_args(argv)
+    from pipeline.optout import load_optout, replay
+
+    if not args.urls and not args.domains:
+        print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
+        return 2
+    if args.out.rstrip("/") == args.output.rstrip("/"):
+        print("cm3-data optout: --out must differ from OUTPUT (the previous output is kept)", file=sys.stderr)
+        return 2
+    try:
+        optout = load_optout(args.urls, args.domains)
+        if "://" not in args.out:
+            os.makedirs(args.out, exist_ok=True)
+        counts = replay(args.output, args.out, optout)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
+        print(f"cm3-data optout: {error}", file=sys.stderr)
+        return 2
+    for name, n in counts.items():
+        print(f"{name:<44}{n:>10}")
+    print(f"wrote {args.out}; verify: cm3-data verify {args.out}")
+    return 0
+
+
 def view_command(argv: list[str]) -> int:
     try:
         from pipeline.view import main as view_main
@@ -479,17 +514,19 @@ def view_command(argv: list[str]) -> int:
     return view_main(argv)
 
 
-COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command}
+COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command, "optout": optout_command}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: cm3-data {run,verify,view} ...\n\n"
+            "usage: cm3-data {run,verify,view,optout} ...\n\n"
             "  run     run the data job (cm3-data run --help)\n"
             "  verify  check a finished output against its manifest\n"
-            "  view    look at documents in shards (cm3-data view --help)\n\n" + EXAMPLES
+            "  view    look at documents in shards (cm3-data view --help)\n"
+            "  optout  a new output without listed documents and images (cm3-data optout --help)\n\n"
+            + EXAMPLES
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, args = argv[0], argv[1:]

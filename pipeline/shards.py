@@ -306,3 +306,36 @@ def _check_rows(name, rows, n_embed, stable_hash, is_code_src, image_srcs) -> li
         if bad:
             problems.append(f"{name}: {row['url']} has {len(bad)} <img> without a valid code string")
     return problems
+
+
+def read_manifest(output_dir: str) -> dict:
+    """The manifest of a finished output; FileNotFoundError naming it if the output is unfinished."""
+    path = FileSystems.join(output_dir, MANIFEST)
+    if not FileSystems.exists(path):
+        raise FileNotFoundError(f"{path} is missing (unfinished or not a cm3-docs output)")
+    return json.loads(read_bytes(path))
+
+
+def manifest_sha256(output_dir: str) -> str:
+    return hashlib.sha256(read_bytes(FileSystems.join(output_dir, MANIFEST))).hexdigest()
+
+
+def shard_path(output_dir: str, entry: dict) -> str:
+    """Where a manifest's shard entry lives in `output_dir`."""
+    return FileSystems.join(output_dir, entry["file"])
+
+
+def manifest_shards(manifest: dict) -> Iterator[tuple[str, int, int, dict]]:
+    """(split, index, n_shards, entry) for every shard a manifest lists."""
+    for split in SPLITS:
+        entries = manifest.get("splits", {}).get(split, {}).get("shards", [])
+        for index, entry in enumerate(entries):
+            yield split, index, len(entries), entry
+
+
+def read_shard_rows(path: str) -> Iterator[dict]:
+    """The rows of one shard, a row group at a time (a worker never holds the whole shard)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        parquet = pq.ParquetFile(stream)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group).to_pylist()

@@ -174,7 +174,7 @@ def rewrite_images(
             yield Count("images.refs_over_doc_cap")
         mapping[src] = code
         yield Count("images.refs_kept" if code is not None else "images.refs_removed")
-    kept = tuple(src for src in _all_img_srcs(doc.html) if mapping.get(src) is not None)
+    kept = tuple(src for src in all_image_srcs(doc.html) if mapping.get(src) is not None)
     yield Doc(
         url=doc.url,
         source=doc.source,
@@ -184,7 +184,7 @@ def rewrite_images(
     )
 
 
-def _all_img_srcs(html: str) -> list[str]:
+def all_image_srcs(html: str) -> list[str]:
     """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
     return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
 
