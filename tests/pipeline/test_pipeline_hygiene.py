@@ -3,6 +3,7 @@ pixel, one photo served under two URLs, a page with more images than the cap, an
 articles; then an opt-out replay of the output that `cm3-data verify` accepts."""
 
 import contextlib
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -16,7 +17,8 @@ from PIL import Image
 
 from image_tokenizer.train_small_vqgan import skimage_rgb
 from pipeline import stages, steps
-from pipeline.cli import main
+from pipeline.cli import main, run_parser
+from pipeline.hygiene import Hygiene
 from pipeline.make_sample_corpus import TEXT
 from pipeline.shards import verify
 from pipeline.warc_writer import http_response, warc_record
@@ -163,3 +165,38 @@ def test_near_dup_dedup_step_keeps_the_smallest_url_hash():
             equal_to([("dedup.near_dup_docs_dropped", 3)]),
             label="Counts",
         )
+
+
+def test_the_manifest_records_the_hygiene_used(hygiene_run):
+    output, _ = hygiene_run
+    options = json.loads((output / "manifest.json").read_text())["options"]["hygiene"]
+    assert options == {**dataclasses.asdict(Hygiene()), "max_images_per_doc": 2}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--max-image-url-repeats", "-1"),
+        ("--min-image-side", "x"),
+        ("--max-image-aspect-ratio", "0.5"),
+        ("--max-image-aspect-ratio", "inf"),
+        ("--max-images-per-doc", "-2"),
+    ],
+)
+def test_hygiene_flags_are_checked_when_parsed(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_parser().parse_known_args(["--output", "out", *argv])
+    assert exit_info.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_opt_out_needs_a_list_and_a_new_directory(tmp_path, capsys):
+    assert main(["optout", str(tmp_path), "--out", str(tmp_path / "new")]) == 2
+    assert "--urls LIST and/or --domains LIST" in capsys.readouterr().err
+    (tmp_path / "urls.txt").write_text("https://a.example/\n")
+    assert main(["optout", str(tmp_path), "--urls", str(tmp_path / "urls.txt"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["optout", str(tmp_path), "--urls", str(tmp_path / "urls.txt"), "--out", str(tmp_path / "n")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "--out must differ" in err and "manifest.json is missing" in err and "Traceback" not in err
