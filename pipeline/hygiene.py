@@ -78,11 +78,18 @@ def image_shape_reason(width: int, height: int, hygiene: Hygiene) -> str | None:
 
 
 def perceptual_hash(image) -> str:
-    """64-bit DCT perceptual hash (imagehash.phash) as 16 hex digits: the same picture re-encoded, resized or
-    recompressed under another URL gets the same value, so it is encoded once."""
+    """64-bit DCT perceptual hash (imagehash.phash, 16 hex digits) + the mean colour in 8 levels per channel:
+    the same picture re-encoded, resized or recompressed under another URL gets the same value, so it is
+    encoded once. phash sees only luminance (a red and a blue flat logo share it); the colour part keeps
+    pictures that differ in colour apart, since sharing codes there would be wrong, while splitting a rare
+    copy whose mean sits on a level boundary only costs one more encoding."""
     import imagehash
+    from PIL import Image
 
-    return str(imagehash.phash(image))
+    mean = np.asarray(image.convert("RGB").resize((8, 8), Image.Resampling.BOX), dtype=np.float64).mean(
+        (0, 1)
+    )
+    return f"{imagehash.phash(image)}-" + "".join(str(int(level) // 32) for level in mean)
 
 
 def capped_srcs(srcs: list[str], hygiene: Hygiene) -> list[str]:

@@ -139,3 +139,9 @@ def test_every_url_but_the_smallest_hash_loses_whatever_the_order(urls, random):
     random.shuffle(shuffled)
     winner = min(urls, key=lambda url: (stable_hash(url), url))
     assert set(band_losers(shuffled)) == set(urls) - {winner}
+
+
+def test_pictures_that_differ_only_in_colour_are_not_grouped():
+    red, blue = Image.new("RGB", (200, 200), (200, 30, 30)), Image.new("RGB", (200, 200), (30, 30, 200))
+    assert perceptual_hash(red) != perceptual_hash(blue)  # phash alone sees two flat grey squares
+    assert perceptual_hash(red) == perceptual_hash(Image.new("RGB", (300, 300), (200, 30, 30)))
