@@ -74,7 +74,7 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
             counts["optout.documents_removed"] += 1
             continue
         image_urls = list(row.get("image_urls") or [])
-        srcs = all_image_srcs(row["html"]) if image_urls else []
+        srcs = all_image_srcs(row["html"]) if "<img" in row["html"] else []
         if len(srcs) != len(image_urls):  # an output written before image_urls existed: documents only
             counts["optout.documents_without_image_urls"] += 1
             yield row

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import io
 import json
+from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
@@ -20,6 +21,7 @@ from pipeline import stages, steps
 from pipeline.cli import main, run_parser
 from pipeline.hygiene import Hygiene
 from pipeline.make_sample_corpus import TEXT
+from pipeline.optout import OptOut, apply_optout
 from pipeline.shards import verify
 from pipeline.warc_writer import http_response, warc_record
 
@@ -200,3 +202,21 @@ def test_opt_out_needs_a_list_and_a_new_directory(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "--out must differ" in err and "manifest.json is missing" in err and "Traceback" not in err
+
+
+def test_opt_out_of_an_output_without_image_urls_removes_documents_and_says_images_could_not_be_matched():
+    optout = OptOut(urls=frozenset({"https://a.example/1"}), domains=frozenset({"cdn.example"}))
+    old_rows = [
+        {"url": "https://a.example/1", "html": "<p>x</p>"},
+        {"url": "https://a.example/2", "html": '<p>y</p><img src="1 2 3">'},
+        {"url": "https://a.example/3", "html": "<p>z</p>"},
+    ]
+    counts = Counter()
+    kept = list(apply_optout(old_rows, optout, counts))
+    assert [row["url"] for row in kept] == ["https://a.example/2", "https://a.example/3"]
+    assert counts == Counter(
+        {"optout.documents_read": 3, "optout.documents_removed": 1, "optout.documents_without_image_urls": 1}
+    )
+    assert optout.listed("https://img.cdn.example/p.jpg") and not optout.listed(
+        "https://notcdn.example/p.jpg"
+    )
