@@ -3,7 +3,9 @@
 Each step gets its grouped values the way a runner hands them over, as a one-shot iterator, in the worst
 case of one key holding everything: all crops of the job in one encode group (padded batches + the codes
 routed to the documents of a logo used on every page), every document in one shard (external sort +
-streaming Parquet), a three-sentence span found on every page, one URL crawled on every page. Every size
+streaming Parquet), a three-sentence span found on every page, one URL crawled on every page, and the corpus
+hygiene's shuffles: one picture served under every image URL (its perceptual-hash group and the routing of
+its codes to every URL) and one MinHash band bucket holding every document. Every size
 runs in a fresh process; its peak RSS is read from the kernel (VmHWM, reset after set-up so imports and the
 model do not count). The baseline is the same work done the obvious way, materialising each group
 (`list`, `sorted`, `pq.write_table` of the whole shard, a set of all occurrences), as the job did before.
@@ -91,7 +93,7 @@ def doc_rows(n: int):
 
 def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict:
     """The job's code for each grouped step, fed one-shot iterators (what a runner hands over)."""
-    from pipeline import images, shards, stages, steps
+    from pipeline import hygiene, images, shards, stages, steps
 
     def encode():
         for _ in images.encode_images(crops(n_images), model, batch_size):
@@ -117,12 +119,32 @@ def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir:
         for _ in stages.url_winner("https://d.example/crawled", docs):
             pass
 
+    def phash_group():  # one picture served under every image URL: the representative's crop
+        members = ((url, crop) for url, crop in crops(n_images))
+        for _ in steps._group_representative(("phash:0123456789abcdef", members)):
+            pass
+
+    def phash_members():  # its codes routed to every URL of the group
+        outcome = images.ImageOutcome("phash:0123456789abcdef", "1 2 3", "ok")
+        urls = (f"https://img.example/{i:09d}.jpg" for i in range(n_docs))
+        for _ in steps._outcomes_to_members(
+            ("phash:0123456789abcdef", {"codes": iter([outcome]), "member": urls})
+        ):
+            pass
+
+    def band_group():  # a MinHash band bucket holding every document
+        for _ in hygiene.band_losers(f"https://d.example/{i:09d}" for i in range(n_docs)):
+            pass
+
     return {
         "encode": encode,
         "codes_to_docs": codes_to_docs,
         "write_shard": write_shard,
         "span_group": span_group,
         "url_group": url_group,
+        "phash_group": phash_group,
+        "phash_members": phash_members,
+        "band_group": band_group,
     }
 
 
@@ -159,12 +181,28 @@ def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_
         docs = [stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs)]
         min(docs, key=lambda d: (d.source, d.html))
 
+    def phash_group():
+        members = list(crops(n_images))
+        min(members, key=lambda member: member[0])
+
+    def phash_members():
+        for _ in sorted(f"https://img.example/{i:09d}.jpg" for i in range(n_docs)):
+            pass
+
+    def band_group():
+        urls = [f"https://d.example/{i:09d}" for i in range(n_docs)]
+        winner = min(urls, key=lambda url: (stable_hash(url), url))
+        [url for url in urls if url != winner]
+
     return {
         "encode": encode,
         "codes_to_docs": codes_to_docs,
         "write_shard": write_shard,
         "span_group": span_group,
         "url_group": url_group,
+        "phash_group": phash_group,
+        "phash_members": phash_members,
+        "band_group": band_group,
     }
 
 

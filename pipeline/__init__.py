@@ -6,6 +6,7 @@ Public names are imported lazily, so `import pipeline.view` (or the CLI's --help
 from importlib import import_module
 
 _EXPORTS = {
+    "Hygiene": "pipeline.hygiene",
     "JobOptions": "pipeline.graph",
     "build_pipeline": "pipeline.graph",
     "read_input": "pipeline.readers",

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   cm3-data run --input 'gs://bucket/cc/*.warc.gz' --output gs://bucket/shards --runner=DataflowRunner ...
                                                         # (see python -m dataflow.launch --help)
   cm3-data verify out/shards
+  cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --out out/shards-2
 
 An unexpected failure is one line (exit 1); add --debug to any command for the traceback.
 """
@@ -173,8 +174,70 @@ def run_parser() -> argparse.ArgumentParser:
         help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
         "an error. The values used are recorded in _meta/manifest.json",
     )
+    hygiene = parser.add_argument_group("corpus hygiene (pipeline/README.md#corpus-hygiene)")
+    hygiene.add_argument(
+        "--max-image-url-repeats",
+        type=non_negative_int,
+        default=10,
+        metavar="K",
+        help="remove an image URL used by more than K documents from all of them (site furniture; "
+        "OBELICS: 10, the default; 0 = off)",
+    )
+    hygiene.add_argument(
+        "--min-image-side",
+        type=non_negative_int,
+        default=150,
+        metavar="PX",
+        help="remove images whose decoded short side is under PX, never encoding them (OBELICS: 150, the "
+        "default; 0 = off)",
+    )
+    hygiene.add_argument(
+        "--max-image-aspect-ratio",
+        type=aspect_ratio,
+        default=3.0,
+        metavar="R",
+        help="remove images whose long side is over R times the short one (default 3; 0 = off; the image "
+        "tokenizer refuses beyond 10 in any case)",
+    )
+    hygiene.add_argument(
+        "--max-images-per-doc",
+        type=non_negative_int,
+        default=30,
+        metavar="N",
+        help="keep a document's first N distinct images, in document order (default 30; 0 = all)",
+    )
+    hygiene.add_argument(
+        "--no-image-dedup",
+        action="store_true",
+        help="encode every image URL on its own instead of once per perceptual hash",
+    )
+    hygiene.add_argument(
+        "--no-doc-dedup",
+        action="store_true",
+        help="keep near-duplicate documents (MinHash over word 5-grams; on by default)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value!r}")
+    return number
+
+
+def aspect_ratio(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not (number == 0 or 1 <= number < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number >= 1 (or 0 = off), got {value!r}")
+    return number
 
 
 def vqgan_device(value: str) -> str:
@@ -308,6 +371,7 @@ def run_command(argv: list[str]) -> int:
 
     from pipeline import images, shards
     from pipeline.graph import JobOptions, build_pipeline
+    from pipeline.hygiene import Hygiene
     from pipeline.readers import expand_inputs, html_file_urls
     from pipeline.report import report_table
 
@@ -351,6 +415,14 @@ def run_command(argv: list[str]) -> int:
         image_batch_size=args.image_batch_size,
         c4=c4,
         limits=limits,
+        hygiene=Hygiene(
+            max_image_url_repeats=args.max_image_url_repeats,
+            min_image_side=args.min_image_side,
+            max_image_aspect_ratio=args.max_image_aspect_ratio,
+            max_images_per_doc=args.max_images_per_doc,
+            image_dedup=not args.no_image_dedup,
+            doc_dedup=not args.no_doc_dedup,
+        ),
         files=tuple(path for path, _ in files),
         input_bytes=sum(size for _, size in files),
         base_url=args.base_url,
@@ -438,6 +510,40 @@ def verify_command(argv: list[str]) -> int:
     return 0
 
 
+def optout_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cm3-data optout",
+        description="Write a new output without the documents and images that the lists name: a listed "
+        "document URL or domain drops the document, a listed image URL or domain removes that image from "
+        "the documents that kept it. The new manifest names the lists' sha256 and the previous manifest.",
+    )
+    parser.add_argument("output", help="a finished output of `cm3-data run` (or of an earlier optout)")
+    parser.add_argument("--urls", metavar="LIST", help="file of URLs (documents or images), one a line")
+    parser.add_argument("--domains", metavar="LIST", help="file of domains, one a line (subdomains included)")
+    parser.add_argument("--out", required=True, help="the new output directory")
+    args = parser.parse_args(argv)
+    from pipeline.optout import load_optout, replay
+
+    if not args.urls and not args.domains:
+        print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
+        return 2
+    if args.out.rstrip("/") == args.output.rstrip("/"):
+        print("cm3-data optout: --out must differ from OUTPUT (the previous output is kept)", file=sys.stderr)
+        return 2
+    try:
+        optout = load_optout(args.urls, args.domains)
+        if "://" not in args.out:
+            os.makedirs(args.out, exist_ok=True)
+        counts = replay(args.output, args.out, optout)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
+        print(f"cm3-data optout: {error}", file=sys.stderr)
+        return 2
+    for name, n in counts.items():
+        print(f"{name:<44}{n:>10}")
+    print(f"wrote {args.out}; verify: cm3-data verify {args.out}")
+    return 0
+
+
 def view_command(argv: list[str]) -> int:
     try:
         from pipeline.view import main as view_main
@@ -449,17 +555,19 @@ def view_command(argv: list[str]) -> int:
     return view_main(argv)
 
 
-COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command}
+COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command, "optout": optout_command}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: cm3-data {run,verify,view} ...\n\n"
+            "usage: cm3-data {run,verify,view,optout} ...\n\n"
             "  run     run the data job (cm3-data run --help)\n"
             "  verify  check a finished output against its manifest\n"
-            "  view    look at documents in shards (cm3-data view --help)\n\n" + EXAMPLES
+            "  view    look at documents in shards (cm3-data view --help)\n"
+            "  optout  a new output without listed documents and images (cm3-data optout --help)\n\n"
+            + EXAMPLES
         )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, args = argv[0], argv[1:]

@@ -12,10 +12,12 @@ import apache_beam as beam
 from c4_filters import C4Options
 from html_minimizer import Limits
 from pipeline import images, report, shards
+from pipeline.hygiene import Hygiene
 from pipeline.steps import (
     NAMESPACE,
     EncodeImages,
     MinimizeAndClean,
+    NearDupDedup,
     ReadInputs,
     RemoveImages,
     RewriteImages,
@@ -59,6 +61,7 @@ class JobOptions:
     c4: C4Options = C4Options()
     limits: Limits = Limits()
     base_url: str | None = None  # URL of the input root for plain .html files (readers.html_file_urls)
+    hygiene: Hygiene = Hygiene()  # corpus-level image and document rules (pipeline/hygiene.py)
     # how the job runs, not what it writes (not in the manifest):
     files: tuple[str, ...] = field(default=(), compare=False)
     input_bytes: int = field(default=0, compare=False)
@@ -96,11 +99,16 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
     )
     docs, clean_counts = pages | "MinimizeAndClean" >> MinimizeAndClean(job.c4, job.limits)
     unique, url_counts = docs | "UrlDedup" >> UrlDedup()
+    counts = [read_counts, clean_counts, url_counts]
+    if job.hygiene.doc_dedup:  # before the span rule, so a near-copy goes whole instead of in fragments
+        unique, near_counts = unique | "NearDupDedup" >> NearDupDedup()
+        counts.append(near_counts)
     deduped, span_counts = unique | "SpanDedup" >> SpanDedup(job.c4)
-    counts = [read_counts, clean_counts, url_counts, span_counts]
+    counts.append(span_counts)
     if job.images:
         codes, image_counts = (deduped, records) | "EncodeImages" >> encode_images(job, image_codes)
-        final, rewrite_counts = (deduped, codes) | "RewriteImages" >> RewriteImages()
+        rewrite = RewriteImages(job.hygiene.max_images_per_doc)
+        final, rewrite_counts = (deduped, codes) | "RewriteImages" >> rewrite
         counts += [image_counts, rewrite_counts]
     else:  # image encoding off: every <img> is removed (counted as images.refs_removed)
         final, rewrite_counts = deduped | "RemoveImages" >> RemoveImages()
@@ -136,6 +144,7 @@ def encode_images(job: JobOptions, image_codes: dict) -> EncodeImages:
         vqgan,
         job.image_batch_size,
         images.image_keys(job.input_bytes),
+        job.hygiene,
     )
 
 

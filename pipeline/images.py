@@ -23,9 +23,12 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.hygiene import FILTER_REASONS, NEAR_DUPLICATE, Hygiene, image_shape_reason, perceptual_hash
 from pipeline.readers import Count
 
 NOT_IN_INPUT = "not_in_input"  # fetching disabled and no WARC record for the URL
+# prepare_image's rules: none of the corpus-level hygiene (the image tokenizer's own limits still apply)
+NO_HYGIENE = Hygiene(min_image_side=0, max_image_aspect_ratio=0, image_dedup=False)
 
 LOG = logging.getLogger(__name__)
 
@@ -136,20 +139,32 @@ def image_bytes(url: str, records: Iterable[bytes], fetcher) -> tuple[bytes | No
 
 def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
     """Decode + the 256x256 uint8 crop seeded by the URL; (None, reason) for undecodable images."""
+    crop, outcome, _ = prepare(url, data, NO_HYGIENE)
+    return crop, outcome
+
+
+def prepare(url: str, data: bytes, rules: Hygiene) -> tuple[np.ndarray | None, str, str]:
+    """(crop, outcome, group key): decode, the size and shape rules (an image they remove is never cropped
+    nor encoded), then the 256x256 uint8 crop seeded by the URL. The group key is the perceptual hash when
+    `rules.image_dedup` (URLs serving the same picture share one encoding), else the URL itself."""
     from image_tokenizer import ImageDecodeError, crop, decode_image
 
     try:
         image = decode_image(data)
     except ImageDecodeError as error:
-        return None, str(error.reason)
+        return None, str(error.reason), url
     except Exception:  # untrusted bytes: any decoder failure is a counted outcome
-        return None, "decode_error"
+        return None, "decode_error", url
+    reason = image_shape_reason(*image.size, rules)
+    if reason is not None:
+        return None, reason, url
     try:
-        return crop(image, seed_key=url), "ok"
+        key = "phash:" + perceptual_hash(image) if rules.image_dedup else url
+        return crop(image, seed_key=url), "ok", key
     except ImageDecodeError as error:
-        return None, str(error.reason)
+        return None, str(error.reason), url
     except Exception:
-        return None, "preprocess_error"
+        return None, "preprocess_error", url
 
 
 def check_device(device: str) -> str:
@@ -170,8 +185,13 @@ def default_batch_size(device: str) -> int:
 
 
 def failure_counts(outcome: ImageOutcome) -> Iterator[Count]:
+    """One count per unique image URL: encoded, sharing another URL's codes, removed by a hygiene rule
+    (images.filtered.<reason>) or failed (images.failed.<reason>)."""
     if outcome.codes is None:
-        yield Count(f"images.failed.{outcome.outcome}")
+        kind = "filtered" if outcome.outcome in FILTER_REASONS else "failed"
+        yield Count(f"images.{kind}.{outcome.outcome}")
+    elif outcome.outcome == NEAR_DUPLICATE:
+        yield Count("images.near_duplicate_urls")
     else:
         yield Count("images.encoded")
 

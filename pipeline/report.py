@@ -18,12 +18,14 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
     minimized = counts.get("minimize.ok", 0)
     c4_kept = counts.get("c4.kept", 0)
     url_unique = c4_kept - counts.get("dedup.url_duplicates_dropped", 0)
-    span_kept = url_unique - counts.get("dedup.span_docs_dropped", 0)
+    near_kept = url_unique - counts.get("dedup.near_dup_docs_dropped", 0)
+    span_kept = near_kept - counts.get("dedup.span_docs_dropped", 0)
     funnel = [
         {"stage": "pages read", "docs": read},
         {"stage": "minimized", "docs": minimized},
         {"stage": "kept by C4", "docs": c4_kept},
         {"stage": "unique URL", "docs": url_unique},
+        {"stage": "after near-dup dedup", "docs": near_kept},
         {"stage": "after span dedup", "docs": span_kept},
         {"stage": "written", "docs": sum(written.values())},
     ]
@@ -35,7 +37,12 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
             if name.startswith("c4.page:") and not name.endswith((":kept", ":read"))
         }
     )
-    for name in ("c4.error.unexpected", "dedup.url_duplicates_dropped", "dedup.span_docs_dropped"):
+    for name in (
+        "c4.error.unexpected",
+        "dedup.url_duplicates_dropped",
+        "dedup.near_dup_docs_dropped",
+        "dedup.span_docs_dropped",
+    ):
         if counts.get(name):
             dropped[name] = counts[name]
     images = {
@@ -48,9 +55,16 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
             for name, n in counts.items()
             if name.startswith("images.failed.")
         },
+        "filtered": {
+            name[len("images.filtered.") :]: n
+            for name, n in counts.items()
+            if name.startswith("images.filtered.")
+        },
         "codes_written": counts.get("images.encoded", 0),
+        "near_duplicate_urls": counts.get("images.near_duplicate_urls", 0),
         "refs_kept": counts.get("images.refs_kept", 0),
         "refs_removed": counts.get("images.refs_removed", 0),
+        "refs_over_doc_cap": counts.get("images.refs_over_doc_cap", 0),
     }
     return {
         "funnel": funnel,
@@ -59,6 +73,19 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
         "written": written,
         "counts": dict(sorted(counts.items())),
     }
+
+
+IMAGE_ROWS = (
+    "unique",
+    "from_input",
+    "fetched",
+    "data_uri",
+    "codes_written",
+    "near_duplicate_urls",
+    "refs_kept",
+    "refs_removed",
+    "refs_over_doc_cap",
+)
 
 
 def report_table(report: dict) -> str:
@@ -79,8 +106,10 @@ def report_table(report: dict) -> str:
     lines.append("")
     lines.append(f"{'images':<44}{'count':>10}")
     lines.append("-" * 60)
-    for key in ("unique", "from_input", "fetched", "data_uri", "codes_written", "refs_kept", "refs_removed"):
-        lines.append(f"{key:<44}{images[key]:>10}")
+    for key in IMAGE_ROWS:
+        lines.append(f"{key:<44}{images.get(key, 0):>10}")
+    for reason, n in sorted(images.get("filtered", {}).items()):
+        lines.append(f"{'filtered: ' + reason:<44}{n:>10}")
     for reason, n in sorted(images["failed"].items()):
         lines.append(f"{'failed: ' + reason:<44}{n:>10}")
     lines.append("")
@@ -119,9 +148,14 @@ def report_html(report: dict) -> bytes:
 
     images = report["images"]
     image_rows = [("unique image URLs", images["unique"])]
-    image_rows += [(key, images[key]) for key in ("from_input", "fetched", "data_uri", "codes_written")]
+    image_rows += [
+        (key, images.get(key, 0))
+        for key in ("from_input", "fetched", "data_uri", "codes_written", "near_duplicate_urls")
+    ]
+    image_rows += [("filtered: " + reason, n) for reason, n in sorted(images.get("filtered", {}).items())]
     image_rows += [("failed: " + reason, n) for reason, n in sorted(images["failed"].items())]
     image_rows += [("references kept", images["refs_kept"]), ("references removed", images["refs_removed"])]
+    image_rows += [("references past the per-document cap", images.get("refs_over_doc_cap", 0))]
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>cm3-data run report</title><style>"
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"

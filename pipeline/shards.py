@@ -55,6 +55,7 @@ SCHEMA = pa.schema(
         ("n_images", pa.int32()),
         ("n_chars", pa.int32()),
         ("lang_score", pa.float32()),
+        ("image_urls", pa.list_(pa.string())),  # source URL of each <img> in order (opt-out replays)
     ]
 )
 
@@ -118,7 +119,8 @@ def row_key(row: dict) -> tuple[str, str]:
 def row_size(row: dict) -> int:
     """Bytes a row takes in a shard before compression (its strings plus the fixed-width columns): what
     shard sizing and the sort buffer count."""
-    return len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    size = len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    return size + sum(len(url) for url in row.get("image_urls") or ())
 
 
 def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterator[dict]:
@@ -398,3 +400,33 @@ def _check_rows(name, rows, n_embed, stable_hash, is_code_src, image_srcs) -> li
         if bad:
             problems.append(f"{name}: {row['url']} has {len(bad)} <img> without a valid code string")
     return problems
+
+
+def read_manifest(output_dir: str) -> dict:
+    """The manifest of a finished output; FileNotFoundError naming it if the output is unfinished."""
+    path = find_manifest(output_dir)
+    if path is None:
+        raise FileNotFoundError(
+            f"{manifest_path(output_dir)} is missing (unfinished or not a cm3-docs output)"
+        )
+    return json.loads(read_bytes(path))
+
+
+def manifest_sha256(output_dir: str) -> str:
+    return hashlib.sha256(read_bytes(find_manifest(output_dir) or manifest_path(output_dir))).hexdigest()
+
+
+def manifest_shards(manifest: dict) -> Iterator[tuple[str, int, int, dict]]:
+    """(split, index, n_shards, entry) for every shard a manifest lists."""
+    for split in SPLITS:
+        entries = manifest.get("splits", {}).get(split, {}).get("shards", [])
+        for index, entry in enumerate(entries):
+            yield split, index, len(entries), entry
+
+
+def read_shard_rows(path: str) -> Iterator[dict]:
+    """The rows of one shard, a row group at a time (a worker never holds the whole shard)."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as stream:
+        parquet = pq.ParquetFile(stream)
+        for group in range(parquet.num_row_groups):
+            yield from parquet.read_row_group(group).to_pylist()

@@ -32,6 +32,7 @@ class Doc:
     source: str
     html: str
     lang_score: float = 0.0
+    image_urls: tuple[str, ...] = ()  # source URL of each <img>, in document order (set by rewrite_images)
 
 
 def counts_from_c4(stats: C4Stats, prefix: str = "c4.") -> Iterator[Count]:
@@ -162,20 +163,38 @@ def count_code_images(html: str) -> int:
     return len(lxml.html.document_fromstring(html).xpath("//img"))
 
 
-def rewrite_images(doc: Doc, codes: dict[str, str | None], images_enabled: bool) -> Iterator[Doc | Count]:
-    """Write each image's codes into its src; images that failed (None) are removed from the document."""
+def rewrite_images(
+    doc: Doc, codes: dict[str, str | None], images_enabled: bool, max_images: int = 0
+) -> Iterator[Doc | Count]:
+    """Write each image's codes into its src; images that failed (None) are removed from the document, and
+    so are the distinct images past the first `max_images` (0 = no cap; counted images.refs_over_doc_cap).
+    References are counted per <img>, not per distinct URL. The kept images' source URLs are recorded in
+    document order (`image_urls`, for opt-out replays)."""
     refs = image_src_refs(doc.html)
     if not refs:
         yield doc
         return
     mapping: dict[str, str | None] = {}
-    for src, n_refs in refs.items():  # counted per <img>, not per distinct URL
+    for index, (src, n_refs) in enumerate(refs.items()):
         code = codes.get(src) if images_enabled else None
+        if max_images and index >= max_images:
+            code = None
+            yield Count("images.refs_over_doc_cap", n_refs)
         mapping[src] = code
         yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
+    kept = tuple(src for src in all_image_srcs(doc.html) if mapping.get(src) is not None)
     yield Doc(
-        url=doc.url, source=doc.source, html=replace_images(doc.html, mapping), lang_score=doc.lang_score
+        url=doc.url,
+        source=doc.source,
+        html=replace_images(doc.html, mapping),
+        lang_score=doc.lang_score,
+        image_urls=kept,
     )
+
+
+def all_image_srcs(html: str) -> list[str]:
+    """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
+    return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
 
 
 # ---------------------------------------------------------------- split + shards
@@ -201,4 +220,5 @@ def doc_row(doc: Doc) -> dict:
         "n_images": count_code_images(doc.html),
         "n_chars": len(doc.html),
         "lang_score": doc.lang_score,
+        "image_urls": list(doc.image_urls),
     }

@@ -28,6 +28,17 @@ from apache_beam.metrics import Metrics
 from c4_filters import C4Options, stable_hash
 from html_minimizer import Limits
 from pipeline import images, shards, stages
+from pipeline.hygiene import (
+    NEAR_DUPLICATE,
+    URL_REPEATS,
+    Hygiene,
+    band_keys,
+    band_losers,
+    capped_srcs,
+    doc_text,
+    over_url_repeats,
+    representative,
+)
 from pipeline.readers import Count, ImageRecord, Page, read_input
 
 LOG = logging.getLogger(__name__)
@@ -208,11 +219,56 @@ class SpanDedup(beam.PTransform):
         return run_stage(joined, "DropLosers", _drop_span_losers, self._c4)
 
 
+def _doc_bands(doc: stages.Doc):
+    return [(key, doc.url) for key in band_keys(doc_text(doc.html))]
+
+
+def _bucket_losers(keyed):
+    _, urls = keyed
+    return band_losers(urls)
+
+
+def _loser_key(url: str):
+    return url, True
+
+
+def _drop_near_duplicates(joined):
+    _, grouped = joined
+    lost = any(True for _ in grouped["drop"])
+    for doc in grouped["doc"]:
+        if lost:
+            yield Count("dedup.near_dup_docs_dropped")
+        else:
+            yield doc
+
+
+class NearDupDedup(beam.PTransform):
+    """Near-duplicate documents (OBELICS, datatrove's MinHash dedup): each document's MinHash signature over
+    word 5-grams is cut into LSH bands; documents sharing a band key are grouped, and in every group all but
+    the smallest stable_hash(url) lose (a running minimum, as the span dedup). Losers are joined back by URL
+    and dropped whole -> (docs, counts). Worker memory: one document or one URL per group."""
+
+    def expand(self, docs):
+        losers = (
+            docs
+            | "BandKeys" >> beam.FlatMap(_doc_bands)
+            | "GroupBands" >> beam.GroupByKey()
+            | "BandLosers" >> beam.FlatMap(_bucket_losers)
+            | "LoserKeys" >> beam.Map(_loser_key)
+        )
+        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "drop": losers} | "JoinNearDups" >> (
+            beam.CoGroupByKey()
+        )
+        return run_stage(joined, "DropNearDups", _drop_near_duplicates)
+
+
 # ---------------------------------------------------------------- images
 
 
-def _image_refs(doc: stages.Doc):
-    return [(src, doc.url) for src in stages.image_srcs(doc.html)]
+def _image_refs(doc: stages.Doc, rules: Hygiene):
+    """(image URL, document URL) for the document's first `max_images_per_doc` distinct images (the rest
+    are never fetched: RewriteImages removes them)."""
+    return [(src, doc.url) for src in capped_srcs(stages.image_srcs(doc.html), rules)]
 
 
 def _one(pair):
@@ -220,12 +276,13 @@ def _one(pair):
 
 
 class ResolveImage(beam.DoFn):
-    """(image URL, {"refs": [n references], "record": input records}) -> (url, uint8 crop) or a failed
-    ImageOutcome, plus counts. Records are streamed (one held); the fetcher lives per worker."""
+    """(image URL, {"refs": [n references], "record": input records}) -> (url, group key, uint8 crop) or a
+    failed ImageOutcome, plus counts. Records are streamed (one held); the fetcher lives per worker."""
 
-    def __init__(self, fetch: bool, allow_private_hosts: bool):
+    def __init__(self, fetch: bool, allow_private_hosts: bool, rules: Hygiene):
         self._fetch = fetch
         self._allow_private = allow_private_hosts
+        self._rules = rules
         self._fetcher = None
 
     def setup(self):
@@ -235,25 +292,30 @@ class ResolveImage(beam.DoFn):
             self._fetcher = ImageFetcher(FetchOptions(allow_private_hosts=self._allow_private))
 
     def process(self, joined):
-        return stage_outputs(_resolve_image, joined, self._fetcher)
+        return stage_outputs(_resolve_image, joined, self._fetcher, self._rules)
 
 
-def _resolve_image(joined, fetcher):
+def _resolve_image(joined, fetcher, rules: Hygiene):
     url, grouped = joined
-    if not any(True for _ in grouped["refs"]):
+    n_documents = sum(grouped["refs"])
+    if not n_documents:
         yield Count("images.records_unused", sum(1 for _ in grouped["record"]))
         return
     yield Count("images.unique")
+    if over_url_repeats(n_documents, rules):  # site furniture: never fetched, removed from every document
+        yield Count("images.filtered_refs.url_repeats", n_documents)
+        yield images.ImageOutcome(url, None, URL_REPEATS)
+        return
     data, outcome = images.image_bytes(url, grouped["record"], fetcher)
     if data is None:
         yield images.ImageOutcome(url, None, outcome)
         return
     yield Count(f"images.source.{outcome}")
-    crop, outcome = images.prepare_image(url, data)
+    crop, outcome, key = images.prepare(url, data, rules)
     if crop is None:
         yield images.ImageOutcome(url, None, outcome)
         return
-    yield url, crop
+    yield url, key, crop
 
 
 class EncodeBatches(beam.DoFn):
@@ -275,7 +337,42 @@ class EncodeBatches(beam.DoFn):
 
 
 def _key_crop(item, n_keys: int):
+    """(group key, crop) -> (encode group, (label, crop)); the label the codes come back under is the key."""
     return stable_hash(item[0]) % n_keys, item
+
+
+def _by_group(prepared):
+    url, key, crop = prepared
+    return key, (url, crop)
+
+
+def _group_representative(keyed):
+    """(group key, stream of (url, crop)) -> (group key, crop of the smallest URL), holding one crop."""
+    key, members = keyed
+    url, crop = representative(members)
+    yield key, crop
+
+
+def _member(prepared):
+    url, key, _ = prepared
+    return key, url
+
+
+def _outcomes_to_members(joined):
+    """(group key, {"codes": [its encoded outcome], "member": its URLs}) -> one ImageOutcome per URL: the
+    smallest URL (whose crop was encoded) "ok", every other URL NEAR_DUPLICATE with the same codes."""
+    _, grouped = joined
+    codes = next((outcome.codes for outcome in grouped["codes"]), None)
+    members = iter(grouped["member"])
+    first = next(members, None)
+    if first is None:
+        return
+    smallest = first
+    for url in members:  # one held beside the running minimum: the others are yielded as they come
+        if url < smallest:
+            url, smallest = smallest, url
+        yield images.ImageOutcome(url, codes, NEAR_DUPLICATE)
+    yield images.ImageOutcome(smallest, codes, "ok")
 
 
 def _is_prepared(item) -> bool:
@@ -309,30 +406,56 @@ class EncodeImages(beam.PTransform):
 
     (docs, records) -> ((doc URL, (image URL, codes or None)), counts). Crops are keyed by URL hash into
     `n_keys` groups, each streamed through fixed-shape batches, so neither a group's size nor arrival order
-    changes a code or a worker's memory."""
+    changes a code or a worker's memory.
 
-    def __init__(self, fetch: bool, allow_private_hosts: bool, handle, batch_size: int, n_keys: int):
+    Hygiene (`rules`): a document's images past `max_images_per_doc` are not referenced; an image URL that
+    more than `max_image_url_repeats` documents reference is removed without being fetched (the references
+    are counted by a combiner); images too small or too elongated are removed before cropping. With
+    `image_dedup`, crops are grouped by perceptual hash (a running minimum holds one crop per group): only
+    the smallest URL's crop is encoded and its codes go to every URL of the group."""
+
+    def __init__(
+        self,
+        fetch: bool,
+        allow_private_hosts: bool,
+        handle,
+        batch_size: int,
+        n_keys: int,
+        rules: Hygiene = Hygiene(),
+    ):
         super().__init__()
         self._fetch = fetch
         self._allow_private = allow_private_hosts
         self._handle = handle
         self._batch_size = batch_size
         self._n_keys = n_keys
+        self._rules = rules
 
     def expand(self, inputs):
         docs, records = inputs
-        refs = docs | "ImageRefs" >> beam.FlatMap(_image_refs)
+        refs = docs | "ImageRefs" >> beam.FlatMap(_image_refs, self._rules)
         unique = refs | "RefPairs" >> beam.Map(_one) | "CountRefs" >> beam.CombinePerKey(sum)
         resolved = {"refs": unique, "record": records} | "JoinRecords" >> beam.CoGroupByKey()
-        out = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._allow_private))
+        out = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._allow_private, self._rules))
+        prepared = out | "Prepared" >> beam.Filter(_is_prepared)
+        crops = (
+            prepared
+            | "ByGroup" >> beam.Map(_by_group)
+            | "GroupSamePicture" >> beam.GroupByKey()
+            | "Representatives" >> beam.FlatMap(_group_representative)
+        )
         encoded = (
-            out
-            | "Prepared" >> beam.Filter(_is_prepared)
+            crops
             | "KeyCrops" >> beam.Map(_key_crop, self._n_keys)
             | "GroupCrops" >> beam.GroupByKey()
             | "VQGANEncode" >> beam.ParDo(EncodeBatches(self._handle, self._batch_size))
         )
-        outcomes = (out | "Failed" >> beam.Filter(_is_failed), encoded) | "Outcomes" >> beam.Flatten()
+        per_url = {
+            "codes": encoded | "KeyGroupCodes" >> beam.Map(_by_image_url),
+            "member": prepared | "Members" >> beam.Map(_member),
+        } | "JoinMembers" >> beam.CoGroupByKey()
+        members = per_url | "CodesToMembers" >> beam.FlatMap(_outcomes_to_members)
+        outcomes = (out | "Failed" >> beam.Filter(_is_failed), members) | "Outcomes" >> beam.Flatten()
         _, outcome_counts = run_stage(outcomes, "OutcomeCounts", _outcome_counts)
         doc_codes = {
             "ref": refs,
@@ -345,11 +468,11 @@ class EncodeImages(beam.PTransform):
         return per_doc, counts
 
 
-def _rewrite(joined):
+def _rewrite(joined, max_images: int):
     _, grouped = joined
     codes = dict(grouped["images"])
     for doc in grouped["doc"]:
-        yield from stages.rewrite_images(doc, codes, True)
+        yield from stages.rewrite_images(doc, codes, True, max_images)
 
 
 def _remove_images(doc: stages.Doc):
@@ -357,15 +480,19 @@ def _remove_images(doc: stages.Doc):
 
 
 class RewriteImages(beam.PTransform):
-    """(docs, per-doc codes) -> codes written into each document's `<img src>`, failed images removed ->
-    (docs, counts)."""
+    """(docs, per-doc codes) -> codes written into each document's `<img src>`, failed images removed, and
+    images past the first `max_images` (0 = no cap) removed -> (docs, counts)."""
+
+    def __init__(self, max_images: int = 0):
+        super().__init__()
+        self._max_images = max_images
 
     def expand(self, inputs):
         docs, per_doc = inputs
         joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "images": per_doc} | "JoinDocImages" >> (
             beam.CoGroupByKey()
         )
-        return run_stage(joined, "Rewrite", _rewrite)
+        return run_stage(joined, "Rewrite", _rewrite, self._max_images)
 
 
 class RemoveImages(beam.PTransform):

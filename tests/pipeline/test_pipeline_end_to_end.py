@@ -102,12 +102,14 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert counts["dedup.span_blocks_dropped"] >= 3
     assert counts["images.records_unused"] >= 1  # the colour wheel photo no page shows
     assert any(name.startswith("images.failed.decode") for name in counts)  # the damaged JPEG record
-    assert counts["images.source.data_uri"] == 1  # the inline data: URI image was encoded too
+    assert counts["images.source.data_uri"] == 1  # the inline data: URI image was decoded too ...
+    assert counts["images.filtered.too_small"] >= 1  # ... and removed: it is smaller than --min-image-side
     assert counts["minimize.error.NotHTML"] == 1  # the binary record served as text/html
     assert not any(name.startswith("error.") for name in counts)  # no stage needed its safety net
     assert report["images"]["codes_written"] == counts["images.encoded"] >= 10
-    failed = sum(n for name, n in counts.items() if name.startswith("images.failed."))
-    assert counts["images.unique"] == counts["images.encoded"] + failed  # each unique image resolved once
+    failed = sum(n for name, n in counts.items() if name.startswith(("images.failed.", "images.filtered.")))
+    shared = counts.get("images.near_duplicate_urls", 0)  # codes of another URL's identical picture
+    assert counts["images.unique"] == counts["images.encoded"] + shared + failed  # each resolved once
     references = counts["images.refs_kept"] + counts["images.refs_removed"]
     assert references > counts["images.unique"]  # some images are shared by several documents
     assert report["funnel"][-1]["docs"] == len(docs)

@@ -199,7 +199,7 @@ def test_report_from_counts():
         "images.failed.decode_error": 1,
     }
     report = build_report(counts, {"train": {"rows": 5}, "validation": {"rows": 1}})
-    assert [r["docs"] for r in report["funnel"]] == [12, 11, 8, 7, 6, 6]
+    assert [r["docs"] for r in report["funnel"]] == [12, 11, 8, 7, 7, 6, 6]
     assert report["dropped"]["c4.page:too_few_sentences"] == 2
     assert report["images"]["failed"] == {"decode_error": 1}
     text = report_table(report)

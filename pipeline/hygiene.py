@@ -1,0 +1,191 @@
+"""Corpus-level image and document hygiene, as plain functions (`pipeline.steps` wires them into the job).
+
+What the builders of interleaved image-text web corpora (OBELICS, MINT-1T, MMC4, datatrove, img2dataset)
+clean at corpus level rather than per page, because here every image costs 256 training tokens and one
+VQGAN call: site furniture (an image URL used on many pages), tracking pixels and slivers, pages with
+hundreds of images, the same picture served under several URLs, and near-duplicate documents.
+
+Every decision is a function of content and URLs only (hashes with fixed seeds, no global RNG, winners by
+`stable_hash`), so any runner and any re-run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from c4_filters import stable_hash
+
+# Reasons an image URL is removed by the rules below (not a fetch/decode failure): counted as
+# images.filtered.<reason> (one per unique image URL) in the funnel report.
+URL_REPEATS = "url_repeats"
+TOO_SMALL = "too_small"
+ASPECT_RATIO = "aspect_ratio"
+FILTER_REASONS = (URL_REPEATS, TOO_SMALL, ASPECT_RATIO)
+NEAR_DUPLICATE = "near_duplicate"  # an image URL that shares another URL's codes (same perceptual hash)
+
+
+@dataclass(frozen=True)
+class Hygiene:
+    """The corpus-level rules and their limits; 0 turns a limit off.
+
+    Defaults follow the anchors: OBELICS removes image URLs used by more than 10 documents and images
+    under 150 px on a side; OBELICS and MMC4 cut extreme aspect ratios (we keep up to 3:1, the looser end:
+    the 256x256 crop still shows a third of such an image); OBELICS and datatrove (FineWeb) remove
+    near-duplicate documents with MinHash (5-gram word shingles, 14 bands of 8 hashes: datatrove's
+    defaults, pairs above ~0.72 Jaccard similarity are likely to collide in a band).
+    """
+
+    max_image_url_repeats: int = 10
+    min_image_side: int = 150
+    max_image_aspect_ratio: float = 3.0
+    max_images_per_doc: int = 30
+    image_dedup: bool = True
+    doc_dedup: bool = True
+
+    def __post_init__(self):
+        for name in ("max_image_url_repeats", "min_image_side", "max_images_per_doc"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.max_image_aspect_ratio != 0 and self.max_image_aspect_ratio < 1:
+            raise ValueError(
+                f"max_image_aspect_ratio must be >= 1 (0 = off), got {self.max_image_aspect_ratio}"
+            )
+
+
+# ---------------------------------------------------------------- images
+
+
+def over_url_repeats(n_documents: int, hygiene: Hygiene) -> bool:
+    """An image URL referenced by more than `max_image_url_repeats` documents is site furniture (logos,
+    icons, buttons, share widgets): OBELICS removes it from every document."""
+    return hygiene.max_image_url_repeats > 0 and n_documents > hygiene.max_image_url_repeats
+
+
+def image_shape_reason(width: int, height: int, hygiene: Hygiene) -> str | None:
+    """TOO_SMALL for a decoded short side under `min_image_side` (tracking pixels, icons, spacers: the crop
+    would upscale them into a blur), ASPECT_RATIO beyond `max_image_aspect_ratio` (banners, rules), else None."""
+    short, long = min(width, height), max(width, height)
+    if hygiene.min_image_side and short < hygiene.min_image_side:
+        return TOO_SMALL
+    if hygiene.max_image_aspect_ratio and long > hygiene.max_image_aspect_ratio * short:
+        return ASPECT_RATIO
+    return None
+
+
+def perceptual_hash(image) -> str:
+    """64-bit DCT perceptual hash (imagehash.phash, 16 hex digits) + the mean colour in 8 levels per channel:
+    the same picture re-encoded, resized or recompressed under another URL gets the same value, so it is
+    encoded once. phash sees only luminance (a red and a blue flat logo share it); the colour part keeps
+    pictures that differ in colour apart, since sharing codes there would be wrong, while splitting a rare
+    copy whose mean sits on a level boundary only costs one more encoding."""
+    import imagehash
+    from PIL import Image
+
+    mean = np.asarray(image.convert("RGB").resize((8, 8), Image.Resampling.BOX), dtype=np.float64).mean(
+        (0, 1)
+    )
+    return f"{imagehash.phash(image)}-" + "".join(str(int(level) // 32) for level in mean)
+
+
+def capped_srcs(srcs: list[str], hygiene: Hygiene) -> list[str]:
+    """The first `max_images_per_doc` distinct image URLs of a document, in document order (0 = all)."""
+    return srcs[: hygiene.max_images_per_doc] if hygiene.max_images_per_doc else srcs
+
+
+def representative(members: Iterable[tuple[str, object]]) -> tuple[str, object] | None:
+    """(url, payload) with the smallest URL among images sharing a perceptual hash: a running minimum, so
+    one payload (a crop) is held however many URLs serve the picture."""
+    best = None
+    for member in members:
+        if best is None or member[0] < best[0]:
+            best = member
+    return best
+
+
+# ---------------------------------------------------------------- near-duplicate documents (MinHash + LSH)
+
+# datatrove's MinHash defaults: word 5-grams, 14 bands of 8 hashes (fixed: they are part of the rule)
+MINHASH_NGRAM = 5
+MINHASH_BANDS = 14
+MINHASH_ROWS = 8
+_WORD = re.compile(r"\w+")
+_PRIME = (1 << 32) - 5  # largest prime under 2**32: a*h + b stays below 2**64 in uint64
+
+
+def doc_text(html: str) -> str:
+    """The text of a minimal HTML document (what near-duplicate detection compares; attributes excluded)."""
+    import lxml.html
+
+    return lxml.html.document_fromstring(html).text_content() if html.strip() else ""
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (punctuation and spacing normalised away, as datatrove does before hashing)."""
+    return _WORD.findall(text.lower())
+
+
+def shingle_hashes(tokens: list[str], n: int) -> np.ndarray:
+    """32-bit hashes of the distinct word n-grams (a document shorter than n is one shingle)."""
+    if not tokens:
+        return np.zeros(0, dtype=np.uint64)
+    grams = {" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))}
+    values = [int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little") for g in grams]
+    return np.array(sorted(values), dtype=np.uint64)
+
+
+def _permutations(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of `count` universal hash functions h -> (a*h + b) mod p, from fixed seeds (no RNG state)."""
+    a, b = [], []
+    for i in range(count):
+        digest = hashlib.blake2b(f"cm3-minhash:{i}".encode(), digest_size=16).digest()
+        a.append(1 + int.from_bytes(digest[:8], "little") % (_PRIME - 1))
+        b.append(int.from_bytes(digest[8:], "little") % _PRIME)
+    return np.array(a, dtype=np.uint64), np.array(b, dtype=np.uint64)
+
+
+_PERMUTATION_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def minhash(hashes: np.ndarray, count: int) -> np.ndarray:
+    """MinHash signature (`count` uint32 minima) of a set of 32-bit shingle hashes."""
+    if count not in _PERMUTATION_CACHE:
+        _PERMUTATION_CACHE[count] = _permutations(count)
+    a, b = _PERMUTATION_CACHE[count]
+    permuted = (np.outer(hashes, a) + b) % np.uint64(_PRIME)
+    return permuted.min(axis=0).astype(np.uint32)
+
+
+def band_keys(text: str) -> list[str]:
+    """LSH band keys of a document's text: documents sharing any key are near-duplicate candidates (two
+    documents of Jaccard similarity s share one with probability 1 - (1 - s^rows)^bands). Empty for a
+    document without words."""
+    hashes = shingle_hashes(words(text), MINHASH_NGRAM)
+    if hashes.size == 0:
+        return []
+    rows = MINHASH_ROWS
+    signature = minhash(hashes, MINHASH_BANDS * rows)
+    keys = []
+    for band in range(MINHASH_BANDS):
+        chunk = signature[band * rows : (band + 1) * rows].astype("<u4").tobytes()
+        keys.append(f"{band}:{hashlib.blake2b(chunk, digest_size=8).hexdigest()}")
+    return keys
+
+
+def band_losers(urls: Iterable[str]) -> Iterator[str]:
+    """Documents of one LSH band bucket that lose: all but the one with the smallest (stable_hash(url), url),
+    the same winner rule as the span dedup. Streamed (the current winner is the only URL held); a URL may be
+    yielded more than once."""
+    best, best_key = None, None
+    for url in urls:
+        key = (stable_hash(url), url)
+        if best_key is None or key < best_key:
+            if best is not None:
+                yield best
+            best, best_key = url, key
+        elif key != best_key:
+            yield url

@@ -1,0 +1,120 @@
+"""Opt-out replay: a finished output minus the documents and images whose URL or domain a list names.
+
+Rights holders opt out after a corpus is built (OBELICS removed opted-out images with the Spawning API
+before release); rebuilding from the crawl for each list would cost the whole job again. A replay reads
+the previous output shard by shard (a row group at a time), drops listed documents, removes listed images
+from the documents that keep them (by their source URL, which `image_urls` records per `<img>`), and
+writes a new output with the same shard layout and a manifest naming the lists' sha256 and the previous
+manifest, so `cm3-data verify` checks it like any other output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from html_minimizer import replace_images
+from pipeline import shards
+from pipeline.stages import all_image_srcs, count_code_images
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """URLs (exact) and domains (the host itself or any subdomain) to remove, and the lists' sha256."""
+
+    urls: frozenset[str] = frozenset()
+    domains: frozenset[str] = frozenset()
+    urls_sha256: str | None = None
+    domains_sha256: str | None = None
+
+    def listed(self, url: str) -> bool:
+        if url in self.urls:
+            return True
+        if not self.domains:
+            return False
+        host = (urlsplit(url).hostname or "").rstrip(".")
+        while host:
+            if host in self.domains:
+                return True
+            host = host.partition(".")[2]
+        return False
+
+
+def read_list(path: str) -> tuple[list[str], str]:
+    """(entries, sha256 of the file's bytes): one entry a line, blank lines and `#` comments skipped."""
+    data = shards.read_bytes(path)
+    entries = []
+    for line in data.decode("utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            entries.append(line)
+    return entries, hashlib.sha256(data).hexdigest()
+
+
+def load_optout(urls_path: str | None, domains_path: str | None) -> OptOut:
+    urls, urls_sha = read_list(urls_path) if urls_path else ([], None)
+    domains, domains_sha = read_list(domains_path) if domains_path else ([], None)
+    return OptOut(
+        urls=frozenset(urls),
+        domains=frozenset(domain.lower().strip(".") for domain in domains),
+        urls_sha256=urls_sha,
+        domains_sha256=domains_sha,
+    )
+
+
+def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Iterator[dict]:
+    """Rows minus listed documents; listed images removed from the rest (every `<img>` with the same codes
+    goes too: the same picture under another URL shares them). `counts` gets optout.<what> numbers."""
+    for row in rows:
+        counts["optout.documents_read"] += 1
+        if optout.listed(row["url"]):
+            counts["optout.documents_removed"] += 1
+            continue
+        image_urls = list(row.get("image_urls") or [])
+        srcs = all_image_srcs(row["html"]) if "<img" in row["html"] else []
+        if len(srcs) != len(image_urls):  # an output written before image_urls existed: documents only
+            counts["optout.documents_without_image_urls"] += 1
+            yield row
+            continue
+        removed = {src for src, url in zip(srcs, image_urls, strict=True) if optout.listed(url)}
+        if not removed:
+            yield row
+            continue
+        html = replace_images(row["html"], dict.fromkeys(removed))
+        kept = [url for src, url in zip(srcs, image_urls, strict=True) if src not in removed]
+        counts["optout.documents_touched"] += 1
+        counts["optout.image_refs_removed"] += len(image_urls) - len(kept)
+        yield {
+            **row,
+            "html": html,
+            "n_images": count_code_images(html),
+            "n_chars": len(html),
+            "image_urls": kept,
+        }
+
+
+def replay(output: str, new_output: str, optout: OptOut) -> dict[str, int]:
+    """Write `new_output` = `output` after the opt-out; returns the counts (also in the new manifest)."""
+    if not shards.is_empty(new_output):
+        raise ValueError(f"{new_output} is not empty; choose another --out")
+    manifest = shards.read_manifest(output)
+    counts: Counter = Counter()
+    written, n_shards = [], dict.fromkeys(shards.SPLITS, 0)
+    for split, index, n, entry in shards.manifest_shards(manifest):
+        n_shards[split] = n
+        rows = apply_optout(shards.read_shard_rows(shards.shard_path(output, entry["file"])), optout, counts)
+        written.append(shards.write_shard(new_output, split, index, n, rows))
+    new_manifest = dict(manifest)
+    new_manifest["splits"] = shards.finish_shards(new_output, written, n_shards)
+    new_manifest["optout"] = {
+        "previous_output": output,
+        "previous_manifest_sha256": shards.manifest_sha256(output),
+        "urls_sha256": optout.urls_sha256,
+        "domains_sha256": optout.domains_sha256,
+        "counts": dict(sorted(counts.items())),
+    }
+    shards.write_manifest(new_output, new_manifest)
+    return dict(sorted(counts.items()))
