@@ -25,8 +25,9 @@ TEXT = (
 
 
 def png_data_uri() -> str:
-    image = Image.new("RGB", (64, 48))
-    image.putdata([(x * 4, y * 5, (x + y) % 256) for y in range(48) for x in range(64)])
+    """A 200x160 gradient: past the job's default minimum side (150), so it is encoded."""
+    image = Image.new("RGB", (200, 160))
+    image.putdata([(x, y, (x + y) % 256) for y in range(160) for x in range(200)])
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
