@@ -3,6 +3,7 @@ KV-cache decoding against full forwards, determinism, and the `cm3-generate` CLI
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import math
@@ -162,6 +163,19 @@ def request_for(mode: str, n_embed: int) -> dict:
             "mode": mode,
             "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
             "candidates": ["Paris", "Paris Hilton"],
+        },
+        "caption": {"mode": mode, "codes": codes},
+        "continue": {"mode": mode, "html": "<img"},
+        "link": {
+            "mode": mode,
+            "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
+            "candidates": ["Paris", "Paris Hilton", "France"],
+        },
+        "summarize": {
+            "mode": mode,
+            "document": "The cat sat on the mat.\nBirds sing songs about rivers.",
+            "size_hint": 8,
+            "max_len": 120,
         },
     }[mode]
 
@@ -392,6 +406,17 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         model, tok, constraint, request, 0, GenerationSettings(beam=BeamOptions(num_beams=3), num_samples=2)
     )
     assert result["mode"] == mode
+    if mode == "link":
+        assert result["best"] in request["candidates"]
+        assert all(o["candidate"] in request["candidates"] for o in result["outputs"] if o["finished"])
+        assert result["outputs"][0]["document"] == request["html"].replace("<mask:0>", result["best"])
+        return
+    if mode == "summarize":
+        out = result["outputs"][0]
+        assert result["summary"] == out["summary"] and out["document"].startswith("<html><head><title>")
+        assert "<mask:" not in out["document"] and "<p>The cat sat on the mat.</p>" in out["document"]
+        assert result["document_tokens"] + result["causal_tokens"] + 1 + out["new_tokens"] <= 120
+        return
     if mode in ("score", "entity"):
         scores = result["scores"]
         assert sorted(s["candidate"] for s in scores) == sorted(request["candidates"])
@@ -399,9 +424,17 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         assert result["best"] == scores[0]["candidate"]
         return
     outputs = result["outputs"]
-    assert 1 <= len(outputs) <= 3 if mode.endswith("caption") else len(outputs) == 2
+    if mode == "caption":
+        assert 2 <= len(outputs) <= 6  # up to 3 beams from each prompt
+    else:
+        assert 1 <= len(outputs) <= 3 if mode.endswith("caption") else len(outputs) == 2
     for out in outputs:
         doc = out["document"]
+        if mode == "continue":
+            assert doc.startswith("<img")
+            for src in src_values(doc):
+                assert len(src.split(" ")) == 256
+            continue
         if mode == "text_infill":
             assert doc.startswith("<p>The cat ") and doc.endswith(".</p>")
             assert "<mask:" not in doc
@@ -419,6 +452,7 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
                 assert doc.startswith('<img alt="a blue circle" src="')
         if mode.endswith("caption"):
             assert codes == caption_codes(CAPTIONS[0], tok.n_embed)
+            assert "Photo: A photo taken of" in doc
     if mode.endswith("caption"):
         ranked = [(not o["finished"], o["perplexity"]) for o in outputs]
         assert ranked == sorted(ranked)
@@ -443,6 +477,47 @@ def test_beam_search_length_handling(loaded, min_new):
         assert len(c.ids) <= 10
         if c.finished:
             assert len(c.ids) > min_new and '"' not in c.text
+
+
+def test_continue_of_img_stops_where_the_self_captioned_image_closes(loaded):
+    """`<img` continued (section 4.1.1): alt text, then `src="` switches to exactly 256 codes, and the
+    continuation ends at the `>` that closes the tag (text after it in the same token is cut)."""
+    _, tok, constraint = loaded
+    prompt = build_prompt(tok, constraint, {"mode": "continue", "html": "<p>Hi.</p><img"})
+    codes = caption_codes(CAPTIONS[1], tok.n_embed)
+    generated = (
+        tok.encode(' alt="a blue circle" src="')
+        + [tok.image_code_offset + c for c in codes]
+        + tok.encode('" title="x"><p>after</p>')
+    )
+    state, ids, finished = prompt.state, [], None
+    for token in generated:
+        assert constraint.allowed(state)[token]
+        ids.append(token)
+        state = constraint.advance(state, token)
+        finished = prompt.stop.finished_text(tok, ids, state)
+        if finished is not None:
+            break
+    src = " ".join(map(str, codes))
+    assert finished == f' alt="a blue circle" src="{src}" title="x">'
+    assert not build_prompt(tok, constraint, {"mode": "continue", "html": "<p>Hi"}).stop.image_tag
+
+
+def test_continue_is_seeded_and_keeps_images_well_formed(loaded):
+    """Same prompt and seed, same bytes; every src the model opens holds 256 codes; an output that
+    finished after writing an image ends with the tag's `>`."""
+    model, tok, constraint = loaded
+    request = {"mode": "continue", "html": "<html><body><p>Paris is the capital of France.</p><img"}
+    settings = GenerationSettings(sampling=SamplingOptions(temperature=0.7), num_samples=3, seed=2)
+    result = run_request(model, tok, constraint, request, 0, settings)
+    assert run_request(model, tok, constraint, request, 0, settings) == result
+    assert run_request(model, tok, constraint, request, 0, GenerationSettings(seed=3)) != result
+    for out in result["outputs"]:
+        assert out["document"] == request["html"] + out["text"]
+        srcs = src_values(out["document"])
+        assert all(len(src.split(" ")) == 256 for src in srcs)
+        if out["finished"] and srcs:
+            assert out["document"].endswith(">")
 
 
 def test_trained_model_learned_the_data(loaded):
@@ -504,6 +579,15 @@ def test_every_mode_is_one_builder_and_documented():
         {"mode": "causal_caption"},
         {"mode": "score", "prompt": "x", "candidates": []},
         {"mode": "entity", "html": "<p>no mask</p>", "candidates": ["a"]},
+        {"mode": "link", "html": '<a title="<mask:0>"><mask:0></a>', "candidates": ["a"]},
+        {"mode": "link", "html": '<a title="<mask:0>">x</a>'},
+        {"mode": "caption", "codes": [0] * 256, "samples": -1},
+        {"mode": "caption", "codes": [0] * 256, "samples": 2, "top": 0},
+        {"mode": "continue", "html": ""},
+        {"mode": "summarize", "document": "text", "style": "abstract"},
+        {"mode": "summarize", "document": "text", "size_hint": 0},
+        {"mode": "summarize", "document": " \n "},
+        {"mode": "conditional_image", "text": "x", "top": True},
     ],
 )
 def test_bad_requests_raise_prompt_error(loaded, request_):
@@ -526,7 +610,25 @@ json_values = st.one_of(
 @given(
     st.sampled_from([*MODES, "other"]),
     st.dictionaries(
-        st.sampled_from(["text", "html", "codes", "image", "span", "prompt", "candidates"]), json_values
+        st.sampled_from(
+            [
+                "text",
+                "html",
+                "codes",
+                "image",
+                "span",
+                "prompt",
+                "candidates",
+                "document",
+                "style",
+                "size_hint",
+                "max_len",
+                "samples",
+                "top",
+                "prefix",
+            ]
+        ),
+        json_values,
     ),
 )
 def test_any_request_builds_or_raises_prompt_error(loaded, mode, fields):
@@ -535,7 +637,7 @@ def test_any_request_builds_or_raises_prompt_error(loaded, mode, fields):
         prompt = build_prompt(tok, constraint, {"mode": mode, **fields})
     except PromptError:
         return
-    assert prompt.mode == mode and prompt.ids
+    assert prompt.mode == mode and (prompt.ids or prompt.parts)
 
 
 def test_too_long_prompt_is_a_prompt_error(loaded):
@@ -635,3 +737,120 @@ def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, c
         assert main([*args, "--out", str(tmp_path / "out")]) == 2, said
         err = capsys.readouterr().err
         assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
+
+
+# ---- captioning, re-ranking, entity linking, summarization (CM3 sections 4.2.2, 4.2.3, 4.3.2, 4.3.3)
+
+
+def test_caption_runs_both_paper_prompts_and_picks_the_lower_perplexity(loaded):
+    model, tok, constraint = loaded
+    codes = caption_codes(CAPTIONS[2], tok.n_embed)
+    result = run_request(model, tok, constraint, {"mode": "caption", "codes": codes}, 0, GenerationSettings())
+    masked, causal = result["prompt"].split("\n")
+    src = " ".join(map(str, codes))
+    assert masked == f'<img alt="Photo: A photo taken of<mask:0>" src="{src}"><mask:0>'
+    assert causal == f'<img src="{src}" title="Photo: A photo taken of'
+    outputs = result["outputs"]
+    assert {o["prompt"] for o in outputs} == {"masked_caption", "causal_caption"}
+    assert len(outputs) <= 2 * 5  # beam size 5 by default (section 4.2.3)
+    ranked = [(not o["finished"], o["perplexity"]) for o in outputs]
+    assert ranked == sorted(ranked)
+    best = outputs[0]
+    assert result["caption"] == best["caption"] == ("Photo: A photo taken of" + best["text"]).strip()
+    for kind in ("masked_caption", "causal_caption"):
+        alone = run_request(model, tok, constraint, {"mode": kind, "codes": codes}, 0, GenerationSettings())[
+            "outputs"
+        ]
+        assert [o["text"] for o in alone] == [o["text"] for o in outputs if o["prompt"] == kind]
+
+
+def test_sampled_captions_are_reranked_by_the_image_likelihood(loaded):
+    """The costly method: `samples` captions per prompt, re-ranked by log p(image | caption) (`self`),
+    the best `top` kept; the scores are what a full forward gives; same seed, same captions."""
+    from model.rerank import SelfReranker
+
+    model, tok, constraint = loaded
+    codes = caption_codes(CAPTIONS[0], tok.n_embed)
+    request = {"mode": "caption", "codes": codes, "samples": 3, "top": 4}
+    settings = GenerationSettings(max_new_tokens=12)
+    result = run_request(model, tok, constraint, request, 0, settings)
+    outputs = result["outputs"]
+    assert len(outputs) == 4 and all(o["reranker"] == "self" for o in outputs)
+    scores = [o["rerank_score"] for o in outputs]
+    assert scores == sorted(scores, reverse=True)
+    top = outputs[0]
+    prompt = tok.encode(f'<img alt="{html.escape(top["caption"])}" src="')
+    full = torch.tensor([prompt + [tok.image_code_offset + c for c in codes]])
+    with torch.no_grad():
+        logp = model(full)[0].log_softmax(-1)
+    expected = sum(float(logp[len(prompt) - 1 + t, tok.image_code_offset + c]) for t, c in enumerate(codes))
+    assert math.isclose(top["rerank_score"], expected, rel_tol=1e-4, abs_tol=1e-3)
+    all_scores = SelfReranker(model, tok).captions_for_image(codes, [o["caption"] for o in outputs])
+    assert all(
+        math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-4) for a, b in zip(all_scores, scores, strict=True)
+    )
+    assert run_request(model, tok, constraint, request, 0, settings) == result
+
+
+def test_conditional_images_reranked_to_the_top(loaded):
+    """Section 4.2.2: samples re-ranked by log p(caption | image), the best `top` kept."""
+    model, tok, constraint = loaded
+    request = {"mode": "conditional_image", "text": CAPTIONS[1], "top": 2}
+    result = run_request(model, tok, constraint, request, 0, GenerationSettings(num_samples=4))
+    outputs = result["outputs"]
+    assert len(outputs) == 2 and outputs[0]["rerank_score"] >= outputs[1]["rerank_score"]
+    src = src_values(outputs[0]["document"])[0]
+    prompt = tok.encode('<img alt="') + [tok.mask_id(0)] + tok.encode(f'" src="{src}">') + [tok.mask_id(0)]
+    (expected,) = score_completions(model, prompt, [tok.encode(CAPTIONS[1]) + [tok.eos_id]])
+    assert math.isclose(outputs[0]["rerank_score"], expected, rel_tol=1e-5, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "candidates", [["Paris", "Paris Hilton", "France"], ["the mat", "the cat", "Coffee", "zzyzx qq"]]
+)
+def test_link_with_enough_beams_finds_the_best_scored_candidate(loaded, candidates):
+    """A trie-limited beam as wide as the candidate list, with no length normalisation, is exhaustive:
+    it returns the candidate that disambiguation scoring ranks first, with the same log-probability;
+    every finished beam is a whole candidate."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    settings = GenerationSettings(beam=BeamOptions(num_beams=len(candidates), length_penalty=0.0))
+    linked = run_request(
+        model, tok, constraint, {"mode": "link", "html": html, "candidates": candidates}, 0, settings
+    )
+    scored = run_request(
+        model, tok, constraint, {"mode": "entity", "html": html, "candidates": candidates}, 0, settings
+    )
+    assert linked["best"] == scored["best"]
+    assert math.isclose(linked["outputs"][0]["logprob"], scored["scores"][0]["logprob"], abs_tol=1e-3)
+    assert {o["candidate"] for o in linked["outputs"]} == set(candidates)
+
+
+def test_prefix_trie_allows_only_candidate_continuations():
+    from model.decoding import PrefixTrie
+
+    trie = PrefixTrie([(1, 2, 9), (1, 3, 9), (4, 9)])
+    assert sorted(trie.allowed(())) == [1, 4]
+    assert sorted(trie.allowed((1,))) == [2, 3]
+    assert trie.allowed((1, 2)) == [9] and trie.allowed((1, 2, 9)) == [] and trie.allowed((7,)) == []
+    masked = trie.mask(torch.zeros(2, 10), [(), (4,)])
+    assert torch.isfinite(masked).nonzero().tolist() == [[0, 1], [0, 4], [1, 9]]
+
+
+def test_summarize_uses_the_implicit_size_hint(loaded):
+    """Section 3.2: a short document is continued causally to max_len - size_hint tokens before the
+    secondary <mask:0>; a long one is cut there; the summary gets the room that is left."""
+    model, tok, constraint = loaded
+    short = {"mode": "summarize", "document": "Coffee in the morning light.", "size_hint": 6, "max_len": 90}
+    result = run_request(model, tok, constraint, short, 0, GenerationSettings())
+    doc_tokens = len(build_prompt(tok, constraint, short).ids)
+    assert result["document_tokens"] == doc_tokens
+    assert result["document_tokens"] + result["causal_tokens"] + 1 == 90 - 6
+    assert all(o["new_tokens"] <= 6 for o in result["outputs"])
+    assert run_request(model, tok, constraint, short, 0, GenerationSettings()) == result
+    long = dict(short, document=" ".join(SENTENCES * 20), style="description")
+    result = run_request(model, tok, constraint, long, 0, GenerationSettings())
+    assert result["causal_tokens"] == 0 and result["document_tokens"] == 90 - 6 - 1
+    assert result["outputs"][0]["document"].startswith('<html><head><meta content="')
+    with pytest.raises(PromptError, match="max_seq_len"):
+        run_request(model, tok, constraint, dict(short, max_len=10_000), 0, GenerationSettings())
