@@ -51,11 +51,16 @@ demo: setup
 	  --prompt '{"mode": "conditional_image", "text": "A photo of a cat."}' \
 	  --prompt '{"mode": "text_infill", "html": "<p>The public library reopened on <mask:0> after a renovation.</p>"}' \
 	  --prompt '{"mode": "score", "prompt": "<p>The public library reopened on", "candidates": [" Monday after a renovation.", " the moon with a cat."]}' \
-	  --prompt '{"mode": "entity", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}'
-	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption --num-beams 4 \
+	  --prompt '{"mode": "entity", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}' \
+	  --prompt '{"mode": "link", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}' \
+	  --prompt '{"mode": "continue", "html": "<img"}' \
+	  --prompt '{"mode": "summarize", "document": "The public library reopened on Monday after a renovation that took two years.", "size_hint": 16}'
+	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption \
 	  --prompt '{"mode": "causal_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "masked_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
-	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}'
+	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}' \
+	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
+	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "samples": 8, "top": 2}'
 	@echo "Open $(DEMO)/shards/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html, $(DEMO)/caption/index.html"
 
 bench: setup

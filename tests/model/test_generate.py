@@ -854,3 +854,224 @@ def test_summarize_uses_the_implicit_size_hint(loaded):
     assert result["outputs"][0]["document"].startswith('<html><head><meta content="')
     with pytest.raises(PromptError, match="max_seq_len"):
         run_request(model, tok, constraint, dict(short, max_len=10_000), 0, GenerationSettings())
+
+
+# ---- re-ranking with a CLIP model from a local directory (a tiny one, built and saved here)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialised CLIP with a tiny config and a byte-level vocabulary, saved with
+    save_pretrained the way a user saves a real one; nothing downloaded."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out = tmp_path_factory.mktemp("clip")
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config=small | {"vocab_size": len(vocab), "max_position_embeddings": 32},
+        vision_config=small | {"image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(out)
+    return out
+
+
+def test_clip_reranker_scores_as_clip_does_in_batches(tiny_clip, vq):
+    """Scores are CLIP's logits_per_image for the VQGAN-decoded image, whatever the batching."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from model.rerank import CLIP_BATCH, ClipReranker
+
+    reranker = ClipReranker(tiny_clip, vq.decode)
+    codes = [caption_codes(c, vq.n_embed) for c in CAPTIONS]
+    captions = [f"{c} number {i}" for i in range(CLIP_BATCH + 5) for c in CAPTIONS[:1]]
+    scores = reranker.captions_for_image(codes[0], captions)
+    model = CLIPModel.from_pretrained(tiny_clip).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_clip)
+    with torch.no_grad():
+        pixels = vq.decode(np.asarray(codes, dtype=np.int64))
+        inputs = processor(text=captions, images=list(pixels), return_tensors="pt", padding=True)
+        expected = model(**inputs).logits_per_image
+    assert np.allclose(scores, expected[0].numpy(), atol=1e-4)
+    by_image = reranker.images_for_text(captions[3], codes)
+    assert np.allclose(by_image, expected[:, 3].numpy(), atol=1e-4)
+
+
+def test_clip_reranker_errors_are_one_line(tmp_path):
+    from model.rerank import RerankError, load_clip
+
+    with pytest.raises(RerankError, match="no CLIP model there"):
+        load_clip(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RerankError, match="cannot load a CLIP model"):
+        load_clip(tmp_path)
+
+
+# ---- the CLI: output rule, one-line errors, help, eval
+
+
+def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tmp_path, capsys):
+    from model.generate_cli import main
+
+    entity = json.dumps(request_for("entity", 16))
+    out = tmp_path / "out"
+    run = [str(checkpoint), "--prompt", entity, "--out", str(out)]
+    assert main(run) == 0
+    (out / "stale.html").write_text("from an earlier run")
+    capsys.readouterr()
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert "is not empty; pass --overwrite" in err and err.count("\n") == 1
+    assert (out / "stale.html").is_file()
+    assert main([*run, "--overwrite"]) == 0
+    assert not (out / "stale.html").exists() and (out / "results.jsonl").is_file()
+    capsys.readouterr()
+    assert main([str(checkpoint), "--prompt", entity, "--out", str(checkpoint.parent), "--overwrite"]) == 2
+    assert "holds the input" in capsys.readouterr().err and (checkpoint / "model.pt").is_file()
+
+
+def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, capsys):
+    from model.generate_cli import main
+
+    entity = json.dumps(request_for("entity", 16))
+    cases = [
+        (["--prompts", str(tmp_path / "nope.jsonl")], "cannot read"),
+        (["--prompt", entity, "--rerank", "clip"], "needs --clip"),
+        (["--prompt", entity, "--rerank", "clip", "--clip", str(tmp_path)], "no CLIP model there"),
+    ]
+    for args, said in cases:
+        capsys.readouterr()
+        assert main([str(checkpoint), *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_unexpected_failure_is_one_line_and_debug_shows_it(checkpoint, tmp_path, capsys):
+    """A checkpoint whose weights were written for another shape: not an ordinary mistake the CLI
+    knows, so the general guard answers with one line (exit 1) and --debug raises."""
+    model, tok, _ = load_checkpoint(checkpoint)
+    other = CM3Transformer(CM3Config(**{**model.config.__dict__, "d_ffn": 96}))
+    write_model_files(tmp_path / "odd", other.state_dict(), model.config, tok)
+    from model.generate_cli import main
+
+    args = [
+        str(tmp_path / "odd"),
+        "--prompt",
+        json.dumps(request_for("entity", 16)),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cm3-generate: RuntimeError: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("(rerun with --debug for the traceback)")
+    with pytest.raises(RuntimeError):
+        main([*args, "--debug"])
+
+
+def test_cli_help_lists_every_mode_with_fields_and_an_example(capsys):
+    from model.generate_cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for mode in MODES:
+        line = re.search(rf"^  {mode} +(\S.*)$", text, flags=re.M)
+        assert line, mode
+        assert f'e.g. {{"mode": "{mode}"' in text
+    assert "--device" in text and "cpu, cuda" in text
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert all(task in text for task in ("summarization", "disambiguation", "linking", "captioning"))
+
+
+def test_rouge_scores_are_rouge_score_f1_in_percent():
+    from model.evaluate import format_table, rouge, rouge_scorer, summarize_metrics
+
+    scorer = rouge_scorer()
+    same = rouge(scorer, "the cat sat on the mat", "the cat sat on the mat")
+    assert same == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    part = rouge(scorer, "the cat sat", "the cat sat on the mat")
+    assert math.isclose(part["rouge1"], 100 * 2 * (1 * 0.5) / 1.5) and part["rouge2"] < part["rouge1"]
+    rows = [
+        {"task": "linking", "metrics": {"accuracy": 100.0}},
+        {"task": "linking", "metrics": {"accuracy": 0.0}},
+        {"task": "linking", "error": "bad"},
+    ]
+    summary = summarize_metrics(rows)
+    assert summary == {"linking": {"n": 3, "failed": 1, "accuracy": 50.0}}
+    assert "linking" in format_table(summary) and "accuracy 50.00" in format_table(summary)
+
+
+@pytest.mark.slow
+def test_cli_eval_prints_the_paper_metric_per_task(checkpoint, tmp_path, capsys):
+    from model.evaluate import rouge, rouge_scorer
+    from model.generate_cli import main
+
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    codes = caption_codes(CAPTIONS[0], 1024)
+    tasks = [
+        {
+            "task": "summarization",
+            "document": SENTENCES[0],
+            "summary": "A cat.",
+            "size_hint": 6,
+            "max_len": 80,
+        },
+        {
+            "task": "summarization",
+            "document": SENTENCES[3],
+            "summary": "Coffee.",
+            "size_hint": 6,
+            "max_len": 80,
+        },
+        {"task": "disambiguation", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
+        {"task": "linking", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
+        {"task": "captioning", "codes": codes, "caption": CAPTIONS[0]},
+        {"task": "translation"},
+    ]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(json.dumps(t) for t in tasks) + "\n")
+    out = tmp_path / "eval"
+    assert main(["eval", str(checkpoint), str(path), "--out", str(out), "--max-new-tokens", "8"]) == 1
+    table = capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [("error" in r) for r in rows] == [False] * 5 + [True]
+    scorer = rouge_scorer()
+    for row, task in zip(rows[:2], tasks[:2], strict=True):
+        assert row["metrics"] == rouge(scorer, row["result"]["summary"], task["summary"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summarization"]["n"] == 2
+    assert summary["summarization"]["rougeL"] == pytest.approx(
+        (rows[0]["metrics"]["rougeL"] + rows[1]["metrics"]["rougeL"]) / 2
+    )
+    assert summary["disambiguation"]["accuracy"] in (0.0, 100.0)
+    assert (
+        summary["captioning"]["caption_perplexity"] > 1 and summary["captioning"]["reference_perplexity"] > 1
+    )
+    for task in ("summarization", "disambiguation", "linking", "captioning", "translation"):
+        assert re.search(rf"^{re.escape(task)} ", table, flags=re.M), table
+
+
+@pytest.mark.slow
+def test_cli_rerank_clip_uses_the_local_clip(checkpoint, tiny_clip, tmp_path):
+    from model.generate_cli import main
+
+    request = {"mode": "caption", "codes": caption_codes(CAPTIONS[0], 1024), "samples": 2, "top": 2}
+    out = tmp_path / "clip"
+    args = [str(checkpoint), "--prompt", json.dumps(request), "--out", str(out), "--max-new-tokens", "8"]
+    assert main([*args, "--rerank", "clip", "--clip", str(tiny_clip)]) == 0
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [o["reranker"] for o in record["outputs"]] == ["clip", "clip"]
+    assert record["outputs"][0]["rerank_score"] >= record["outputs"][1]["rerank_score"]
