@@ -297,9 +297,12 @@ def _open_run(args: argparse.Namespace):
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
         )
+    except ValueError as err:
+        raise _Refused(str(err)) from None
+    try:
         device = torch.device(args.device)
     except (ValueError, RuntimeError) as err:
-        raise _Refused(f"{err} (--device: {DEVICE_HELP})" if "device" in str(err) else str(err)) from None
+        raise _Refused(f"--device {args.device}: {err} ({DEVICE_HELP})") from None
     if args.num_samples < 1 or args.max_new_tokens < 1:
         raise _Refused("--num-samples and --max-new-tokens must be >= 1")
     if device.type == "cuda" and not torch.cuda.is_available():

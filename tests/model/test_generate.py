@@ -826,6 +826,26 @@ def test_link_with_enough_beams_finds_the_best_scored_candidate(loaded, candidat
     assert {o["candidate"] for o in linked["outputs"]} == set(candidates)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple), min_size=1, max_size=6))
+def test_prefix_trie_spells_exactly_its_sequences(sequences):
+    """Every path from the root to a leaf of the trie is one of the sequences, and every sequence that
+    is no prefix of another ends at a leaf."""
+    from model.decoding import PrefixTrie
+
+    trie = PrefixTrie(sequences)
+    paths, todo = set(), [()]
+    while todo:
+        prefix = todo.pop()
+        nxt = trie.allowed(prefix)
+        if not nxt:
+            paths.add(prefix)
+        todo += [(*prefix, t) for t in nxt]
+    assert paths <= set(sequences)
+    maximal = {s for s in sequences if not any(o != s and o[: len(s)] == s for o in sequences)}
+    assert paths == maximal
+
+
 def test_prefix_trie_allows_only_candidate_continuations():
     from model.decoding import PrefixTrie
 
@@ -946,6 +966,7 @@ def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, c
         (["--prompts", str(tmp_path / "nope.jsonl")], "cannot read"),
         (["--prompt", entity, "--rerank", "clip"], "needs --clip"),
         (["--prompt", entity, "--rerank", "clip", "--clip", str(tmp_path)], "no CLIP model there"),
+        (["--prompt", entity, "--device", "gpu0"], "torch device: cpu, cuda"),
     ]
     for args, said in cases:
         capsys.readouterr()
