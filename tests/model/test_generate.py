@@ -742,6 +742,16 @@ def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, c
 # ---- captioning, re-ranking, entity linking, summarization (CM3 sections 4.2.2, 4.2.3, 4.3.2, 4.3.3)
 
 
+@pytest.mark.parametrize("mode", ["caption", "continue", "link", "summarize"])
+def test_new_modes_same_request_and_seed_same_output(loaded, mode):
+    model, tok, constraint = loaded
+    request = request_for(mode, tok.n_embed)
+    settings = GenerationSettings(num_samples=2, max_new_tokens=8, seed=5)
+    first = run_request(model, tok, constraint, request, 3, settings)
+    assert run_request(model, tok, constraint, request, 3, settings) == first
+    assert json.loads(json.dumps(first)) == first  # the record is plain JSON
+
+
 def test_caption_runs_both_paper_prompts_and_picks_the_lower_perplexity(loaded):
     model, tok, constraint = loaded
     codes = caption_codes(CAPTIONS[2], tok.n_embed)
