@@ -82,8 +82,8 @@ def _output(prompt: Prompt, cont: Continuation) -> dict:
 
 
 def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, generator, num_samples=None):
-    """Continuations of one single-prompt request: beam search (trie-limited for entity linking),
-    else sampling; beams come back best perplexity first."""
+    """Continuations of one single-prompt request: beam search (trie-limited for entity linking, best
+    score first; otherwise best perplexity first), else sampling (`num_samples` overrides the run's)."""
     max_new = prompt.new_tokens or settings.max_new_tokens + prompt.extra_tokens
     if num_samples is None and prompt.search == "beam":
         beam = settings.beam

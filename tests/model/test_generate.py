@@ -9,6 +9,7 @@ import json
 import math
 import random
 import re
+import sys
 
 import lxml.html
 import numpy as np
@@ -935,8 +936,17 @@ def test_clip_reranker_scores_as_clip_does_in_batches(tiny_clip, vq):
     assert np.allclose(by_image, expected[:, 3].numpy(), atol=1e-4)
 
 
-def test_clip_reranker_errors_are_one_line(tmp_path):
+def test_clip_reranker_errors_are_one_line(tmp_path, monkeypatch):
+    from model.evaluate import EvalError, rouge_scorer
     from model.rerank import RerankError, load_clip
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if the clip extra were not installed
+    with pytest.raises(RerankError, match=r"pip install 'cm3-data\[clip\]'"):
+        load_clip(tmp_path)
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    with pytest.raises(EvalError, match=r"pip install 'cm3-data\[eval\]'"):
+        rouge_scorer()
+    monkeypatch.undo()
 
     with pytest.raises(RerankError, match="no CLIP model there"):
         load_clip(tmp_path)
