@@ -4,8 +4,8 @@ paper's metric, so a trained model can be set beside the paper's tables.
 | task | fields | mode run | metric |
 |---|---|---|---|
 | `summarization` | `document`, `summary` (reference), `style?`, `size_hint?`, `max_len?` | `summarize` | ROUGE-1/2/L F1 (4.3.3, Table 6) |
-| `disambiguation` | `html` with `<mask:0>`, `candidates`, `answer` | `entity` | accuracy (4.3.1) |
-| `linking` | `html` with `<mask:0>`, `candidates`, `answer` | `link` | accuracy (4.3.2) |
+| `disambiguation` | `html` with `<mask:0>` or `text` + `mention`, `candidates`, `answer` | `entity` | accuracy (4.3.1) |
+| `linking` | `html` with `<mask:0>` or `text` + `mention`, `candidates`, `answer` | `link` | accuracy (4.3.2) |
 | `captioning` | `codes` or `image`, `caption?` (reference), `samples?`, `top?` | `caption` | perplexity of the selected caption and of the reference (4.2.3) |
 
 With one gold entity per mention, a prediction for every mention and the mention given, the paper's

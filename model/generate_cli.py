@@ -49,7 +49,8 @@ MODE_EXAMPLES = {
     },
     "link": {
         "mode": "link",
-        "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
+        "text": "Paris is the capital of France.",
+        "mention": [0, 5],
         "candidates": ["Paris", "Paris Hilton"],
     },
     "summarize": {"mode": "summarize", "document": "The council voted on Monday to ...", "size_hint": 16},

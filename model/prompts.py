@@ -323,11 +323,9 @@ def score(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None
 
 
 def entity(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None) -> Prompt:
-    """{html with <mask:0>, candidates}: the mention's link title is <mask:0>; each candidate is scored
-    as `{html}<mask:0>{candidate}<eos>` and the best one fills the title (section 4.3.1)."""
-    doc = _text_field(request, "html")
-    if "<mask:0>" not in doc:
-        raise PromptError("entity needs `html` with <mask:0> where the mention's entity title goes")
+    """{html with <mask:0> | text + mention, candidates}: the mention's link title is <mask:0>; each
+    candidate is scored as `{html}<mask:0>{candidate}<eos>` and the best one fills the title (4.3.1)."""
+    doc = _entity_html(request, "entity")
     candidates = tuple(tuple(tok.encode(c) + [tok.eos_id]) for c in _candidates_field(request))
     ids = encode_with_masks(tok, doc) + [tok.mask_id(0)]
     return Prompt(
@@ -342,15 +340,30 @@ def entity(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=Non
 
 
 def _entity_html(request: Mapping, mode: str) -> str:
-    doc = _text_field(request, "html")
-    if _MASK_TEXT.findall(doc) != ["0"]:
-        raise PromptError(f"{mode} needs `html` with one <mask:0> where the mention's entity title goes")
-    return doc
+    """The mention marked as CM3's Wikipedia HTML marks a link (section 4.3.1): either `html` holding
+    one <mask:0> (`<a title="<mask:0>">Memphis</a>`), or plain `text` with `mention: [start, end]`
+    character offsets, wrapped here as `<p>...<a title="<mask:0>">{mention}</a>...</p>`."""
+    if "html" in request:
+        doc = _text_field(request, "html")
+        if _MASK_TEXT.findall(doc) != ["0"]:
+            raise PromptError(f"{mode} needs `html` with one <mask:0> where the mention's entity title goes")
+        return doc
+    text = _text_field(request, "text")
+    span = request.get("mention")
+    if not (isinstance(span, list) and len(span) == 2 and all(type(i) is int for i in span)):
+        raise PromptError(f"{mode} needs `html` with <mask:0>, or `text` and `mention: [start, end]`")
+    start, end = span
+    if not 0 <= start < end <= len(text):
+        raise PromptError(f"mention {span} must satisfy 0 <= start < end <= {len(text)}")
+    before, mention, after = (
+        html.escape(p, quote=False) for p in (text[:start], text[start:end], text[end:])
+    )
+    return f'<p>{before}<a title="<mask:0>">{mention}</a>{after}</p>'
 
 
 def link(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None) -> Prompt:
-    """{html with <mask:0>, candidates}: `{html}<mask:0>` -> beam search limited, by a prefix trie, to
-    the candidates' tokens then <eos> (section 4.3.2's zero-shot entity linking, GENRE's decoding)."""
+    """{html with <mask:0> | text + mention, candidates}: `{html}<mask:0>` -> beam search limited, by a
+    prefix trie, to the candidates' tokens then <eos> (4.3.2's zero-shot entity linking, as GENRE)."""
     doc = _entity_html(request, "link")
     texts = _candidates_field(request)
     sequences = [tuple(tok.encode(c)) + (tok.eos_id,) for c in texts]

@@ -627,6 +627,7 @@ json_values = st.one_of(
                 "samples",
                 "top",
                 "prefix",
+                "mention",
             ]
         ),
         json_values,
@@ -855,6 +856,22 @@ def test_prefix_trie_spells_exactly_its_sequences(sequences):
     assert paths <= set(sequences)
     maximal = {s for s in sequences if not any(o != s and o[: len(s)] == s for o in sequences)}
     assert paths == maximal
+
+
+@pytest.mark.parametrize("mode", ["entity", "link"])
+def test_a_mention_given_by_offsets_is_marked_as_a_link(loaded, mode):
+    """`text` + `mention: [start, end]` builds the same prompt as the hand-marked HTML."""
+    _, tok, constraint = loaded
+    text = "Paris is the capital of France & more."
+    by_offsets = build_prompt(
+        tok, constraint, {"mode": mode, "text": text, "mention": [0, 5], "candidates": ["P"]}
+    )
+    html_ = '<p><a title="<mask:0>">Paris</a> is the capital of France &amp; more.</p>'
+    by_html = build_prompt(tok, constraint, {"mode": mode, "html": html_, "candidates": ["P"]})
+    assert by_offsets.ids == by_html.ids
+    for bad in ([5, 5], [0, 99], [0], ["0", 5]):
+        with pytest.raises(PromptError):
+            build_prompt(tok, constraint, {"mode": mode, "text": text, "mention": bad, "candidates": ["P"]})
 
 
 def test_prefix_trie_allows_only_candidate_continuations():
