@@ -264,6 +264,8 @@ def _check_out(args: argparse.Namespace) -> Path:
         for path in inputs:
             if out.resolve() in (path.resolve(), *path.resolve().parents):
                 raise _Refused(f"--out {out} holds the input {path}; --overwrite would delete it")
+        if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+            raise _Refused(f"--out {out} holds the working directory; --overwrite would delete it")
     elif out.exists():
         raise _Refused(f"--out {out} is not a directory")
     return out

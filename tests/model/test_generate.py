@@ -975,7 +975,7 @@ def test_clip_reranker_errors_are_one_line(tmp_path, monkeypatch):
 # ---- the CLI: output rule, one-line errors, help, eval
 
 
-def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tmp_path, capsys):
+def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tmp_path, capsys, monkeypatch):
     from model.generate_cli import main
 
     entity = json.dumps(request_for("entity", 16))
@@ -993,6 +993,9 @@ def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tm
     capsys.readouterr()
     assert main([str(checkpoint), "--prompt", entity, "--out", str(checkpoint.parent), "--overwrite"]) == 2
     assert "holds the input" in capsys.readouterr().err and (checkpoint / "model.pt").is_file()
+    monkeypatch.chdir(out)
+    assert main([str(checkpoint), "--prompt", entity, "--out", ".", "--overwrite"]) == 2
+    assert "holds the working directory" in capsys.readouterr().err and (out / "results.jsonl").is_file()
 
 
 def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, capsys):
