@@ -67,21 +67,29 @@ class Continuation:
 
 class PrefixTrie:
     """The token sequences a constrained decode may produce, as a prefix tree: the next ids allowed
-    after a prefix are its children (GENRE's constrained beam search, De Cao et al. 2020)."""
+    after a prefix are its children (GENRE's constrained beam search, De Cao et al. 2020). With several
+    segments (one per marked mention), a decode that reaches a leaf of segment i's tree goes on in
+    segment i + 1's: each segment's sequences end with the id that separates it from the next."""
 
-    def __init__(self, sequences: Sequence[Sequence[int]]) -> None:
-        self.root: dict[int, dict] = {}
-        for seq in sequences:
-            node = self.root
-            for token in seq:
-                node = node.setdefault(int(token), {})
+    def __init__(self, *segments: Sequence[Sequence[int]]) -> None:
+        self.roots: list[dict[int, dict]] = []
+        for sequences in segments:
+            root: dict[int, dict] = {}
+            for seq in sequences:
+                node = root
+                for token in seq:
+                    node = node.setdefault(int(token), {})
+            self.roots.append(root)
 
     def allowed(self, prefix: Sequence[int]) -> list[int]:
-        node = self.root
+        segment, node = 0, self.roots[0]
         for token in prefix:
             node = node.get(token)
             if node is None:
                 return []
+            if not node and segment + 1 < len(self.roots):  # a leaf: the next mention starts
+                segment += 1
+                node = self.roots[segment]
         return list(node)
 
     def mask(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:

@@ -5,11 +5,11 @@ paper's metric, so a trained model can be set beside the paper's tables.
 |---|---|---|---|
 | `summarization` | `document`, `summary` (reference), `style?`, `size_hint?`, `max_len?` | `summarize` | ROUGE-1/2/L F1 (4.3.3, Table 6) |
 | `disambiguation` | `html` with `<mask:0>` or `text` + `mention`, `candidates`, `answer` | `entity` | accuracy (4.3.1) |
-| `linking` | `html` with `<mask:0>` or `text` + `mention`, `candidates`, `answer` | `link` | accuracy (4.3.2) |
+| `linking` | `html` with `<mask:0>` (`<mask:1>` ... for more mentions) or `text` + `mention`, `candidates` (a list per mention), `answer` (a list per mention) | `link` | accuracy over mentions (4.3.2) |
 | `captioning` | `codes` or `image`, `caption?` (reference), `samples?`, `top?` | `caption` | perplexity of the selected caption and of the reference (4.2.3) |
 
-With one gold entity per mention, a prediction for every mention and the mention given, the paper's
-InKB micro-F1 equals accuracy. The paper scores captions with BERTScore (RoBERTa-large weights, which
+With one gold entity per mention, a prediction for every mention and the mentions given, the paper's
+InKB micro-F1 equals accuracy over mentions. The paper scores captions with BERTScore (RoBERTa-large weights, which
 this project does not download); perplexity needs nothing else.
 """
 
@@ -41,8 +41,10 @@ def task_request(task: Mapping) -> dict:
     if name not in TASK_MODES:
         raise EvalError(f"unknown task {name!r}; choose from {', '.join(TASK_MODES)}")
     needed = {"summarization": "summary", "disambiguation": "answer", "linking": "answer"}.get(name)
-    if needed and not isinstance(task.get(needed), str):
-        raise EvalError(f"{name} needs a string `{needed}` (the reference)")
+    reference = task.get(needed)
+    several = name == "linking" and isinstance(reference, list) and all(isinstance(a, str) for a in reference)
+    if needed and not (isinstance(reference, str) or several):
+        raise EvalError(f"{name} needs a string `{needed}` (the reference; for linking, a list per mention)")
     return {"mode": TASK_MODES[name]} | {k: v for k, v in task.items() if k not in _REFERENCE_FIELDS}
 
 
@@ -77,12 +79,18 @@ def item_metrics(task: Mapping, result: Mapping, scorer=None) -> dict[str, float
     if name == "summarization":
         return rouge(scorer or rouge_scorer(), result["summary"], task["summary"])
     if name in ("disambiguation", "linking"):
-        return {"accuracy": 100.0 * (result.get("best") == task["answer"])}
+        answers, best = task["answer"], result.get("best")
+        if isinstance(answers, str):
+            return {"accuracy": 100.0 * (best == answers)}
+        best = best if isinstance(best, list) else [None] * len(answers)
+        return {"accuracy": 100.0 * sum(b == a for b, a in zip(best, answers, strict=True)) / len(answers)}
     return {"caption_perplexity": result["outputs"][0]["perplexity"]}
 
 
 def summarize_metrics(rows: Sequence[Mapping]) -> dict[str, dict]:
-    """Per task: `n` (lines), `failed`, and the mean of each metric over the lines that ran."""
+    """Per task: `n` (lines), `failed`, and the mean of each metric over the lines that ran, each line
+    weighted by its `mentions` (1 unless a linking line marks several): accuracy over mentions, the
+    micro average the paper's InKB micro-F1 takes."""
     out: dict[str, dict] = {}
     for row in rows:
         entry = out.setdefault(row.get("task") or "?", {"n": 0, "failed": 0, "sums": {}, "counts": {}})
@@ -90,9 +98,10 @@ def summarize_metrics(rows: Sequence[Mapping]) -> dict[str, dict]:
         if "error" in row:
             entry["failed"] += 1
             continue
+        weight = row.get("mentions", 1)
         for key, value in row["metrics"].items():
-            entry["sums"][key] = entry["sums"].get(key, 0.0) + value
-            entry["counts"][key] = entry["counts"].get(key, 0) + 1
+            entry["sums"][key] = entry["sums"].get(key, 0.0) + weight * value
+            entry["counts"][key] = entry["counts"].get(key, 0) + weight
     return {
         task: {"n": e["n"], "failed": e["failed"]} | {k: e["sums"][k] / e["counts"][k] for k in e["sums"]}
         for task, e in sorted(out.items())
@@ -133,6 +142,8 @@ def evaluate_task(
                 model, tok, constraint, request, reference, codes_of_image
             )
         record |= {"metrics": metrics, "result": result}
+        if isinstance(task.get("answer"), list):
+            record["mentions"] = len(task["answer"])
     except (EvalError, PromptError, ValueError, OSError) as err:
         record["error"] = f"{type(err).__name__}: {err}"
     return record

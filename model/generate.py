@@ -213,10 +213,9 @@ def run_request(
         return result | _summarize(model, constraint, prompt, settings, generator)
     conts = _decode(model, constraint, prompt, settings, generator)
     outputs = [_output(prompt, c) for c in conts]
-    if prompt.trie is not None:  # entity linking: each finished beam is one whole candidate
-        texts = request["candidates"]
+    if prompt.label is not None:  # entity linking: the candidate(s) each finished beam spells
         for out, cont in zip(outputs, conts, strict=True):
-            out["candidate"] = texts[prompt.candidates.index(cont.ids)] if cont.finished else None
+            out["candidate"] = prompt.label(cont)
         result["best"] = outputs[0]["candidate"] if outputs else None
     if prompt.top:
         scores = reranker.images_for_text(prompt.text, [c.images[0] for c in conts])

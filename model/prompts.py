@@ -37,6 +37,7 @@ class Prompt:
     document: Callable[[Continuation], str] | None = None
     extra_tokens: int = 0  # on top of the caller's limit (room for one image in `continue`)
     trie: PrefixTrie | None = None  # beam search limited to these sequences (entity linking)
+    label: Callable[[Continuation], object] | None = None  # what a continuation spells (entity names)
     parts: tuple[Prompt, ...] = ()  # "caption": the masked and the causal prompt, both run
     samples: int = 0  # "caption": sampled captions per prompt, re-ranked (0: beam search)
     top: int = 0  # outputs kept after re-ranking (0: no re-ranking)
@@ -361,22 +362,65 @@ def _entity_html(request: Mapping, mode: str) -> str:
     return f'<p>{before}<a title="<mask:0>">{mention}</a>{after}</p>'
 
 
+def _mentions_html(request: Mapping) -> tuple[str, int]:
+    """`html` with `<mask:0>` ... `<mask:k-1>`, each once and in order (k marked mentions), or one
+    mention given as `text` + `mention`."""
+    if "html" not in request:
+        return _entity_html(request, "link"), 1
+    doc = _text_field(request, "html")
+    found = _MASK_TEXT.findall(doc)
+    if not found or found != [str(i) for i in range(len(found))]:
+        raise PromptError(
+            "link needs `html` with <mask:0>, <mask:1>, ... (each once, in order), one per mention"
+        )
+    return doc, len(found)
+
+
 def link(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None) -> Prompt:
-    """{html with <mask:0> | text + mention, candidates}: `{html}<mask:0>` -> beam search limited, by a
-    prefix trie, to the candidates' tokens then <eos> (4.3.2's zero-shot entity linking, as GENRE)."""
-    doc = _entity_html(request, "link")
-    texts = _candidates_field(request)
-    sequences = [tuple(tok.encode(c)) + (tok.eos_id,) for c in texts]
+    """{html with <mask:0>... | text + mention, candidates}: `{html}<mask:0>` -> beam search limited by a
+    prefix trie to the candidates' tokens (4.3.2's zero-shot entity linking, decoded as GENRE does);
+    several mentions (`<mask:1>` ..., `candidates` a list per mention) are decoded in one sequence,
+    `<mask:0> e0 <mask:1> e1 ... <eos>`, the order the CM3 objective trains."""
+    doc, k = _mentions_html(request)
+    values = request.get("candidates")
+    if k == 1 and not (isinstance(values, list) and values and isinstance(values[0], list)):
+        per_mention = [_candidates_field(request)]
+    elif isinstance(values, list) and len(values) == k:
+        per_mention = [_candidates_field({"candidates": v}) for v in values]
+    else:
+        raise PromptError(f"`candidates` must be a list of {k} candidate lists, one per marked mention")
+    separators = [tok.mask_id(i + 1) for i in range(k - 1)] + [tok.eos_id]
+    segments = [
+        [tuple(tok.encode(c)) + (sep,) for c in names]
+        for names, sep in zip(per_mention, separators, strict=True)
+    ]
     ids = encode_with_masks(tok, doc) + [tok.mask_id(0)]
+
+    def names(cont: Continuation) -> list[str]:
+        """The candidate each mention got (a finished continuation spells one per mention)."""
+        out, start = [], 0
+        for i, seq in enumerate(segments):
+            end = cont.ids.index(separators[i], start) + 1
+            out.append(per_mention[i][seq.index(cont.ids[start:end])])
+            start = end
+        return out
+
+    def document(cont: Continuation) -> str:
+        filled = doc
+        for i, name in enumerate(names(cont) if cont.finished else []):
+            filled = filled.replace(f"<mask:{i}>", attr(name))
+        return filled
+
     return Prompt(
         "link",
         tuple(ids),
         CodeState(),
         _until_eos(tok),
         "beam",
-        candidates=tuple(sequences),
-        document=lambda cont: doc.replace("<mask:0>", attr(cont.text)),
-        trie=PrefixTrie(sequences),
+        new_tokens=sum(max(map(len, seqs)) for seqs in segments),
+        document=document,
+        trie=PrefixTrie(*segments),
+        label=lambda cont: (names(cont) if k > 1 else names(cont)[0]) if cont.finished else None,
     )
 
 

@@ -32,6 +32,7 @@ from model.generate import (
     beam_search,
     build_prompt,
     choose_tokens,
+    encode_with_masks,
     run_request,
     sample,
     score_completions,
@@ -858,6 +859,29 @@ def test_prefix_trie_spells_exactly_its_sequences(sequences):
     assert paths == maximal
 
 
+def test_link_decodes_several_mentions_in_the_objective_order(loaded):
+    """Two marked mentions: one sequence `<mask:0> e0 <mask:1> e1 <eos>`, each entity from its own
+    list; a beam as wide as the pairs (no length normalisation) returns the best-scored pair."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of <a title="<mask:1>">France</a>.</p>'
+    first, second = ["Paris", "Paris Hilton", "Coffee"], ["France", "Spain"]
+    request = {"mode": "link", "html": html, "candidates": [first, second]}
+    settings = GenerationSettings(beam=BeamOptions(num_beams=6, length_penalty=0.0))
+    result = run_request(model, tok, constraint, request, 0, settings)
+    pairs = [(a, b) for a in first for b in second]
+    prompt = encode_with_masks(tok, html) + [tok.mask_id(0)]
+    completions = [tok.encode(a) + [tok.mask_id(1)] + tok.encode(b) + [tok.eos_id] for a, b in pairs]
+    scores = score_completions(model, prompt, completions)
+    best = pairs[max(range(len(pairs)), key=scores.__getitem__)]
+    assert result["best"] == list(best)
+    assert math.isclose(result["outputs"][0]["logprob"], max(scores), abs_tol=1e-3)
+    assert {tuple(o["candidate"]) for o in result["outputs"]} == set(pairs)
+    assert result["outputs"][0]["document"] == html.replace("<mask:0>", best[0]).replace("<mask:1>", best[1])
+    for bad in ([first], [first, second, second], first):
+        with pytest.raises(PromptError, match="one per marked mention"):
+            build_prompt(tok, constraint, {"mode": "link", "html": html, "candidates": bad})
+
+
 @pytest.mark.parametrize("mode", ["entity", "link"])
 def test_a_mention_given_by_offsets_is_marked_as_a_link(loaded, mode):
     """`text` + `mention: [start, end]` builds the same prompt as the hand-marked HTML."""
@@ -1072,6 +1096,8 @@ def test_rouge_scores_are_rouge_score_f1_in_percent():
     ]
     summary = summarize_metrics(rows)
     assert summary == {"linking": {"n": 3, "failed": 1, "accuracy": 50.0}}
+    rows.append({"task": "linking", "metrics": {"accuracy": 50.0}, "mentions": 4})  # 2 of 4 mentions
+    assert summarize_metrics(rows)["linking"]["accuracy"] == pytest.approx(100 * 3 / 6)
     assert "linking" in format_table(summary) and "accuracy 50.00" in format_table(summary)
 
 
@@ -1099,6 +1125,12 @@ def test_cli_eval_prints_the_paper_metric_per_task(checkpoint, tmp_path, capsys)
         },
         {"task": "disambiguation", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
         {"task": "linking", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
+        {
+            "task": "linking",
+            "html": html.replace("France", '<a title="<mask:1>">France</a>'),
+            "candidates": [["Paris", "Spain"], ["France", "Spain"]],
+            "answer": ["Paris", "France"],
+        },
         {"task": "captioning", "codes": codes, "caption": CAPTIONS[0]},
         {"task": "translation"},
     ]
@@ -1108,7 +1140,8 @@ def test_cli_eval_prints_the_paper_metric_per_task(checkpoint, tmp_path, capsys)
     assert main(["eval", str(checkpoint), str(path), "--out", str(out), "--max-new-tokens", "8"]) == 1
     table = capsys.readouterr().out
     rows = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
-    assert [("error" in r) for r in rows] == [False] * 5 + [True]
+    assert [("error" in r) for r in rows] == [False] * 6 + [True]
+    assert rows[4]["mentions"] == 2 and rows[4]["metrics"]["accuracy"] in (0.0, 50.0, 100.0)
     scorer = rouge_scorer()
     for row, task in zip(rows[:2], tasks[:2], strict=True):
         assert row["metrics"] == rouge(scorer, row["result"]["summary"], task["summary"])
