@@ -336,7 +336,10 @@ def _open_run(args: argparse.Namespace):
     if vq.n_embed != tok.n_embed:
         raise _Refused(f"VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}")
     try:
-        reranker = ClipReranker(args.clip, vq.decode) if args.rerank == "clip" else SelfReranker(model, tok)
+        if args.rerank == "clip":
+            reranker = ClipReranker(args.clip, vq.decode, device=args.device)
+        else:
+            reranker = SelfReranker(model, tok)
     except RerankError as err:
         raise _Refused(str(err)) from None
     _replace_out(out)

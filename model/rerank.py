@@ -81,17 +81,22 @@ class ClipReranker:
 
     name = "clip"
 
-    def __init__(self, path: str | Path, decode_codes: Callable[[np.ndarray], np.ndarray]) -> None:
-        """`decode_codes`: (N, 256) codes -> (N, H, W, 3) uint8 pixels (the VQGAN's decoder)."""
+    def __init__(
+        self, path: str | Path, decode_codes: Callable[[np.ndarray], np.ndarray], device: str = "cpu"
+    ) -> None:
+        """`decode_codes`: (N, 256) codes -> (N, H, W, 3) uint8 pixels (the VQGAN's decoder); CLIP runs
+        on `device`, the run's --device."""
         self.model, self.processor = load_clip(path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
         self.decode_codes = decode_codes
 
     @torch.no_grad()
     def _similarity(self, texts: Sequence[str], pixels: np.ndarray) -> torch.Tensor:
         inputs = self.processor(
             text=list(texts), images=list(pixels), return_tensors="pt", padding=True, truncation=True
-        )
-        return self.model(**inputs).logits_per_image  # (images, texts)
+        ).to(self.device)
+        return self.model(**inputs).logits_per_image.float().cpu()  # (images, texts)
 
     def images_for_text(self, text: str, images: Sequence[Sequence[int]]) -> list[float]:
         scores: list[float] = []
