@@ -61,6 +61,12 @@ demo: setup
 	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}' \
 	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "samples": 8, "top": 2}'
+	printf '%s\n' \
+	  '{"task": "summarization", "document": "The public library reopened on Monday after a renovation that took two years.", "summary": "Library reopens after renovation.", "size_hint": 12}' \
+	  '{"task": "disambiguation", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"], "answer": "Cat"}' \
+	  '{"task": "linking", "text": "Cats are small domesticated carnivores.", "mention": [0, 4], "candidates": ["Cat", "Library"], "answer": "Cat"}' \
+	  > $(DEMO)/tasks.jsonl
+	$(BIN)/cm3-generate eval $(DEMO)/run $(DEMO)/tasks.jsonl --out $(DEMO)/eval
 	@echo "Open $(DEMO)/shards/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html, $(DEMO)/caption/index.html"
 
 bench: setup
