@@ -329,6 +329,9 @@ def _open_run(args: argparse.Namespace):
         model, tok, _ = load_checkpoint(args.checkpoint, device=args.device)
     except (FileNotFoundError, ValueError) as err:
         raise _Refused(str(err)) from None
+    for flag, value in (("--vqgan", args.vqgan), ("--vqgan-config", args.vqgan_config)):
+        if value is not None and not Path(value).is_file():
+            raise _Refused(f"{flag} {value}: no such file")
     try:
         vq = load_vqgan(args.vqgan, args.vqgan_config, device=args.device)
     except Exception as err:  # missing file, bad yaml, mismatched weights ...

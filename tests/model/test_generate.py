@@ -1031,6 +1031,10 @@ def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, c
         (["--prompt", entity, "--rerank", "clip"], "needs --clip"),
         (["--prompt", entity, "--rerank", "clip", "--clip", str(tmp_path)], "no CLIP model there"),
         (["--prompt", entity, "--device", "gpu0"], "torch device: cpu, cuda"),
+        (
+            ["--prompt", entity, "--vqgan", str(tmp_path / "nope.ckpt")],
+            "--vqgan " + str(tmp_path / "nope.ckpt"),
+        ),
     ]
     for args, said in cases:
         capsys.readouterr()
