@@ -60,11 +60,22 @@ demo: setup browser
 	  --prompt '{"mode": "conditional_image", "text": "A photo of a cat."}' \
 	  --prompt '{"mode": "text_infill", "html": "<p>The public library reopened on <mask:0> after a renovation.</p>"}' \
 	  --prompt '{"mode": "score", "prompt": "<p>The public library reopened on", "candidates": [" Monday after a renovation.", " the moon with a cat."]}' \
-	  --prompt '{"mode": "entity", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}'
-	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption --num-beams 4 \
+	  --prompt '{"mode": "entity", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}' \
+	  --prompt '{"mode": "link", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}' \
+	  --prompt '{"mode": "continue", "html": "<img"}' \
+	  --prompt '{"mode": "summarize", "document": "The public library reopened on Monday after a renovation that took two years.", "size_hint": 16}'
+	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption \
 	  --prompt '{"mode": "causal_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "masked_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
-	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}'
+	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}' \
+	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
+	  --prompt '{"mode": "caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "samples": 8, "top": 2}'
+	printf '%s\n' \
+	  '{"task": "summarization", "document": "The public library reopened on Monday after a renovation that took two years.", "summary": "Library reopens after renovation.", "size_hint": 12}' \
+	  '{"task": "disambiguation", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"], "answer": "Cat"}' \
+	  '{"task": "linking", "text": "Cats are small domesticated carnivores.", "mention": [0, 4], "candidates": ["Cat", "Library"], "answer": "Cat"}' \
+	  > $(DEMO)/tasks.jsonl
+	$(BIN)/cm3-generate eval $(DEMO)/run $(DEMO)/tasks.jsonl --out $(DEMO)/eval
 	$(PY) -m pipeline.screenshot --out $(DEMO)/screenshots report=$(DEMO)/shards/_meta/report.html \
 	  view=$(DEMO)/view.html generate=$(DEMO)/generate/index.html caption=$(DEMO)/caption/index.html
 	@echo "Open $(DEMO)/shards/_meta/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html," \

@@ -22,17 +22,25 @@ class PromptError(ValueError):
 @dataclass(frozen=True)
 class StopRule:
     """Generation ends at one of `token_ids` (not part of the text), when the text contains `text`
-    (cut before it), or after `images` completed images (0: never)."""
+    (cut before it), after `images` completed images (0: never), or, with `image_tag`, when the
+    `<img ...>` tag holding a completed image closes (cut after its `>`: free continuation of `<img`,
+    CM3 section 4.1.1)."""
 
     token_ids: frozenset[int] = frozenset()
     text: str | None = None
     images: int = 0
+    image_tag: bool = False
 
     def finished_text(self, tok, ids: Sequence[int], state: CodeState) -> str | None:
         if ids[-1] in self.token_ids:
             return tok.decode(ids[:-1])
         if self.images and len(state.images) >= self.images:
             return tok.decode(ids)
+        if self.image_tag and state.images and state.in_text and not state.in_img_tag:
+            decoded = tok.decode(ids)
+            codes = " ".join(map(str, state.images[-1]))
+            cut = decoded.find(">", decoded.rfind(codes) + len(codes))
+            return decoded[: cut + 1] if cut >= 0 else decoded  # a `<` ended the tag instead
         if self.text is not None:
             decoded = tok.decode(ids)
             cut = decoded.find(self.text)
@@ -57,11 +65,46 @@ class Continuation:
         return math.exp(-self.logprob / max(len(self.ids), 1))
 
 
+class PrefixTrie:
+    """The token sequences a constrained decode may produce, as a prefix tree: the next ids allowed
+    after a prefix are its children (GENRE's constrained beam search, De Cao et al. 2020). With several
+    segments (one per marked mention), a decode that reaches a leaf of segment i's tree goes on in
+    segment i + 1's: each segment's sequences end with the id that separates it from the next."""
+
+    def __init__(self, *segments: Sequence[Sequence[int]]) -> None:
+        self.roots: list[dict[int, dict]] = []
+        for sequences in segments:
+            root: dict[int, dict] = {}
+            for seq in sequences:
+                node = root
+                for token in seq:
+                    node = node.setdefault(int(token), {})
+            self.roots.append(root)
+
+    def allowed(self, prefix: Sequence[int]) -> list[int]:
+        segment, node = 0, self.roots[0]
+        for token in prefix:
+            node = node.get(token)
+            if node is None:
+                return []
+            if not node and segment + 1 < len(self.roots):  # a leaf: the next mention starts
+                segment += 1
+                node = self.roots[segment]
+        return list(node)
+
+    def mask(self, logits: torch.Tensor, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """(B, V) logits with every id off the trie after each row's prefix at -inf."""
+        allowed = torch.zeros(logits.shape, dtype=torch.bool)
+        for row, prefix in enumerate(prefixes):
+            allowed[row, self.allowed(prefix)] = True
+        return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+
+
 @dataclass(frozen=True)
 class BeamOptions:
     """score = sum log-prob / length ** length_penalty; stop tokens are banned before min_new_tokens."""
 
-    num_beams: int = 4
+    num_beams: int = 5  # CM3 section 4.2.3: "beam-search with a beam size of 5"
     length_penalty: float = 1.0
     min_new_tokens: int = 1
 
@@ -111,8 +154,10 @@ def sample(
     num_samples: int,
     max_new_tokens: int,
     generator: torch.Generator,
+    banned: frozenset[int] = frozenset(),
 ) -> list[Continuation]:
-    """`num_samples` independent continuations decoded together over one KV cache."""
+    """`num_samples` independent continuations decoded together over one KV cache; `banned` ids are
+    never drawn in text (the causal part of the implicit size hint must not end the document)."""
     tok = constraint.tok
     device = model.embed.weight.device
     cache, logits = _prefill(model, prompt_ids, num_samples, max_new_tokens)
@@ -120,8 +165,9 @@ def sample(
     logprobs = [0.0] * num_samples
     states = [state] * num_samples
     results: list[Continuation | None] = [None] * num_samples
+    banned_mask = _token_mask(tok.vocab_size, banned)
     for step in range(max_new_tokens):
-        masked = constraint.mask(logits, states)
+        masked = constraint.mask(logits, states, banned_mask)
         step_logprobs = masked.log_softmax(dim=-1)
         tokens = choose_tokens(masked, options, generator).tolist()
         for row, token in enumerate(tokens):
@@ -152,10 +198,12 @@ def beam_search(
     options: BeamOptions,
     *,
     max_new_tokens: int,
+    trie: PrefixTrie | None = None,
 ) -> list[Continuation]:
     """Up to `num_beams` continuations, best length-normalised score first. Search ends when
     `num_beams` hypotheses are finished and no live beam scores better than the worst of them, or at
-    `max_new_tokens` (live beams are then returned with finished=False)."""
+    `max_new_tokens` (live beams are then returned with finished=False). With a `trie`, every step
+    may only extend a beam along the trie (the candidate entities of entity linking, CM3 4.3.2)."""
     tok = constraint.tok
     device = model.embed.weight.device
     width = options.num_beams
@@ -171,8 +219,11 @@ def beam_search(
         return logprob / max(length, 1) ** options.length_penalty
 
     for step in range(max_new_tokens):
-        banned = stop_mask if step < options.min_new_tokens else None
-        step_logprobs = constraint.mask(logits, [b[2] for b in beams], banned).log_softmax(dim=-1)
+        if trie is not None:  # the model's own log-probabilities, masked (not renormalised), as GENRE
+            step_logprobs = trie.mask(logits.log_softmax(dim=-1), [b[0] for b in beams])
+        else:
+            banned = stop_mask if step < options.min_new_tokens else None
+            step_logprobs = constraint.mask(logits, [b[2] for b in beams], banned).log_softmax(dim=-1)
         totals = step_logprobs + torch.tensor([b[1] for b in beams])[:, None]
         top, flat = totals.view(-1).topk(min(2 * width, totals.numel()))
         survivors, parents = [], []
@@ -233,6 +284,7 @@ def score_completions(model, prompt_ids: Sequence[int], completions: Sequence[Se
 __all__ = [
     "BeamOptions",
     "Continuation",
+    "PrefixTrie",
     "PromptError",
     "StopRule",
     "beam_search",

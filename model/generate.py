@@ -8,16 +8,18 @@ search over a KV cache, scoring candidates). Their public names are importable f
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .decoding import (
     BeamOptions,
     Continuation,
+    PrefixTrie,
     PromptError,
     StopRule,
     beam_search,
@@ -68,6 +70,116 @@ def _scored(model, prompt: Prompt, request: Mapping) -> dict:
     return result
 
 
+def _output(prompt: Prompt, cont: Continuation) -> dict:
+    return {
+        "text": cont.text,
+        "document": prompt.document(cont),
+        "logprob": cont.logprob,
+        "perplexity": cont.perplexity,
+        "new_tokens": len(cont.ids),
+        "finished": cont.finished,
+    }
+
+
+def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, generator, num_samples=None):
+    """Continuations of one single-prompt request: beam search (trie-limited for entity linking, best
+    score first; otherwise best perplexity first), else sampling (`num_samples` overrides the run's)."""
+    max_new = prompt.new_tokens or settings.max_new_tokens + prompt.extra_tokens
+    if num_samples is None and prompt.search == "beam":
+        beam = settings.beam
+        if prompt.trie is not None:  # every candidate is a whole entity: no minimum length
+            beam = BeamOptions(beam.num_beams, beam.length_penalty, 0)
+        conts = beam_search(
+            model,
+            constraint,
+            prompt.ids,
+            prompt.state,
+            prompt.stop,
+            beam,
+            max_new_tokens=max_new,
+            trie=prompt.trie,
+        )
+        if prompt.trie is None:
+            conts.sort(key=lambda c: (not c.finished, c.perplexity))
+        return conts
+    return sample(
+        model,
+        constraint,
+        prompt.ids,
+        prompt.state,
+        prompt.stop,
+        settings.sampling,
+        num_samples=num_samples or settings.num_samples,
+        max_new_tokens=max_new,
+        generator=generator,
+    )
+
+
+def _reranked(outputs: list[dict], scores: list[float], top: int, reranker) -> list[dict]:
+    for out, value in zip(outputs, scores, strict=True):
+        out["rerank_score"] = value
+        out["reranker"] = reranker.name
+    return sorted(outputs, key=lambda o: -o["rerank_score"])[:top]
+
+
+def _caption(model, constraint, prompt: Prompt, settings, generator, reranker) -> dict:
+    """Both captioning prompts (CM3 4.2.3): beam search over each, lower perplexity first; or
+    `samples` captions from each, re-ranked, the best `top` kept."""
+    outputs = []
+    for part in prompt.parts:
+        conts = _decode(model, constraint, part, settings, generator, prompt.samples or None)
+        for cont in conts:
+            out = _output(part, cont) | {"prompt": part.mode, "caption": (part.text + cont.text).strip()}
+            outputs.append(out)
+    if prompt.samples:
+        scores = reranker.captions_for_image(prompt.codes, [o["caption"] for o in outputs])
+        outputs = _reranked(outputs, scores, prompt.top, reranker)
+    else:
+        outputs.sort(key=lambda o: (not o["finished"], o["perplexity"]))
+    return {"outputs": outputs, "caption": outputs[0]["caption"]}
+
+
+def _summarize(model, constraint, prompt: Prompt, settings, generator) -> dict:
+    """CM3 3.2's implicit size hint: the document (cut, or continued causally) fills the sequence up to
+    `max_len - size_hint` tokens, then `<mask:0>` asks for the summary in the room that is left."""
+    tok = constraint.tok
+    max_len = prompt.max_len or model.config.max_seq_len
+    if max_len > model.config.max_seq_len:
+        raise PromptError(f"max_len {max_len} exceeds the model's max_seq_len {model.config.max_seq_len}")
+    room = max_len - prompt.size_hint - 1  # the secondary <mask:0> takes one position
+    if room < 1:
+        raise PromptError(f"size_hint {prompt.size_hint} leaves no room in max_len {max_len}")
+    ids = prompt.ids[:room]
+    causal = 0
+    if len(ids) < room:
+        state = constraint.walk(ids)
+        (filled,) = sample(
+            model,
+            constraint,
+            ids,
+            state,
+            StopRule(),
+            settings.sampling,
+            num_samples=1,
+            max_new_tokens=room - len(ids),
+            generator=generator,
+            banned=frozenset([tok.eos_id]),
+        )
+        ids, causal = ids + filled.ids, len(filled.ids)
+    ids = ids + (tok.mask_id(0),)
+    infill = replace(
+        prompt, ids=ids, state=constraint.walk(ids), search="beam", new_tokens=max_len - len(ids)
+    )
+    conts = _decode(model, constraint, infill, settings, generator)
+    outputs = [_output(prompt, c) | {"summary": html.unescape(c.text).strip()} for c in conts]
+    return {
+        "outputs": outputs,
+        "summary": outputs[0]["summary"],
+        "document_tokens": min(len(prompt.ids), room),
+        "causal_tokens": causal,
+    }
+
+
 def run_request(
     model,
     tok,
@@ -76,43 +188,39 @@ def run_request(
     index: int,
     settings: GenerationSettings,
     codes_of_image=None,
+    reranker=None,
 ) -> dict:
     """One request -> a JSON-able result: `outputs` (generated documents, best first for captions,
-    selected by perplexity) or `scores` (candidates ranked by log-probability)."""
+    selected by perplexity or re-ranked) or `scores` (candidates ranked by log-probability).
+    `reranker` scores sampled images and captions (default: the model itself, `SelfReranker`)."""
     prompt = build_prompt(tok, constraint, request, codes_of_image)
-    result: dict = {"mode": prompt.mode, "prompt": tok.decode(prompt.ids), "prompt_tokens": len(prompt.ids)}
+    generator = torch.Generator().manual_seed(request_seed(settings.seed, index, dict(request)))
+    if reranker is None and prompt.top:
+        from .rerank import SelfReranker
+
+        reranker = SelfReranker(model, tok)
+    if prompt.parts:
+        result: dict = {
+            "mode": prompt.mode,
+            "prompt": "\n".join(tok.decode(p.ids) for p in prompt.parts),
+            "prompt_tokens": max(len(p.ids) for p in prompt.parts),
+        }
+        return result | _caption(model, constraint, prompt, settings, generator, reranker)
+    result = {"mode": prompt.mode, "prompt": tok.decode(prompt.ids), "prompt_tokens": len(prompt.ids)}
     if prompt.search == "score":
         return result | _scored(model, prompt, request)
-    max_new = prompt.new_tokens or settings.max_new_tokens
-    if prompt.search == "beam":
-        conts = beam_search(
-            model, constraint, prompt.ids, prompt.state, prompt.stop, settings.beam, max_new_tokens=max_new
-        )
-        conts.sort(key=lambda c: (not c.finished, c.perplexity))
-    else:
-        generator = torch.Generator().manual_seed(request_seed(settings.seed, index, dict(request)))
-        conts = sample(
-            model,
-            constraint,
-            prompt.ids,
-            prompt.state,
-            prompt.stop,
-            settings.sampling,
-            num_samples=settings.num_samples,
-            max_new_tokens=max_new,
-            generator=generator,
-        )
-    result["outputs"] = [
-        {
-            "text": c.text,
-            "document": prompt.document(c),
-            "logprob": c.logprob,
-            "perplexity": c.perplexity,
-            "new_tokens": len(c.ids),
-            "finished": c.finished,
-        }
-        for c in conts
-    ]
+    if prompt.search == "summarize":
+        return result | _summarize(model, constraint, prompt, settings, generator)
+    conts = _decode(model, constraint, prompt, settings, generator)
+    outputs = [_output(prompt, c) for c in conts]
+    if prompt.label is not None:  # entity linking: the candidate(s) each finished beam spells
+        for out, cont in zip(outputs, conts, strict=True):
+            out["candidate"] = prompt.label(cont)
+        result["best"] = outputs[0]["candidate"] if outputs else None
+    if prompt.top:
+        scores = reranker.images_for_text(prompt.text, [c.images[0] for c in conts])
+        outputs = _reranked(outputs, scores, prompt.top, reranker)
+    result["outputs"] = outputs
     return result
 
 
@@ -124,6 +232,7 @@ __all__ = [
     "GenerationSettings",
     "MODES",
     "Prompt",
+    "PrefixTrie",
     "PromptError",
     "SamplingOptions",
     "StopRule",

@@ -11,6 +11,7 @@ import argparse
 import html
 import json
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from .generate import (
-    MODES,
     BeamOptions,
     CodeConstraint,
     GenerationSettings,
@@ -31,11 +31,92 @@ _SRC_ATTR = re.compile(r'src="([^"]*)"')
 _CODE_RUN = re.compile(r"\d+(?: \d+){255}")
 
 
+DEVICE_HELP = "torch device: cpu, cuda, cuda:N (a GPU torch can see) or mps (default: cpu)"
+MODE_EXAMPLES = {
+    "unconditional_image": {"mode": "unconditional_image"},
+    "conditional_image": {"mode": "conditional_image", "text": "a cup of coffee on a table", "top": 4},
+    "text_infill": {"mode": "text_infill", "html": "<p>The <mask:0> is the capital of France.</p>"},
+    "image_infill": {"mode": "image_infill", "image": "cat.png", "span": [128, 256]},
+    "masked_caption": {"mode": "masked_caption", "image": "cat.png"},
+    "causal_caption": {"mode": "causal_caption", "image": "cat.png"},
+    "caption": {"mode": "caption", "image": "cat.png", "samples": 64},
+    "continue": {"mode": "continue", "html": "<img"},
+    "score": {"mode": "score", "prompt": "<p>Paris is the capital of", "candidates": [" France.", " Spain."]},
+    "entity": {
+        "mode": "entity",
+        "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
+        "candidates": ["Paris", "Paris Hilton"],
+    },
+    "link": {
+        "mode": "link",
+        "text": "Paris is the capital of France.",
+        "mention": [0, 5],
+        "candidates": ["Paris", "Paris Hilton"],
+    },
+    "summarize": {"mode": "summarize", "document": "The council voted on Monday to ...", "size_hint": 16},
+}
+
+
+def modes_help() -> str:
+    """Each mode with its fields (from its builder's docstring) and an example request."""
+    from .prompts import BUILDERS
+
+    lines = ["modes (one JSON object per request; `?` marks an optional field):"]
+    for mode, builder in BUILDERS.items():
+        doc = " ".join((builder.__doc__ or "").split())
+        fields = doc[: doc.index("}") + 1] if doc.startswith("{") else "(no fields)"
+        lines.append(f"  {mode:<20} {fields}")
+        lines.append(f"  {'':<20} e.g. {json.dumps(MODE_EXAMPLES[mode])}")
+    return "\n".join(lines)
+
+
+EPILOG = """
+examples:
+  cm3-generate runs/cm3 --prompt '{"mode": "continue", "html": "<img"}' --out out/ --num-samples 4
+  cm3-generate runs/cm3 --prompts prompts.jsonl --out out/ --rerank clip --clip ./clip-vit-b32
+  cm3-generate eval runs/cm3 tasks.jsonl --out eval/     (cm3-generate eval --help)
+
+An existing non-empty --out is refused unless --overwrite, which replaces it whole.
+Modes, fields and outputs: model/GENERATE.md.
+"""
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by a prompt run and `eval`: output, model loading, decoding, re-ranking."""
+    p.add_argument("--out", required=True, help="output directory (must be empty or new, see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
+    p.add_argument("--vqgan", default=None, help="VQGAN checkpoint (default: the bundled small one)")
+    p.add_argument("--vqgan-config", default=None, help="yaml of a taming VQGAN checkpoint")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument("--seed", type=int, default=0, help="run seed; each request's seed derives from it")
+    p.add_argument("--num-samples", type=int, default=1, help="samples per sampling-mode request")
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
+    p.add_argument(
+        "--num-beams", type=int, default=5, help="beams (and returned outputs) of beam search (CM3 4.2.3: 5)"
+    )
+    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / len ** this")
+    p.add_argument("--min-new-tokens", type=int, default=1, help="captions: no stop before this many tokens")
+    p.add_argument("--max-new-tokens", type=int, default=64, help="text modes (image modes need 257)")
+    p.add_argument(
+        "--rerank",
+        choices=["self", "clip"],
+        default="self",
+        help="scorer of sampled images (`top`) and captions (`samples`): self = the model's likelihood "
+        "the other way round (default), clip = the CLIP model at --clip",
+    )
+    p.add_argument("--clip", default=None, help="local CLIP directory (transformers save_pretrained)")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="cm3-generate",
-        description="Prompt a CM3 checkpoint: image generation, infilling, captioning, candidate scoring. "
-        f"Modes: {', '.join(MODES)}.",
+        description="Prompt a CM3 checkpoint (CM3 section 4): image generation, infilling, captioning, free "
+        "continuation, candidate scoring, entity linking, summarization.",
+        epilog=modes_help() + "\n" + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", help="a checkpoint directory written by cm3-train, or its run directory")
     source = p.add_mutually_exclusive_group(required=True)
@@ -43,20 +124,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     source.add_argument(
         "--prompt", action="append", metavar="JSON", help="one request as a JSON object; repeatable"
     )
-    p.add_argument("--out", required=True, help="output directory (results.jsonl, HTML pages, PNG images)")
-    p.add_argument("--vqgan", default=None, help="VQGAN checkpoint (default: the bundled small one)")
-    p.add_argument("--vqgan-config", default=None, help="yaml of a taming VQGAN checkpoint")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="run seed; each request's seed derives from it")
-    p.add_argument("--num-samples", type=int, default=1, help="samples per sampling-mode request")
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=0, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0, help="1.0 = off")
-    p.add_argument("--num-beams", type=int, default=4, help="beams (and returned captions) for captioning")
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / len ** this")
-    p.add_argument("--min-new-tokens", type=int, default=1, help="captions: no stop before this many tokens")
-    p.add_argument("--max-new-tokens", type=int, default=64, help="text modes (image modes need 257)")
+    _add_run_options(p)
     return p.parse_args(argv)
+
+
+def parse_eval_args(argv: list[str]) -> argparse.Namespace:
+    from .evaluate import __doc__ as tasks_doc
+
+    table = tasks_doc[tasks_doc.index("| task") : tasks_doc.index("\n\n", tasks_doc.index("| task"))]
+    p = argparse.ArgumentParser(
+        prog="cm3-generate eval",
+        description="Run each CM3 prompt family over a JSONL task file and print the paper's metric per "
+        "task (ROUGE-1/2/L, accuracy, caption perplexity); per-line results in OUT/eval.jsonl, the table in "
+        "OUT/summary.json.",
+        epilog="task lines (one JSON object a line, `?` optional):\n"
+        + table
+        + '\n\ne.g. {"task": "summarization", "document": "...", "summary": "...", "size_hint": 16}\n'
+        + EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="a checkpoint directory written by cm3-train, or its run directory")
+    p.add_argument("tasks", help="JSONL task file; `image` paths are relative to it")
+    _add_run_options(p)
+    args = p.parse_args(argv)
+    args.prompt, args.prompts = None, args.tasks
+    return args
 
 
 def read_requests(lines: list[str]) -> list[tuple[dict | None, str | None]]:
@@ -161,13 +253,44 @@ class _Refused(Exception):
     """A run that cannot start (bad option, missing or damaged checkpoint, unreadable prompts): one line."""
 
 
+def _check_out(args: argparse.Namespace) -> Path:
+    """The output rule of every CLI: a non-empty --out is refused unless --overwrite, which replaces it
+    whole; never a directory holding the run's own inputs."""
+    out = Path(args.out)
+    if out.is_file() or (out.is_dir() and any(out.iterdir())):
+        if not args.overwrite:
+            raise _Refused(f"--out {out} is not empty; pass --overwrite to replace it")
+        inputs = [Path(args.checkpoint)] + ([Path(args.prompts)] if args.prompts not in (None, "-") else [])
+        for path in inputs:
+            if out.resolve() in (path.resolve(), *path.resolve().parents):
+                raise _Refused(f"--out {out} holds the input {path}; --overwrite would delete it")
+        if out.resolve() in (Path.cwd(), *Path.cwd().parents):
+            raise _Refused(f"--out {out} holds the working directory; --overwrite would delete it")
+    elif out.exists():
+        raise _Refused(f"--out {out} is not a directory")
+    return out
+
+
+def _replace_out(out: Path) -> None:
+    try:
+        if out.is_dir():
+            shutil.rmtree(out)
+        elif out.exists():
+            out.unlink()
+        out.mkdir(parents=True)
+    except OSError as err:
+        raise _Refused(f"cannot create --out {out}: {err.strerror or err}") from None
+
+
 def _open_run(args: argparse.Namespace):
-    """(settings, model, tokenizer, VQGAN, prompt lines, base directory of `image` paths)."""
+    """(settings, model, tokenizer, VQGAN, re-ranker, prompt lines, base directory of `image` paths);
+    --out is emptied last, once everything else has loaded."""
     import torch
 
     from image_tokenizer import load_vqgan
 
     from .checkpoint import load_checkpoint
+    from .rerank import ClipReranker, RerankError, SelfReranker
 
     try:
         settings = GenerationSettings(
@@ -177,11 +300,19 @@ def _open_run(args: argparse.Namespace):
             max_new_tokens=args.max_new_tokens,
             seed=args.seed,
         )
+    except ValueError as err:
+        raise _Refused(str(err)) from None
+    try:
         device = torch.device(args.device)
     except (ValueError, RuntimeError) as err:
-        raise _Refused(str(err)) from None
+        raise _Refused(f"--device {args.device}: {err} ({DEVICE_HELP})") from None
+    if args.num_samples < 1 or args.max_new_tokens < 1:
+        raise _Refused("--num-samples and --max-new-tokens must be >= 1")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise _Refused(f"--device {args.device}: no GPU is visible to torch")
+    if args.rerank == "clip" and not args.clip:
+        raise _Refused("--rerank clip needs --clip DIR (a local CLIP model)")
+    out = _check_out(args)
     try:
         if args.prompt:
             lines, base = args.prompt, Path(".")
@@ -193,40 +324,48 @@ def _open_run(args: argparse.Namespace):
     except UnicodeDecodeError as err:
         raise _Refused(f"{args.prompts}: prompts are not UTF-8 ({err})") from None
     except OSError as err:
-        raise _Refused(f"cannot read prompts: {err}") from None
+        raise _Refused(f"cannot read {args.prompts}: {err.strerror or err}") from None
     try:
         model, tok, _ = load_checkpoint(args.checkpoint, device=args.device)
     except (FileNotFoundError, ValueError) as err:
         raise _Refused(str(err)) from None
+    for flag, value in (("--vqgan", args.vqgan), ("--vqgan-config", args.vqgan_config)):
+        if value is not None and not Path(value).is_file():
+            raise _Refused(f"{flag} {value}: no such file")
     try:
         vq = load_vqgan(args.vqgan, args.vqgan_config, device=args.device)
     except Exception as err:  # missing file, bad yaml, mismatched weights ...
         raise _Refused(f"cannot load the VQGAN: {type(err).__name__}: {err}") from None
     if vq.n_embed != tok.n_embed:
         raise _Refused(f"VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}")
-    return settings, model, tok, vq, lines, base
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    import torch
-
-    from image_tokenizer import ImageDecodeError, decode_image, preprocess
-
     try:
-        settings, model, tok, vq, lines, base = _open_run(args)
-    except _Refused as err:
-        print(f"cm3-generate: {err}", file=sys.stderr)
-        return 2
-    constraint = CodeConstraint(tok)
+        if args.rerank == "clip":
+            reranker = ClipReranker(args.clip, vq.decode, device=args.device)
+        else:
+            reranker = SelfReranker(model, tok)
+    except RerankError as err:
+        raise _Refused(str(err)) from None
+    _replace_out(out)
+    return settings, model, tok, vq, reranker, lines, base
+
+
+def _codes_reader(vq, base: Path):
+    from image_tokenizer import decode_image, preprocess
 
     def codes_of_image(path: str) -> list[int]:
-        image_path = base / path
-        image = decode_image(image_path.read_bytes())
+        image = decode_image((base / path).read_bytes())
         return vq.encode(preprocess(image, seed_key=str(path))[None])[0].tolist()
 
+    return codes_of_image
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    settings, model, tok, vq, reranker, lines, base = _open_run(args)
+    constraint = CodeConstraint(tok)
+    codes_of_image = _codes_reader(vq, base)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     requests = read_requests(lines)
     failed = 0
     written: dict[str, str] = {}
@@ -238,9 +377,11 @@ def main(argv: list[str] | None = None) -> int:
             if error is None:
                 try:
                     record.update(
-                        run_request(model, tok, constraint, request, index, settings, codes_of_image)
+                        run_request(
+                            model, tok, constraint, request, index, settings, codes_of_image, reranker
+                        )
                     )
-                except (PromptError, ValueError, OSError, ImageDecodeError) as err:
+                except (PromptError, ValueError, OSError) as err:
                     error = f"{type(err).__name__}: {err}"
             if error is not None:
                 failed += 1
@@ -266,6 +407,64 @@ def main(argv: list[str] | None = None) -> int:
     (out_dir / "index.html").write_text(index_html(overview), encoding="utf-8")
     print(f"cm3-generate: {len(requests) - failed} ok, {failed} failed -> {out_dir}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """`cm3-generate eval`: every task line run and scored; the per-task table printed and saved."""
+    import torch
+
+    from .evaluate import EvalError, evaluate_task, format_table, rouge_scorer, summarize_metrics
+
+    settings, model, tok, vq, reranker, lines, base = _open_run(args)
+    constraint = CodeConstraint(tok)
+    codes_of_image = _codes_reader(vq, base)
+    tasks = read_requests(lines)
+    scorer = None
+    if any(t is not None and t.get("task") == "summarization" for t, _ in tasks):
+        try:
+            scorer = rouge_scorer()
+        except EvalError as err:
+            raise _Refused(str(err)) from None
+    out_dir = Path(args.out)
+
+    def run(request: dict, index: int) -> dict:
+        return run_request(model, tok, constraint, request, index, settings, codes_of_image, reranker)
+
+    rows = []
+    with torch.inference_mode(), open(out_dir / "eval.jsonl", "w", encoding="utf-8") as out:
+        for index, (task, error) in enumerate(tasks):
+            if error is None:
+                row = evaluate_task(run, model, tok, constraint, task, index, codes_of_image, scorer)
+            else:
+                row = {"index": index, "task": None, "error": error}
+            rows.append(row)
+            out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            status = f"error: {row['error']}" if "error" in row else json.dumps(row["metrics"])
+            print(f"[{index + 1}/{len(tasks)}] {row['task']}: {status}", file=sys.stderr)
+    summary = summarize_metrics(rows)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    print(format_table(summary))
+    return 1 if any("error" in row for row in rows) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    evaluating = bool(argv) and argv[0] == "eval"
+    args = parse_eval_args(argv[1:]) if evaluating else parse_args(argv)
+    try:
+        return _evaluate(args) if evaluating else _generate(args)
+    except _Refused as err:
+        print(f"cm3-generate: {err}", file=sys.stderr)
+        return 2
+    except Exception as error:  # an unexpected failure: one line, the traceback behind --debug
+        if args.debug:
+            raise
+        print(
+            f"cm3-generate: {type(error).__name__}: {' '.join(str(error).split())[:500]} "
+            "(rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

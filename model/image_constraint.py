@@ -34,6 +34,11 @@ class CodeState:
     def in_text(self) -> bool:
         return self.remaining == 0 and not self.closing
 
+    @property
+    def in_img_tag(self) -> bool:
+        """The text so far ends inside an open `<img ...` tag."""
+        return bool(_IMG_TAG_OPEN.search(self.tail))
+
 
 class CodeConstraint:
     """Per-token masks for one tokenizer: inside an image `src` only image ids (exactly 256), then a

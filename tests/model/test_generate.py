@@ -3,11 +3,13 @@ KV-cache decoding against full forwards, determinism, and the `cm3-generate` CLI
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import math
 import random
 import re
+import sys
 
 import lxml.html
 import numpy as np
@@ -30,6 +32,7 @@ from model.generate import (
     beam_search,
     build_prompt,
     choose_tokens,
+    encode_with_masks,
     run_request,
     sample,
     score_completions,
@@ -162,6 +165,19 @@ def request_for(mode: str, n_embed: int) -> dict:
             "mode": mode,
             "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
             "candidates": ["Paris", "Paris Hilton"],
+        },
+        "caption": {"mode": mode, "codes": codes},
+        "continue": {"mode": mode, "html": "<img"},
+        "link": {
+            "mode": mode,
+            "html": '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>',
+            "candidates": ["Paris", "Paris Hilton", "France"],
+        },
+        "summarize": {
+            "mode": mode,
+            "document": "The cat sat on the mat.\nBirds sing songs about rivers.",
+            "size_hint": 8,
+            "max_len": 120,
         },
     }[mode]
 
@@ -392,6 +408,17 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         model, tok, constraint, request, 0, GenerationSettings(beam=BeamOptions(num_beams=3), num_samples=2)
     )
     assert result["mode"] == mode
+    if mode == "link":
+        assert result["best"] in request["candidates"]
+        assert all(o["candidate"] in request["candidates"] for o in result["outputs"] if o["finished"])
+        assert result["outputs"][0]["document"] == request["html"].replace("<mask:0>", result["best"])
+        return
+    if mode == "summarize":
+        out = result["outputs"][0]
+        assert result["summary"] == out["summary"] and out["document"].startswith("<html><head><title>")
+        assert "<mask:" not in out["document"] and "<p>The cat sat on the mat.</p>" in out["document"]
+        assert result["document_tokens"] + result["causal_tokens"] + 1 + out["new_tokens"] <= 120
+        return
     if mode in ("score", "entity"):
         scores = result["scores"]
         assert sorted(s["candidate"] for s in scores) == sorted(request["candidates"])
@@ -399,9 +426,17 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         assert result["best"] == scores[0]["candidate"]
         return
     outputs = result["outputs"]
-    assert 1 <= len(outputs) <= 3 if mode.endswith("caption") else len(outputs) == 2
+    if mode == "caption":
+        assert 2 <= len(outputs) <= 6  # up to 3 beams from each prompt
+    else:
+        assert 1 <= len(outputs) <= 3 if mode.endswith("caption") else len(outputs) == 2
     for out in outputs:
         doc = out["document"]
+        if mode == "continue":
+            assert doc.startswith("<img")
+            for src in src_values(doc):
+                assert len(src.split(" ")) == 256
+            continue
         if mode == "text_infill":
             assert doc.startswith("<p>The cat ") and doc.endswith(".</p>")
             assert "<mask:" not in doc
@@ -419,6 +454,7 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
                 assert doc.startswith('<img alt="a blue circle" src="')
         if mode.endswith("caption"):
             assert codes == caption_codes(CAPTIONS[0], tok.n_embed)
+            assert "Photo: A photo taken of" in doc
     if mode.endswith("caption"):
         ranked = [(not o["finished"], o["perplexity"]) for o in outputs]
         assert ranked == sorted(ranked)
@@ -443,6 +479,47 @@ def test_beam_search_length_handling(loaded, min_new):
         assert len(c.ids) <= 10
         if c.finished:
             assert len(c.ids) > min_new and '"' not in c.text
+
+
+def test_continue_of_img_stops_where_the_self_captioned_image_closes(loaded):
+    """`<img` continued (section 4.1.1): alt text, then `src="` switches to exactly 256 codes, and the
+    continuation ends at the `>` that closes the tag (text after it in the same token is cut)."""
+    _, tok, constraint = loaded
+    prompt = build_prompt(tok, constraint, {"mode": "continue", "html": "<p>Hi.</p><img"})
+    codes = caption_codes(CAPTIONS[1], tok.n_embed)
+    generated = (
+        tok.encode(' alt="a blue circle" src="')
+        + [tok.image_code_offset + c for c in codes]
+        + tok.encode('" title="x"><p>after</p>')
+    )
+    state, ids, finished = prompt.state, [], None
+    for token in generated:
+        assert constraint.allowed(state)[token]
+        ids.append(token)
+        state = constraint.advance(state, token)
+        finished = prompt.stop.finished_text(tok, ids, state)
+        if finished is not None:
+            break
+    src = " ".join(map(str, codes))
+    assert finished == f' alt="a blue circle" src="{src}" title="x">'
+    assert not build_prompt(tok, constraint, {"mode": "continue", "html": "<p>Hi"}).stop.image_tag
+
+
+def test_continue_is_seeded_and_keeps_images_well_formed(loaded):
+    """Same prompt and seed, same bytes; every src the model opens holds 256 codes; an output that
+    finished after writing an image ends with the tag's `>`."""
+    model, tok, constraint = loaded
+    request = {"mode": "continue", "html": "<html><body><p>Paris is the capital of France.</p><img"}
+    settings = GenerationSettings(sampling=SamplingOptions(temperature=0.7), num_samples=3, seed=2)
+    result = run_request(model, tok, constraint, request, 0, settings)
+    assert run_request(model, tok, constraint, request, 0, settings) == result
+    assert run_request(model, tok, constraint, request, 0, GenerationSettings(seed=3)) != result
+    for out in result["outputs"]:
+        assert out["document"] == request["html"] + out["text"]
+        srcs = src_values(out["document"])
+        assert all(len(src.split(" ")) == 256 for src in srcs)
+        if out["finished"] and srcs:
+            assert out["document"].endswith(">")
 
 
 def test_trained_model_learned_the_data(loaded):
@@ -504,6 +581,15 @@ def test_every_mode_is_one_builder_and_documented():
         {"mode": "causal_caption"},
         {"mode": "score", "prompt": "x", "candidates": []},
         {"mode": "entity", "html": "<p>no mask</p>", "candidates": ["a"]},
+        {"mode": "link", "html": '<a title="<mask:0>"><mask:0></a>', "candidates": ["a"]},
+        {"mode": "link", "html": '<a title="<mask:0>">x</a>'},
+        {"mode": "caption", "codes": [0] * 256, "samples": -1},
+        {"mode": "caption", "codes": [0] * 256, "samples": 2, "top": 0},
+        {"mode": "continue", "html": ""},
+        {"mode": "summarize", "document": "text", "style": "abstract"},
+        {"mode": "summarize", "document": "text", "size_hint": 0},
+        {"mode": "summarize", "document": " \n "},
+        {"mode": "conditional_image", "text": "x", "top": True},
     ],
 )
 def test_bad_requests_raise_prompt_error(loaded, request_):
@@ -526,7 +612,26 @@ json_values = st.one_of(
 @given(
     st.sampled_from([*MODES, "other"]),
     st.dictionaries(
-        st.sampled_from(["text", "html", "codes", "image", "span", "prompt", "candidates"]), json_values
+        st.sampled_from(
+            [
+                "text",
+                "html",
+                "codes",
+                "image",
+                "span",
+                "prompt",
+                "candidates",
+                "document",
+                "style",
+                "size_hint",
+                "max_len",
+                "samples",
+                "top",
+                "prefix",
+                "mention",
+            ]
+        ),
+        json_values,
     ),
 )
 def test_any_request_builds_or_raises_prompt_error(loaded, mode, fields):
@@ -535,7 +640,7 @@ def test_any_request_builds_or_raises_prompt_error(loaded, mode, fields):
         prompt = build_prompt(tok, constraint, {"mode": mode, **fields})
     except PromptError:
         return
-    assert prompt.mode == mode and prompt.ids
+    assert prompt.mode == mode and (prompt.ids or prompt.parts)
 
 
 def test_too_long_prompt_is_a_prompt_error(loaded):
@@ -635,3 +740,436 @@ def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, c
         assert main([*args, "--out", str(tmp_path / "out")]) == 2, said
         err = capsys.readouterr().err
         assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
+
+
+# ---- captioning, re-ranking, entity linking, summarization (CM3 sections 4.2.2, 4.2.3, 4.3.2, 4.3.3)
+
+
+@pytest.mark.parametrize("mode", ["caption", "continue", "link", "summarize"])
+def test_new_modes_same_request_and_seed_same_output(loaded, mode):
+    model, tok, constraint = loaded
+    request = request_for(mode, tok.n_embed)
+    settings = GenerationSettings(num_samples=2, max_new_tokens=8, seed=5)
+    first = run_request(model, tok, constraint, request, 3, settings)
+    assert run_request(model, tok, constraint, request, 3, settings) == first
+    assert json.loads(json.dumps(first)) == first  # the record is plain JSON
+
+
+def test_caption_runs_both_paper_prompts_and_picks_the_lower_perplexity(loaded):
+    model, tok, constraint = loaded
+    codes = caption_codes(CAPTIONS[2], tok.n_embed)
+    result = run_request(model, tok, constraint, {"mode": "caption", "codes": codes}, 0, GenerationSettings())
+    masked, causal = result["prompt"].split("\n")
+    src = " ".join(map(str, codes))
+    assert masked == f'<img alt="Photo: A photo taken of<mask:0>" src="{src}"><mask:0>'
+    assert causal == f'<img src="{src}" title="Photo: A photo taken of'
+    outputs = result["outputs"]
+    assert {o["prompt"] for o in outputs} == {"masked_caption", "causal_caption"}
+    assert len(outputs) <= 2 * 5  # beam size 5 by default (section 4.2.3)
+    ranked = [(not o["finished"], o["perplexity"]) for o in outputs]
+    assert ranked == sorted(ranked)
+    best = outputs[0]
+    assert result["caption"] == best["caption"] == ("Photo: A photo taken of" + best["text"]).strip()
+    for kind in ("masked_caption", "causal_caption"):
+        alone = run_request(model, tok, constraint, {"mode": kind, "codes": codes}, 0, GenerationSettings())[
+            "outputs"
+        ]
+        assert [o["text"] for o in alone] == [o["text"] for o in outputs if o["prompt"] == kind]
+
+
+def test_sampled_captions_are_reranked_by_the_image_likelihood(loaded):
+    """The costly method: `samples` captions per prompt, re-ranked by log p(image | caption) (`self`),
+    the best `top` kept; the scores are what a full forward gives; same seed, same captions."""
+    from model.rerank import SelfReranker
+
+    model, tok, constraint = loaded
+    codes = caption_codes(CAPTIONS[0], tok.n_embed)
+    request = {"mode": "caption", "codes": codes, "samples": 3, "top": 4}
+    settings = GenerationSettings(max_new_tokens=12)
+    result = run_request(model, tok, constraint, request, 0, settings)
+    outputs = result["outputs"]
+    assert len(outputs) == 4 and all(o["reranker"] == "self" for o in outputs)
+    scores = [o["rerank_score"] for o in outputs]
+    assert scores == sorted(scores, reverse=True)
+    top = outputs[0]
+    prompt = tok.encode(f'<img alt="{html.escape(top["caption"])}" src="')
+    full = torch.tensor([prompt + [tok.image_code_offset + c for c in codes]])
+    with torch.no_grad():
+        logp = model(full)[0].log_softmax(-1)
+    expected = sum(float(logp[len(prompt) - 1 + t, tok.image_code_offset + c]) for t, c in enumerate(codes))
+    assert math.isclose(top["rerank_score"], expected, rel_tol=1e-4, abs_tol=1e-3)
+    all_scores = SelfReranker(model, tok).captions_for_image(codes, [o["caption"] for o in outputs])
+    assert all(
+        math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-4) for a, b in zip(all_scores, scores, strict=True)
+    )
+    assert run_request(model, tok, constraint, request, 0, settings) == result
+
+
+def test_conditional_images_reranked_to_the_top(loaded):
+    """Section 4.2.2: samples re-ranked by log p(caption | image), the best `top` kept."""
+    model, tok, constraint = loaded
+    request = {"mode": "conditional_image", "text": CAPTIONS[1], "top": 2}
+    result = run_request(model, tok, constraint, request, 0, GenerationSettings(num_samples=4))
+    outputs = result["outputs"]
+    assert len(outputs) == 2 and outputs[0]["rerank_score"] >= outputs[1]["rerank_score"]
+    src = src_values(outputs[0]["document"])[0]
+    prompt = tok.encode('<img alt="') + [tok.mask_id(0)] + tok.encode(f'" src="{src}">') + [tok.mask_id(0)]
+    (expected,) = score_completions(model, prompt, [tok.encode(CAPTIONS[1]) + [tok.eos_id]])
+    assert math.isclose(outputs[0]["rerank_score"], expected, rel_tol=1e-5, abs_tol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "candidates", [["Paris", "Paris Hilton", "France"], ["the mat", "the cat", "Coffee", "zzyzx qq"]]
+)
+def test_link_with_enough_beams_finds_the_best_scored_candidate(loaded, candidates):
+    """A trie-limited beam as wide as the candidate list, with no length normalisation, is exhaustive:
+    it returns the candidate that disambiguation scoring ranks first, with the same log-probability;
+    every finished beam is a whole candidate."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    settings = GenerationSettings(beam=BeamOptions(num_beams=len(candidates), length_penalty=0.0))
+    linked = run_request(
+        model, tok, constraint, {"mode": "link", "html": html, "candidates": candidates}, 0, settings
+    )
+    scored = run_request(
+        model, tok, constraint, {"mode": "entity", "html": html, "candidates": candidates}, 0, settings
+    )
+    assert linked["best"] == scored["best"]
+    assert math.isclose(linked["outputs"][0]["logprob"], scored["scores"][0]["logprob"], abs_tol=1e-3)
+    assert {o["candidate"] for o in linked["outputs"]} == set(candidates)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple), min_size=1, max_size=6))
+def test_prefix_trie_spells_exactly_its_sequences(sequences):
+    """Every path from the root to a leaf of the trie is one of the sequences, and every sequence that
+    is no prefix of another ends at a leaf."""
+    from model.decoding import PrefixTrie
+
+    trie = PrefixTrie(sequences)
+    paths, todo = set(), [()]
+    while todo:
+        prefix = todo.pop()
+        nxt = trie.allowed(prefix)
+        if not nxt:
+            paths.add(prefix)
+        todo += [(*prefix, t) for t in nxt]
+    assert paths <= set(sequences)
+    maximal = {s for s in sequences if not any(o != s and o[: len(s)] == s for o in sequences)}
+    assert paths == maximal
+
+
+def test_link_decodes_several_mentions_in_the_objective_order(loaded):
+    """Two marked mentions: one sequence `<mask:0> e0 <mask:1> e1 <eos>`, each entity from its own
+    list; a beam as wide as the pairs (no length normalisation) returns the best-scored pair."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of <a title="<mask:1>">France</a>.</p>'
+    first, second = ["Paris", "Paris Hilton", "Coffee"], ["France", "Spain"]
+    request = {"mode": "link", "html": html, "candidates": [first, second]}
+    settings = GenerationSettings(beam=BeamOptions(num_beams=6, length_penalty=0.0))
+    result = run_request(model, tok, constraint, request, 0, settings)
+    pairs = [(a, b) for a in first for b in second]
+    prompt = encode_with_masks(tok, html) + [tok.mask_id(0)]
+    completions = [tok.encode(a) + [tok.mask_id(1)] + tok.encode(b) + [tok.eos_id] for a, b in pairs]
+    scores = score_completions(model, prompt, completions)
+    best = pairs[max(range(len(pairs)), key=scores.__getitem__)]
+    assert result["best"] == list(best)
+    assert math.isclose(result["outputs"][0]["logprob"], max(scores), abs_tol=1e-3)
+    assert {tuple(o["candidate"]) for o in result["outputs"]} == set(pairs)
+    assert result["outputs"][0]["document"] == html.replace("<mask:0>", best[0]).replace("<mask:1>", best[1])
+    for bad in ([first], [first, second, second], first):
+        with pytest.raises(PromptError, match="one per marked mention"):
+            build_prompt(tok, constraint, {"mode": "link", "html": html, "candidates": bad})
+
+
+@pytest.mark.parametrize("mode", ["entity", "link"])
+def test_a_mention_given_by_offsets_is_marked_as_a_link(loaded, mode):
+    """`text` + `mention: [start, end]` builds the same prompt as the hand-marked HTML."""
+    _, tok, constraint = loaded
+    text = "Paris is the capital of France & more."
+    by_offsets = build_prompt(
+        tok, constraint, {"mode": mode, "text": text, "mention": [0, 5], "candidates": ["P"]}
+    )
+    html_ = '<p><a title="<mask:0>">Paris</a> is the capital of France &amp; more.</p>'
+    by_html = build_prompt(tok, constraint, {"mode": mode, "html": html_, "candidates": ["P"]})
+    assert by_offsets.ids == by_html.ids
+    for bad in ([5, 5], [0, 99], [0], ["0", 5]):
+        with pytest.raises(PromptError):
+            build_prompt(tok, constraint, {"mode": mode, "text": text, "mention": bad, "candidates": ["P"]})
+
+
+def test_prefix_trie_allows_only_candidate_continuations():
+    from model.decoding import PrefixTrie
+
+    trie = PrefixTrie([(1, 2, 9), (1, 3, 9), (4, 9)])
+    assert sorted(trie.allowed(())) == [1, 4]
+    assert sorted(trie.allowed((1,))) == [2, 3]
+    assert trie.allowed((1, 2)) == [9] and trie.allowed((1, 2, 9)) == [] and trie.allowed((7,)) == []
+    masked = trie.mask(torch.zeros(2, 10), [(), (4,)])
+    assert torch.isfinite(masked).nonzero().tolist() == [[0, 1], [0, 4], [1, 9]]
+
+
+def test_summarize_uses_the_implicit_size_hint(loaded):
+    """Section 3.2: a short document is continued causally to max_len - size_hint tokens before the
+    secondary <mask:0>; a long one is cut there; the summary gets the room that is left."""
+    model, tok, constraint = loaded
+    short = {"mode": "summarize", "document": "Coffee in the morning light.", "size_hint": 6, "max_len": 90}
+    result = run_request(model, tok, constraint, short, 0, GenerationSettings())
+    doc_tokens = len(build_prompt(tok, constraint, short).ids)
+    assert result["document_tokens"] == doc_tokens
+    assert result["document_tokens"] + result["causal_tokens"] + 1 == 90 - 6
+    assert all(o["new_tokens"] <= 6 for o in result["outputs"])
+    assert run_request(model, tok, constraint, short, 0, GenerationSettings()) == result
+    long = dict(short, document=" ".join(SENTENCES * 20), style="description")
+    result = run_request(model, tok, constraint, long, 0, GenerationSettings())
+    assert result["causal_tokens"] == 0 and result["document_tokens"] == 90 - 6 - 1
+    assert result["outputs"][0]["document"].startswith('<html><head><meta content="')
+    with pytest.raises(PromptError, match="max_seq_len"):
+        run_request(model, tok, constraint, dict(short, max_len=10_000), 0, GenerationSettings())
+
+
+# ---- re-ranking with a CLIP model from a local directory (a tiny one, built and saved here)
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    """A randomly initialised CLIP with a tiny config and a byte-level vocabulary, saved with
+    save_pretrained the way a user saves a real one; nothing downloaded."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    out = tmp_path_factory.mktemp("clip")
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars])}
+    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=32)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2}
+    config = CLIPConfig(
+        text_config=small | {"vocab_size": len(vocab), "max_position_embeddings": 32},
+        vision_config=small | {"image_size": 32, "patch_size": 8},
+        projection_dim=16,
+    )
+    torch.manual_seed(0)
+    CLIPModel(config).save_pretrained(out)
+    return out
+
+
+def test_clip_reranker_scores_as_clip_does_in_batches(tiny_clip, vq):
+    """Scores are CLIP's logits_per_image for the VQGAN-decoded image, whatever the batching."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    from model.rerank import CLIP_BATCH, ClipReranker
+
+    reranker = ClipReranker(tiny_clip, vq.decode)
+    codes = [caption_codes(c, vq.n_embed) for c in CAPTIONS]
+    captions = [f"{c} number {i}" for i in range(CLIP_BATCH + 5) for c in CAPTIONS[:1]]
+    scores = reranker.captions_for_image(codes[0], captions)
+    model = CLIPModel.from_pretrained(tiny_clip).eval()
+    processor = CLIPProcessor.from_pretrained(tiny_clip)
+    with torch.no_grad():
+        pixels = vq.decode(np.asarray(codes, dtype=np.int64))
+        inputs = processor(text=captions, images=list(pixels), return_tensors="pt", padding=True)
+        expected = model(**inputs).logits_per_image
+    assert np.allclose(scores, expected[0].numpy(), atol=1e-4)
+    by_image = reranker.images_for_text(captions[3], codes)
+    assert np.allclose(by_image, expected[:, 3].numpy(), atol=1e-4)
+
+
+def test_clip_reranker_errors_are_one_line(tmp_path, monkeypatch):
+    from model.evaluate import EvalError, rouge_scorer
+    from model.rerank import RerankError, load_clip
+
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if the clip extra were not installed
+    with pytest.raises(RerankError, match=r"pip install 'cm3-data\[clip\]'"):
+        load_clip(tmp_path)
+    monkeypatch.setitem(sys.modules, "rouge_score", None)
+    with pytest.raises(EvalError, match=r"pip install 'cm3-data\[eval\]'"):
+        rouge_scorer()
+    monkeypatch.undo()
+
+    with pytest.raises(RerankError, match="no CLIP model there"):
+        load_clip(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(RerankError, match="cannot load a CLIP model"):
+        load_clip(tmp_path)
+
+
+# ---- the CLI: output rule, one-line errors, help, eval
+
+
+def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tmp_path, capsys, monkeypatch):
+    from model.generate_cli import main
+
+    entity = json.dumps(request_for("entity", 16))
+    out = tmp_path / "out"
+    run = [str(checkpoint), "--prompt", entity, "--out", str(out)]
+    assert main(run) == 0
+    (out / "stale.html").write_text("from an earlier run")
+    capsys.readouterr()
+    assert main(run) == 2
+    err = capsys.readouterr().err
+    assert "is not empty; pass --overwrite" in err and err.count("\n") == 1
+    assert (out / "stale.html").is_file()
+    assert main([*run, "--overwrite"]) == 0
+    assert not (out / "stale.html").exists() and (out / "results.jsonl").is_file()
+    capsys.readouterr()
+    assert main([str(checkpoint), "--prompt", entity, "--out", str(checkpoint.parent), "--overwrite"]) == 2
+    assert "holds the input" in capsys.readouterr().err and (checkpoint / "model.pt").is_file()
+    monkeypatch.chdir(out)
+    assert main([str(checkpoint), "--prompt", entity, "--out", ".", "--overwrite"]) == 2
+    assert "holds the working directory" in capsys.readouterr().err and (out / "results.jsonl").is_file()
+
+
+def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, capsys):
+    from model.generate_cli import main
+
+    entity = json.dumps(request_for("entity", 16))
+    cases = [
+        (["--prompts", str(tmp_path / "nope.jsonl")], "cannot read"),
+        (["--prompt", entity, "--rerank", "clip"], "needs --clip"),
+        (["--prompt", entity, "--rerank", "clip", "--clip", str(tmp_path)], "no CLIP model there"),
+        (["--prompt", entity, "--device", "gpu0"], "torch device: cpu, cuda"),
+        (
+            ["--prompt", entity, "--vqgan", str(tmp_path / "nope.ckpt")],
+            "--vqgan " + str(tmp_path / "nope.ckpt"),
+        ),
+    ]
+    for args, said in cases:
+        capsys.readouterr()
+        assert main([str(checkpoint), *args, "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_unexpected_failure_is_one_line_and_debug_shows_it(checkpoint, tmp_path, capsys):
+    """A checkpoint whose weights were written for another shape: not an ordinary mistake the CLI
+    knows, so the general guard answers with one line (exit 1) and --debug raises."""
+    model, tok, _ = load_checkpoint(checkpoint)
+    other = CM3Transformer(CM3Config(**{**model.config.__dict__, "d_ffn": 96}))
+    write_model_files(tmp_path / "odd", other.state_dict(), model.config, tok)
+    from model.generate_cli import main
+
+    args = [
+        str(tmp_path / "odd"),
+        "--prompt",
+        json.dumps(request_for("entity", 16)),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cm3-generate: RuntimeError: ") and err.count("\n") == 1
+    assert err.rstrip().endswith("(rerun with --debug for the traceback)")
+    with pytest.raises(RuntimeError):
+        main([*args, "--debug"])
+
+
+def test_cli_help_lists_every_mode_with_fields_and_an_example(capsys):
+    from model.generate_cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for mode in MODES:
+        line = re.search(rf"^  {mode} +(\S.*)$", text, flags=re.M)
+        assert line, mode
+        assert f'e.g. {{"mode": "{mode}"' in text
+    assert "--device" in text and "cpu, cuda" in text
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    text = capsys.readouterr().out
+    assert all(task in text for task in ("summarization", "disambiguation", "linking", "captioning"))
+
+
+def test_rouge_scores_are_rouge_score_f1_in_percent():
+    from model.evaluate import format_table, rouge, rouge_scorer, summarize_metrics
+
+    scorer = rouge_scorer()
+    same = rouge(scorer, "the cat sat on the mat", "the cat sat on the mat")
+    assert same == {"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0}
+    part = rouge(scorer, "the cat sat", "the cat sat on the mat")
+    assert math.isclose(part["rouge1"], 100 * 2 * (1 * 0.5) / 1.5) and part["rouge2"] < part["rouge1"]
+    rows = [
+        {"task": "linking", "metrics": {"accuracy": 100.0}},
+        {"task": "linking", "metrics": {"accuracy": 0.0}},
+        {"task": "linking", "error": "bad"},
+    ]
+    summary = summarize_metrics(rows)
+    assert summary == {"linking": {"n": 3, "failed": 1, "accuracy": 50.0}}
+    rows.append({"task": "linking", "metrics": {"accuracy": 50.0}, "mentions": 4})  # 2 of 4 mentions
+    assert summarize_metrics(rows)["linking"]["accuracy"] == pytest.approx(100 * 3 / 6)
+    assert "linking" in format_table(summary) and "accuracy 50.00" in format_table(summary)
+
+
+@pytest.mark.slow
+def test_cli_eval_prints_the_paper_metric_per_task(checkpoint, tmp_path, capsys):
+    from model.evaluate import rouge, rouge_scorer
+    from model.generate_cli import main
+
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    codes = caption_codes(CAPTIONS[0], 1024)
+    tasks = [
+        {
+            "task": "summarization",
+            "document": SENTENCES[0],
+            "summary": "A cat.",
+            "size_hint": 6,
+            "max_len": 80,
+        },
+        {
+            "task": "summarization",
+            "document": SENTENCES[3],
+            "summary": "Coffee.",
+            "size_hint": 6,
+            "max_len": 80,
+        },
+        {"task": "disambiguation", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
+        {"task": "linking", "html": html, "candidates": ["Paris", "Spain"], "answer": "Paris"},
+        {
+            "task": "linking",
+            "html": html.replace("France", '<a title="<mask:1>">France</a>'),
+            "candidates": [["Paris", "Spain"], ["France", "Spain"]],
+            "answer": ["Paris", "France"],
+        },
+        {"task": "captioning", "codes": codes, "caption": CAPTIONS[0]},
+        {"task": "translation"},
+    ]
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("\n".join(json.dumps(t) for t in tasks) + "\n")
+    out = tmp_path / "eval"
+    assert main(["eval", str(checkpoint), str(path), "--out", str(out), "--max-new-tokens", "8"]) == 1
+    table = capsys.readouterr().out
+    rows = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert [("error" in r) for r in rows] == [False] * 6 + [True]
+    assert rows[4]["mentions"] == 2 and rows[4]["metrics"]["accuracy"] in (0.0, 50.0, 100.0)
+    scorer = rouge_scorer()
+    for row, task in zip(rows[:2], tasks[:2], strict=True):
+        assert row["metrics"] == rouge(scorer, row["result"]["summary"], task["summary"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["summarization"]["n"] == 2
+    assert summary["summarization"]["rougeL"] == pytest.approx(
+        (rows[0]["metrics"]["rougeL"] + rows[1]["metrics"]["rougeL"]) / 2
+    )
+    assert summary["disambiguation"]["accuracy"] in (0.0, 100.0)
+    assert (
+        summary["captioning"]["caption_perplexity"] > 1 and summary["captioning"]["reference_perplexity"] > 1
+    )
+    for task in ("summarization", "disambiguation", "linking", "captioning", "translation"):
+        assert re.search(rf"^{re.escape(task)} ", table, flags=re.M), table
+
+
+@pytest.mark.slow
+def test_cli_rerank_clip_uses_the_local_clip(checkpoint, tiny_clip, tmp_path):
+    from model.generate_cli import main
+
+    request = {"mode": "caption", "codes": caption_codes(CAPTIONS[0], 1024), "samples": 2, "top": 2}
+    out = tmp_path / "clip"
+    args = [str(checkpoint), "--prompt", json.dumps(request), "--out", str(out), "--max-new-tokens", "8"]
+    assert main([*args, "--rerank", "clip", "--clip", str(tiny_clip)]) == 0
+    (record,) = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [o["reranker"] for o in record["outputs"]] == ["clip", "clip"]
+    assert record["outputs"][0]["rerank_score"] >= record["outputs"][1]["rerank_score"]
