@@ -11,7 +11,6 @@ import argparse
 import html
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from .generate import (
     SamplingOptions,
     run_request,
 )
+from .outputs import OutputError, check_apart, check_output, is_nonempty, remove_output
 
 _SRC_ATTR = re.compile(r'src="([^"]*)"')
 _CODE_RUN = re.compile(r"\d+(?: \d+){255}")
@@ -249,34 +249,34 @@ def index_html(overview: list[tuple[dict, list[list[str]]]]) -> str:
     )
 
 
+# what an earlier cm3-generate output holds: --overwrite replaces only such a directory
+OUTPUT_MARKERS = ("results.jsonl", "eval.jsonl")
+
+
 class _Refused(Exception):
     """A run that cannot start (bad option, missing or damaged checkpoint, unreadable prompts): one line."""
 
 
 def _check_out(args: argparse.Namespace) -> Path:
-    """The output rule of every CLI: a non-empty --out is refused unless --overwrite, which replaces it
-    whole; never a directory holding the run's own inputs."""
+    """The output rule of every CLI (model/outputs.py): a non-empty --out is refused unless --overwrite,
+    which replaces it whole; never a directory holding the run's own inputs or an unrelated one."""
     out = Path(args.out)
-    if out.is_file() or (out.is_dir() and any(out.iterdir())):
-        if not args.overwrite:
-            raise _Refused(f"--out {out} is not empty; pass --overwrite to replace it")
-        inputs = [Path(args.checkpoint)] + ([Path(args.prompts)] if args.prompts not in (None, "-") else [])
-        for path in inputs:
-            if out.resolve() in (path.resolve(), *path.resolve().parents):
-                raise _Refused(f"--out {out} holds the input {path}; --overwrite would delete it")
-        if out.resolve() in (Path.cwd(), *Path.cwd().parents):
-            raise _Refused(f"--out {out} holds the working directory; --overwrite would delete it")
-    elif out.exists():
-        raise _Refused(f"--out {out} is not a directory")
+    inputs = {"the checkpoint": args.checkpoint, "the working directory": Path.cwd()}
+    if args.prompts not in (None, "-"):
+        inputs["the prompts file"] = args.prompts
+    try:
+        if is_nonempty(out):
+            check_apart(out, inputs)
+        check_output(out, args.overwrite, markers=OUTPUT_MARKERS)
+    except OutputError as err:
+        raise _Refused(str(err)) from None
     return out
 
 
 def _replace_out(out: Path) -> None:
     try:
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
+        if out.exists():
+            remove_output(out)
         out.mkdir(parents=True)
     except OSError as err:
         raise _Refused(f"cannot create --out {out}: {err.strerror or err}") from None

@@ -1016,10 +1016,12 @@ def test_cli_refuses_a_non_empty_out_unless_overwrite_replaces_it(checkpoint, tm
     assert not (out / "stale.html").exists() and (out / "results.jsonl").is_file()
     capsys.readouterr()
     assert main([str(checkpoint), "--prompt", entity, "--out", str(checkpoint.parent), "--overwrite"]) == 2
-    assert "holds the input" in capsys.readouterr().err and (checkpoint / "model.pt").is_file()
+    assert "would replace the checkpoint" in capsys.readouterr().err and (checkpoint / "model.pt").is_file()
     monkeypatch.chdir(out)
     assert main([str(checkpoint), "--prompt", entity, "--out", ".", "--overwrite"]) == 2
-    assert "holds the working directory" in capsys.readouterr().err and (out / "results.jsonl").is_file()
+    assert (
+        "would replace the working directory" in capsys.readouterr().err and (out / "results.jsonl").is_file()
+    )
 
 
 def test_cli_one_line_for_a_missing_prompts_file_or_clip(checkpoint, tmp_path, capsys):
