@@ -37,6 +37,9 @@ _KEEP_ALWAYS = frozenset({"html", "head", "body"})
 _CONTENT_VOID_TAGS = VOID_TAGS - {"br", "hr", "wbr"}
 
 
+_NON_SPACE = re.compile(r"\S+")
+
+
 def normalise(text: str) -> str:
     """Whitespace runs -> one space, stripped: the line text the rules see."""
     return " ".join(text.split())
@@ -111,6 +114,43 @@ class Block:
         if self.is_alt:
             return normalise(self.image.get("alt") or "")
         return normalise("".join(getattr(el, slot) or "" for el, slot in self.text_slots()))
+
+    def cut_text(self, spans: list[tuple[int, int]]) -> None:
+        """Removes the characters that make up `self.text[start:end]` for each (start, end) from the tree,
+        in whichever text nodes (or the alt attribute) they lie; the whitespace around them stays, so
+        the words before and after keep their separation. Elements left empty are pruned later."""
+        if self.is_alt:
+            (alt,) = cut_normalised([self.image.get("alt") or ""], spans)
+            self.image.set("alt", alt)
+        else:
+            slots = list(self.text_slots())
+            values = cut_normalised([getattr(el, slot) or "" for el, slot in slots], spans)
+            for (el, slot), value in zip(slots, values, strict=True):
+                setattr(el, slot, value or None)
+        self.text = self.current_text()
+
+
+def cut_normalised(parts: list[str], spans: list[tuple[int, int]]) -> list[str]:
+    """`parts` with the characters removed that make up `normalise("".join(parts))[start:end]` for each
+    span: a normalised character is a raw non-space character, or the first raw space of a run between
+    two words."""
+    raw = "".join(parts)
+    positions = []  # raw offset of each character of normalise(raw)
+    previous_end = None
+    for word in _NON_SPACE.finditer(raw):
+        if previous_end is not None:
+            positions.append(previous_end)  # the space run between two words
+        positions.extend(range(word.start(), word.end()))
+        previous_end = word.end()
+    doomed = bytearray(len(raw))
+    for start, end in spans:
+        for i in range(max(start, 0), min(end, len(positions))):
+            doomed[positions[i]] = 1
+    out, offset = [], 0
+    for part in parts:
+        out.append("".join(c for i, c in enumerate(part, offset) if not doomed[i]))
+        offset += len(part)
+    return out
 
 
 def line_breaking_elements(root: etree._Element) -> set[etree._Element]:

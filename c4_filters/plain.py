@@ -10,6 +10,7 @@ from __future__ import annotations
 from c4_filters.rules import (
     DEFAULT_OPTIONS,
     C4Options,
+    count_verdict,
     has_too_long_word,
     judge_line_content,
     judge_line_shape,
@@ -45,8 +46,8 @@ def clean_page(text: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats |
             continue
         kept.append(line.strip())
     verdict = judge_page(kept, kept, options)
+    count_verdict(verdict, stats)
     if verdict.failed is not None:
-        stats.inc(verdict.failed)
         return None
     stats.inc("line:kept", len(kept))
     stats.inc("page:kept")

@@ -44,8 +44,11 @@ SCHEMA = pa.schema(
         ("n_images", pa.int32()),
         ("n_chars", pa.int32()),
         ("lang_score", pa.float32()),
+        ("language", pa.string()),  # the detected language, added after the first release
     ]
 )
+# shards written before the `language` column: still valid and readable
+SCHEMA_BEFORE_LANGUAGE = pa.schema([field for field in SCHEMA if field.name != "language"])
 
 
 def shard_name(split: str, index: int, n_shards: int) -> str:
@@ -59,7 +62,14 @@ def row_key(row: dict) -> tuple[str, str]:
 def row_size(row: dict) -> int:
     """Bytes a row takes in a shard before compression (its strings plus the fixed-width columns): what
     shard sizing and the sort buffer count."""
-    return len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    return (
+        len(row["id"])
+        + len(row["url"])
+        + len(row["source"])
+        + len(row["html"])
+        + len(row.get("language") or "")
+        + 12
+    )
 
 
 def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterator[dict]:
@@ -272,7 +282,9 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             ) as error:  # truncated, flipped bytes: a FAIL line, no traceback
                 problems.append(f"{name}: not a readable Parquet file ({' '.join(str(error).split())})")
                 continue
-            if not table.schema.equals(SCHEMA, check_metadata=False):
+            if not any(
+                table.schema.equals(s, check_metadata=False) for s in (SCHEMA, SCHEMA_BEFORE_LANGUAGE)
+            ):
                 problems.append(f"{name}: schema {table.schema} differs from the contract")
                 continue
             if table.num_rows != shard["rows"]:
