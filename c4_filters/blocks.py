@@ -3,7 +3,7 @@
 A block is a run of inline content (text, <a>, <b>, <img> ...) inside one block-level element, cut at
 block-level children and at <br>/<hr>: `<div>intro<p>para</p>after</div>` has three blocks, "intro",
 "para" and "after". Every non-empty image alt is a block of its own, right after the block holding the
-image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_blocks` all read them
+image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_spans` all read them
 the same way, which is what makes dedup indices line up.
 
 Serialisation follows html_minimizer's rules so cleaned pages stay byte-compatible with its output: lower-case
@@ -132,20 +132,20 @@ class Block:
 
 def cut_normalised(parts: list[str], spans: list[tuple[int, int]]) -> list[str]:
     """`parts` with the characters removed that make up `normalise("".join(parts))[start:end]` for each
-    span: a normalised character is a raw non-space character, or the first raw space of a run between
-    two words."""
+    span: a normalised character is a raw non-space character, or the whole raw space run between two
+    words."""
     raw = "".join(parts)
-    positions = []  # raw offset of each character of normalise(raw)
+    ranges = []  # raw (start, end) of each character of normalise(raw)
     previous_end = None
     for word in _NON_SPACE.finditer(raw):
         if previous_end is not None:
-            positions.append(previous_end)  # the space run between two words
-        positions.extend(range(word.start(), word.end()))
+            ranges.append((previous_end, word.start()))  # the space run between two words
+        ranges.extend((i, i + 1) for i in range(word.start(), word.end()))
         previous_end = word.end()
     doomed = bytearray(len(raw))
     for start, end in spans:
-        for i in range(max(start, 0), min(end, len(positions))):
-            doomed[positions[i]] = 1
+        for raw_start, raw_end in ranges[max(start, 0) : max(end, 0)]:
+            doomed[raw_start:raw_end] = b"\x01" * (raw_end - raw_start)
     out, offset = [], 0
     for part in parts:
         out.append("".join(c for i, c in enumerate(part, offset) if not doomed[i]))

@@ -22,7 +22,7 @@ from c4_filters.stats import C4Stats
 
 def clean_page(text: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats | None = None) -> str | None:
     """The page's kept lines joined by "\\n", or None when a rule drops the page. Same argument order as
-    `clean_html` and `drop_blocks`: the text, then the options, then the counters.
+    `clean_html` and `drop_spans`: the text, then the options, then the counters.
 
     `options.exempt_tags` does not apply (plain text has no structure); `options.language=None` skips
     language detection.

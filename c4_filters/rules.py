@@ -53,6 +53,12 @@ SCRIPT_END_MARKS = {
     "am": "\u1362\u1367",  # ። ፧
     "bo": "\u0f0d",  # །
 }
+# languages written without spaces between words: C4's "5 words" counts each of their characters as a word
+SPACELESS_LANGUAGES = frozenset({"zh", "ja", "wuu", "th", "lo", "km", "my", "bo"})
+# Thai, Lao, Tibetan, Myanmar, Khmer, kana, CJK ideographs (and their compatibility block)
+_SPACELESS_CHARACTER = re.compile(
+    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+)
 ALL_LANGUAGES = "all"
 UNDETERMINED = "und"  # no language found (TFDS's name for it)
 EXEMPT_TAGS = ("caption", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6", "img", "title")
@@ -121,6 +127,12 @@ class C4Options:
         marks = "".join(m for code, m in SCRIPT_END_MARKS.items() if selected is None or code in selected)
         return "".join(sorted(set(marks)))
 
+    @functools.cached_property
+    def spaceless_words(self) -> bool:
+        """Whether a selected language is written without spaces (its characters count as words)."""
+        selected = self.selected_languages
+        return selected is None or bool(selected & SPACELESS_LANGUAGES)
+
     @property
     def sentence_marks(self) -> str:
         """Extra sentence boundaries for the splitter (the same marks)."""
@@ -187,8 +199,13 @@ def ends_with_ellipsis(line: str) -> bool:
     return line.endswith(ELLIPSIS)
 
 
-def has_too_few_words(line: str, min_words: int) -> bool:
-    return len(line.split()) < min_words
+def has_too_few_words(line: str, min_words: int, spaceless_words: bool = False) -> bool:
+    """C4 counts whitespace-separated words; with spaceless_words, a token of a script written without
+    spaces counts as its number of such characters (a Chinese line of 5 characters is 5 words)."""
+    tokens = line.split()
+    if not spaceless_words or len(tokens) >= min_words:
+        return len(tokens) < min_words
+    return sum(max(1, len(_SPACELESS_CHARACTER.findall(token))) for token in tokens) < min_words
 
 
 def has_lorem_ipsum(line_lower: str) -> bool:
@@ -213,7 +230,7 @@ def judge_line_shape(line: str, options: C4Options) -> str | None:
         return "line:no_end_mark"
     if ends_with_ellipsis(line):
         return "line:ends_with_ellipsis"
-    if has_too_few_words(line, options.min_words_per_line):
+    if has_too_few_words(line, options.min_words_per_line, options.spaceless_words):
         return "line:too_few_words"
     return None
 

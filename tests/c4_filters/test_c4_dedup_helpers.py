@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from c4_filters import C4Stats, clean_html, drop_spans, span_hashes, stable_hash
+from c4_filters.blocks import cut_normalised, normalise
 
 SHARED_PARAGRAPH = (
     "The ferry leaves the harbour at noon every day. It takes about two hours to reach the island. "
@@ -125,3 +129,17 @@ def test_drop_spans_keeps_images_of_emptied_blocks_and_cuts_inside_inline_markup
     assert result.html.endswith(
         "<p>Our guide knows every path on the hills. She grew up in the village. Walks start at nine.</p></body></html>"
     )
+
+
+@given(
+    st.lists(st.text(alphabet="ab .\n\t", max_size=12), min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=3),
+)
+def test_cutting_normalised_text_removes_exactly_those_characters_from_the_text_nodes(parts, spans):
+    """What drop_spans relies on: a range of the normalised block text maps back onto the raw text nodes."""
+    text = normalise("".join(parts))
+    doomed = {i for start, end in spans for i in range(start, min(end, len(text)))}
+    expected = normalise("".join(c if i not in doomed else "" for i, c in enumerate(text)))
+    cut = cut_normalised(parts, spans)
+    assert len(cut) == len(parts)
+    assert normalise("".join(cut)) == expected
