@@ -148,7 +148,9 @@ class C4Options:
 def _language_record(value, language_id: str) -> str | tuple[str, ...] | None:
     """C4Options.language as stored: None, "all", one code, or a sorted tuple of several; codes checked
     against what the detector can answer."""
-    if value is None or value == ALL_LANGUAGES:
+    if isinstance(value, str) and value.strip().lower() == ALL_LANGUAGES:
+        return ALL_LANGUAGES
+    if value is None:
         return value
     if isinstance(value, str):
         value = value.split(",")
@@ -156,14 +158,16 @@ def _language_record(value, language_id: str) -> str | tuple[str, ...] | None:
         raise ValueError(
             f"C4Options.language must be a language code, a list of them, all or None, not {value!r}"
         )
-    codes = sorted({str(code).strip() for code in value} - {""})
+    codes = sorted({str(code).strip().lower() for code in value} - {""})
     if not codes or ALL_LANGUAGES in codes and len(codes) > 1:
         raise ValueError(
             f"C4Options.language must name at least one language (or be all alone), not {value!r}"
         )
-    known = known_languages(language_id)
-    for code in codes:
-        if code not in known:
+    for code in codes:  # langdetect's codes are all lid.176 labels too: lid.176 is read only for others
+        if code not in known_languages("langdetect") and (
+            language_id == "langdetect" or code not in known_languages(language_id)
+        ):
+            known = known_languages(language_id)
             close = difflib.get_close_matches(code, sorted(known), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise ValueError(f"unknown language code {code!r} for language_id {language_id}{hint}")
