@@ -10,6 +10,7 @@ block borders); a span is named by the number of its first sentence. A span's te
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection
 
 from c4_filters.blocks import Block, parse, read_blocks, remove_block
@@ -90,12 +91,13 @@ def drop_spans(
     for i in sorted(doomed):
         block, start, end = sentences[i]
         cut.setdefault(block.index, []).append((start, end))
+    per_block = Counter(block.index for block, _, _ in sentences)
     kept = []
     for block in blocks:
         spans = cut.get(block.index)
         if spans is None:
             kept.append(block)
-        elif len(spans) == len(_sentences(block, options)):
+        elif len(spans) == per_block[block.index]:
             remove_block(block)
             stats.inc("dedup:line:duplicate")
         else:
