@@ -27,7 +27,7 @@ def _sentences(block: Block, options: C4Options) -> list[tuple[int, int]]:
     """(start, end) of each sentence in `block.text`: the splitter's sentences are stripped slices of the
     text, in order, so each is found after the previous one."""
     found, position = [], 0
-    for sentence in split_sentences(block.text, options.sentence_marks):
+    for sentence in split_sentences(block.text, options.script_end_marks):
         start = block.text.index(sentence, position)
         position = start + len(sentence)
         found.append((start, position))

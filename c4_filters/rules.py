@@ -122,7 +122,8 @@ class C4Options:
 
     @functools.cached_property
     def script_end_marks(self) -> str:
-        """Sentence-final marks of the selected languages' scripts (SCRIPT_END_MARKS), "" for English."""
+        """Sentence-final marks of the selected languages' scripts (SCRIPT_END_MARKS), "" for English: lines
+        may end in them and the sentence splitter cuts after them."""
         selected = self.selected_languages
         marks = "".join(m for code, m in SCRIPT_END_MARKS.items() if selected is None or code in selected)
         return "".join(sorted(set(marks)))
@@ -132,11 +133,6 @@ class C4Options:
         """Whether a selected language is written without spaces (its characters count as words)."""
         selected = self.selected_languages
         return selected is None or bool(selected & SPACELESS_LANGUAGES)
-
-    @property
-    def sentence_marks(self) -> str:
-        """Extra sentence boundaries for the splitter (the same marks)."""
-        return self.script_end_marks
 
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> C4Options:
@@ -159,7 +155,9 @@ def _language_record(value, language_id: str) -> str | tuple[str, ...] | None:
             f"C4Options.language must be a language code, a list of them, all or None, not {value!r}"
         )
     codes = sorted({str(code).strip().lower() for code in value} - {""})
-    if not codes or ALL_LANGUAGES in codes and len(codes) > 1:
+    if codes == [ALL_LANGUAGES]:
+        return ALL_LANGUAGES
+    if not codes or ALL_LANGUAGES in codes:
         raise ValueError(
             f"C4Options.language must name at least one language (or be all alone), not {value!r}"
         )
@@ -292,7 +290,7 @@ def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Optio
     """Page rules in order: >= min_sentences over `sentence_lines`; then over the page text (`all_lines`,
     exempt structure included, joined by "\n"): a selected language, no entry of that language's bad-word
     list (C4's English list when detection is off; no check for a language LDNOOBW has no list for)."""
-    n_sentences = count_sentences(sentence_lines, options.sentence_marks)
+    n_sentences = count_sentences(sentence_lines, options.script_end_marks)
     if n_sentences < options.min_sentences:
         return PageVerdict("page:too_few_sentences", n_sentences, 0.0)
     text = "\n".join(all_lines)
