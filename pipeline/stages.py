@@ -102,7 +102,7 @@ def url_winner(url: str, docs: Iterable[Doc]) -> Iterator[Doc | Count]:
 # ---------------------------------------------------------------- three-sentence span dedup
 
 
-def doc_spans(doc: Doc, options: C4Options) -> Iterator[tuple[int, tuple[str, int]]]:
+def doc_spans(doc: Doc, options: C4Options = C4Options()) -> Iterator[tuple[int, tuple[str, int]]]:
     """(span hash, (url, span start)) for every three-sentence span of a cleaned document."""
     for start, span in span_hashes(doc.html, options):
         yield span, (doc.url, start)
