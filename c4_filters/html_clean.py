@@ -81,10 +81,14 @@ def finish_page(
     root, kept: list[Block], options: C4Options, stats: C4Stats, prefix: str = ""
 ) -> CleanResult | None:
     """Page rules over the kept blocks, then pruning and serialisation; None when a page rule fails."""
-    verdict = judge_page([b.text for b in kept if not b.exempt], [b.text for b in kept], options)
+    verdict = judge_page([b.text for b in kept], [b.exempt for b in kept], options)
     count_verdict(verdict, stats, prefix)
     if verdict.failed is not None:
         return None
+    gone = {i for i, _ in verdict.own_language_failures}  # lines only another selected language allows
+    for i in sorted(gone):
+        remove_block(kept[i])
+    kept = [block for i, block in enumerate(kept) if i not in gone]
     prune_empty(root)
     stats.inc(prefix + "line:kept", len(kept))
     stats.inc(prefix + "page:kept")

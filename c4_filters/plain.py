@@ -45,10 +45,12 @@ def clean_page(text: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats |
                 return None
             continue
         kept.append(line.strip())
-    verdict = judge_page(kept, kept, options)
+    verdict = judge_page(kept, [False] * len(kept), options)
     count_verdict(verdict, stats)
     if verdict.failed is not None:
         return None
+    gone = {i for i, _ in verdict.own_language_failures}
+    kept = [line for i, line in enumerate(kept) if i not in gone]
     stats.inc("line:kept", len(kept))
     stats.inc("page:kept")
     return "\n".join(kept)

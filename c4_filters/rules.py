@@ -9,7 +9,9 @@ bad-words filter runs on the whole page after language detection) -> the page is
 
 Beyond English (`C4Options.language` a set of codes or "all", as mC4 went beyond C4): a page is kept when
 its top language with p >= the threshold is selected; lines may also end in the sentence-final marks of the
-selected languages' scripts (SCRIPT_END_MARKS), and the bad-word list is the detected language's.
+selected languages' scripts (SCRIPT_END_MARKS) and, for scripts without spaces, count characters as words;
+once the page's language is known, lines that only another selected language allows go; the bad-word list
+is the detected language's.
 Both `clean_page` (plain text) and `clean_html` (minimal HTML) apply them through `judge_line`/`judge_page`.
 """
 
@@ -278,22 +280,48 @@ def language_failure(options: C4Options) -> str:
 
 @dataclass(frozen=True)
 class PageVerdict:
-    failed: (
-        str | None
-    )  # "page:too_few_sentences" | "page:not_english" (language_failure) | "page:bad_words" | None
+    failed: str | None  # "page:too_few_sentences" | language_failure(options) | "page:bad_words" | None
     n_sentences: int
     lang_score: float  # probability of the detector's top language; 0.0 when detection is off
     language: str = ""  # the detector's top language ("und": none); "" when detection is off or not reached
+    # (line index, rule) of lines that passed the selected languages' end marks / word counting but not
+    # those of the page's own language: the caller removes them
+    own_language_failures: tuple[tuple[int, str], ...] = ()
 
 
-def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Options) -> PageVerdict:
-    """Page rules in order: >= min_sentences over `sentence_lines`; then over the page text (`all_lines`,
-    exempt structure included, joined by "\n"): a selected language, no entry of that language's bad-word
-    list (C4's English list when detection is off; no check for a language LDNOOBW has no list for)."""
-    n_sentences = count_sentences(sentence_lines, options.script_end_marks)
+def own_language_failures(
+    lines: list[str], exempt: list[bool], language: str, options: C4Options
+) -> tuple[tuple[int, str], ...]:
+    """Lines judged by the conventions of every selected language (the line rules run before detection)
+    that fail those of the page's own language: a Chinese page in an "en,zh" job keeps no line ending in
+    "." only, an English page no line ending in "。"."""
+    marks = SCRIPT_END_MARKS.get(language, "")
+    spaceless = language in SPACELESS_LANGUAGES
+    if marks == options.script_end_marks and spaceless == options.spaceless_words:
+        return ()  # the same conventions (always so for a single selected language)
+    failures = []
+    for i, line in enumerate(lines):
+        if exempt[i]:
+            continue
+        if lacks_end_mark(line, marks):
+            failures.append((i, "line:no_end_mark"))
+        elif has_too_few_words(line, options.min_words_per_line, spaceless):
+            failures.append((i, "line:too_few_words"))
+    return tuple(failures)
+
+
+def judge_page(lines: list[str], exempt: list[bool], options: C4Options) -> PageVerdict:
+    """Page rules in order over the kept lines (`exempt`: structure, e.g. headings): >= min_sentences over
+    the non-exempt lines; then over the page text (all lines joined by "\n"): a selected language, the line
+    shape rules of that language where the selected languages differ (see own_language_failures; sentences
+    are counted again without the lines that fail them), no entry of that language's bad-word list (C4's
+    English list when detection is off; no check for a language LDNOOBW has no list for)."""
+    n_sentences = count_sentences(
+        (line for line, skip in zip(lines, exempt, strict=True) if not skip), options.script_end_marks
+    )
     if n_sentences < options.min_sentences:
         return PageVerdict("page:too_few_sentences", n_sentences, 0.0)
-    text = "\n".join(all_lines)
+    text = "\n".join(lines)
     if options.language is None:
         failed = "page:bad_words" if ldnoobw_english().find(text) else None
         return PageVerdict(failed, n_sentences, 0.0)
@@ -302,15 +330,28 @@ def judge_page(sentence_lines: list[str], all_lines: list[str], options: C4Optio
     selected = options.selected_languages
     if prob < required or (selected is not None and lang not in selected):
         return PageVerdict(language_failure(options), n_sentences, prob, language)
+    failures = own_language_failures(lines, exempt, lang, options)
+    if failures:
+        gone = {i for i, _ in failures}
+        kept = [
+            (line, skip) for i, (line, skip) in enumerate(zip(lines, exempt, strict=True)) if i not in gone
+        ]
+        marks = SCRIPT_END_MARKS.get(lang, "")
+        n_sentences = count_sentences((line for line, skip in kept if not skip), marks)
+        if n_sentences < options.min_sentences:
+            return PageVerdict("page:too_few_sentences", n_sentences, prob, language, failures)
+        text = "\n".join(line for line, _ in kept)
     bad_words = ldnoobw(lang)
     if bad_words is not None and bad_words.find(text):
-        return PageVerdict("page:bad_words", n_sentences, prob, language)
-    return PageVerdict(None, n_sentences, prob, language)
+        return PageVerdict("page:bad_words", n_sentences, prob, language, failures)
+    return PageVerdict(None, n_sentences, prob, language, failures)
 
 
 def count_verdict(verdict: PageVerdict, stats, prefix: str = "") -> None:
     """The page rule that failed, and the page's language: "language:<code>:kept" for a kept page,
     "language:<code>:dropped" for one the language rule dropped (the per-language funnel)."""
+    for _, rule in verdict.own_language_failures:
+        stats.inc(prefix + rule)
     if verdict.failed is not None:
         stats.inc(prefix + verdict.failed)
     if verdict.language and verdict.failed is None:

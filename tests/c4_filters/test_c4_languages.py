@@ -85,6 +85,18 @@ def test_script_end_marks_count_only_when_a_language_that_writes_them_is_selecte
     assert clean_html(page(CHINESE), C4Options(language="zh")).n_sentences == 4
 
 
+def test_lines_are_finally_judged_by_the_conventions_of_the_pages_own_language():
+    """The line rules run before detection and accept every selected language's end marks and words; once
+    the page's language is known, lines that only another language allows go."""
+    lines = [*ENGLISH, "The sign at the ferry pier shows 渡船出发。", "Please visit 渡船码头 soon."]
+    stats = C4Stats()
+    mixed = clean_html(page(lines), C4Options(language="en,zh"), stats)
+    english_only = clean_html(page(lines), C4Options(language="en"))
+    assert (mixed.html, mixed.text, mixed.n_sentences) == (english_only.html, english_only.text, 4)
+    assert stats["line:no_end_mark"] == 1 and stats["line:too_few_words"] == 1 and stats["line:kept"] == 4
+    assert clean_page("\n".join(lines), C4Options(language="all")) == "\n".join(ENGLISH)
+
+
 def test_chinese_characters_count_as_words_when_chinese_is_selected():
     assert clean_html(page(CHINESE), C4Options(language="zh")) is not None
     stats = C4Stats()
