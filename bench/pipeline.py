@@ -82,12 +82,12 @@ def in_process_seconds(inputs: list[str]) -> tuple[float, int]:
     ]
     spans: dict[int, list] = {}
     for doc in unique:
-        for span, occurrence in stages.doc_spans(doc):
+        for span, occurrence in stages.doc_spans(doc, c4):
             spans.setdefault(span, []).append(occurrence)
     drop: dict[str, list[int]] = {}
     for occurrences in spans.values():
-        for url, block in stages.span_losers(occurrences):
-            drop.setdefault(url, []).append(block)
+        for url, start in stages.span_losers(occurrences):
+            drop.setdefault(url, []).append(start)
     rows = []
     for doc in unique:
         for kept in stages.apply_span_dedup(doc, drop.get(doc.url, []), c4):

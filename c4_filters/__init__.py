@@ -1,7 +1,7 @@
 """C4 cleaning (T5 section 2.2) for CM3: the exact plain-text rules, the same rules on minimal HTML, and the
 span-hash helpers for corpus-wide three-sentence dedup. Pure functions: stdlib, langdetect, lxml."""
 
-from c4_filters.dedup import drop_blocks, span_hashes
+from c4_filters.dedup import drop_spans, span_hashes
 from c4_filters.hashing import stable_hash
 from c4_filters.html_clean import CleanResult, clean_html
 from c4_filters.plain import clean_page
@@ -14,7 +14,7 @@ __all__ = [
     "CleanResult",
     "clean_html",
     "clean_page",
-    "drop_blocks",
+    "drop_spans",
     "span_hashes",
     "stable_hash",
 ]

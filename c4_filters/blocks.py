@@ -3,7 +3,7 @@
 A block is a run of inline content (text, <a>, <b>, <img> ...) inside one block-level element, cut at
 block-level children and at <br>/<hr>: `<div>intro<p>para</p>after</div>` has three blocks, "intro",
 "para" and "after". Every non-empty image alt is a block of its own, right after the block holding the
-image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_blocks` all read them
+image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_spans` all read them
 the same way, which is what makes dedup indices line up.
 
 Serialisation follows html_minimizer's rules so cleaned pages stay byte-compatible with its output: lower-case
@@ -35,6 +35,9 @@ LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
 _KEEP_ALWAYS = frozenset({"html", "head", "body"})
 # void elements that carry something (an image, metadata); <br>, <hr>, <wbr> only separate text
 _CONTENT_VOID_TAGS = VOID_TAGS - {"br", "hr", "wbr"}
+
+
+_NON_SPACE = re.compile(r"\S+")
 
 
 def normalise(text: str) -> str:
@@ -111,6 +114,43 @@ class Block:
         if self.is_alt:
             return normalise(self.image.get("alt") or "")
         return normalise("".join(getattr(el, slot) or "" for el, slot in self.text_slots()))
+
+    def cut_text(self, spans: list[tuple[int, int]]) -> None:
+        """Removes the characters that make up `self.text[start:end]` for each (start, end) from the tree,
+        in whichever text nodes (or the alt attribute) they lie; the whitespace around them stays, so
+        the words before and after keep their separation. Elements left empty are pruned later."""
+        if self.is_alt:
+            (alt,) = cut_normalised([self.image.get("alt") or ""], spans)
+            self.image.set("alt", alt)
+        else:
+            slots = list(self.text_slots())
+            values = cut_normalised([getattr(el, slot) or "" for el, slot in slots], spans)
+            for (el, slot), value in zip(slots, values, strict=True):
+                setattr(el, slot, value or None)
+        self.text = self.current_text()
+
+
+def cut_normalised(parts: list[str], spans: list[tuple[int, int]]) -> list[str]:
+    """`parts` with the characters removed that make up `normalise("".join(parts))[start:end]` for each
+    span: a normalised character is a raw non-space character, or the whole raw space run between two
+    words."""
+    raw = "".join(parts)
+    ranges = []  # raw (start, end) of each character of normalise(raw)
+    previous_end = None
+    for word in _NON_SPACE.finditer(raw):
+        if previous_end is not None:
+            ranges.append((previous_end, word.start()))  # the space run between two words
+        ranges.extend((i, i + 1) for i in range(word.start(), word.end()))
+        previous_end = word.end()
+    doomed = bytearray(len(raw))
+    for start, end in spans:
+        for raw_start, raw_end in ranges[max(start, 0) : max(end, 0)]:
+            doomed[raw_start:raw_end] = b"\x01" * (raw_end - raw_start)
+    out, offset = [], 0
+    for part in parts:
+        out.append("".join(c for i, c in enumerate(part, offset) if not doomed[i]))
+        offset += len(part)
+    return out
 
 
 def line_breaking_elements(root: etree._Element) -> set[etree._Element]:

@@ -17,6 +17,7 @@ from c4_filters.rules import (
     CITATION,
     DEFAULT_OPTIONS,
     C4Options,
+    count_verdict,
     has_too_long_word,
     judge_line_content,
     judge_line_shape,
@@ -35,6 +36,7 @@ class CleanResult:
     text: str  # the kept blocks' text joined by "\n", in block order
     lang_score: float  # probability of the detected language (0.0 when detection is off)
     n_sentences: int  # sentences in the kept non-exempt blocks
+    language: str = ""  # the detected language (no region suffix); "" when detection is off
 
 
 def remove_block_citations(block: Block) -> int:
@@ -79,15 +81,23 @@ def finish_page(
     root, kept: list[Block], options: C4Options, stats: C4Stats, prefix: str = ""
 ) -> CleanResult | None:
     """Page rules over the kept blocks, then pruning and serialisation; None when a page rule fails."""
-    verdict = judge_page([b.text for b in kept if not b.exempt], [b.text for b in kept], options)
+    verdict = judge_page([b.text for b in kept], [b.exempt for b in kept], options)
+    count_verdict(verdict, stats, prefix)
     if verdict.failed is not None:
-        stats.inc(prefix + verdict.failed)
         return None
+    gone = {i for i, _ in verdict.own_language_failures}  # lines only another selected language allows
+    for i in sorted(gone):
+        remove_block(kept[i])
+    kept = [block for i, block in enumerate(kept) if i not in gone]
     prune_empty(root)
     stats.inc(prefix + "line:kept", len(kept))
     stats.inc(prefix + "page:kept")
     return CleanResult(
-        serialise(root), "\n".join(b.text for b in kept), verdict.lang_score, verdict.n_sentences
+        serialise(root),
+        "\n".join(b.text for b in kept),
+        verdict.lang_score,
+        verdict.n_sentences,
+        verdict.language,
     )
 
 

@@ -13,7 +13,9 @@ model): nothing is fetched at run time. Both packages are imported only when thi
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import threading
 from pathlib import Path
 
@@ -25,6 +27,24 @@ _FACTORY: DetectorFactory | None = None
 _FASTTEXT_MODEL = None
 SEED = 0
 FASTTEXT_LABEL = "__label__"
+
+
+def base_code(code: str | None) -> str | None:
+    """The language without its region ("zh-cn" -> "zh"), as TFDS strips suffixes before choosing a list."""
+    return code.split("-")[0] if code else code
+
+
+@functools.cache
+def known_languages(language_id: str) -> frozenset[str]:
+    """Every code (without region) the detector can answer: langdetect's profiles, lid.176's labels, or both
+    for the cascade."""
+    codes: set[str] = set()
+    if language_id in ("langdetect", "cascade"):
+        codes.update(base_code(name) for name in os.listdir(PROFILES_DIRECTORY))
+    if language_id in ("fasttext", "cascade"):
+        labels, _ = _fasttext_model().predict("a", k=-1, threshold=-1.0)  # every label, in some order
+        codes.update(base_code(label.removeprefix(FASTTEXT_LABEL)) for label in labels)
+    return frozenset(codes)
 
 
 def _factory() -> DetectorFactory:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from c4_filters.rules import (
     DEFAULT_OPTIONS,
     C4Options,
+    count_verdict,
     has_too_long_word,
     judge_line_content,
     judge_line_shape,
@@ -21,7 +22,7 @@ from c4_filters.stats import C4Stats
 
 def clean_page(text: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats | None = None) -> str | None:
     """The page's kept lines joined by "\\n", or None when a rule drops the page. Same argument order as
-    `clean_html` and `drop_blocks`: the text, then the options, then the counters.
+    `clean_html` and `drop_spans`: the text, then the options, then the counters.
 
     `options.exempt_tags` does not apply (plain text has no structure); `options.language=None` skips
     language detection.
@@ -44,10 +45,12 @@ def clean_page(text: str, options: C4Options = DEFAULT_OPTIONS, stats: C4Stats |
                 return None
             continue
         kept.append(line.strip())
-    verdict = judge_page(kept, kept, options)
+    verdict = judge_page(kept, [False] * len(kept), options)
+    count_verdict(verdict, stats)
     if verdict.failed is not None:
-        stats.inc(verdict.failed)
         return None
+    gone = {i for i, _ in verdict.own_language_failures}
+    kept = [line for i, line in enumerate(kept) if i not in gone]
     stats.inc("line:kept", len(kept))
     stats.inc("page:kept")
     return "\n".join(kept)

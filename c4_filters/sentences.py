@@ -4,10 +4,16 @@ Rule-based: a sentence ends at `.`, `?` or `!` (plus closing quotes/brackets) fo
 capital letter, digit or opening quote, unless the period belongs to a known abbreviation or a single-letter
 initial. It is used to count sentences (the ">= 3 sentences" page rule) and to cut three-sentence spans for
 dedup, where being deterministic matters more than matching punkt on every edge case.
+
+Scripts whose sentences end in other marks (。！？ in Chinese and Japanese, । in Devanagari, ؟ in Arabic
+script ...; see `rules.SCRIPT_END_MARKS`) are split after those marks wherever they stand, when the caller
+passes them as `extra_marks` (a job that selects those languages does): they need no space after them and
+the scripts have no capital letters.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 _BOUNDARY = re.compile(r"[.?!]+[\"'\u201d\u2019)\]]*\s+")
@@ -29,8 +35,29 @@ def _is_abbreviation(before: str) -> bool:
     return (len(token) == 1 and token.isalpha()) or token in _ABBREVIATIONS
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`, stripped, in order; no empty strings."""
+# closing quotes and brackets that may follow a sentence-final mark
+CLOSERS = "\"'\u201d\u2019)]\u300d\u300f\uff09"
+
+
+@functools.cache
+def _extra_boundary(extra_marks: str) -> re.Pattern[str]:
+    return re.compile(f"[{re.escape(extra_marks)}]+[{re.escape(CLOSERS)}]*")
+
+
+def split_sentences(text: str, extra_marks: str = "") -> list[str]:
+    """Sentences of `text`, stripped, in order; no empty strings. `extra_marks`: sentence-final marks of
+    other scripts, a boundary wherever they stand."""
+    if extra_marks and any(mark in text for mark in extra_marks):
+        pieces, start = [], 0
+        for match in _extra_boundary(extra_marks).finditer(text):
+            pieces.append(text[start : match.end()])
+            start = match.end()
+        pieces.append(text[start:])
+        return [sentence for piece in pieces for sentence in _split_latin(piece)]
+    return _split_latin(text)
+
+
+def _split_latin(text: str) -> list[str]:
     sentences: list[str] = []
     start = 0
     for match in _BOUNDARY.finditer(text):

@@ -168,6 +168,14 @@ def run_parser() -> argparse.ArgumentParser:
         "faster) or cascade (lid.176 where it is sure, langdetect otherwise); see c4_filters/README.md",
     )
     parser.add_argument(
+        "--languages",
+        default=None,
+        metavar="CODES",
+        help="languages to keep, comma-separated (en,de,fr) or all: a page is kept when its top language "
+        "with p >= the threshold is one of them (default en, C4's rule). Bad words use the page language's "
+        "LDNOOBW list; lines may also end in the selected scripts' end marks (see c4_filters/README.md)",
+    )
+    parser.add_argument(
         "--options-file",
         default=None,
         metavar="FILE",
@@ -279,9 +287,9 @@ def fraction(value: str) -> float:
     return number
 
 
-def rule_options(path: str | None, language_id: str | None):
-    """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}) and
-    --language-id; ValueError with one line for anything wrong."""
+def rule_options(path: str | None, language_id: str | None, languages: str | None = None):
+    """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}),
+    --language-id and --languages; ValueError with one line for anything wrong."""
     import yaml
 
     from c4_filters import C4Options
@@ -299,6 +307,12 @@ def rule_options(path: str | None, language_id: str | None):
     c4 = dict(values.get("c4") or {})
     if language_id is not None:
         c4["language_id"] = language_id
+    if languages is not None:
+        c4["language"] = languages
+        try:  # named for what the user typed (the codes are checked against the chosen detector)
+            C4Options(language=languages, language_id=c4.get("language_id", "langdetect"))
+        except ValueError as error:
+            raise ValueError(f"--languages {languages}: {error}") from None
     try:
         return C4Options.from_dict(c4), Limits.from_dict(values.get("limits") or {})
     except (TypeError, ValueError) as error:
@@ -385,7 +399,7 @@ def run_command(argv: list[str]) -> int:
         return 3
     try:
         files = expand_inputs(patterns)
-        c4, limits = rule_options(args.options_file, args.language_id)
+        c4, limits = rule_options(args.options_file, args.language_id, args.languages)
     except (FileNotFoundError, ValueError) as error:
         print(f"cm3-data run: {error}", file=sys.stderr)
         return 2

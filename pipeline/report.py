@@ -69,6 +69,7 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
     return {
         "funnel": funnel,
         "dropped": dict(sorted(dropped.items())),
+        "languages": languages(counts),
         "images": images,
         "written": written,
         "counts": dict(sorted(counts.items())),
@@ -88,6 +89,17 @@ IMAGE_ROWS = (
 )
 
 
+def languages(counts: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Pages per detected language: kept by C4, dropped by the language rule (not selected, or below the
+    threshold; "und": no language found), from the "c4.language:<code>:kept|dropped" counters."""
+    table: dict[str, dict[str, int]] = {}
+    for name, n in counts.items():
+        if name.startswith("c4.language:"):
+            code, outcome = name[len("c4.language:") :].rsplit(":", 1)
+            table.setdefault(code, {"kept": 0, "dropped": 0})[outcome] = n
+    return dict(sorted(table.items(), key=lambda item: (-item[1]["kept"], -item[1]["dropped"], item[0])))
+
+
 def report_table(report: dict) -> str:
     """Plain-text summary table printed at the end of `cm3-data run`."""
     lines = []
@@ -102,6 +114,12 @@ def report_table(report: dict) -> str:
     lines.append("-" * 60)
     for name, n in report["dropped"].items():
         lines.append(f"{name:<44}{n:>10}")
+    if report.get("languages"):
+        lines.append("")
+        lines.append(f"{'language (kept by C4 / dropped by language)':<44}{'kept':>8}{'dropped':>8}")
+        lines.append("-" * 60)
+        for code, n in report["languages"].items():
+            lines.append(f"{code:<44}{n['kept']:>8}{n['dropped']:>8}")
     images = report["images"]
     lines.append("")
     lines.append(f"{'images':<44}{'count':>10}")
@@ -146,6 +164,18 @@ def report_html(report: dict) -> bytes:
         body = "".join(f"<tr><td>{esc(name)}</td><td class=n>{n}</td></tr>" for name, n in rows)
         return f"<h2>{esc(title)}</h2><table>{body}</table>"
 
+    def language_table(rows: dict[str, dict[str, int]]) -> str:
+        if not rows:
+            return ""
+        body = "".join(
+            f"<tr><td>{esc(code)}</td><td class=n>{n['kept']}</td><td class=n>{n['dropped']}</td></tr>"
+            for code, n in rows.items()
+        )
+        return (
+            "<h2>Languages</h2><table><tr><th>detected language</th><th>kept by C4</th>"
+            f"<th>dropped by the language rule</th></tr>{body}</table>"
+        )
+
     images = report["images"]
     image_rows = [("unique image URLs", images["unique"])]
     image_rows += [
@@ -163,6 +193,7 @@ def report_html(report: dict) -> bytes:
         "</style></head><body><h1>cm3-data run report</h1><h2>Document funnel</h2>"
         + svg
         + table("Dropped by rule", list(report["dropped"].items()))
+        + language_table(report.get("languages", {}))
         + table("Images", image_rows)
         + table("Written", list(report["written"].items()))
         + table("All counters", list(report["counts"].items()))

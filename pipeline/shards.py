@@ -55,9 +55,12 @@ SCHEMA = pa.schema(
         ("n_images", pa.int32()),
         ("n_chars", pa.int32()),
         ("lang_score", pa.float32()),
+        ("language", pa.string()),  # the detected language
         ("image_urls", pa.list_(pa.string())),  # source URL of each <img> in order (opt-out replays)
     ]
 )
+# shards of the first release, before the `language` and `image_urls` columns: still valid and readable
+SCHEMA_FIRST_RELEASE = pa.schema([field for field in SCHEMA if field.name not in ("language", "image_urls")])
 
 
 def shard_name(split: str, index: int, n_shards: int) -> str:
@@ -120,6 +123,7 @@ def row_size(row: dict) -> int:
     """Bytes a row takes in a shard before compression (its strings plus the fixed-width columns): what
     shard sizing and the sort buffer count."""
     size = len(row["id"]) + len(row["url"]) + len(row["source"]) + len(row["html"]) + 12
+    size += len(row.get("language") or "")
     return size + sum(len(url) for url in row.get("image_urls") or ())
 
 
@@ -360,7 +364,7 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             ) as error:  # truncated, flipped bytes: a FAIL line, no traceback
                 problems.append(f"{name}: not a readable Parquet file ({' '.join(str(error).split())})")
                 continue
-            if not table.schema.equals(SCHEMA, check_metadata=False):
+            if not any(table.schema.equals(s, check_metadata=False) for s in (SCHEMA, SCHEMA_FIRST_RELEASE)):
                 problems.append(f"{name}: schema {table.schema} differs from the contract")
                 continue
             if table.num_rows != shard["rows"]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lxml.html
 
-from c4_filters import C4Options, C4Stats, clean_html, drop_blocks, span_hashes, stable_hash
+from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
 from html_minimizer import Limits, MinimizeError, minimize, replace_images
 from pipeline.readers import Count, Page
 
@@ -32,6 +32,7 @@ class Doc:
     source: str
     html: str
     lang_score: float = 0.0
+    language: str = ""  # the detected language ("" when detection is off)
     image_urls: tuple[str, ...] = ()  # source URL of each <img>, in document order (set by rewrite_images)
 
 
@@ -72,7 +73,13 @@ def minimize_and_clean(page: Page, options: C4Options, limits: Limits) -> Iterat
         yield Count("c4.dropped")
         return
     yield Count("c4.kept")
-    yield Doc(url=page.url, source=page.source, html=cleaned.html, lang_score=float(cleaned.lang_score))
+    yield Doc(
+        url=page.url,
+        source=page.source,
+        html=cleaned.html,
+        lang_score=float(cleaned.lang_score),
+        language=cleaned.language,
+    )
 
 
 # ---------------------------------------------------------------- URL dedup
@@ -97,16 +104,16 @@ def url_winner(url: str, docs: Iterable[Doc]) -> Iterator[Doc | Count]:
 # ---------------------------------------------------------------- three-sentence span dedup
 
 
-def doc_spans(doc: Doc) -> Iterator[tuple[int, tuple[str, int]]]:
-    """(span hash, (url, block index)) for every three-sentence span of a cleaned document."""
-    for block, span in span_hashes(doc.html):
-        yield span, (doc.url, block)
+def doc_spans(doc: Doc, options: C4Options = C4Options()) -> Iterator[tuple[int, tuple[str, int]]]:
+    """(span hash, (url, span start)) for every three-sentence span of a cleaned document."""
+    for start, span in span_hashes(doc.html, options):
+        yield span, (doc.url, start)
 
 
 def span_losers(occurrences: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
-    """(url, block) to drop for one span hash: all but one occurrence survive the paper's rule (T5 2.2).
+    """(url, span start) to drop for one span hash: all but one occurrence survive the paper's rule (T5 2.2).
 
-    The survivor is the first block of the document with the smallest stable_hash(url) (URL as tie-break);
+    The survivor is the first occurrence in the document with the smallest stable_hash(url) (URL as tie-break);
     repeats inside that same document are dropped too ("discard all but one"). Streamed: the current
     survivor is the only occurrence held, whether a span occurs twice or on a million pages; a loser may be
     yielded more than once (apply_span_dedup takes the set).
@@ -122,21 +129,24 @@ def span_losers(occurrences: Iterable[tuple[str, int]]) -> Iterator[tuple[str, i
             yield occurrence
 
 
-def apply_span_dedup(doc: Doc, blocks: Iterable[int], options: C4Options) -> Iterator[Doc | Count]:
-    """Drop the losing blocks of one document; the page rules are re-applied (page may be dropped)."""
-    blocks = sorted(set(blocks))
-    if not blocks:
+def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -> Iterator[Doc | Count]:
+    """Drop every sentence of the document's losing span occurrences, then the blocks left without text;
+    the page rules are re-applied (the page may be dropped). Counted: documents touched and dropped,
+    sentences and whole blocks removed."""
+    span_starts = sorted(set(span_starts))
+    if not span_starts:
         yield doc
         return
     yield Count("dedup.span_docs_touched")
-    yield Count("dedup.span_blocks_dropped", len(blocks))
     stats = C4Stats()
-    cleaned = drop_blocks(doc.html, blocks, options, stats)
+    cleaned = drop_spans(doc.html, span_starts, options, stats)
+    yield Count("dedup.span_sentences_dropped", stats["dedup:sentence:duplicate"])
+    yield Count("dedup.span_blocks_dropped", stats["dedup:line:duplicate"])
     yield from counts_from_c4(stats)
     if cleaned is None:
         yield Count("dedup.span_docs_dropped")
         return
-    yield Doc(url=doc.url, source=doc.source, html=cleaned.html, lang_score=doc.lang_score)
+    yield replace(doc, html=cleaned.html)
 
 
 # ---------------------------------------------------------------- images
@@ -183,13 +193,7 @@ def rewrite_images(
         mapping[src] = code
         yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
     kept = tuple(src for src in all_image_srcs(doc.html) if mapping.get(src) is not None)
-    yield Doc(
-        url=doc.url,
-        source=doc.source,
-        html=replace_images(doc.html, mapping),
-        lang_score=doc.lang_score,
-        image_urls=kept,
-    )
+    yield replace(doc, html=replace_images(doc.html, mapping), image_urls=kept)
 
 
 def all_image_srcs(html: str) -> list[str]:
@@ -220,5 +224,6 @@ def doc_row(doc: Doc) -> dict:
         "n_images": count_code_images(doc.html),
         "n_chars": len(doc.html),
         "lang_score": doc.lang_score,
+        "language": doc.language,
         "image_urls": list(doc.image_urls),
     }

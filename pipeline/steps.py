@@ -199,8 +199,9 @@ def _drop_span_losers(joined, options: C4Options):
 
 
 class SpanDedup(beam.PTransform):
-    """T5 2.2: of any three-sentence span occurring more than once, all but one occurrence go (the losers'
-    blocks are removed and the page rules applied again) -> (docs, counts)."""
+    """T5 2.2: of any three-sentence span occurring more than once, all but one occurrence go (every
+    sentence of a losing occurrence is removed, then blocks left without text, and the page rules applied
+    again) -> (docs, counts)."""
 
     def __init__(self, c4: C4Options):
         super().__init__()
@@ -209,7 +210,7 @@ class SpanDedup(beam.PTransform):
     def expand(self, docs):
         losers = (
             docs
-            | "Spans" >> beam.FlatMap(stages.doc_spans)
+            | "Spans" >> beam.FlatMap(stages.doc_spans, self._c4)
             | "GroupSpans" >> beam.GroupByKey()
             | "SpanLosers" >> beam.FlatMap(_span_losers)
         )

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from lxml import etree
 
 COLUMNS = ("id", "url", "source", "html", "n_images", "n_chars", "lang_score")
+OPTIONAL_COLUMNS = ("language",)  # absent from shards written before it was added
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _SHARD_NAME = re.compile(r"^(train|validation)-\d{5}-of-\d{5}\.parquet$")
 _CODE_RUN = re.compile(r"\d+(?: \d+){255}")
@@ -118,8 +119,9 @@ def read_shard(path: Path, columns: list[str]) -> pa.Table:
     bytes) are a ViewError naming it, not a traceback."""
     try:
         shard = pq.ParquetFile(path)
-        missing = [c for c in columns if c not in shard.schema_arrow.names]
-        table = None if missing else shard.read(columns=columns)
+        names = shard.schema_arrow.names
+        missing = [c for c in columns if c not in names and c not in OPTIONAL_COLUMNS]
+        table = None if missing else shard.read(columns=[c for c in columns if c in names])
     except (pa.ArrowException, OSError, ValueError) as err:
         raise ViewError(f"{path}: not a readable Parquet file ({' '.join(str(err).split())})") from None
     if table is None:
@@ -141,7 +143,7 @@ def sample_documents(files: list[tuple[str, Path]], n: int, seed: int) -> tuple[
     rows: dict[tuple[int, int], dict] = {}
     for index in sorted({i for _, i, _ in chosen}):
         split, path = files[index]
-        table = read_shard(path, list(COLUMNS))
+        table = read_shard(path, list(COLUMNS + OPTIONAL_COLUMNS))
         wanted = [row for _, i, row in chosen if i == index]
         for row, record in zip(wanted, table.take(wanted).to_pylist(), strict=True):
             rows[(index, row)] = record
@@ -283,6 +285,7 @@ def render_document(k: int, doc: Document, decoded: dict[str, str | None]) -> st
         "n_images": row["n_images"],
         "n_chars": row["n_chars"],
         "lang_score": f"{row['lang_score']:.4f}" if row["lang_score"] is not None else "",
+        "language": row.get("language") or "",
         "split / shard": f"{doc.split} / {doc.shard}",
     }
     table = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in meta.items())

@@ -54,6 +54,8 @@ def _write_document_shards(
                 "n_images": row["html"].count("<img"),
                 "n_chars": len(row["html"]),
                 "lang_score": row["lang_score"],
+                "language": row.get("language", "en"),
+                "image_urls": row.get("image_urls", []),
             }
             for row in rows
         ]

@@ -6,7 +6,7 @@ from importlib import resources
 import pytest
 
 from c4_filters import clean_html, clean_page
-from c4_filters.badwords import BadWords, ldnoobw_english
+from c4_filters.badwords import LIST_FILES, BadWords, ldnoobw, ldnoobw_english
 from c4_filters.language import top_language
 
 
@@ -26,7 +26,7 @@ def test_packaged_list_is_the_shared_c4_list_with_its_licence(shared_dir):
         "(ass)",
         "the ass, again",
         "2 girls 1 cup",
-        "Two words: 2 girls\n1  CUP.",
+        "Two words: 2 GIRLS 1 CUP.",
     ],
 )
 def test_bad_word_matches_on_word_boundaries_any_case(text):
@@ -34,7 +34,7 @@ def test_bad_word_matches_on_word_boundaries_any_case(text):
 
 
 @pytest.mark.parametrize(
-    "text", ["assassin", "grass", "class", "bass guitar", "2 girls 1 cupcake", "2 girls"]
+    "text", ["assassin", "grass", "class", "bass guitar", "2 girls 1 cupcake", "2 girls", "2 girls\n1 cup"]
 )
 def test_bad_word_inside_another_word_does_not_match(text):
     assert ldnoobw_english().find(text) is None
@@ -52,8 +52,39 @@ def test_entries_with_punctuation_and_emoji_match():
     words = ldnoobw_english()
     assert words.find("an s&m club") == "s&m"
     assert words.find("the g-spot myth") == "g-spot"
-    assert words.find("rude🖕sign") == "🖕"
+    assert words.find("rude 🖕 sign") == "🖕"
     assert words.find("miss&more") is None
+
+
+def test_every_entry_needs_non_word_characters_around_it_as_tfds_matches():
+    """TFDS's current regex is `(?:\\W|^)(entry)(?:\\W|$)` on the lower-cased page, whatever the entry's
+    first and last characters; a multi-word entry matches with the spaces it is written with."""
+    words = ldnoobw_english()
+    assert words.find("rude🖕sign") is None
+    assert words.find("🖕") == "🖕"
+    assert words.find("2  girls 1 cup") is None
+
+
+def test_every_language_ldnoobw_has_ships_with_its_licence():
+    data = resources.files("c4_filters").joinpath("data")
+    for code, files in LIST_FILES.items():
+        for name in files:
+            assert data.joinpath(f"ldnoobw_{name}.txt").read_text(encoding="utf-8").strip(), code
+        assert ldnoobw(code).entries
+    assert ldnoobw("xx") is None
+
+
+def test_each_language_is_checked_with_its_own_list():
+    assert ldnoobw("de").find("Du Arschficker!") == "arschficker"
+    assert ldnoobw("en").find("Du Arschficker!") is None
+    assert ldnoobw("fr").find("un mot du Québec: crisse de nono") is not None  # fr-CA-u-sd-caqc merged in
+    assert ldnoobw("tl") is not None  # LDNOOBW's "fil" under the detectors' code
+
+
+def test_chinese_and_thai_entries_match_inside_text_without_spaces():
+    assert ldnoobw("zh").find("这是三级片的广告") == "三级片"
+    assert BadWords(["三级片"]).find("这是三级片的广告") is None  # word boundaries elsewhere
+    assert ldnoobw("th").find("คำว่ากระดอในประโยค") is not None
 
 
 ENGLISH = "The river flows slowly through the old town in the early morning light."

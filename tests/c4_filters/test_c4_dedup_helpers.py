@@ -1,10 +1,15 @@
-"""span_hashes / drop_blocks / stable_hash: the contract the pipeline's dedup shuffle is built on."""
+"""span_hashes / drop_spans / stable_hash: T5 2.2's "discarded all but one of any three-sentence span occurring
+more than once", the contract the pipeline's dedup shuffle is built on."""
 
 import os
 import subprocess
 import sys
 
-from c4_filters import C4Stats, clean_html, drop_blocks, span_hashes, stable_hash
+from hypothesis import given
+from hypothesis import strategies as st
+
+from c4_filters import C4Stats, clean_html, drop_spans, span_hashes, stable_hash
+from c4_filters.blocks import cut_normalised, normalise
 
 SHARED_PARAGRAPH = (
     "The ferry leaves the harbour at noon every day. It takes about two hours to reach the island. "
@@ -25,13 +30,16 @@ def test_stable_hash_is_64_bit_and_the_same_in_another_process():
     assert int(out.stdout) == values[2]
 
 
-def test_every_three_sentence_span_is_hashed_with_its_starting_block():
+OWN = "Our guide knows every path on the hills. She grew up in the village. Walks start at nine."
+
+
+def test_every_three_sentence_span_is_hashed_with_its_first_sentence_number():
     html = clean_html(
         page(f"<h1>Trips</h1><p>{SHARED_PARAGRAPH}</p><p>Boats are small. Seas can be rough.</p>")
     ).html
     spans = span_hashes(html)
-    # blocks: 0 title, 1 heading, 2 shared paragraph (3 sentences), 3 second paragraph (2 sentences)
-    assert [block for block, _ in spans] == [2, 2, 2]
+    # five sentences outside the exempt title and heading: spans start at sentences 0, 1 and 2
+    assert [start for start, _ in spans] == [0, 1, 2]
     assert len({h for _, h in spans}) == 3
 
 
@@ -48,41 +56,90 @@ def test_span_hashes_are_stable_across_calls_and_processes():
     assert out.stdout.strip() == str(span_hashes(html))
 
 
-def test_drop_blocks_removes_the_blocks_span_hashes_named():
-    own = "Our guide knows every path on the hills. She grew up in the village. Walks start at nine."
-    html = clean_html(page(f"<p>{own}</p><p>{SHARED_PARAGRAPH}</p>")).html
-    duplicate = {h for _, h in span_hashes(clean_html(page(f"<p>{SHARED_PARAGRAPH}</p>")).html)}
-    losers = {block for block, h in span_hashes(html) if h in duplicate}
+def losing_starts(html: str, duplicate_of: str) -> set[int]:
+    duplicate = {h for _, h in span_hashes(duplicate_of)}
+    return {start for start, h in span_hashes(html) if h in duplicate}
+
+
+def test_a_page_that_loses_a_duplicated_run_loses_all_three_sentences():
+    # the duplicated run is spread over three blocks (and shares none with the page's own sentences)
+    run = [
+        "The ferry leaves the harbour at noon every day.",
+        "It takes about two hours to reach the island.",
+        "Tickets can be bought at the small office by the pier.",
+    ]
+    loser = clean_html(page(f"<p>{OWN} {run[0]}</p><p>{run[1]}</p><p>{run[2]} Dogs travel free.</p>")).html
+    winner = clean_html(page(f"<p>{' '.join(run)}</p>")).html
+    starts = losing_starts(loser, winner)
+    assert len(starts) == 1
     stats = C4Stats()
-    result = drop_blocks(html, losers, stats=stats)
-    assert "ferry" not in result.html and "Our guide" in result.html
-    assert not duplicate & {h for _, h in span_hashes(result.html)}
-    assert stats["dedup:line:duplicate"] == 1 and stats["dedup:page:kept"] == 1
+    result = drop_spans(loser, starts, stats=stats)
+    assert not any(sentence.split()[1] in result.text for sentence in run)
+    assert (
+        "Our guide" in result.text
+        and "Walks start at nine." in result.text
+        and "Dogs travel free." in result.text
+    )
+    assert not {h for _, h in span_hashes(winner)} & {h for _, h in span_hashes(result.html)}
+    assert stats["dedup:sentence:duplicate"] == 3
+    assert stats["dedup:line:duplicate"] == 1  # the middle block had nothing else
+    assert stats["dedup:line:shortened"] == 2
+    assert stats["dedup:page:kept"] == 1
 
 
-def test_drop_blocks_with_nothing_to_drop_keeps_the_cleaned_page():
+def test_overlapping_duplicated_spans_lose_the_union_of_their_sentences():
+    run = SHARED_PARAGRAPH + " Children under five travel free."  # four sentences: two spans
+    loser = clean_html(page(f"<p>{OWN}</p><p>{run}</p>")).html
+    starts = losing_starts(loser, clean_html(page(f"<p>{run}</p>")).html)
+    assert len(starts) == 2
+    stats = C4Stats()
+    result = drop_spans(loser, starts, stats=stats)
+    assert result.text == "Island trips\n" + OWN
+    assert stats["dedup:sentence:duplicate"] == 4 and stats["dedup:line:duplicate"] == 1
+
+
+def test_drop_spans_with_nothing_to_drop_keeps_the_cleaned_page():
     result = clean_html(page(f"<h1>Trips</h1><p>{SHARED_PARAGRAPH}</p>"))
-    assert drop_blocks(result.html, []) == result
+    assert drop_spans(result.html, []) == result
 
 
-def test_drop_blocks_drops_the_page_when_too_few_sentences_remain():
-    html = clean_html(page(f"<p>{SHARED_PARAGRAPH}</p>")).html
+def test_drop_spans_drops_the_page_when_too_few_sentences_remain():
+    html = clean_html(page(f"<p>{OWN}</p><p>{SHARED_PARAGRAPH}</p>")).html
     stats = C4Stats()
-    assert drop_blocks(html, [block for block, _ in span_hashes(html)], stats=stats) is None
+    assert drop_spans(html, [2, 3], stats=stats) is None  # sentences 2-5 of 6 go
     assert stats["dedup:page:too_few_sentences"] == 1
 
 
-def test_drop_blocks_counts_indices_that_name_no_block():
+def test_drop_spans_counts_starts_that_name_no_span():
     html = clean_html(page(f"<p>{SHARED_PARAGRAPH}</p>")).html
     stats = C4Stats()
-    assert drop_blocks(html, [99, -1], stats=stats).html == html
-    assert stats["dedup:unknown_block"] == 2
+    assert drop_spans(html, [1, 99, -1], stats=stats).html == html
+    assert stats["dedup:unknown_span"] == 3
 
 
-def test_drop_blocks_keeps_images_of_dropped_blocks():
+def test_drop_spans_keeps_images_of_emptied_blocks_and_cuts_inside_inline_markup():
     image = '<img alt="The ferry" src="https://example.org/f.jpg">'
-    own = "Our guide knows every path on the hills. She grew up in the village. Walks start at nine."
-    html = clean_html(page(f"<p>{own}</p><p>{SHARED_PARAGRAPH} {image}</p>")).html
-    block = span_hashes(html)[-1][0]
-    result = drop_blocks(html, [block])
+    html = clean_html(page(f"<p>{OWN}</p><p>{SHARED_PARAGRAPH} {image}</p>")).html
+    result = drop_spans(html, [span_hashes(html)[-1][0]])
     assert image in result.html and "harbour" not in result.html
+    marked = clean_html(
+        page(f"<p>{OWN} <b>The ferry leaves at noon.</b> It is <i>slow</i>. Fares are low.</p>")
+    ).html
+    result = drop_spans(marked, [3])  # sentences 3-5: the bold one and the two after it
+    assert result.html.endswith(
+        "<p>Our guide knows every path on the hills. She grew up in the village. Walks start at nine.</p></body></html>"
+    )
+
+
+@given(
+    st.lists(st.text(alphabet="ab .\n\t", max_size=12), min_size=1, max_size=5),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=3),
+)
+def test_cutting_normalised_text_removes_exactly_those_characters_from_the_text_nodes(parts, spans):
+    """What drop_spans relies on: a range of the normalised block text maps back onto the raw text nodes."""
+    text = normalise("".join(parts))
+    doomed = {i for start, end in spans for i in range(start, min(end, len(text)))}
+    expected = normalise("".join(c if i not in doomed else "" for i, c in enumerate(text)))
+    cut = cut_normalised(parts, spans)
+    assert len(cut) == len(parts)
+    assert normalise("".join(cut)) == expected

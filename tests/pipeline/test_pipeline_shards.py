@@ -25,6 +25,8 @@ def row(url: str, html: str = "<html><body><p>Text.</p></body></html>") -> dict:
         "n_images": 0,
         "n_chars": len(html),
         "lang_score": 0.999,
+        "language": "en",
+        "image_urls": [],
     }
 
 

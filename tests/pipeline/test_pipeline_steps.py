@@ -111,6 +111,59 @@ def test_span_dedup_removes_repeated_three_sentence_spans_from_all_but_one_page(
         assert_that(counts, summed({"dedup.span_docs_touched": 2}), label="Counts")
 
 
+OWN = (
+    "Harbour master Anna Berg retires after thirty years at the port. She arrived as a young pilot in the "
+    "spring. Her farewell party will be held in the old customs house."
+)
+RUN = [sentence.rstrip(".") + "." for sentence in SENTENCES.split(". ")]
+
+
+def run_page(url: str, body: str) -> stages.Doc:
+    page = Page(url=url, source="warc", body=f"<html><body><article>{body}</article></body></html>".encode())
+    (doc,) = [
+        item
+        for item in stages.minimize_and_clean(page, C4Options(), Limits())
+        if isinstance(item, stages.Doc)
+    ]
+    return doc
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_page_that_loses_a_duplicated_run_loses_all_three_sentences_and_the_winner_keeps_all(reverse):
+    """T5 2.2: all but one of any three-sentence span occurring more than once are discarded. The losing
+    copy of the run is spread over three blocks, two of which hold sentences of their own."""
+    winner = run_page("https://a.example/", f"<p>{SENTENCES}</p><p>{OWN}</p>")
+    loser_url = next(
+        url
+        for url in (f"https://b.example/{i}" for i in range(20))
+        if steps.stable_hash(url) > steps.stable_hash(winner.url)
+    )
+    loser = run_page(
+        loser_url,
+        f"<p>Boats return on Monday morning after the festival. {RUN[0]}</p><p>{RUN[1]}</p>"
+        f"<p>{RUN[2]} The quay stays closed to cars during the whole weekend.</p>"
+        "<p>Local bakers sold out of bread before noon on Sunday.</p>",
+    )
+
+    def check(docs):
+        by_url = {doc.url: doc for doc in docs}
+        assert by_url[winner.url] == winner  # the winning occurrence keeps every sentence
+        kept = by_url[loser_url].html
+        assert not any(sentence in kept for sentence in RUN)
+        assert "Boats return on Monday morning after the festival.</p><p>The quay stays closed" in kept
+
+    with TestPipeline() as pipeline:
+        docs = [loser, winner] if reverse else [winner, loser]
+        deduped, counts = pipeline | beam.Create(docs) | steps.SpanDedup(C4Options())
+        assert_that(deduped, check, label="Docs")
+        expected = {
+            "dedup.span_docs_touched": 1,
+            "dedup.span_sentences_dropped": 3,
+            "dedup.span_blocks_dropped": 1,
+        }
+        assert_that(counts, summed(expected), label="Counts")
+
+
 @pytest.fixture(scope="module")
 def photo_png() -> bytes:
     stream = io.BytesIO()
