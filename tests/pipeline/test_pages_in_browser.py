@@ -54,7 +54,12 @@ def test_report_page_loads_cleanly_and_shows_the_numbers_of_report_json(browser,
     assert [[label, int(n)] for label, n in zip(texts[::2], texts[1::2], strict=True)] == [
         [row["stage"], row["docs"]] for row in report["funnel"]
     ]
-    tables = {name: {k: int(v) for k, v in rows} for name, rows in browser.execute_script(TABLES).items()}
+    raw = browser.execute_script(TABLES)
+    languages = raw.pop("Languages")
+    assert {code: {"kept": int(kept), "dropped": int(dropped)} for code, kept, dropped in languages[1:]} == (
+        report["languages"]
+    )
+    tables = {name: {k: int(v) for k, v in rows} for name, rows in raw.items()}
     assert tables["Dropped by rule"] == report["dropped"]
     assert tables["Written"] == report["written"]
     assert tables["All counters"] == report["counts"]
