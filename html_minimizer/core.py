@@ -3,7 +3,7 @@
 import functools
 import re
 import threading
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
@@ -25,6 +25,8 @@ from .rules import (
     KEEP_TAGS,
     LAZY_SRC_ATTRS,
     LINK_DENSITY,
+    LONE_LINK_BLOCKS,
+    LONE_LINK_CHARS,
     MIN_LINKS,
     NO_HINT,
     PHOTO_CREDIT,
@@ -34,7 +36,6 @@ from .rules import (
     STRONG_HINT,
     STRUCTURED_ATTRS,
     STRUCTURED_META_PREFIXES,
-    SUBHEADINGS,
     TAG_ATTRS,
     WEAK_HINT,
     WRAPPER_SHARE,
@@ -136,6 +137,10 @@ class _Minimizer:
         self.root = root
         self.limits = limits
         self.base = url
+        try:
+            self.host = urlsplit(url).hostname if url else None
+        except ValueError:
+            self.host = None
         self._joined: dict[str, str | None] = {}
         self._image_srcs: dict[etree._Element, str | None] = {}
 
@@ -214,7 +219,6 @@ class _Minimizer:
         events (no event tuples, no explicit stack, no second visit of leaves)."""
         doomed: list = []
         paragraphs: list = []
-        link_lists: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
         doom, hold, note_paragraph = doomed.append, holders.append, paragraphs.append
         keep_tags, keep_empty, kept_names, structured = (
@@ -292,12 +296,16 @@ class _Minimizer:
                         kept = sub_images or tag in keep_empty
                     else:
                         kept = not (
-                            sub_links >= MIN_LINKS
+                            (
+                                sub_links >= MIN_LINKS
+                                or (
+                                    sub_links == 1 and sub_chars < LONE_LINK_CHARS and tag in LONE_LINK_BLOCKS
+                                )
+                            )
                             and sub_link_chars > LINK_DENSITY * sub_chars
                             and sub_chars < wrapper_chars
+                            and (sub_links >= MIN_LINKS or self._links_within_site(el))
                         )
-                        if not kept:
-                            link_lists.append(el)
                     if kept:
                         if sub_block and tag == "p":
                             note_paragraph(el)
@@ -322,16 +330,18 @@ class _Minimizer:
             # the closure refers to itself: without this the cycle keeps the whole parsed page (and the
             # elements of this walk) alive until the cyclic garbage collector happens to run
             walk = None  # noqa: F841
-        headings = [el.getprevious() for el in link_lists]
         for el in doomed:
             el.tag = _DOOMED
         etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
-        for heading in headings:  # "Related posts", "Read more": a heading left ending its section
-            if heading is not None and heading.tag in SUBHEADINGS and heading.getnext() is None:
-                if heading.getparent() is not None and not (heading.tail or "").strip():
-                    _remove(heading)
+        _drop_orphan_headings(body)
         self._clean_attributes(body, holders)
         return paragraphs
+
+    def _links_within_site(self, el: etree._Element) -> bool:
+        """The one link in el points to this site (another page of it, or an anchor on this one)."""
+        link = el if el.tag == "a" else next(el.iter("a"), None)
+        href = self._resolve((link.get("href") or "").strip()) if link is not None else None
+        return href is not None and self.host is not None and urlsplit(href).hostname == self.host
 
     def _clean_attributes(self, body: etree._Element, holders: list) -> None:
         """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed,
@@ -454,6 +464,53 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
         # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
         hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
     return hint
+
+
+def _drop_orphan_headings(body: etree._Element) -> None:
+    """A heading that leads nowhere ("Related posts", "Comments", "Trending" once the list under it went)
+    goes: nothing follows it in its container, and no text or image follows that container before the next
+    heading of the same or a higher rank. Last heading
+    first, so that a section whose subheadings all went is judged without them."""
+    for heading in reversed(list(body.iter(*HEADINGS))):
+        if not _leads_somewhere(heading, body):
+            _remove(heading)
+
+
+def _leads_somewhere(heading: etree._Element, body: etree._Element) -> bool:
+    """Text or an image follows `heading` (in document order) before a heading of its rank or higher."""
+    rank = heading.tag
+    node = heading
+    while node is not body:
+        if node.tail and not node.tail.isspace():
+            return True
+        for sibling in node.itersiblings():
+            # a heading followed by another in the same container is a title with its subtitle
+            found = _content_before_heading(sibling, "h0" if node is heading else rank)
+            if found is not None:
+                return found
+            if sibling.tail and not sibling.tail.isspace():
+                return True
+        node = node.getparent()
+        if node is None:
+            return False
+    return False
+
+
+def _content_before_heading(el: etree._Element, rank: str) -> bool | None:
+    """True: el starts with text or an image; False: with a heading of `rank` or higher (h1 < h2 ...); None:
+    it holds neither (the search goes on after it)."""
+    tag = el.tag
+    if tag in HEADINGS:
+        return False if tag <= rank else None
+    if tag == "img" or (el.text and not el.text.isspace()):
+        return True
+    for child in el:
+        found = _content_before_heading(child, rank)
+        if found is not None:
+            return found
+        if child.tail and not child.tail.isspace():
+            return True
+    return None
 
 
 def _is_stamp(text: str) -> bool:

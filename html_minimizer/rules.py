@@ -32,8 +32,6 @@ TAG_ATTRS = {
 }
 STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
-# a heading left ending its section once a link list after it went ("Related posts") goes too
-SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
 # blocks an HTML parser does not let a <p> hold
 BLOCKS_IN_P = frozenset(
     """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
@@ -54,6 +52,8 @@ CONTENT_LINK_SHARE = 0.3
 # a link list or menu: at least this many links whose text is more than this share of the text
 MIN_LINKS = 2
 LINK_DENSITY = 0.6
+LONE_LINK_BLOCKS = frozenset("p div li dd dt h1 h2 h3 h4 h5 h6".split())
+LONE_LINK_CHARS = 60
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
 # such a text starts or ends with (a cheap filter before the regular expressions DATE_ONLY, PHOTO_CREDIT)
 STAMP_CHARS = 120
