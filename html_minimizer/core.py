@@ -20,6 +20,7 @@ from .rules import (
     DATE_ONLY,
     DROP_TAGS,
     FURNITURE_TAGS,
+    HEADING_MAX_CHARS,
     HEADINGS,
     KEEP_EMPTY_TAGS,
     KEEP_TAGS,
@@ -142,6 +143,7 @@ class _Minimizer:
         except ValueError:
             self.host = None
         self._joined: dict[str, str | None] = {}
+        self.removed: dict[str, int] = {}
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -172,7 +174,11 @@ class _Minimizer:
         html = "".join(parts)
         if len(html) > self.limits.max_output_chars:
             raise InputTooLarge(f"minimal html of {len(html)} chars > max_output_chars")
-        return MinimalPage(html=html, images=images, title=title, lang=lang)
+        removed = tuple(sorted(self.removed.items()))
+        return MinimalPage(html=html, images=images, title=title, lang=lang, removed=removed)
+
+    def count(self, rule: str, n: int = 1) -> None:
+        self.removed[rule] = self.removed.get(rule, 0) + n
 
     def _head(self, head: etree._Element | None) -> tuple[str | None, list[dict[str, str]]]:
         if head is None:
@@ -196,6 +202,9 @@ class _Minimizer:
 
     def _clean(self, body: etree._Element) -> None:
         etree.strip_elements(body, *DROP_TAGS, with_tail=False)
+        for heading in list(body.iter(*HEADINGS)):
+            if _close_swallowing_heading(heading):
+                self.count("heading_closed")
         body_chars = _text_len(body) or 1
         wrapper_chars = WRAPPER_SHARE * body_chars
         for el in list(body.iter(*FURNITURE_TAGS)):
@@ -464,6 +473,43 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
         # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
         hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
     return hint
+
+
+def _close_swallowing_heading(heading: etree._Element) -> bool:
+    """`<h2><a>Title</h3><p>...`: a browser closes the heading at the wrong end tag, libxml2 keeps it open
+    (an inline element is open in between), so the heading swallows the article. A heading whose text comes
+    before a block element and runs over HEADING_MAX_CHARS is closed before that block: the block and all
+    that follows it inside the heading move after the heading, in order."""
+    block = next(heading.iterdescendants(*BLOCKS_IN_P), None)
+    if block is None or _text_len(heading) <= HEADING_MAX_CHARS:
+        return False
+    if not _text_before(block, heading):
+        return False  # <h2><div>Title</div>...</h2>: the heading's own text is inside the block
+    moved: list = []
+    node = block
+    while node is not heading:
+        moved += ([node] if node is block else []) + list(node.itersiblings())
+        node = node.getparent()
+    anchor = heading
+    tail, heading.tail = heading.tail, None
+    for el in moved:
+        anchor.addnext(el)
+        anchor = el
+    anchor.tail = (anchor.tail or "") + (tail or "")
+    return True
+
+
+def _text_before(el: etree._Element, ancestor: etree._Element) -> bool:
+    """Some text comes before el inside ancestor."""
+    while el is not ancestor:
+        parent = el.getparent()
+        if parent.text and not parent.text.isspace():
+            return True
+        for sibling in el.itersiblings(preceding=True):
+            if (sibling.tail and not sibling.tail.isspace()) or _text_len(sibling):
+                return True
+        el = parent
+    return False
 
 
 def _drop_orphan_headings(body: etree._Element) -> None:

@@ -32,6 +32,8 @@ TAG_ATTRS = {
 }
 STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
+# a heading with more text than this before a block element inside it swallowed what follows it
+HEADING_MAX_CHARS = 300
 # blocks an HTML parser does not let a <p> hold
 BLOCKS_IN_P = frozenset(
     """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
