@@ -178,7 +178,8 @@ class _Minimizer:
         return MinimalPage(html=html, images=images, title=title, lang=lang, removed=removed)
 
     def count(self, rule: str, n: int = 1) -> None:
-        self.removed[rule] = self.removed.get(rule, 0) + n
+        if n:
+            self.removed[rule] = self.removed.get(rule, 0) + n
 
     def _head(self, head: etree._Element | None) -> tuple[str | None, list[dict[str, str]]]:
         if head is None:
@@ -237,7 +238,7 @@ class _Minimizer:
             STRUCTURED_ATTRS,
         )
         stamp_initials, stamp_chars, blocks = STAMP_INITIALS, STAMP_CHARS, BLOCKS_IN_P
-        image_src = self._image_src
+        image_src, count = self._image_src, self.count
         # the elements holding an h1 (a hint never removes them), found once instead of searching below every
         # hinted element; the set keeps their proxies alive, so the walk meets the same objects
         headline_holders = {ancestor for h1 in body.iter("h1") for ancestor in h1.iterancestors()}
@@ -280,6 +281,7 @@ class _Minimizer:
                     or _looks_like_content(el, wrapper_chars, hint == WEAK_HINT)
                 ):
                     doom(el)
+                    count("hinted")
                 else:
                     mark = len(holders)
                     tag = el.tag
@@ -303,18 +305,21 @@ class _Minimizer:
                         sub_images += 1
                     if sub_chars == 0:
                         kept = sub_images or tag in keep_empty
-                    else:
+                        if not kept:
+                            count("empty")
+                    elif sub_link_chars <= LINK_DENSITY * sub_chars or sub_chars >= wrapper_chars:
+                        kept = True
+                    elif sub_links >= MIN_LINKS:
+                        kept = False
+                        count("link_list")
+                    else:  # one link making most of a short line that points within this site
                         kept = not (
-                            (
-                                sub_links >= MIN_LINKS
-                                or (
-                                    sub_links == 1 and sub_chars < LONE_LINK_CHARS and tag in LONE_LINK_BLOCKS
-                                )
-                            )
-                            and sub_link_chars > LINK_DENSITY * sub_chars
-                            and sub_chars < wrapper_chars
-                            and (sub_links >= MIN_LINKS or self._links_within_site(el))
+                            sub_chars < LONE_LINK_CHARS
+                            and tag in LONE_LINK_BLOCKS
+                            and self._links_within_site(el)
                         )
+                        if not kept:
+                            count("lone_link")
                     if kept:
                         if sub_block and tag == "p":
                             note_paragraph(el)
@@ -342,7 +347,7 @@ class _Minimizer:
         for el in doomed:
             el.tag = _DOOMED
         etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
-        _drop_orphan_headings(body)
+        self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
         return paragraphs
 
@@ -512,14 +517,17 @@ def _text_before(el: etree._Element, ancestor: etree._Element) -> bool:
     return False
 
 
-def _drop_orphan_headings(body: etree._Element) -> None:
+def _drop_orphan_headings(body: etree._Element) -> int:
     """A heading that leads nowhere ("Related posts", "Comments", "Trending" once the list under it went)
     goes: nothing follows it in its container, and no text or image follows that container before the next
     heading of the same or a higher rank. Last heading
     first, so that a section whose subheadings all went is judged without them."""
+    removed = 0
     for heading in reversed(list(body.iter(*HEADINGS))):
         if not _leads_somewhere(heading, body):
             _remove(heading)
+            removed += 1
+    return removed
 
 
 def _leads_somewhere(heading: etree._Element, body: etree._Element) -> bool:

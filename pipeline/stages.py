@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_blocks, span_hashes, stable_hash
-from html_minimizer import Limits, MinimizeError, minimize, replace_images
+from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ def minimize_and_clean(page: Page, options: C4Options, limits: Limits) -> Iterat
         yield Count("minimize.error.unexpected")
         return
     yield Count("minimize.ok")
+    for rule, n in minimal.removed:
+        yield Count(f"minimize.removed.{rule}", n)
     stats = C4Stats()
     try:
         cleaned = clean_html(minimal.html, options, stats)
@@ -156,18 +158,25 @@ def count_code_images(html: str) -> int:
 
 
 def rewrite_images(doc: Doc, codes: dict[str, str | None], images_enabled: bool) -> Iterator[Doc | Count]:
-    """Write each image's codes into its src; images that failed (None) are removed from the document."""
-    srcs = image_srcs(doc.html)
-    if not srcs:
-        yield doc
-        return
-    mapping: dict[str, str | None] = {}
-    for src in srcs:
-        code = codes.get(src) if images_enabled else None
-        mapping[src] = code
-        yield Count("images.refs_kept" if code is not None else "images.refs_removed")
-    yield Doc(
-        url=doc.url, source=doc.source, html=replace_images(doc.html, mapping), lang_score=doc.lang_score
+    """Write each image's codes into its src; images that failed (None) are removed from the document.
+
+    Last, elements left without text or an image (the `<a>`, `<figure>`, `<div>` around a removed image or
+    around lines C4 dropped) go: CM3 §3.1's rule holds on the final document. Any later removal of images
+    belongs before that pass."""
+    html = doc.html
+    srcs = image_srcs(html)
+    if srcs:
+        mapping: dict[str, str | None] = {}
+        for src in srcs:
+            code = codes.get(src) if images_enabled else None
+            mapping[src] = code
+            yield Count("images.refs_kept" if code is not None else "images.refs_removed")
+        html = replace_images(html, mapping)
+    html, n_empty = prune_empty(html)
+    if n_empty:
+        yield Count("final.empty_elements_removed", n_empty)
+    yield (
+        doc if html == doc.html else Doc(url=doc.url, source=doc.source, html=html, lang_score=doc.lang_score)
     )
 
 
