@@ -26,6 +26,7 @@ from .rules import (
     KEEP_TAGS,
     LAZY_SRC_ATTRS,
     LINK_DENSITY,
+    LIST_LABEL_CHARS,
     LONE_LINK_BLOCKS,
     LONE_LINK_CHARS,
     MIN_LINKS,
@@ -144,6 +145,7 @@ class _Minimizer:
             self.host = None
         self._joined: dict[str, str | None] = {}
         self.removed: dict[str, int] = {}
+        self._hosts: dict[str, str] = {}
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -155,6 +157,10 @@ class _Minimizer:
                 self.base = urljoin(self.base or "", base) or self.base
             except ValueError:  # an invalid IPv6 host in <base>
                 pass
+        try:
+            self.base_host = urlsplit(self.base).hostname if self.base else None
+        except ValueError:
+            self.base_host = None
         lang = (root.get("lang") or root.get("{http://www.w3.org/XML/1998/namespace}lang") or "").strip()
         lang = lang if _LANG.match(lang) else None
         title, metas = self._head(head)
@@ -204,7 +210,7 @@ class _Minimizer:
     def _clean(self, body: etree._Element) -> None:
         etree.strip_elements(body, *DROP_TAGS, with_tail=False)
         for heading in list(body.iter(*HEADINGS)):
-            if _close_swallowing_heading(heading):
+            if len(heading) and _close_swallowing_heading(heading):
                 self.count("heading_closed")
         body_chars = _text_len(body) or 1
         wrapper_chars = WRAPPER_SHARE * body_chars
@@ -228,6 +234,7 @@ class _Minimizer:
         A recursive function over the children costs less per element than `iterwalk` with start and end
         events (no event tuples, no explicit stack, no second visit of leaves)."""
         doomed: list = []
+        labels: list = []  # what comes right before each link list: maybe its title ("Related posts")
         paragraphs: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
         doom, hold, note_paragraph = doomed.append, holders.append, paragraphs.append
@@ -305,13 +312,12 @@ class _Minimizer:
                         sub_images += 1
                     if sub_chars == 0:
                         kept = sub_images or tag in keep_empty
-                        if not kept:
-                            count("empty")
                     elif sub_link_chars <= LINK_DENSITY * sub_chars or sub_chars >= wrapper_chars:
                         kept = True
                     elif sub_links >= MIN_LINKS:
                         kept = False
                         count("link_list")
+                        labels.append(_label_of(el, body))
                     else:  # one link making most of a short line that points within this site
                         kept = not (
                             sub_chars < LONE_LINK_CHARS
@@ -344,9 +350,15 @@ class _Minimizer:
             # the closure refers to itself: without this the cycle keeps the whole parsed page (and the
             # elements of this walk) alive until the cyclic garbage collector happens to run
             walk = None  # noqa: F841
+        removed = self.removed
+        # the rest of the doomed elements were left without text or image
+        self.count(
+            "empty", len(doomed) - sum(removed.get(r, 0) for r in ("hinted", "link_list", "lone_link"))
+        )
         for el in doomed:
             el.tag = _DOOMED
         etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
+        self.count("list_label", _drop_list_labels(labels))
         self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
         return paragraphs
@@ -354,8 +366,18 @@ class _Minimizer:
     def _links_within_site(self, el: etree._Element) -> bool:
         """The one link in el points to this site (another page of it, or an anchor on this one)."""
         link = el if el.tag == "a" else next(el.iter("a"), None)
-        href = self._resolve((link.get("href") or "").strip()) if link is not None else None
-        return href is not None and self.host is not None and urlsplit(href).hostname == self.host
+        href = (link.get("href") or "").strip() if link is not None else ""
+        if not href or self.host is None or href[:11].lower().startswith(("javascript:", "mailto:", "tel:")):
+            return False
+        if "//" not in href[:8]:  # relative: resolved against this page (or its <base>)
+            return self.base_host == self.host
+        host = self._hosts.get(href)
+        if host is None:
+            try:
+                host = self._hosts[href] = urlsplit(href).hostname or ""
+            except ValueError:
+                host = self._hosts[href] = ""
+        return host == self.host
 
     def _clean_attributes(self, body: etree._Element, holders: list) -> None:
         """Surviving elements keep only their allowed attributes, cleaned (URLs resolved, whitespace collapsed,
@@ -515,6 +537,36 @@ def _text_before(el: etree._Element, ancestor: etree._Element) -> bool:
                 return True
         el = parent
     return False
+
+
+def _label_of(el: etree._Element, body: etree._Element) -> etree._Element | None:
+    """The element right before el in document order, climbing out of containers el starts."""
+    while el.getprevious() is None:
+        el = el.getparent()
+        if el is body or el is None:
+            return None
+        if el.text and not el.text.isspace():
+            return None  # a container with its own label text: `<div>Tags: <a>..</a> <a>..</a></div>`
+    return el.getprevious()
+
+
+def _drop_list_labels(labels: list) -> int:
+    """The title of a link list that went ("Related posts", "Tags:", "Read more") goes with it: a heading or
+    a short line (under LIST_LABEL_CHARS) that was right before the list and is now last in its container."""
+    removed = 0
+    for label in labels:
+        if (
+            label is not None
+            and label.getparent() is not None
+            and label.getnext() is None
+            and not (label.tail and not label.tail.isspace())
+            and label.tag != _DOOMED
+            and (label.tag in HEADINGS or _text_len(label) < LIST_LABEL_CHARS)
+            and next(label.iter("img"), None) is None
+        ):
+            _remove(label)
+            removed += 1
+    return removed
 
 
 def _drop_orphan_headings(body: etree._Element) -> int:

@@ -56,6 +56,8 @@ MIN_LINKS = 2
 LINK_DENSITY = 0.6
 LONE_LINK_BLOCKS = frozenset("p div li dd dt h1 h2 h3 h4 h5 h6".split())
 LONE_LINK_CHARS = 60
+# the title line of a link list ("Related posts", "Tags:") is shorter than this
+LIST_LABEL_CHARS = 80
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
 # such a text starts or ends with (a cheap filter before the regular expressions DATE_ONLY, PHOTO_CREDIT)
 STAMP_CHARS = 120
