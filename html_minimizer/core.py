@@ -326,6 +326,7 @@ class _Minimizer:
                         )
                         if not kept:
                             count("lone_link")
+                            labels.append(_label_of(el, body))
                     if kept:
                         if sub_block and tag == "p":
                             note_paragraph(el)
@@ -564,7 +565,7 @@ def _drop_list_labels(labels: list) -> int:
             and (label.tag in HEADINGS or _text_len(label) < LIST_LABEL_CHARS)
             and next(label.iter("img"), None) is None
         ):
-            _remove(label)
+            _remove_with_emptied_parents(label)
             removed += 1
     return removed
 
@@ -577,7 +578,7 @@ def _drop_orphan_headings(body: etree._Element) -> int:
     removed = 0
     for heading in reversed(list(body.iter(*HEADINGS))):
         if not _leads_somewhere(heading, body):
-            _remove(heading)
+            _remove_with_emptied_parents(heading)
             removed += 1
     return removed
 
@@ -673,6 +674,15 @@ def _merge_attributes(a, b) -> dict[str, str] | None:
     if "itemscope" in a and "itemscope" in b:
         return None
     return merged
+
+
+def _remove_with_emptied_parents(el: etree._Element) -> None:
+    """Remove el, and the containers that held nothing else (no text, no other element)."""
+    parent = el.getparent()
+    _remove(el)
+    while parent is not None and parent.tag != "body" and not len(parent) and not (parent.text or "").strip():
+        el, parent = parent, parent.getparent()
+        _remove(el)
 
 
 def _remove(el: etree._Element) -> None:

@@ -54,7 +54,7 @@ CONTENT_LINK_SHARE = 0.3
 # a link list or menu: at least this many links whose text is more than this share of the text
 MIN_LINKS = 2
 LINK_DENSITY = 0.6
-LONE_LINK_BLOCKS = frozenset("p div li dd dt h1 h2 h3 h4 h5 h6".split())
+LONE_LINK_BLOCKS = frozenset("p div li dd dt".split())
 LONE_LINK_CHARS = 60
 # the title line of a link list ("Related posts", "Tags:") is shorter than this
 LIST_LABEL_CHARS = 80
