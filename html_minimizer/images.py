@@ -61,6 +61,9 @@ _LINE_ENDING = frozenset(
 )
 
 
+_SEPARATED = _LINE_ENDING | {"br"}  # already on a line of its own
+
+
 def prune_empty(html: str) -> tuple[str, int]:
     """CM3 §3.1's rule on the final document: an element without text or an image goes (its tail stays).
     Run last, after every removal (C4 lines, images that failed, furniture images), so that their wrappers
@@ -108,8 +111,16 @@ def prune_empty(html: str) -> tuple[str, int]:
 
 
 def _text_around(parent: etree._Element, child: etree._Element) -> bool:
-    before = child.getprevious() is not None or bool(parent.text and not parent.text.isspace())
-    return before and (child.getnext() is not None or bool(child.tail and not child.tail.isspace()))
+    """Inline content (text, a link, an image) on both sides of child: removing it would join two lines."""
+    prev, following = child.getprevious(), child.getnext()
+    if prev is None:
+        before = bool(parent.text and not parent.text.isspace())
+    else:
+        before = bool(prev.tail and not prev.tail.isspace()) or prev.tag not in _SEPARATED
+    after = bool(child.tail and not child.tail.isspace()) or (
+        following is not None and following.tag not in _SEPARATED
+    )
+    return before and after
 
 
 def _drop_edge_breaks(el: etree._Element) -> int:
