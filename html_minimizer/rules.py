@@ -80,10 +80,16 @@ _STRONG = """breadcrumb breadcrumbs crumbs cookie cookies consent gdpr cmp modal
     recommendations respond reply commentform newsletter subscribe subscription signup login signin register
     advert advertisement advertising ads ad adsense adslot sponsor sponsored promo promotion pagination pager
     paging skip skiplink skiplinks tagcloud tags copyright credit credits sronly screenreader visuallyhidden
-    outbrain taboola rating ratings reactions byline author authors authorbox bio meta postmeta entrymeta
-    akismet form""".split()
+    outbrain taboola rating ratings reactions byline author authors authorbox authorinfo authorbio bio meta postmeta
+    entrymeta
+    akismet form next prev nextpost prevpost nextstory prevstory""".split()
 _WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu topmenu sidebar sidenav footer
-    header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print""".split()
+    header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print widget
+    widgets""".split()
+# words that name boilerplate only at the head of a class name: WordPress's sidebar "widget", "widget_recent"
+# and "widget-area", where page builders name their content blocks "elementor-widget"
+# (and "next-post", "prev-link", but not "carousel-next")
+_HEAD_ONLY = frozenset("widget widgets next prev".split())
 _STATE_PREFIXES = frozenset("has is no not with without enable enabled disable show hide js".split())
 _TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _LAYOUT_ALT = "|".join(w for w in _WEAK if len(w) >= 5)
@@ -119,9 +125,18 @@ def _word_hint(name: str) -> int:
         if not found and (_LAYOUT_PREFIX.match(first) or _LAYOUT_SUFFIX.search(first)):
             found = WEAK_HINT  # one compound word: "entryfooter", "sidebarleft"
         return found
-    return max(
-        hint_of(first, NO_HINT), hint_of(words[-1].lower(), NO_HINT), hint_of("".join(words).lower(), NO_HINT)
+    last = words[-1].lower()
+    hint = max(
+        hint_of(first, NO_HINT),
+        NO_HINT if last in _HEAD_ONLY else hint_of(last, NO_HINT),
+        hint_of("".join(words).lower(), NO_HINT),
     )
+    if hint != STRONG_HINT and len(words) > 2:
+        # two words joined anywhere in the name: "mvp-author-box-text" names an author box
+        lower = [w.lower() for w in words]
+        for pair in map("".join, zip(lower, lower[1:], strict=False)):
+            hint = max(hint, hint_of(pair, NO_HINT))
+    return hint
 
 
 @lru_cache(maxsize=65536)
