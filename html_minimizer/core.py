@@ -29,6 +29,9 @@ from .rules import (
     LIST_LABEL_CHARS,
     LONE_LINK_BLOCKS,
     LONE_LINK_CHARS,
+    META_BAR_CHARS,
+    META_BAR_FIELDS,
+    META_FIELD_CHARS,
     MIN_LINKS,
     NO_HINT,
     PHOTO_CREDIT,
@@ -48,6 +51,7 @@ from .rules import (
 from .serialize import escape_text, serialize, start_tag
 
 _LOCAL = threading.local()
+META_BAR = STRONG_HINT + 1  # a strong hint from the text: a metadata bar (counted apart)
 _UNWRAP = "html-minimizer-unwrap"
 _DOOMED = "html-minimizer-doomed"
 _base_href = etree.XPath("string((//base[@href])[1]/@href)")
@@ -279,6 +283,8 @@ class _Minimizer:
                             text.strip()
                         ):
                             hint = STRONG_HINT
+                        if "|" in text and el.tag not in HEADINGS and _is_meta_bar(el):
+                            hint = META_BAR
                     own = len(text.strip())
                 else:
                     own = 0
@@ -288,7 +294,7 @@ class _Minimizer:
                     or _looks_like_content(el, wrapper_chars, hint == WEAK_HINT)
                 ):
                     doom(el)
-                    count("hinted")
+                    count("meta_bar" if hint == META_BAR else "hinted")
                 else:
                     mark = len(holders)
                     tag = el.tag
@@ -354,7 +360,7 @@ class _Minimizer:
         removed = self.removed
         # the rest of the doomed elements were left without text or image
         self.count(
-            "empty", len(doomed) - sum(removed.get(r, 0) for r in ("hinted", "link_list", "lone_link"))
+            "empty", len(doomed) - sum(removed.get(r, 0) for r in ("hinted", "meta_bar", "link_list", "lone_link"))
         )
         for el in doomed:
             el.tag = _DOOMED
@@ -618,6 +624,16 @@ def _content_before_heading(el: etree._Element, rank: str) -> bool | None:
         if child.tail and not child.tail.isspace():
             return True
     return None
+
+
+def _is_meta_bar(el: etree._Element) -> bool:
+    """A short line of short fields between '|' ("May 3, 2019 | Jane Doe | Politics | 4 comments"): the post's
+    metadata bar, not its prose."""
+    text = "".join(el.itertext())
+    if len(text) > META_BAR_CHARS:
+        return False
+    fields = [f for f in text.split("|") if f.strip()]
+    return len(fields) >= META_BAR_FIELDS and all(len(f.strip()) < META_FIELD_CHARS for f in fields)
 
 
 def _is_stamp(text: str) -> bool:

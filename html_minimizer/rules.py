@@ -56,6 +56,11 @@ MIN_LINKS = 2
 LINK_DENSITY = 0.6
 LONE_LINK_BLOCKS = frozenset("p div li dd dt".split())
 LONE_LINK_CHARS = 60
+# a metadata bar: a line of at most META_BAR_CHARS with at least META_BAR_FIELDS fields split by '|', each
+# shorter than META_FIELD_CHARS
+META_BAR_CHARS = 200
+META_BAR_FIELDS = 3
+META_FIELD_CHARS = 60
 # the title line of a link list ("Related posts", "Tags:") is shorter than this
 LIST_LABEL_CHARS = 80
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
