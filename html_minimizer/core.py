@@ -15,6 +15,7 @@ from .rules import (
     BLOCKS_IN_P,
     BOILERPLATE_ROLES,
     CONTENT_CHARS,
+    CONTENT_IMAGE_PX,
     CONTENT_LINK_SHARE,
     COPYRIGHT,
     DATE_ONLY,
@@ -22,6 +23,7 @@ from .rules import (
     FURNITURE_TAGS,
     HEADING_MAX_CHARS,
     HEADINGS,
+    ICON_PX,
     KEEP_EMPTY_TAGS,
     KEEP_TAGS,
     LAZY_SRC_ATTRS,
@@ -44,14 +46,18 @@ from .rules import (
     TAG_ATTRS,
     WEAK_HINT,
     WRAPPER_SHARE,
+    alt_names_furniture,
     boilerplate_hint,
     names_content,
+    src_folders_name_furniture,
     style_hides,
 )
 from .serialize import escape_text, serialize, start_tag
 
 _LOCAL = threading.local()
-META_BAR = STRONG_HINT + 1  # a strong hint from the text: a metadata bar (counted apart)
+# strong hints from other signals than class/id words, counted apart
+META_BAR, FURNITURE_IMAGE = STRONG_HINT + 1, STRONG_HINT + 2
+_HINT_RULES = {META_BAR: "meta_bar", FURNITURE_IMAGE: "furniture_image"}
 _UNWRAP = "html-minimizer-unwrap"
 _DOOMED = "html-minimizer-doomed"
 _base_href = etree.XPath("string((//base[@href])[1]/@href)")
@@ -273,6 +279,8 @@ class _Minimizer:
                         hint = NO_HINT if name in kept_names else _attribute_hint(el, names)
                 else:
                     hint = _attribute_hint(el, names)
+                if el.tag == "img" and not hint and self._furniture_image(el, parent):
+                    hint = FURNITURE_IMAGE
                 if text:
                     if not hint:
                         if len(text) < stamp_chars and not n_children:
@@ -294,7 +302,7 @@ class _Minimizer:
                     or _looks_like_content(el, wrapper_chars, hint == WEAK_HINT)
                 ):
                     doom(el)
-                    count("meta_bar" if hint == META_BAR else "hinted")
+                    count(_HINT_RULES.get(hint, "hinted"))
                 else:
                     mark = len(holders)
                     tag = el.tag
@@ -360,7 +368,11 @@ class _Minimizer:
         removed = self.removed
         # the rest of the doomed elements were left without text or image
         self.count(
-            "empty", len(doomed) - sum(removed.get(r, 0) for r in ("hinted", "meta_bar", "link_list", "lone_link"))
+            "empty",
+            len(doomed)
+            - sum(
+                removed.get(r, 0) for r in ("hinted", "meta_bar", "furniture_image", "link_list", "lone_link")
+            ),
         )
         for el in doomed:
             el.tag = _DOOMED
@@ -369,6 +381,31 @@ class _Minimizer:
         self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
         return paragraphs
+
+    def _furniture_image(self, img: etree._Element, parent: etree._Element) -> bool:
+        """A logo, icon, headshot or spacer: tiny by its width/height; or, unless its width/height say it is
+        large, named so by a folder of its src or by a short alt, or the image of a link to the site's home page
+        (the site logo)."""
+        width, height = _pixels(img.get("width")), _pixels(img.get("height"))
+        if width is not None and height is not None and width <= ICON_PX and height <= ICON_PX:
+            return True
+        if (width or 0) > CONTENT_IMAGE_PX or (height or 0) > CONTENT_IMAGE_PX:
+            return False  # large: a photo whose alt says "logo" ("the new logo on the shop front")
+        alt = img.get("alt")
+        if alt and alt_names_furniture(alt):
+            return True
+        src = self._image_src(img)
+        if src is not None and not src.startswith("data:") and src_folders_name_furniture(src):
+            return True
+        if parent.tag == "a" and self.host is not None:
+            href = self._resolve((parent.get("href") or "").strip())
+            if href is not None:
+                try:
+                    parts = urlsplit(href)
+                except ValueError:
+                    return False
+                return parts.hostname == self.host and parts.path in ("", "/") and not parts.query
+        return False
 
     def _links_within_site(self, el: etree._Element) -> bool:
         """The one link in el points to this site (another page of it, or an anchor on this one)."""
@@ -624,6 +661,14 @@ def _content_before_heading(el: etree._Element, rank: str) -> bool | None:
         if child.tail and not child.tail.isspace():
             return True
     return None
+
+
+def _pixels(value: str | None) -> int | None:
+    """An HTML width/height attribute in pixels ("48", "48px"); None when absent or not a pixel count."""
+    if not value:
+        return None
+    value = value.strip().lower().removesuffix("px").strip()
+    return int(value) if value.isdigit() and len(value) < 6 else None
 
 
 def _is_meta_bar(el: etree._Element) -> bool:

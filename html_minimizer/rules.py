@@ -87,7 +87,8 @@ _STRONG = """breadcrumb breadcrumbs crumbs cookie cookies consent gdpr cmp modal
     paging skip skiplink skiplinks tagcloud tags copyright credit credits sronly screenreader visuallyhidden
     outbrain taboola rating ratings reactions byline author authors authorbox authorinfo authorbio bio meta postmeta
     entrymeta
-    akismet form next prev nextpost prevpost nextstory prevstory""".split()
+    akismet form next prev nextpost prevpost nextstory prevstory cta logo logos icon icons avatar avatars gravatar emoji
+    emoticon smiley smilies badge badges sprite spinner headshot""".split()
 _WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu topmenu sidebar sidenav footer
     header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print widget
     widgets""".split()
@@ -166,6 +167,19 @@ def names_content(names: str) -> bool:
     return any(w.lower() in _CONTENT_WORDS for w in _TOKEN.findall(names))
 
 
+# furniture images: a logo, an icon, a headshot, an emoji, a spacer; each would be 256 image tokens of noise.
+# Their class/id words are STRONG hints above; these are the other signals of `core._furniture_image`:
+# width and height both at most this many pixels (icons, emoji; 1x1 tracking pixels)
+ICON_PX = 48
+# an image wider or higher than this is content whatever its alt or folder says
+CONTENT_IMAGE_PX = 300
+# a folder of the src named like this ("/images/icons/rss.png", "/avatar/ab12"), or a short alt of at most
+# FURNITURE_ALT_WORDS words with one of these words ("Site logo", "Author avatar")
+FURNITURE_IMAGE_WORDS = frozenset(
+    """logo logos icon icons avatar avatars gravatar emoji emojis emoticons smilies smileys badge badges sprite
+    sprites spacer headshot headshots""".split()
+)
+FURNITURE_ALT_WORDS = 4
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 COPYRIGHT = re.compile(r"^\W{0,3}(?:©|\(c\)|copyright\b|all rights reserved)", re.I)
 # a short element that is only a photo credit ("Foto: dpa", "Photograph by ...", "Credit: ...")
@@ -191,6 +205,21 @@ DATE_ONLY = re.compile(
     r"(?:,?\s*(?:um\s+|at\s+|à\s+)?\d{1,2}[:.h]\d{2}(?:\s*(?:uhr|am|pm|h))?)?",
     re.I,
 )
+
+
+_WORDS = re.compile(r"[a-z]+")
+
+
+@lru_cache(maxsize=4096)
+def src_folders_name_furniture(src: str) -> bool:
+    """A folder of the image URL's path names furniture: ".../themes/x/icons/rss.png"."""
+    path = src.split("?", 1)[0].split("#", 1)[0].lower().split("/")[3:-1]  # scheme, "", host ... file
+    return any(part in FURNITURE_IMAGE_WORDS for part in path)
+
+
+def alt_names_furniture(alt: str) -> bool:
+    words = _WORDS.findall(alt.lower())
+    return len(words) <= FURNITURE_ALT_WORDS and any(w in FURNITURE_IMAGE_WORDS for w in words)
 
 
 def style_hides(style: str) -> bool:
