@@ -245,6 +245,8 @@ class _Minimizer:
         events (no event tuples, no explicit stack, no second visit of leaves)."""
         doomed: list = []
         labels: list = []  # what comes right before each link list: maybe its title ("Related posts")
+        # short lines that are one link, outermost only, none inside a removed element
+        lone_candidates: list = []
         paragraphs: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
         doom, hold, note_paragraph = doomed.append, holders.append, paragraphs.append
@@ -304,7 +306,7 @@ class _Minimizer:
                     doom(el)
                     count(_HINT_RULES.get(hint, "hinted"))
                 else:
-                    mark = len(holders)
+                    mark, lone_mark = len(holders), len(lone_candidates)
                     tag = el.tag
                     if (
                         tag not in keep_tags
@@ -332,15 +334,11 @@ class _Minimizer:
                         kept = False
                         count("link_list")
                         labels.append(_label_of(el, body))
-                    else:  # one link making most of a short line that points within this site
-                        kept = not (
-                            sub_chars < LONE_LINK_CHARS
-                            and tag in LONE_LINK_BLOCKS
-                            and self._links_within_site(el)
-                        )
-                        if not kept:
-                            count("lone_link")
-                            labels.append(_label_of(el, body))
+                    else:  # one link making most of a line: if short, decided after the walk (lone_links)
+                        kept = True
+                        if sub_chars < LONE_LINK_CHARS and tag in LONE_LINK_BLOCKS:
+                            del lone_candidates[lone_mark:]  # the outermost line is the candidate
+                            lone_candidates.append(el)
                     if kept:
                         if sub_block and tag == "p":
                             note_paragraph(el)
@@ -352,6 +350,7 @@ class _Minimizer:
                     else:
                         doom(el)
                         del holders[mark:]
+                        del lone_candidates[lone_mark:]
                 tail = el.tail
                 if tail:
                     chars += len(tail.strip())
@@ -370,13 +369,21 @@ class _Minimizer:
         self.count(
             "empty",
             len(doomed)
-            - sum(
-                removed.get(r, 0) for r in ("hinted", "meta_bar", "furniture_image", "link_list", "lone_link")
-            ),
+            - sum(removed.get(r, 0) for r in ("hinted", "meta_bar", "furniture_image", "link_list")),
         )
         for el in doomed:
             el.tag = _DOOMED
+        # lone links inside a menu that went as a whole are not looked at (the host check is the costly part)
+        lone = [el for el in lone_candidates if self._links_within_site(el)]
+        self.count("lone_link", len(lone))
+        emptied = []
+        for el in lone:
+            labels.append(_label_of(el, body))
+            emptied.append(el.getparent())
+            el.tag = _DOOMED
         etree.strip_elements(body, _DOOMED, with_tail=False)  # in C; their tail text stays
+        for parent in emptied:
+            _remove_if_emptied(parent)
         self.count("list_label", _drop_list_labels(labels))
         self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
@@ -735,6 +742,20 @@ def _merge_attributes(a, b) -> dict[str, str] | None:
     if "itemscope" in a and "itemscope" in b:
         return None
     return merged
+
+
+def _remove_if_emptied(el: etree._Element | None) -> None:
+    """Remove el if removals left it without text or children (and so on up), as the walk would have."""
+    while (
+        el is not None
+        and el.tag not in ("body", "html")
+        and el.tag not in KEEP_EMPTY_TAGS
+        and not len(el)
+        and not (el.text or "").strip()
+    ):
+        parent = el.getparent()
+        _remove(el)
+        el = parent
 
 
 def _remove_with_emptied_parents(el: etree._Element) -> None:
