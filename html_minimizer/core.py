@@ -156,6 +156,7 @@ class _Minimizer:
         self._joined: dict[str, str | None] = {}
         self.removed: dict[str, int] = {}
         self._hosts: dict[str, str] = {}
+        self._homes: dict[str, bool] = {}
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -405,14 +406,25 @@ class _Minimizer:
         if src is not None and not src.startswith("data:") and src_folders_name_furniture(src):
             return True
         if parent.tag == "a" and self.host is not None:
-            href = self._resolve((parent.get("href") or "").strip())
-            if href is not None:
-                try:
-                    parts = urlsplit(href)
-                except ValueError:
-                    return False
-                return parts.hostname == self.host and parts.path in ("", "/") and not parts.query
+            return self._is_home_page(parent.get("href") or "")
         return False
+
+    def _is_home_page(self, href: str) -> bool:
+        """href leads to this site's home page (cached per href: a page links its logo the same way)."""
+        home = self._homes.get(href)
+        if home is None:
+            resolved = self._resolve(href.strip())
+            try:
+                parts = urlsplit(resolved) if resolved is not None else None
+            except ValueError:
+                parts = None
+            home = self._homes[href] = (
+                parts is not None
+                and parts.hostname == self.host
+                and parts.path in ("", "/")
+                and not parts.query
+            )
+        return home
 
     def _links_within_site(self, el: etree._Element) -> bool:
         """The one link in el points to this site (another page of it, or an anchor on this one)."""

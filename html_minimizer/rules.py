@@ -55,7 +55,7 @@ CONTENT_LINK_SHARE = 0.3
 MIN_LINKS = 2
 LINK_DENSITY = 0.6
 LONE_LINK_BLOCKS = frozenset("p div li dd dt".split())
-LONE_LINK_CHARS = 60
+LONE_LINK_CHARS = 80
 # a metadata bar: a line of at most META_BAR_CHARS with at least META_BAR_FIELDS fields split by '|', each
 # shorter than META_FIELD_CHARS
 META_BAR_CHARS = 200
