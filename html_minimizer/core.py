@@ -248,6 +248,7 @@ class _Minimizer:
         labels: list = []  # what comes right before each link list: maybe its title ("Related posts")
         # short lines that are one link, outermost only, none inside a removed element
         lone_candidates: list = []
+        colon_lines: list = []  # short leaves ending with ":", maybe announcing something that went
         paragraphs: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
         doom, hold, note_paragraph = doomed.append, holders.append, paragraphs.append
@@ -288,6 +289,8 @@ class _Minimizer:
                     if not hint:
                         if len(text) < stamp_chars and not n_children:
                             stripped = text.strip()
+                            if stripped[-1:] == ":":
+                                colon_lines.append(el)
                             if stripped and (stripped[0] in stamp_initials or stripped[-1] in stamp_initials):
                                 hint = STRONG_HINT if _is_stamp(stripped) else NO_HINT
                         if ("©" in text or "opyright" in text or "OPYRIGHT" in text) and COPYRIGHT.match(
@@ -386,6 +389,7 @@ class _Minimizer:
         for parent in emptied:
             _remove_if_emptied(parent)
         self.count("list_label", _drop_list_labels(labels))
+        self.count("dangling_label", _drop_dangling_labels(colon_lines))
         self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
         return paragraphs
@@ -628,6 +632,28 @@ def _drop_list_labels(labels: list) -> int:
             and next(label.iter("img"), None) is None
         ):
             _remove_with_emptied_parents(label)
+            removed += 1
+    return removed
+
+
+def _drop_dangling_labels(lines: list) -> int:
+    """A short line ending with ':' that ends its section announces what a removal took ("Anzeige:",
+    "Related:", "Tags:", "Photo:"): nothing follows it in its element's parent nor in the grandparent."""
+    removed = 0
+    for line in lines:
+        if line.getparent() is None or line.tag == _DOOMED or line.tag in HEADINGS:
+            continue
+        node, ends = line, True
+        for _ in range(2):
+            parent = node.getparent()
+            if node.getnext() is not None or (node.tail and not node.tail.isspace()) or parent is None:
+                ends = False
+                break
+            if parent.tag == "body":
+                break
+            node = parent
+        if ends and line.getparent() is not None:
+            _remove_with_emptied_parents(line)
             removed += 1
     return removed
 

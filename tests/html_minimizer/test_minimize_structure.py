@@ -97,3 +97,13 @@ def test_prune_empty_removes_elements_without_text_or_image_and_keeps_lines_apar
     assert '<meta content="x" property="og:x">' in pruned
     assert n == 8
     assert prune_empty(pruned) == (pruned, 0)
+
+
+def test_a_label_ending_its_section_goes_but_a_label_before_its_content_stays():
+    result = page(
+        f"<p>{PARA}</p><div><div><small>Advertisement:</small></div></div>"
+        f"<div><p>He said:</p><blockquote>{PARA}</blockquote></div>"
+    )
+    html = body_of(result.html)
+    assert "Advertisement" not in html and "<p>He said:</p><blockquote>" in html
+    assert dict(result.removed)["dangling_label"] == 1
