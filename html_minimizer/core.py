@@ -1,6 +1,7 @@
 """Raw HTML -> minimal HTML (CM3 section 3.1): see html_minimizer/README.md for the rules and budgets."""
 
 import functools
+import json
 import re
 import threading
 from urllib.parse import urljoin, urlsplit
@@ -12,6 +13,7 @@ from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 from .rules import (
+    ARTICLE_BODY_MIN_CHARS,
     BLOCKS_IN_P,
     BOILERPLATE_ROLES,
     CONTENT_CHARS,
@@ -31,6 +33,7 @@ from .rules import (
     LIST_LABEL_CHARS,
     LONE_LINK_BLOCKS,
     LONE_LINK_CHARS,
+    MAX_JSON_LD_CHARS,
     META_BAR_CHARS,
     META_BAR_FIELDS,
     META_FIELD_CHARS,
@@ -101,6 +104,11 @@ def minimize(
     if size > limits.max_input_bytes:
         raise InputTooLarge(f"{size} bytes > max_input_bytes={limits.max_input_bytes}")
     data, _ = to_clean_utf8(raw, charset)
+    # soft hyphens are invisible hints where a browser may break a word: as text they split it in two
+    if b"\xc2\xad" in data:
+        data = data.replace(b"\xc2\xad", b"")
+    if b"&shy;" in data:
+        data = data.replace(b"&shy;", b"")
     if b"<" not in data:
         raise NotHTML("no markup")
     n_tags = data.count(b"<")
@@ -114,7 +122,7 @@ def minimize(
     if root is None:
         raise NotHTML("nothing to parse")
     try:
-        return _Minimizer(root, url, limits).run()
+        return _Minimizer(root, url, limits, b"articleBody" in data).run()
     except MinimizeError:
         raise
     except ValueError as e:  # lxml refuses a name or string that the parser let through
@@ -145,7 +153,7 @@ _BOMB_GATE = 20_000
 
 
 class _Minimizer:
-    def __init__(self, root: etree._Element, url: str | None, limits: Limits):
+    def __init__(self, root: etree._Element, url: str | None, limits: Limits, has_article_body: bool = False):
         self.root = root
         self.limits = limits
         self.base = url
@@ -157,6 +165,7 @@ class _Minimizer:
         self.removed: dict[str, int] = {}
         self._hosts: dict[str, str] = {}
         self._homes: dict[str, bool] = {}
+        self.has_article_body = has_article_body
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -179,7 +188,11 @@ class _Minimizer:
         if body is None:
             body = etree.Element("body")
         body.attrib.clear()
+        article_body = _json_ld_article_body(root) if self.has_article_body else None
         self._clean(body)
+        if article_body and _misses_text(body, article_body):
+            _insert_article_body(body, article_body)
+            self.count("article_body_added")
         images = tuple(ImageRef(img.get("src"), img.get("alt"), img.get("title")) for img in body.iter("img"))
         parts = [start_tag("html", {"lang": lang} if lang else {}), "<head>"]
         if title:
@@ -567,6 +580,62 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
         # ids end in serial numbers ("comment-7573"): without them they repeat, and the cache hits
         hint = max(hint, boilerplate_hint(el.get("id").rstrip("0123456789")))
     return hint
+
+
+def _json_ld_article_body(root: etree._Element) -> str | None:
+    """schema.org `articleBody` of the page's JSON-LD (the first one long enough to be an article)."""
+    for script in root.iter("script"):
+        if (
+            "ld+json" not in (script.get("type") or "")
+            or not script.text
+            or len(script.text) > MAX_JSON_LD_CHARS
+        ):
+            continue
+        try:
+            data = json.loads(script.text)
+        except ValueError:
+            continue
+        found = _find_article_body(data, 0)
+        if found:
+            return found
+    return None
+
+
+def _find_article_body(data, depth: int) -> str | None:
+    if depth > 8:  # schema.org nests @graph and mainEntity a few levels deep, never more
+        return None
+    if isinstance(data, dict):
+        body = data.get("articleBody")
+        if isinstance(body, str) and len(body.strip()) >= ARTICLE_BODY_MIN_CHARS:
+            return body
+        data = list(data.values())
+    if isinstance(data, list):
+        for item in data:
+            if isinstance(item, (dict, list)):
+                found = _find_article_body(item, depth + 1)
+                if found:
+                    return found
+    return None
+
+
+def _misses_text(body: etree._Element, article_body: str) -> bool:
+    """The cleaned body lacks the article's opening words: the text is rendered by scripts from JSON-LD."""
+    opening = " ".join(article_body.split()[:12])
+    return opening not in " ".join("".join(body.itertext()).split())
+
+
+def _insert_article_body(body: etree._Element, article_body: str) -> None:
+    """The JSON-LD article as paragraphs (its line breaks), after the headline (else at the end)."""
+    container = etree.Element("div", itemprop="articleBody")
+    for paragraph in re.split(r"\n\s*\n|\n", article_body):
+        if paragraph.strip():
+            etree.SubElement(container, "p").text = " ".join(paragraph.split())
+    headline = next(body.iter("h1"), None)
+    if headline is not None and headline.getparent() is not None:
+        container.tail, headline.tail = headline.tail, None
+        headline.addnext(container)
+    else:
+        body.append(container)
 
 
 def _close_swallowing_heading(heading: etree._Element) -> bool:

@@ -32,6 +32,10 @@ TAG_ATTRS = {
 }
 STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
+# structured data: a JSON-LD schema.org articleBody of at least this many characters is the article, used when the
+# page renders it with scripts (the body lacks its opening words); larger JSON-LD scripts are not read
+ARTICLE_BODY_MIN_CHARS = 200
+MAX_JSON_LD_CHARS = 2_000_000
 # a heading with more text than this before a block element inside it swallowed what follows it
 HEADING_MAX_CHARS = 300
 # blocks an HTML parser does not let a <p> hold

@@ -1,6 +1,8 @@
 """Rules of issue 13: lines and headings that lead nowhere, headings a browser closes, <pre> whitespace, and the
 per-rule removal counters (`MinimalPage.removed`)."""
 
+import json
+
 from html_minimizer import minimize, prune_empty, replace_images
 
 URL = "https://example.org/news/story.html"
@@ -107,3 +109,35 @@ def test_a_label_ending_its_section_goes_but_a_label_before_its_content_stays():
     html = body_of(result.html)
     assert "Advertisement" not in html and "<p>He said:</p><blockquote>" in html
     assert dict(result.removed)["dangling_label"] == 1
+
+
+def test_soft_hyphens_do_not_split_words():
+    html = body_of(page("<p>Sans recherche auto\u00adnome, nous n&#8217;avons pas d&shy;avenir.</p>").html)
+    assert html == "<p>Sans recherche autonome, nous n’avons pas davenir.</p>"
+
+
+def json_ld_page(body: str, article_body: str):
+    data = json.dumps(
+        {"@context": "https://schema.org", "@graph": [{"@type": "NewsArticle", "articleBody": article_body}]}
+    )
+    head = f'<script type="application/ld+json">{data}</script>'
+    return minimize(f"<html><head>{head}</head><body>{body}</body></html>".encode(), URL)
+
+
+ARTICLE = f"{PARA} The first part ends here.\n\n{PARA} The second part ends here."
+
+
+def test_a_page_rendered_from_json_ld_gets_its_article_body_after_the_headline():
+    result = json_ld_page("<h1>Headline</h1><div id='app'></div><p>Footer words</p>", ARTICLE)
+    assert body_of(result.html) == (
+        f'<h1>Headline</h1><div itemprop="articleBody"><p>{PARA} The first part ends here.</p>'
+        f"<p>{PARA} The second part ends here.</p></div><p>Footer words</p>"
+    )
+    assert dict(result.removed)["article_body_added"] == 1
+
+
+def test_a_page_showing_its_article_does_not_get_it_twice():
+    shown = "".join(f"<p>{p}</p>" for p in ARTICLE.split("\n\n"))
+    result = json_ld_page(f"<h1>Headline</h1>{shown}", ARTICLE)
+    assert body_of(result.html) == f"<h1>Headline</h1>{shown}"
+    assert "article_body_added" not in dict(result.removed)
