@@ -33,6 +33,8 @@ from .rules import (
     LIST_LABEL_CHARS,
     LONE_LINK_BLOCKS,
     LONE_LINK_CHARS,
+    MAIN_MIN_CHARS,
+    MAIN_SHARE,
     MAX_JSON_LD_CHARS,
     META_BAR_CHARS,
     META_BAR_FIELDS,
@@ -47,6 +49,7 @@ from .rules import (
     STRUCTURED_ATTRS,
     STRUCTURED_META_PREFIXES,
     TAG_ATTRS,
+    TRAILING_LINE_CHARS,
     WEAK_HINT,
     WRAPPER_SHARE,
     alt_names_furniture,
@@ -122,7 +125,7 @@ def minimize(
     if root is None:
         raise NotHTML("nothing to parse")
     try:
-        return _Minimizer(root, url, limits, b"articleBody" in data).run()
+        return _Minimizer(root, url, limits).run()
     except MinimizeError:
         raise
     except ValueError as e:  # lxml refuses a name or string that the parser let through
@@ -153,7 +156,7 @@ _BOMB_GATE = 20_000
 
 
 class _Minimizer:
-    def __init__(self, root: etree._Element, url: str | None, limits: Limits, has_article_body: bool = False):
+    def __init__(self, root: etree._Element, url: str | None, limits: Limits):
         self.root = root
         self.limits = limits
         self.base = url
@@ -165,7 +168,6 @@ class _Minimizer:
         self.removed: dict[str, int] = {}
         self._hosts: dict[str, str] = {}
         self._homes: dict[str, bool] = {}
-        self.has_article_body = has_article_body
         self._image_srcs: dict[etree._Element, str | None] = {}
 
     def run(self) -> MinimalPage:
@@ -188,7 +190,7 @@ class _Minimizer:
         if body is None:
             body = etree.Element("body")
         body.attrib.clear()
-        article_body = _json_ld_article_body(root) if self.has_article_body else None
+        article_body = _json_ld_article_body(root)
         self._clean(body)
         if article_body and _misses_text(body, article_body):
             _insert_article_body(body, article_body)
@@ -261,6 +263,7 @@ class _Minimizer:
         labels: list = []  # what comes right before each link list: maybe its title ("Related posts")
         # short lines that are one link, outermost only, none inside a removed element
         lone_candidates: list = []
+        main_candidates: list = []  # (text chars, element) of kept elements with enough text to be the article
         colon_lines: list = []  # short leaves ending with ":", maybe announcing something that went
         paragraphs: list = []
         holders: list = []  # kept elements with attributes to keep, in document order
@@ -283,6 +286,7 @@ class _Minimizer:
             chars = link_chars = links = images = 0
             has_block = False
             for el in parent:
+                tag = el.tag
                 text = el.text
                 names = el.keys()
                 n_children = len(el)
@@ -296,7 +300,7 @@ class _Minimizer:
                         hint = NO_HINT if name in kept_names else _attribute_hint(el, names)
                 else:
                     hint = _attribute_hint(el, names)
-                if el.tag == "img" and not hint and self._furniture_image(el, parent):
+                if tag == "img" and not hint and self._furniture_image(el, parent):
                     hint = FURNITURE_IMAGE
                 if text:
                     if not hint:
@@ -324,7 +328,6 @@ class _Minimizer:
                     count(_HINT_RULES.get(hint, "hinted"))
                 else:
                     mark, lone_mark = len(holders), len(lone_candidates)
-                    tag = el.tag
                     if (
                         tag not in keep_tags
                         or (tag == "img" and image_src(el) is None)
@@ -357,6 +360,8 @@ class _Minimizer:
                             del lone_candidates[lone_mark:]  # the outermost line is the candidate
                             lone_candidates.append(el)
                     if kept:
+                        if sub_chars >= MAIN_MIN_CHARS and n_children:
+                            main_candidates.append((sub_chars, el))
                         if sub_block and tag == "p":
                             note_paragraph(el)
                         chars += sub_chars
@@ -374,7 +379,7 @@ class _Minimizer:
             return chars, link_chars, links, images, has_block
 
         try:
-            walk(body)
+            kept_chars = walk(body)[0]
         except RecursionError:  # only when the caller already uses most of Python's recursion limit
             raise InputTooLarge("nesting too deep for the recursion limit left") from None
         finally:
@@ -403,6 +408,7 @@ class _Minimizer:
             _remove_if_emptied(parent)
         self.count("list_label", _drop_list_labels(labels))
         self.count("dangling_label", _drop_dangling_labels(colon_lines))
+        self.count("trailing_short_line", _drop_trailing_short_lines(body, main_candidates, kept_chars))
         self.count("orphan_heading", _drop_orphan_headings(body))
         self._clean_attributes(body, holders)
         return paragraphs
@@ -452,11 +458,11 @@ class _Minimizer:
         if "//" not in href[:8]:  # relative: resolved against this page (or its <base>)
             return self.base_host == self.host
         host = self._hosts.get(href)
-        if host is None:
-            try:
-                host = self._hosts[href] = urlsplit(href).hostname or ""
-            except ValueError:
-                host = self._hosts[href] = ""
+        if host is None:  # what urlsplit(href).hostname gives, without building the whole split
+            authority = href.split("//", 1)[1]
+            for end in "/?#":
+                authority = authority.split(end, 1)[0]
+            host = self._hosts[href] = authority.rpartition("@")[2].split(":", 1)[0].lower()
         return host == self.host
 
     def _clean_attributes(self, body: etree._Element, holders: list) -> None:
@@ -585,14 +591,13 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
 def _json_ld_article_body(root: etree._Element) -> str | None:
     """schema.org `articleBody` of the page's JSON-LD (the first one long enough to be an article)."""
     for script in root.iter("script"):
-        if (
-            "ld+json" not in (script.get("type") or "")
-            or not script.text
-            or len(script.text) > MAX_JSON_LD_CHARS
-        ):
+        text = script.text
+        if not text or "articleBody" not in text or len(text) > MAX_JSON_LD_CHARS:
+            continue
+        if "ld+json" not in (script.get("type") or ""):
             continue
         try:
-            data = json.loads(script.text)
+            data = json.loads(text)
         except ValueError:
             continue
         found = _find_article_body(data, 0)
@@ -725,6 +730,42 @@ def _drop_dangling_labels(lines: list) -> int:
             _remove_with_emptied_parents(line)
             removed += 1
     return removed
+
+
+_LEAF_BLOCKS = frozenset("p div dd dt h1 h2 h3 h4 h5 h6 figcaption blockquote".split())
+
+
+def _main_container(candidates: list, kept_chars: int) -> etree._Element | None:
+    """The deepest element holding most (MAIN_SHARE) of the page's text once boilerplate went: the article.
+    Such elements nest (each holds more than half the text), so the deepest holds the least."""
+    best, best_chars = None, kept_chars + 1
+    for chars, el in candidates:
+        if MAIN_SHARE * kept_chars <= chars < best_chars:
+            best, best_chars = el, chars
+    return best
+
+
+def _drop_trailing_short_lines(body: etree._Element, candidates: list, kept_chars: int) -> int:
+    """Position: after the article (outside the element holding most of its paragraphs), a short line with no
+    line inside it is a teaser, a prompt or a label ("Load more", "Comment", "Recommended"), not prose."""
+    main = _main_container(candidates, kept_chars)
+    if main is None or main is body or main.getparent() is None:
+        return 0
+    doomed = []
+    node = main
+    while node is not body:
+        for sibling in node.itersiblings():
+            for el in sibling.iter(*_LEAF_BLOCKS):
+                if (
+                    next(el.iterdescendants(*_LEAF_BLOCKS), None) is None
+                    and next(el.iter("img"), None) is None
+                ):
+                    if len("".join(el.itertext()).strip()) < TRAILING_LINE_CHARS:
+                        doomed.append(el)
+        node = node.getparent()
+    for el in doomed:
+        _remove_with_emptied_parents(el)
+    return len(doomed)
 
 
 def _drop_orphan_headings(body: etree._Element) -> int:

@@ -36,6 +36,11 @@ HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
 # page renders it with scripts (the body lacks its opening words); larger JSON-LD scripts are not read
 ARTICLE_BODY_MIN_CHARS = 200
 MAX_JSON_LD_CHARS = 2_000_000
+# position: the article is the deepest element holding MAIN_SHARE of the paragraph text (when the page has at
+# least MAIN_MIN_CHARS of it); after it, lines shorter than TRAILING_LINE_CHARS go
+MAIN_SHARE = 0.6
+MAIN_MIN_CHARS = 500
+TRAILING_LINE_CHARS = 80
 # a heading with more text than this before a block element inside it swallowed what follows it
 HEADING_MAX_CHARS = 300
 # blocks an HTML parser does not let a <p> hold

@@ -141,3 +141,30 @@ def test_a_page_showing_its_article_does_not_get_it_twice():
     result = json_ld_page(f"<h1>Headline</h1>{shown}", ARTICLE)
     assert body_of(result.html) == f"<h1>Headline</h1>{shown}"
     assert "article_body_added" not in dict(result.removed)
+
+
+def test_short_lines_after_the_article_go_but_lists_tables_and_long_lines_stay():
+    article = "<div class='story'>" + "".join(f"<p>{PARA} Part {i}.</p>" for i in range(8)) + "</div>"
+    after = (
+        "<div><h3>Recommended</h3><div>Load more stories</div><p>Comment</p></div>"
+        "<ul><li>First item</li><li>Second item</li></ul><table><tr><td>Price</td><td>4 EUR</td></tr></table>"
+        f"<p>{PARA} A long line after the article.</p>"
+    )
+    result = page(f"<h1>Title</h1><p>Intro line</p>{article}{after}")
+    html = body_of(result.html)
+    for gone in ("Recommended", "Load more stories", "Comment<"):
+        assert gone not in html
+    for kept in (
+        "<h1>Title</h1>",
+        "Intro line",
+        "First item",
+        "<td>4 EUR</td>",
+        "A long line after the article.",
+    ):
+        assert kept in html
+    assert dict(result.removed)["trailing_short_line"] == 3
+
+
+def test_a_page_too_short_to_tell_its_article_keeps_its_short_lines():
+    html = body_of(page(f"<p>{PARA}</p><div>Short line one</div><p>{PARA}</p><div>Short line two</div>").html)
+    assert "Short line one" in html and "Short line two" in html
