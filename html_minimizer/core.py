@@ -61,6 +61,8 @@ from .rules import (
 from .serialize import escape_text, serialize, start_tag
 
 _LOCAL = threading.local()
+# soft hyphens are invisible hints where a browser may break a word: as text they split it in two
+_SOFT_HYPHEN = "\xad"
 # strong hints from other signals than class/id words, counted apart
 META_BAR, FURNITURE_IMAGE = STRONG_HINT + 1, STRONG_HINT + 2
 _HINT_RULES = {META_BAR: "meta_bar", FURNITURE_IMAGE: "furniture_image"}
@@ -107,11 +109,6 @@ def minimize(
     if size > limits.max_input_bytes:
         raise InputTooLarge(f"{size} bytes > max_input_bytes={limits.max_input_bytes}")
     data, _ = to_clean_utf8(raw, charset)
-    # soft hyphens are invisible hints where a browser may break a word: as text they split it in two
-    if b"\xc2\xad" in data:
-        data = data.replace(b"\xc2\xad", b"")
-    if b"&shy;" in data:
-        data = data.replace(b"&shy;", b"")
     if b"<" not in data:
         raise NotHTML("no markup")
     n_tags = data.count(b"<")
@@ -204,6 +201,10 @@ class _Minimizer:
         parts.append(serialize(body))
         parts.append("</html>")
         html = "".join(parts)
+        if _SOFT_HYPHEN in html:  # searched in the output: a fraction of the page, entities already resolved
+            html = html.replace(_SOFT_HYPHEN, "")
+            title = title.replace(_SOFT_HYPHEN, "") if title else title
+            images = tuple(ImageRef(i.src, _no_soft_hyphen(i.alt), _no_soft_hyphen(i.title)) for i in images)
         if len(html) > self.limits.max_output_chars:
             raise InputTooLarge(f"minimal html of {len(html)} chars > max_output_chars")
         removed = tuple(sorted(self.removed.items()))
@@ -275,6 +276,7 @@ class _Minimizer:
             STRUCTURED_ATTRS,
         )
         stamp_initials, stamp_chars, blocks = STAMP_INITIALS, STAMP_CHARS, BLOCKS_IN_P
+        main_min = MAIN_MIN_CHARS
         image_src, count = self._image_src, self.count
         # the elements holding an h1 (a hint never removes them), found once instead of searching below every
         # hinted element; the set keeps their proxies alive, so the walk meets the same objects
@@ -360,7 +362,7 @@ class _Minimizer:
                             del lone_candidates[lone_mark:]  # the outermost line is the candidate
                             lone_candidates.append(el)
                     if kept:
-                        if sub_chars >= MAIN_MIN_CHARS and n_children:
+                        if n_children and sub_chars >= main_min:
                             main_candidates.append((sub_chars, el))
                         if sub_block and tag == "p":
                             note_paragraph(el)
@@ -588,13 +590,17 @@ def _attribute_hint(el: etree._Element, names: list) -> int:
     return hint
 
 
+def _no_soft_hyphen(text: str | None) -> str | None:
+    return text.replace(_SOFT_HYPHEN, "") if text else text
+
+
 def _json_ld_article_body(root: etree._Element) -> str | None:
     """schema.org `articleBody` of the page's JSON-LD (the first one long enough to be an article)."""
     for script in root.iter("script"):
+        if "ld+json" not in (script.get("type") or ""):
+            continue  # before reading the text: inline scripts can be large
         text = script.text
         if not text or "articleBody" not in text or len(text) > MAX_JSON_LD_CHARS:
-            continue
-        if "ld+json" not in (script.get("type") or ""):
             continue
         try:
             data = json.loads(text)
@@ -756,10 +762,10 @@ def _drop_trailing_short_lines(body: etree._Element, candidates: list, kept_char
     while node is not body:
         for sibling in node.itersiblings():
             for el in sibling.iter(*_LEAF_BLOCKS):
-                if (
-                    next(el.iterdescendants(*_LEAF_BLOCKS), None) is None
-                    and next(el.iter("img"), None) is None
-                ):
+                if not len(el):  # the common case: a line of plain text
+                    if len((el.text or "").strip()) < TRAILING_LINE_CHARS:
+                        doomed.append(el)
+                elif next(el.iterdescendants(*_LEAF_BLOCKS, "img"), None) is None:
                     if len("".join(el.itertext()).strip()) < TRAILING_LINE_CHARS:
                         doomed.append(el)
         node = node.getparent()
