@@ -68,6 +68,7 @@ META_BAR, FURNITURE_IMAGE = STRONG_HINT + 1, STRONG_HINT + 2
 _HINT_RULES = {META_BAR: "meta_bar", FURNITURE_IMAGE: "furniture_image"}
 _UNWRAP = "html-minimizer-unwrap"
 _DOOMED = "html-minimizer-doomed"
+_HEADINGS_AND_FURNITURE = tuple(sorted(HEADINGS | FURNITURE_TAGS))
 _base_href = etree.XPath("string((//base[@href])[1]/@href)")
 _text_len = etree.XPath("string-length(normalize-space(string()))")
 _KEPT_ATTRS = STRUCTURED_ATTRS.union(*TAG_ATTRS.values())
@@ -236,22 +237,27 @@ class _Minimizer:
 
     def _clean(self, body: etree._Element) -> None:
         etree.strip_elements(body, *DROP_TAGS, with_tail=False)
-        for heading in list(body.iter(*HEADINGS)):
+        # one pass over the tree finds headings and furniture (each pass costs about 0.1x of the parse)
+        headings, furniture = [], []
+        for el in body.iter(*_HEADINGS_AND_FURNITURE):
+            (headings if el.tag in HEADINGS else furniture).append(el)
+        for heading in headings:
             if len(heading) and _close_swallowing_heading(heading):
                 self.count("heading_closed")
         body_chars = _text_len(body) or 1
         wrapper_chars = WRAPPER_SHARE * body_chars
-        for el in list(body.iter(*FURNITURE_TAGS)):
+        for el in furniture:
             if _furniture_holds_content(el, wrapper_chars):
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
             else:
                 _remove(el)
-        paragraphs = self._drop_boilerplate(body, wrapper_chars)
+        h1s = [h for h in headings if h.tag == "h1"]
+        paragraphs = self._drop_boilerplate(body, wrapper_chars, h1s)
         etree.strip_tags(body, _UNWRAP)
         _keep_parse_stable(body, paragraphs)
         self._fold_divs(body)
 
-    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float) -> list:
+    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float, h1s: list) -> list:
         """One recursive walk over the body (libxml2 caps nesting at 256 levels: at most 256 Python frames).
         Going down: elements that ARIA roles, class/id hints, hidden flags or a copyright notice mark as
         boilerplate lose their whole subtree (unless they hold most of the page: a wrapper). Coming back up:
@@ -280,7 +286,8 @@ class _Minimizer:
         image_src, count = self._image_src, self.count
         # the elements holding an h1 (a hint never removes them), found once instead of searching below every
         # hinted element; the set keeps their proxies alive, so the walk meets the same objects
-        headline_holders = {ancestor for h1 in body.iter("h1") for ancestor in h1.iterancestors()}
+        # (an h1 inside removed furniture adds only detached ancestors, which the walk never meets)
+        headline_holders = {ancestor for h1 in h1s for ancestor in h1.iterancestors()}
 
         def walk(parent: etree._Element) -> tuple[int, int, int, int, bool]:
             """Visit parent's children; returns the text chars, link text chars, links and images of what
