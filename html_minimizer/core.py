@@ -251,13 +251,12 @@ class _Minimizer:
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
             else:
                 _remove(el)
-        h1s = [h for h in headings if h.tag == "h1"]
-        paragraphs = self._drop_boilerplate(body, wrapper_chars, h1s)
+        paragraphs = self._drop_boilerplate(body, wrapper_chars, headings)
         etree.strip_tags(body, _UNWRAP)
         _keep_parse_stable(body, paragraphs)
         self._fold_divs(body)
 
-    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float, h1s: list) -> list:
+    def _drop_boilerplate(self, body: etree._Element, wrapper_chars: float, headings: list) -> list:
         """One recursive walk over the body (libxml2 caps nesting at 256 levels: at most 256 Python frames).
         Going down: elements that ARIA roles, class/id hints, hidden flags or a copyright notice mark as
         boilerplate lose their whole subtree (unless they hold most of the page: a wrapper). Coming back up:
@@ -287,7 +286,7 @@ class _Minimizer:
         # the elements holding an h1 (a hint never removes them), found once instead of searching below every
         # hinted element; the set keeps their proxies alive, so the walk meets the same objects
         # (an h1 inside removed furniture adds only detached ancestors, which the walk never meets)
-        headline_holders = {ancestor for h1 in h1s for ancestor in h1.iterancestors()}
+        headline_holders = {a for h in headings if h.tag == "h1" for a in h.iterancestors()}
 
         def walk(parent: etree._Element) -> tuple[int, int, int, int, bool]:
             """Visit parent's children; returns the text chars, link text chars, links and images of what
@@ -418,7 +417,7 @@ class _Minimizer:
         self.count("list_label", _drop_list_labels(labels))
         self.count("dangling_label", _drop_dangling_labels(colon_lines))
         self.count("trailing_short_line", _drop_trailing_short_lines(body, main_candidates, kept_chars))
-        self.count("orphan_heading", _drop_orphan_headings(body))
+        self.count("orphan_heading", _drop_orphan_headings(body, headings))
         self._clean_attributes(body, holders)
         return paragraphs
 
@@ -781,17 +780,24 @@ def _drop_trailing_short_lines(body: etree._Element, candidates: list, kept_char
     return len(doomed)
 
 
-def _drop_orphan_headings(body: etree._Element) -> int:
+def _drop_orphan_headings(body: etree._Element, headings: list) -> int:
     """A heading that leads nowhere ("Related posts", "Comments", "Trending" once the list under it went)
     goes: nothing follows it in its container, and no text or image follows that container before the next
-    heading of the same or a higher rank. Last heading
-    first, so that a section whose subheadings all went is judged without them."""
+    heading of the same or a higher rank. Last heading first, so that a section whose subheadings all went is
+    judged without them. `headings`: those the page had before the walk, in document order (searching the tree
+    again would cost a pass over it); the ones removed since are skipped."""
     removed = 0
-    for heading in reversed(list(body.iter(*HEADINGS))):
+    for heading in reversed(headings):
+        if not _within(heading, body):
+            continue
         if not _leads_somewhere(heading, body):
             _remove_with_emptied_parents(heading)
             removed += 1
     return removed
+
+
+def _within(el: etree._Element, body: etree._Element) -> bool:
+    return any(ancestor is body for ancestor in el.iterancestors())
 
 
 def _leads_somewhere(heading: etree._Element, body: etree._Element) -> bool:
