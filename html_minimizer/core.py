@@ -242,7 +242,8 @@ class _Minimizer:
         for el in body.iter(*_HEADINGS_AND_FURNITURE):
             (headings if el.tag in HEADINGS else furniture).append(el)
         for heading in headings:
-            if len(heading) and _close_swallowing_heading(heading):
+            # a heading left open runs to the end of its parent: nothing follows it there
+            if len(heading) and heading.getnext() is None and _close_swallowing_heading(heading):
                 self.count("heading_closed")
         body_chars = _text_len(body) or 1
         wrapper_chars = WRAPPER_SHARE * body_chars
