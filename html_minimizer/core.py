@@ -75,10 +75,9 @@ _KEPT_ATTRS = STRUCTURED_ATTRS.union(*TAG_ATTRS.values())
 _ALLOWED_ATTRS = {tag: STRUCTURED_ATTRS | names for tag, names in TAG_ATTRS.items()}
 _link_texts = etree.XPath(".//a//text()", smart_strings=False)
 _div_chain_heads = etree.XPath(".//div[count(*) = 1][div]")
-_nested_links = etree.XPath(".//a//a")
-_table_parts_outside_tables = etree.XPath(
-    "(.//tr | .//td | .//th | .//thead | .//tbody | .//tfoot | .//caption)[not(ancestor::table)]"
-)
+# table parts that an HTML parser drops or moves when they are outside any table (see _keep_parse_stable)
+_TABLE_PARTS = frozenset("tr td th thead tbody tfoot caption".split())
+_LINKS_AND_TABLE_PARTS = ("a", *sorted(_TABLE_PARTS))
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 
 
@@ -870,11 +869,19 @@ def _keep_parse_stable(body: etree._Element, paragraphs: list) -> None:
     for p in paragraphs:
         if next(p.iterdescendants(*BLOCKS_IN_P), None) is not None:  # still, after the removals
             p.tag = "div"
-    misplaced = _nested_links(body) + _table_parts_outside_tables(body)
+    # one pass over the tree for both (an XPath per question walks it once each)
+    misplaced = [el for el in body.iter(*_LINKS_AND_TABLE_PARTS) if _misplaced(el)]
     if misplaced:
         for el in misplaced:
             el.tag = _UNWRAP
         etree.strip_tags(body, _UNWRAP)
+
+
+def _misplaced(el: etree._Element) -> bool:
+    """A link inside a link, or a table part outside any table."""
+    if el.tag == "a":
+        return next(el.iterancestors("a"), None) is not None
+    return next(el.iterancestors("table"), None) is None
 
 
 def _furniture_holds_content(el: etree._Element, wrapper_chars: float) -> bool:
