@@ -196,7 +196,7 @@ def main() -> None:
     )
     print("\nelements removed per rule (MinimalPage.removed), over all pages:")
     for rule, (n, n_pages) in removals(pages).items():
-        print(f"  {rule:16s} {n:7d}  on {n_pages:3d} pages")
+        print(f"  {rule:20s} {n:7d}  on {n_pages:3d} pages")
     if args.floors:
         figures = floors(pages, args.repeats)
         base = figures["lxml.html.fromstring (baseline)"]
