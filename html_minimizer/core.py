@@ -124,6 +124,8 @@ def minimize(
         return _Minimizer(root, url, limits).run()
     except MinimizeError:
         raise
+    except RecursionError:  # the later passes recurse over nesting too (at most 256 levels, like the walk)
+        raise InputTooLarge("nesting too deep for the recursion limit left") from None
     except ValueError as e:  # lxml refuses a name or string that the parser let through
         raise BadMarkup(f"markup lxml cannot process: {e}") from None
 
