@@ -113,7 +113,13 @@ class Block:
     def current_text(self) -> str:
         if self.is_alt:
             return normalise(self.image.get("alt") or "")
-        return normalise("".join(getattr(el, slot) or "" for el, slot in self.text_slots()))
+        # a <br> left inside a run (a soft wrap, see is_soft_wrap) separates two words
+        return normalise(
+            "".join(
+                " " if el.tag == "br" and slot == "text" else getattr(el, slot) or ""
+                for el, slot in self.text_slots()
+            )
+        )
 
     def cut_text(self, spans: list[tuple[int, int]]) -> None:
         """Removes the characters that make up `self.text[start:end]` for each (start, end) from the tree,
@@ -157,12 +163,37 @@ def line_breaking_elements(root: etree._Element) -> set[etree._Element]:
     """Elements that are line-breaking tags or contain one: everything else is inline content."""
     found: set[etree._Element] = set()
     for el in root.iter(etree.Element):
-        if el.tag in LINE_BREAKING_TAGS and el not in found:
+        if el.tag in LINE_BREAKING_TAGS and el not in found and not (el.tag == "br" and is_soft_wrap(el)):
             node = el
             while node is not None and node not in found:
                 found.add(node)
                 node = node.getparent()
     return found
+
+
+# a line that ends with one of these (closing quotes and brackets aside) ends a sentence or announces a list
+_LINE_ENDS = frozenset(".!?:;…")
+_CLOSERS = "\"'”’»)]"
+
+
+def is_soft_wrap(br: etree._Element) -> bool:
+    """A `<br>` inside a sentence: prose hard-wrapped at a fixed width ("over the lazy<br>dog"). It joins its
+    two lines into one, so the C4 line rules judge the whole sentence, not fragments without an end mark.
+    A `<br>` after a sentence end or a colon, next to another `<br>`, or with no text on one side breaks."""
+    prev = br.getprevious()
+    if prev is None:
+        before = br.getparent().text
+    elif not _blank(prev.tail):
+        before = prev.tail
+    else:
+        before = None if prev.tag == "br" or not _is_element(prev) else "".join(prev.itertext())
+    before = (before or "").rstrip().rstrip(_CLOSERS)
+    if not before or before[-1] in _LINE_ENDS:
+        return False
+    if not _blank(br.tail):
+        return True
+    following = br.getnext()
+    return following is not None and following.tag not in LINE_BREAKING_TAGS and _is_element(following)
 
 
 def read_blocks(root: etree._Element, exempt_tags: Collection[str]) -> list[Block]:
@@ -306,6 +337,8 @@ def prune_empty(root: etree._Element) -> None:
                 continue
             if child in breaking and content_after_in_line(child) and content_before_in_line(child):
                 continue  # removing it would join two lines
+            if child.tag == "br" and is_soft_wrap(child):
+                continue  # removing it would join two words
             had_space = any(n.text for n in child.iter() if _is_element(n)) or any(
                 n.tail for n in child.iter() if n is not child
             )
@@ -322,6 +355,7 @@ _CHILDLESS = etree.XPath("descendant-or-self::*[not(node())]")
 _SPACING_ALTERNATION = "|".join(sorted(SPACING_BLOCK_TAGS, key=lambda t: (-len(t), t)))
 _SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_SPACING_ALTERNATION})[ >])")
 _SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_SPACING_ALTERNATION})(?: [^>]*)?>) ")
+_PRE = re.compile(r"(<pre(?: [^>]*)?>.*?</pre>)", re.S)
 _ESCAPED_WHITESPACE = re.compile(r"&#(?:9|10|13);")
 
 
@@ -363,5 +397,12 @@ def serialise(root: etree._Element) -> str:
     html = etree.tostring(root, encoding=str, with_tail=False).replace("/>", ">")
     if "&#" in html:
         html = _ESCAPED_WHITESPACE.sub(" ", html)
+    if "<pre" not in html:
+        return _collapse(html)
+    parts = _PRE.split(html)  # odd items: <pre>...</pre>, whose whitespace a browser renders: kept as is
+    return "".join(part if i % 2 else _collapse(part) for i, part in enumerate(parts))
+
+
+def _collapse(html: str) -> str:
     html = _SPACE_BEFORE_BLOCK.sub("", " ".join(html.split()))
     return _SPACE_AFTER_BLOCK.sub(r"\1", html)

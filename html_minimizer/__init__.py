@@ -3,7 +3,7 @@ boilerplate, scripts and non-structured attributes removed, deterministic serial
 
 from .core import minimize
 from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
-from .images import replace_images
+from .images import prune_empty, replace_images
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 
@@ -16,5 +16,6 @@ __all__ = [
     "MinimizeError",
     "NotHTML",
     "minimize",
+    "prune_empty",
     "replace_images",
 ]

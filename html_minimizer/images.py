@@ -49,3 +49,87 @@ def _remove_keep_tail(el: etree._Element) -> None:
         else:
             parent.text = (parent.text or "") + tail
     parent.remove(el)
+
+
+# kept without text: an image; a line break between two texts (layout); table cells, which keep the columns of
+# a row that has content elsewhere (a row or table without any goes whole)
+_KEEP_EMPTY = frozenset(["img", "br", "td", "th"])
+# an empty element of these between two texts still ends a line: it becomes a <br>, so the lines stay apart
+_LINE_ENDING = frozenset(
+    """p div h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table tr blockquote pre figure figcaption article section
+    main details summary address hr""".split()
+)
+
+
+_SEPARATED = _LINE_ENDING | {"br"}  # already on a line of its own
+
+
+def prune_empty(html: str) -> tuple[str, int]:
+    """CM3 §3.1's rule on the final document: an element without text or an image goes (its tail stays).
+    Run last, after every removal (C4 lines, images that failed, furniture images), so that their wrappers
+    (`<a>`, `<figure>`, `<div>`, `<p>`) go too. Returns the document and how many elements went."""
+    root = parse_minimal(html)
+    body = root.find("body")
+    if body is None:
+        return html, 0
+    removed = [0]
+
+    def visit(el: etree._Element) -> bool:
+        """Prunes el's children; True when el holds text or an image."""
+        content = el.tag == "img" or bool(el.text and not el.text.isspace())
+        for child in list(el):
+            if visit(child):
+                content = True
+            elif child.tag in _KEEP_EMPTY:
+                pass
+            elif child.tag in _LINE_ENDING and _text_around(el, child):
+                line_break = etree.Element("br")
+                line_break.tail = child.tail
+                child.addprevious(line_break)
+                el.remove(child)
+                removed[0] += 1
+                child = line_break
+            else:
+                has_tail = bool(child.tail and not child.tail.isspace())
+                _remove_keep_tail(child)
+                removed[0] += 1
+                content = content or has_tail
+                continue
+            if child.tail and not child.tail.isspace():
+                content = True
+        removed[0] += _drop_edge_breaks(el)
+        return content
+
+    try:
+        visit(body)
+    finally:
+        visit = None  # noqa: F841  (a recursive closure is a reference cycle: it would keep the tree alive)
+    if not removed[0]:
+        return html, 0
+    sort_attributes(root)
+    return serialize(root), removed[0]
+
+
+def _text_around(parent: etree._Element, child: etree._Element) -> bool:
+    """Inline content (text, a link, an image) on both sides of child: removing it would join two lines."""
+    prev, following = child.getprevious(), child.getnext()
+    if prev is None:
+        before = bool(parent.text and not parent.text.isspace())
+    else:
+        before = bool(prev.tail and not prev.tail.isspace()) or prev.tag not in _SEPARATED
+    after = bool(child.tail and not child.tail.isspace()) or (
+        following is not None and following.tag not in _SEPARATED
+    )
+    return before and after
+
+
+def _drop_edge_breaks(el: etree._Element) -> int:
+    """A <br> with nothing before or after it in its element separates nothing."""
+    dropped = 0
+    while len(el) and el[0].tag == "br" and not (el.text and not el.text.isspace()):
+        _remove_keep_tail(el[0])
+        dropped += 1
+    while len(el) and el[-1].tag == "br" and not (el[-1].tail and not el[-1].tail.isspace()):
+        _remove_keep_tail(el[-1])
+        dropped += 1
+    return dropped

@@ -20,3 +20,5 @@ class MinimalPage:
     images: tuple[ImageRef, ...]
     title: str | None
     lang: str | None
+    # elements each rule removed (rule name -> count), sorted by name: the funnel report counts them
+    removed: tuple[tuple[str, int], ...] = ()

@@ -32,8 +32,17 @@ TAG_ATTRS = {
 }
 STRUCTURED_META_PREFIXES = ("og:", "twitter:", "article:")
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6".split())
-# a heading left ending its section once a link list after it went ("Related posts") goes too
-SUBHEADINGS = frozenset("h2 h3 h4 h5 h6".split())
+# structured data: a JSON-LD schema.org articleBody of at least this many characters is the article, used when the
+# page renders it with scripts (the body lacks its opening words); larger JSON-LD scripts are not read
+ARTICLE_BODY_MIN_CHARS = 200
+MAX_JSON_LD_CHARS = 2_000_000
+# position: the article is the deepest element holding MAIN_SHARE of the paragraph text (when the page has at
+# least MAIN_MIN_CHARS of it); after it, lines shorter than TRAILING_LINE_CHARS go
+MAIN_SHARE = 0.6
+MAIN_MIN_CHARS = 500
+TRAILING_LINE_CHARS = 80
+# a heading with more text than this before a block element inside it swallowed what follows it
+HEADING_MAX_CHARS = 300
 # blocks an HTML parser does not let a <p> hold
 BLOCKS_IN_P = frozenset(
     """div p ul ol li dl dt dd table tr td th h1 h2 h3 h4 h5 h6 blockquote pre figure section article main
@@ -54,6 +63,15 @@ CONTENT_LINK_SHARE = 0.3
 # a link list or menu: at least this many links whose text is more than this share of the text
 MIN_LINKS = 2
 LINK_DENSITY = 0.6
+LONE_LINK_BLOCKS = frozenset("p div li dd dt".split())
+LONE_LINK_CHARS = 80
+# a metadata bar: a line of at most META_BAR_CHARS with at least META_BAR_FIELDS fields split by '|', each
+# shorter than META_FIELD_CHARS
+META_BAR_CHARS = 200
+META_BAR_FIELDS = 3
+META_FIELD_CHARS = 60
+# the title line of a link list ("Related posts", "Tags:") is shorter than this
+LIST_LABEL_CHARS = 80
 # longest own text of an element checked for being only a date stamp or photo credit, and the characters
 # such a text starts or ends with (a cheap filter before the regular expressions DATE_ONLY, PHOTO_CREDIT)
 STAMP_CHARS = 120
@@ -76,10 +94,17 @@ _STRONG = """breadcrumb breadcrumbs crumbs cookie cookies consent gdpr cmp modal
     recommendations respond reply commentform newsletter subscribe subscription signup login signin register
     advert advertisement advertising ads ad adsense adslot sponsor sponsored promo promotion pagination pager
     paging skip skiplink skiplinks tagcloud tags copyright credit credits sronly screenreader visuallyhidden
-    outbrain taboola rating ratings reactions byline author authors authorbox bio meta postmeta entrymeta
-    akismet form""".split()
+    outbrain taboola rating ratings reactions byline author authors authorbox authorinfo authorbio bio meta postmeta
+    entrymeta
+    akismet form next prev nextpost prevpost nextstory prevstory cta logo logos icon icons avatar avatars gravatar emoji
+    emoticon smiley smilies badge badges sprite spinner headshot""".split()
 _WEAK = """nav navbar navigation navi menu menubar submenu megamenu mainmenu topmenu sidebar sidenav footer
-    header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print""".split()
+    header masthead topbar toolbar banner overlay lightbox offcanvas dropdown hidden teaser teasers print widget
+    widgets""".split()
+# words that name boilerplate only at the head of a class name: WordPress's sidebar "widget", "widget_recent"
+# and "widget-area", where page builders name their content blocks "elementor-widget"
+# (and "next-post", "prev-link", but not "carousel-next")
+_HEAD_ONLY = frozenset("widget widgets next prev".split())
 _STATE_PREFIXES = frozenset("has is no not with without enable enabled disable show hide js".split())
 _TOKEN = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 _LAYOUT_ALT = "|".join(w for w in _WEAK if len(w) >= 5)
@@ -115,9 +140,18 @@ def _word_hint(name: str) -> int:
         if not found and (_LAYOUT_PREFIX.match(first) or _LAYOUT_SUFFIX.search(first)):
             found = WEAK_HINT  # one compound word: "entryfooter", "sidebarleft"
         return found
-    return max(
-        hint_of(first, NO_HINT), hint_of(words[-1].lower(), NO_HINT), hint_of("".join(words).lower(), NO_HINT)
+    last = words[-1].lower()
+    hint = max(
+        hint_of(first, NO_HINT),
+        NO_HINT if last in _HEAD_ONLY else hint_of(last, NO_HINT),
+        hint_of("".join(words).lower(), NO_HINT),
     )
+    if hint != STRONG_HINT and len(words) > 2:
+        # two words joined anywhere in the name: "mvp-author-box-text" names an author box
+        lower = [w.lower() for w in words]
+        for pair in map("".join, zip(lower, lower[1:], strict=False)):
+            hint = max(hint, hint_of(pair, NO_HINT))
+    return hint
 
 
 @lru_cache(maxsize=65536)
@@ -142,6 +176,19 @@ def names_content(names: str) -> bool:
     return any(w.lower() in _CONTENT_WORDS for w in _TOKEN.findall(names))
 
 
+# furniture images: a logo, an icon, a headshot, an emoji, a spacer; each would be 256 image tokens of noise.
+# Their class/id words are STRONG hints above; these are the other signals of `core._furniture_image`:
+# width and height both at most this many pixels (icons, emoji; 1x1 tracking pixels)
+ICON_PX = 48
+# an image wider or higher than this is content whatever its alt or folder says
+CONTENT_IMAGE_PX = 300
+# a folder of the src named like this ("/images/icons/rss.png", "/avatar/ab12"), or a short alt of at most
+# FURNITURE_ALT_WORDS words with one of these words ("Site logo", "Author avatar")
+FURNITURE_IMAGE_WORDS = frozenset(
+    """logo logos icon icons avatar avatars gravatar emoji emojis emoticons smilies smileys badge badges sprite
+    sprites spacer headshot headshots""".split()
+)
+FURNITURE_ALT_WORDS = 4
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 COPYRIGHT = re.compile(r"^\W{0,3}(?:©|\(c\)|copyright\b|all rights reserved)", re.I)
 # a short element that is only a photo credit ("Foto: dpa", "Photograph by ...", "Credit: ...")
@@ -167,6 +214,21 @@ DATE_ONLY = re.compile(
     r"(?:,?\s*(?:um\s+|at\s+|à\s+)?\d{1,2}[:.h]\d{2}(?:\s*(?:uhr|am|pm|h))?)?",
     re.I,
 )
+
+
+_WORDS = re.compile(r"[a-z]+")
+
+
+@lru_cache(maxsize=4096)
+def src_folders_name_furniture(src: str) -> bool:
+    """A folder of the image URL's path names furniture: ".../themes/x/icons/rss.png"."""
+    path = src.split("?", 1)[0].split("#", 1)[0].lower().split("/")[3:-1]  # scheme, "", host ... file
+    return any(part in FURNITURE_IMAGE_WORDS for part in path)
+
+
+def alt_names_furniture(alt: str) -> bool:
+    words = _WORDS.findall(alt.lower())
+    return len(words) <= FURNITURE_ALT_WORDS and any(w in FURNITURE_IMAGE_WORDS for w in words)
 
 
 def style_hides(style: str) -> bool:

@@ -24,6 +24,8 @@ def _alternation(tags) -> str:
 _SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_alternation(BLOCK_TAGS)})[ >])")
 _SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_alternation(BLOCK_TAGS)})(?: [^>]*)?>) ")
 _ATTR_WS = re.compile(r"&#(?:9|10|13);")
+# a <pre> element with everything inside it (minimal HTML nests no <pre> in a <pre>: libxml2 closes it)
+_PRE = re.compile(r"(<pre(?: [^>]*)?>.*?</pre>)", re.S)
 _childless = etree.XPath("descendant-or-self::*[not(node())]")
 
 
@@ -39,7 +41,15 @@ def serialize(root: etree._Element) -> str:
 
 
 def collapse_whitespace(html: str) -> str:
-    """Whitespace runs -> one space, none next to a block tag (a browser would not render it)."""
+    """Whitespace runs -> one space, none next to a block tag (a browser would not render it); inside
+    `<pre>` whitespace is kept as it is (a browser renders it: code keeps its line breaks and indents)."""
+    if "<pre" not in html:
+        return _collapse(html)
+    parts = _PRE.split(html)  # odd items: <pre>...</pre>, kept byte for byte
+    return "".join(part if i % 2 else _collapse(part) for i, part in enumerate(parts))
+
+
+def _collapse(html: str) -> str:
     html = _SPACE_BEFORE_BLOCK.sub("", " ".join(html.split()))
     return _SPACE_AFTER_BLOCK.sub(r"\1", html)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
-from html_minimizer import Limits, MinimizeError, minimize, replace_images
+from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ def minimize_and_clean(page: Page, options: C4Options, limits: Limits) -> Iterat
         yield Count("minimize.error.unexpected")
         return
     yield Count("minimize.ok")
+    for rule, n in minimal.removed:
+        yield Count(f"minimize.removed.{rule}", n)
     stats = C4Stats()
     try:
         cleaned = clean_html(minimal.html, options, stats)
@@ -179,21 +181,28 @@ def rewrite_images(
     """Write each image's codes into its src; images that failed (None) are removed from the document, and
     so are the distinct images past the first `max_images` (0 = no cap; counted images.refs_over_doc_cap).
     References are counted per <img>, not per distinct URL. The kept images' source URLs are recorded in
-    document order (`image_urls`, for opt-out replays)."""
-    refs = image_src_refs(doc.html)
-    if not refs:
-        yield doc
-        return
-    mapping: dict[str, str | None] = {}
-    for index, (src, n_refs) in enumerate(refs.items()):
-        code = codes.get(src) if images_enabled else None
-        if max_images and index >= max_images:
-            code = None
-            yield Count("images.refs_over_doc_cap", n_refs)
-        mapping[src] = code
-        yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
-    kept = tuple(src for src in all_image_srcs(doc.html) if mapping.get(src) is not None)
-    yield replace(doc, html=replace_images(doc.html, mapping), image_urls=kept)
+    document order (`image_urls`, for opt-out replays).
+
+    Last, elements left without text or an image (the `<a>`, `<figure>`, `<div>` around a removed image or
+    around lines C4 dropped) go: CM3 §3.1's rule holds on the final document. Any later removal of images
+    belongs before that pass."""
+    html, kept = doc.html, ()
+    refs = image_src_refs(html)
+    if refs:
+        mapping: dict[str, str | None] = {}
+        for index, (src, n_refs) in enumerate(refs.items()):
+            code = codes.get(src) if images_enabled else None
+            if max_images and index >= max_images:
+                code = None
+                yield Count("images.refs_over_doc_cap", n_refs)
+            mapping[src] = code
+            yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
+        kept = tuple(src for src in all_image_srcs(html) if mapping.get(src) is not None)
+        html = replace_images(html, mapping)
+    html, n_empty = prune_empty(html)
+    if n_empty:
+        yield Count("final.empty_elements_removed", n_empty)
+    yield doc if html == doc.html and kept == doc.image_urls else replace(doc, html=html, image_urls=kept)
 
 
 def all_image_srcs(html: str) -> list[str]:

@@ -79,3 +79,38 @@ def test_winners_are_streamed_from_one_pass_over_the_group():
         Count("dedup.url_duplicates_dropped", 499),
         stages.Doc("https://d.example/a", "html", "<p>0</p>"),
     ]
+
+
+def test_the_final_document_has_no_element_without_text_or_image():
+    # the <a> and <figure> around an image that failed, and the <div> a dropped line left, go last
+    html = (
+        '<html><head><title>t</title></head><body><p>Kept text.</p><figure><a href="https://d.example/big">'
+        '<img alt="" src="https://i.example/failed.jpg"></a></figure><div><p></p></div>'
+        '<figure><img alt="ok" src="https://i.example/ok.jpg"></figure></body></html>'
+    )
+    doc = stages.Doc("https://d.example/x", "warc", html, 0.9)
+    out = list(stages.rewrite_images(doc, {"https://i.example/ok.jpg": "1 2 3"}, True))
+    final = next(o for o in out if isinstance(o, stages.Doc))
+    assert final.html == (
+        '<html><head><title>t</title></head><body><p>Kept text.</p><figure><img alt="ok" src="1 2 3"></figure>'
+        "</body></html>"
+    )
+    counts = {c.name: c.n for c in out if isinstance(c, Count)}
+    assert counts["final.empty_elements_removed"] == 4
+    assert counts["images.refs_removed"] == 1
+
+
+def test_minimize_removals_are_counted_per_rule():
+    from c4_filters import C4Options
+    from html_minimizer import Limits
+    from pipeline.readers import Page
+
+    para = "A paragraph of real article text that is long enough to count as the content of this page."
+    body = f"<p>{para} {para} {para}</p><p>{para}</p><p>{para}</p><p><a href='/back'>Back to the overview</a></p>"
+    page = Page(
+        url="https://d.example/story", source="html", body=f"<html><body>{body}</body></html>".encode()
+    )
+    counts = {
+        c.name: c.n for c in stages.minimize_and_clean(page, C4Options(), Limits()) if isinstance(c, Count)
+    }
+    assert counts["minimize.removed.lone_link"] == 1
