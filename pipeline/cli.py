@@ -534,7 +534,10 @@ def optout_command(argv: list[str]) -> int:
     parser.add_argument("output", help="a finished output of `cm3-data run` (or of an earlier optout)")
     parser.add_argument("--urls", metavar="LIST", help="file of URLs (documents or images), one a line")
     parser.add_argument("--domains", metavar="LIST", help="file of domains, one a line (subdomains included)")
-    parser.add_argument("--out", required=True, help="the new output directory")
+    parser.add_argument(
+        "--out", required=True, help="the new output directory (new or empty, see --overwrite)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out whole")
     args = parser.parse_args(argv)
     from pipeline.optout import load_optout, replay
 
@@ -548,7 +551,7 @@ def optout_command(argv: list[str]) -> int:
         optout = load_optout(args.urls, args.domains)
         if "://" not in args.out:
             os.makedirs(args.out, exist_ok=True)
-        counts = replay(args.output, args.out, optout)
+        counts = replay(args.output, args.out, optout, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
         print(f"cm3-data optout: {error}", file=sys.stderr)
         return 2

@@ -4,7 +4,8 @@ Rights holders opt out after a corpus is built (OBELICS removed opted-out images
 before release); rebuilding from the crawl for each list would cost the whole job again. A replay reads
 the previous output shard by shard (a row group at a time), drops listed documents, removes listed images
 from the documents that keep them (by their source URL, which `image_urls` records per `<img>`), and
-writes a new output with the same shard layout and a manifest naming the lists' sha256 and the previous
+writes a new output with the same shard layout (elements an image removal leaves empty go, as in the job)
+and a manifest naming the lists' sha256 and the previous
 manifest, so `cm3-data verify` checks it like any other output.
 """
 
@@ -16,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from html_minimizer import replace_images
+from html_minimizer import prune_empty, replace_images
 from pipeline import shards
 from pipeline.stages import all_image_srcs, count_code_images
 
@@ -83,7 +84,8 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
         if not removed:
             yield row
             continue
-        html = replace_images(row["html"], dict.fromkeys(removed))
+        html, n_empty = prune_empty(replace_images(row["html"], dict.fromkeys(removed)))
+        counts["optout.empty_elements_removed"] += n_empty  # the final-document rule, as in the job
         kept = [url for src, url in zip(srcs, image_urls, strict=True) if src not in removed]
         counts["optout.documents_touched"] += 1
         counts["optout.image_refs_removed"] += len(image_urls) - len(kept)
@@ -96,10 +98,17 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
         }
 
 
-def replay(output: str, new_output: str, optout: OptOut) -> dict[str, int]:
-    """Write `new_output` = `output` after the opt-out; returns the counts (also in the new manifest)."""
+def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False) -> dict[str, int]:
+    """Write `new_output` = `output` after the opt-out; returns the counts (also in the new manifest).
+    A non-empty `new_output` is refused unless `overwrite`, which replaces it whole (the rule of every CLI)."""
     if not shards.is_empty(new_output):
-        raise ValueError(f"{new_output} is not empty; choose another --out")
+        if not overwrite:
+            raise ValueError(
+                f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --out"
+            )
+        if shards.inside(new_output, output):
+            raise ValueError(f"{new_output} holds the output being replayed; --overwrite would delete it")
+        shards.clear_output(new_output)
     manifest = shards.read_manifest(output)
     counts: Counter = Counter()
     written, n_shards = [], dict.fromkeys(shards.SPLITS, 0)

@@ -149,8 +149,16 @@ def test_opt_out_replay_writes_a_verified_output_without_the_listed_documents_an
     assert manifest["urls_sha256"] and manifest["domains_sha256"] and manifest["previous_manifest_sha256"]
     assert manifest["counts"]["optout.documents_removed"] == 1
     assert manifest["counts"]["optout.image_refs_removed"] == 2
-    with contextlib.redirect_stderr(io.StringIO()):
-        assert main([*args, "--out", str(new)]) == 2  # a finished output is never overwritten
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main([*args, "--out", str(new)]) == 2  # a non-empty --out is refused...
+    assert "pass --overwrite" in err.getvalue()
+    (new / "stale.txt").write_text("from before")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([*args, "--out", str(new), "--overwrite"]) == 0  # ...unless --overwrite replaces it whole
+    assert not (new / "stale.txt").exists() and verify(str(new)) == [] and rows(new) == after
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert main([*args, "--out", str(output.parent), "--overwrite"]) == 2
+    assert "holds the output being replayed" in err.getvalue() and verify(str(output)) == []
 
 
 def test_near_dup_dedup_step_keeps_the_smallest_url_hash():
@@ -202,6 +210,19 @@ def test_opt_out_needs_a_list_and_a_new_directory(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "--out must differ" in err and "manifest.json is missing" in err and "Traceback" not in err
+
+
+def test_opt_out_leaves_no_element_that_only_held_the_removed_image():
+    optout = OptOut(urls=frozenset({"https://cdn.example/a.jpg"}), domains=frozenset())
+    row = {
+        "url": "https://a.example/1",
+        "html": '<html><body><p>Text stays.</p><figure><a href="/x"><img src="1 2 3"></a></figure></body></html>',
+        "image_urls": ["https://cdn.example/a.jpg"],
+    }
+    counts = Counter()
+    (out,) = apply_optout([row], optout, counts)
+    assert "<figure" not in out["html"] and "<a" not in out["html"] and "Text stays." in out["html"]
+    assert out["n_images"] == 0 and out["image_urls"] == [] and counts["optout.empty_elements_removed"] >= 2
 
 
 def test_opt_out_of_an_output_without_image_urls_removes_documents_and_says_images_could_not_be_matched():
