@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from c4_filters import stable_hash
+from pipeline.stages import losers
 
 # Reasons an image URL is removed by the rules below (not a fetch/decode failure): counted as
 # images.filtered.<reason> (one per unique image URL) in the funnel report.
@@ -178,14 +179,5 @@ def band_keys(text: str) -> list[str]:
 
 def band_losers(urls: Iterable[str]) -> Iterator[str]:
     """Documents of one LSH band bucket that lose: all but the one with the smallest (stable_hash(url), url),
-    the same winner rule as the span dedup. Streamed (the current winner is the only URL held); a URL may be
-    yielded more than once."""
-    best, best_key = None, None
-    for url in urls:
-        key = (stable_hash(url), url)
-        if best_key is None or key < best_key:
-            if best is not None:
-                yield best
-            best, best_key = url, key
-        elif key != best_key:
-            yield url
+    the same winner rule as the span dedup, streamed (`stages.losers`); a URL may be yielded more than once."""
+    return losers(urls, lambda url: (stable_hash(url), url))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import lxml.html
 
@@ -19,6 +20,7 @@ from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SPLITS = ("train", "validation")
 SOURCE_PRIORITY = {"warc": 0, "wikipedia": 1, "html": 2}
@@ -112,23 +114,28 @@ def doc_spans(doc: Doc, options: C4Options = C4Options()) -> Iterator[tuple[int,
         yield span, (doc.url, start)
 
 
+def losers(items: Iterable[T], key: Callable[[T], tuple]) -> Iterator[T]:
+    """All items but the one with the smallest `key`, streamed: the current winner is the only item held,
+    whether a group holds two items or a million. A loser may be yielded more than once (callers take the
+    set). The dedup rules' one winner rule: order-free, deterministic, bounded memory."""
+    best, best_key = None, None
+    for item in items:
+        item_key = key(item)
+        if best_key is None or item_key < best_key:
+            if best is not None:
+                yield best
+            best, best_key = item, item_key
+        elif item_key != best_key:
+            yield item
+
+
 def span_losers(occurrences: Iterable[tuple[str, int]]) -> Iterator[tuple[str, int]]:
     """(url, span start) to drop for one span hash: all but one occurrence survive the paper's rule (T5 2.2).
 
     The survivor is the first occurrence in the document with the smallest stable_hash(url) (URL as tie-break);
-    repeats inside that same document are dropped too ("discard all but one"). Streamed: the current
-    survivor is the only occurrence held, whether a span occurs twice or on a million pages; a loser may be
-    yielded more than once (apply_span_dedup takes the set).
+    repeats inside that same document are dropped too ("discard all but one"). Streamed (`losers`).
     """
-    best, best_key = None, None
-    for occurrence in occurrences:
-        key = (stable_hash(occurrence[0]), occurrence[0], occurrence[1])
-        if best_key is None or key < best_key:
-            if best is not None:
-                yield best
-            best, best_key = occurrence, key
-        elif key != best_key:
-            yield occurrence
+    return losers(occurrences, lambda occurrence: (stable_hash(occurrence[0]), *occurrence))
 
 
 def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -> Iterator[Doc | Count]:
