@@ -114,6 +114,7 @@ def bench_linking(preset: str, n: int, repeats: int) -> None:
     constraint = CodeConstraint(tok)
     html = '<p>The <a title="<mask:0>">Kalove</a> flooded the valley again this spring.</p>'
     prompt = build_prompt(tok, constraint, {"mode": "link", "html": html, "candidates": names})
+    scoring = build_prompt(tok, constraint, {"mode": "entity", "html": html, "candidates": names})
     linked, scored = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -124,16 +125,16 @@ def bench_linking(preset: str, n: int, repeats: int) -> None:
             prompt.state,
             prompt.stop,
             BeamOptions(5, 1.0, 0),
-            max_new_tokens=max(map(len, prompt.candidates)),
+            max_new_tokens=prompt.new_tokens,
             trie=prompt.trie,
         )
         linked.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        scores = score_completions(model, prompt.ids, prompt.candidates)
+        scores = score_completions(model, scoring.ids, scoring.candidates)
         scored.append(time.perf_counter() - t0)
     best_linked = beams[0].ids
-    best_scored = prompt.candidates[max(range(n), key=scores.__getitem__)]
-    tokens = sum(map(len, prompt.candidates))
+    best_scored = scoring.candidates[max(range(n), key=scores.__getitem__)]
+    tokens = sum(map(len, scoring.candidates))
     print(
         f"{preset:<8}{n:>11}{tokens:>14}{statistics.median(linked):>10.2f}{statistics.median(scored):>11.2f}"
         f"{'yes' if best_linked == best_scored else 'no':>16}"
