@@ -3,7 +3,7 @@ boilerplate, scripts and non-structured attributes removed, deterministic serial
 
 from .core import minimize
 from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
-from .images import prune_empty, replace_images
+from .images import prune_empty, replace_images, replace_images_and_prune
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 
@@ -18,4 +18,5 @@ __all__ = [
     "minimize",
     "prune_empty",
     "replace_images",
+    "replace_images_and_prune",
 ]

@@ -24,6 +24,22 @@ def replace_images(html: str, new_src: Mapping[str, str | None]) -> str:
     The result uses the same deterministic serialisation as `minimize`.
     """
     root = parse_minimal(html)
+    _replace(root, new_src)
+    sort_attributes(root)
+    return serialize(root)
+
+
+def replace_images_and_prune(html: str, new_src: Mapping[str, str | None]) -> tuple[str, int]:
+    """`prune_empty(replace_images(html, new_src))` on one parsed tree: the image rewrite and the final
+    empty-element rule of the job and the opt-out replay, parsed and serialised once."""
+    root = parse_minimal(html)
+    _replace(root, new_src)
+    removed = _prune(root)
+    sort_attributes(root)
+    return serialize(root), removed
+
+
+def _replace(root: etree._Element, new_src: Mapping[str, str | None]) -> None:
     for img in list(root.iter("img")):
         src = img.get("src")
         if src is None or src not in new_src:
@@ -33,8 +49,6 @@ def replace_images(html: str, new_src: Mapping[str, str | None]) -> str:
             _remove_keep_tail(img)
         else:
             img.set("src", replacement)
-    sort_attributes(root)
-    return serialize(root)
 
 
 def _remove_keep_tail(el: etree._Element) -> None:
@@ -69,9 +83,18 @@ def prune_empty(html: str) -> tuple[str, int]:
     Run last, after every removal (C4 lines, images that failed, furniture images), so that their wrappers
     (`<a>`, `<figure>`, `<div>`, `<p>`) go too. Returns the document and how many elements went."""
     root = parse_minimal(html)
+    removed = _prune(root)
+    if not removed:
+        return html, 0
+    sort_attributes(root)
+    return serialize(root), removed
+
+
+def _prune(root: etree._Element) -> int:
+    """prune_empty on a parsed tree: how many elements went."""
     body = root.find("body")
     if body is None:
-        return html, 0
+        return 0
     removed = [0]
 
     def visit(el: etree._Element) -> bool:
@@ -104,10 +127,7 @@ def prune_empty(html: str) -> tuple[str, int]:
         visit(body)
     finally:
         visit = None  # noqa: F841  (a recursive closure is a reference cycle: it would keep the tree alive)
-    if not removed[0]:
-        return html, 0
-    sort_attributes(root)
-    return serialize(root), removed[0]
+    return removed[0]
 
 
 def _text_around(parent: etree._Element, child: etree._Element) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from html_minimizer import prune_empty, replace_images
+from html_minimizer import replace_images_and_prune
 from pipeline import shards
 from pipeline.stages import all_image_srcs, count_code_images
 
@@ -75,7 +75,7 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
             counts["optout.documents_removed"] += 1
             continue
         image_urls = list(row.get("image_urls") or [])
-        srcs = all_image_srcs(row["html"]) if "<img" in row["html"] else []
+        srcs = all_image_srcs(row["html"])
         if len(srcs) != len(image_urls):  # an output written before image_urls existed: documents only
             counts["optout.documents_without_image_urls"] += 1
             yield row
@@ -84,7 +84,7 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
         if not removed:
             yield row
             continue
-        html, n_empty = prune_empty(replace_images(row["html"], dict.fromkeys(removed)))
+        html, n_empty = replace_images_and_prune(row["html"], dict.fromkeys(removed))
         counts["optout.empty_elements_removed"] += n_empty  # the final-document rule, as in the job
         kept = [url for src, url in zip(srcs, image_urls, strict=True) if src not in removed]
         counts["optout.documents_touched"] += 1

@@ -16,7 +16,7 @@ from typing import TypeVar
 import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
-from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images
+from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images_and_prune
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
@@ -161,18 +161,16 @@ def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -
 # ---------------------------------------------------------------- images
 
 
-def image_src_refs(html: str) -> Counter[str]:
-    """<img> elements per src value of a minimal HTML document, in document order (a page may show one
-    image several times: each is a reference)."""
+def all_image_srcs(html: str) -> list[str]:
+    """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
     if "<img" not in html:
-        return Counter()
-    root = lxml.html.document_fromstring(html)
-    return Counter(str(src) for src in root.xpath("//img/@src") if src)
+        return []
+    return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
 
 
 def image_srcs(html: str) -> list[str]:
     """Distinct <img src> values of a minimal HTML document, in document order."""
-    return list(image_src_refs(html))
+    return list(dict.fromkeys(src for src in all_image_srcs(html) if src))
 
 
 def count_code_images(html: str) -> int:
@@ -193,8 +191,8 @@ def rewrite_images(
     Last, elements left without text or an image (the `<a>`, `<figure>`, `<div>` around a removed image or
     around lines C4 dropped) go: CM3 §3.1's rule holds on the final document. Any later removal of images
     belongs before that pass."""
-    html, kept = doc.html, ()
-    refs = image_src_refs(html)
+    srcs = all_image_srcs(doc.html)
+    refs = Counter(src for src in srcs if src)  # <img> elements per src: a page may show one image twice
     if refs:
         mapping: dict[str, str | None] = {}
         for index, (src, n_refs) in enumerate(refs.items()):
@@ -204,17 +202,14 @@ def rewrite_images(
                 yield Count("images.refs_over_doc_cap", n_refs)
             mapping[src] = code
             yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
-        kept = tuple(src for src in all_image_srcs(html) if mapping.get(src) is not None)
-        html = replace_images(html, mapping)
-    html, n_empty = prune_empty(html)
+        kept = tuple(src for src in srcs if mapping.get(src) is not None)
+        html, n_empty = replace_images_and_prune(doc.html, mapping)
+    else:
+        kept = ()
+        html, n_empty = prune_empty(doc.html)
     if n_empty:
         yield Count("final.empty_elements_removed", n_empty)
     yield doc if html == doc.html and kept == doc.image_urls else replace(doc, html=html, image_urls=kept)
-
-
-def all_image_srcs(html: str) -> list[str]:
-    """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
-    return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
 
 
 # ---------------------------------------------------------------- split + shards
