@@ -203,7 +203,8 @@ def beam_search(
     """Up to `num_beams` continuations, best length-normalised score first. Search ends when
     `num_beams` hypotheses are finished and no live beam scores better than the worst of them, or at
     `max_new_tokens` (live beams are then returned with finished=False). With a `trie`, every step
-    may only extend a beam along the trie (the candidate entities of entity linking, CM3 4.3.2)."""
+    may only extend a beam along the trie (the candidate entities of entity linking, CM3 4.3.2) and
+    `min_new_tokens` does not apply (every candidate is a whole entity)."""
     tok = constraint.tok
     device = model.embed.weight.device
     width = options.num_beams

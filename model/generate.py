@@ -86,16 +86,13 @@ def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, gen
     score first; otherwise best perplexity first), else sampling (`num_samples` overrides the run's)."""
     max_new = prompt.new_tokens or settings.max_new_tokens + prompt.extra_tokens
     if num_samples is None and prompt.search == "beam":
-        beam = settings.beam
-        if prompt.trie is not None:  # every candidate is a whole entity: no minimum length
-            beam = BeamOptions(beam.num_beams, beam.length_penalty, 0)
         conts = beam_search(
             model,
             constraint,
             prompt.ids,
             prompt.state,
             prompt.stop,
-            beam,
+            settings.beam,
             max_new_tokens=max_new,
             trie=prompt.trie,
         )
