@@ -223,14 +223,21 @@ def _caption_prefix(request: Mapping) -> str:
     return prefix
 
 
-def _masked_caption(tok, constraint: CodeConstraint, codes: Sequence[int], prefix: str) -> Prompt:
+def masked_caption_ids(tok, codes: Sequence[int], prefix: str = "") -> list[int]:
+    """`<img alt="{prefix}<mask:0>" src="{codes}"><mask:0>`: section 4.2.3's masked captioning prompt,
+    also what `SelfReranker` scores a caption through."""
     src = " ".join(map(str, codes))
-    ids = (
+    return (
         tok.encode(f'<img alt="{attr(prefix)}')
         + [tok.mask_id(0)]
         + tok.encode(f'" src="{src}">')
         + [tok.mask_id(0)]
     )
+
+
+def _masked_caption(tok, constraint: CodeConstraint, codes: Sequence[int], prefix: str) -> Prompt:
+    src = " ".join(map(str, codes))
+    ids = masked_caption_ids(tok, codes, prefix)
     return Prompt(
         "masked_caption",
         tuple(ids),
@@ -498,4 +505,5 @@ __all__ = [
     "attr",
     "build_prompt",
     "encode_with_masks",
+    "masked_caption_ids",
 ]

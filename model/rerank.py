@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .decoding import score_completions
-from .prompts import attr
+from .prompts import attr, masked_caption_ids
 
 CLIP_BATCH = 32  # images (or texts) per CLIP forward: memory bounded whatever the sample count
 
@@ -42,9 +42,7 @@ class SelfReranker:
         completion = tok.encode(attr(text)) + [tok.eos_id]
         scores = []
         for codes in images:
-            src = " ".join(map(str, codes))
-            prompt = tok.encode('<img alt="') + [tok.mask_id(0)] + tok.encode(f'" src="{src}">')
-            scores += score_completions(self.model, prompt + [tok.mask_id(0)], [completion])
+            scores += score_completions(self.model, masked_caption_ids(tok, codes), [completion])
         return scores
 
     def captions_for_image(self, codes: Sequence[int], captions: Sequence[str]) -> list[float]:
