@@ -8,6 +8,7 @@ See model/GENERATE.md for the modes and their fields.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 import re
@@ -417,7 +418,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     settings, model, tok, vq, reranker, lines, base = _open_run(args)
     constraint = CodeConstraint(tok)
-    codes_of_image = _codes_reader(vq, base)
+    # a captioning line encodes its image twice (the run, then the reference's perplexity): once suffices
+    codes_of_image = functools.lru_cache(maxsize=1)(_codes_reader(vq, base))
     tasks = read_requests(lines)
     scorer = None
     if any(t is not None and t.get("task") == "summarization" for t, _ in tasks):
