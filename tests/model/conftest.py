@@ -90,3 +90,14 @@ def logged_losses(run: Path) -> dict[int, float]:
 def losses_of():
     """logged_losses(run) -> {step: loss} (importlib mode: tests cannot import conftest)."""
     return logged_losses
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on the shared 2-core CI machine: extra intra-op threads only contend (and spin-wait)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

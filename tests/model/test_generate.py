@@ -51,13 +51,7 @@ SENTENCES = [
 IMG_SRC = re.compile(r'<img\b[^<>]*?src="([^"]*)"')
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models decode token by token: extra threads only contend on the shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def caption_codes(caption: str, n_embed: int) -> list[int]:

@@ -18,12 +18,7 @@ from model.tokenizer import CM3Tokenizer
 TINY = ["preset=tiny", "seq_len=64", "batch_size=4", "warmup_steps=5", "lr=3e-3", "progress=false"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(token_shards, out, objective, *overrides) -> None:

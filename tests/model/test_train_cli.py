@@ -23,12 +23,7 @@ from model.tokenizer import CM3Tokenizer
 TINY = ["preset=tiny", "seq_len=64", "batch_size=4", "progress=false", "eval_every=0", "log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _one_error_line(capsys) -> str:
