@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from pipeline import shards
 from pipeline.cli import main
-from pipeline.screenshot import open_page, problems
+from pipeline.screenshot import open_page, problems, save_screenshot
 from pipeline.view import main as view_main
 
 pytestmark = pytest.mark.slow
@@ -94,3 +95,16 @@ def test_the_check_sees_a_broken_image_and_a_console_error(browser, tmp_path):
     assert len(found) >= 2
     assert any(p.startswith("image did not load: file://") and p.endswith("missing.png") for p in found)
     assert any("broken on purpose" in p for p in found)
+
+
+def test_a_screenshot_paints_every_frame_down_the_page(browser, tmp_path):
+    """The viewer shows each document in a sandboxed frame; frames far below the first screen are painted
+    too, not left blank."""
+    frame = '<iframe sandbox="" style="display:block;width:600px;height:1500px;border:0" srcdoc="{}"></iframe>'
+    body = "".join(
+        frame.format(f"&lt;body style='margin:0;background:{c}'&gt;") for c in ("red", "lime", "blue")
+    )
+    (tmp_path / "frames.html").write_text(f"<!DOCTYPE html><html><body style='margin:0'>{body}</body></html>")
+    save_screenshot(browser, tmp_path / "frames.html", tmp_path / "frames.png")
+    shot = Image.open(tmp_path / "frames.png").convert("RGB")
+    assert [shot.getpixel((300, 750 + 1500 * i)) for i in range(3)] == [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
