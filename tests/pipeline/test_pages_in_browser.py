@@ -100,7 +100,9 @@ def test_the_check_sees_a_broken_image_and_a_console_error(browser, tmp_path):
 def test_a_screenshot_paints_every_frame_down_the_page(browser, tmp_path):
     """The viewer shows each document in a sandboxed frame; frames far below the first screen are painted
     too, not left blank."""
-    frame = '<iframe sandbox="" style="display:block;width:600px;height:1500px;border:0" srcdoc="{}"></iframe>'
+    frame = (
+        '<iframe sandbox="" style="display:block;width:600px;height:1500px;border:0" srcdoc="{}"></iframe>'
+    )
     body = "".join(
         frame.format(f"&lt;body style='margin:0;background:{c}'&gt;") for c in ("red", "lime", "blue")
     )
