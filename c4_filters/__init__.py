@@ -2,7 +2,7 @@
 span-hash helpers for corpus-wide three-sentence dedup. Pure functions: stdlib, langdetect, lxml."""
 
 from c4_filters.dedup import drop_spans, span_hashes
-from c4_filters.hashing import stable_hash
+from c4_filters.hashing import key_hash, stable_hash
 from c4_filters.html_clean import CleanResult, clean_html
 from c4_filters.plain import clean_page
 from c4_filters.rules import C4Options
@@ -15,6 +15,7 @@ __all__ = [
     "clean_html",
     "clean_page",
     "drop_spans",
+    "key_hash",
     "span_hashes",
     "stable_hash",
 ]

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Collection
 
 from c4_filters.blocks import Block, parse, read_blocks, remove_block
-from c4_filters.hashing import stable_hash
+from c4_filters.hashing import key_hash
 from c4_filters.html_clean import CleanResult, finish_page
 from c4_filters.rules import DEFAULT_OPTIONS, C4Options
 from c4_filters.sentences import split_sentences
@@ -45,8 +45,9 @@ def _page_sentences(blocks: list[Block], options: C4Options) -> list[tuple[Block
 
 
 def span_hashes(html: str, options: C4Options = DEFAULT_OPTIONS) -> list[tuple[int, int]]:
-    """(span start, stable_hash(span)) for every three-sentence span of a cleaned page, in order; the span
-    start is the number of its first sentence, as `drop_spans` counts them."""
+    """(span start, key_hash(span)) for every three-sentence span of a cleaned page, in order; the span
+    start is the number of its first sentence, as `drop_spans` counts them. The hash is the signed form: it
+    is the key of the corpus-wide span shuffle."""
     root = parse(html)
     if root is None:
         return []
@@ -55,7 +56,7 @@ def span_hashes(html: str, options: C4Options = DEFAULT_OPTIONS) -> list[tuple[i
         for block, start, end in _page_sentences(read_blocks(root, options.exempt_tags), options)
     ]
     return [
-        (i, stable_hash(" ".join(sentences[i : i + SPAN_SENTENCES])))
+        (i, key_hash(" ".join(sentences[i : i + SPAN_SENTENCES])))
         for i in range(len(sentences) - SPAN_SENTENCES + 1)
     ]
 

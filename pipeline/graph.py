@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import apache_beam as beam
 
@@ -15,6 +16,7 @@ from pipeline import images, report, shards
 from pipeline.hygiene import Hygiene
 from pipeline.steps import (
     NAMESPACE,
+    Counts,
     EncodeImages,
     MinimizeAndClean,
     NearDupDedup,
@@ -118,14 +120,15 @@ def build_pipeline(pipeline: beam.Pipeline, job: JobOptions, image_codes: dict, 
     totals = (
         counts
         | "AllCounts" >> beam.Flatten()
-        | "KeyCounts" >> beam.Map(_keyed)
-        | "SumCounts" >> beam.CombinePerKey(SumCounts())
+        | "KeyCounts" >> beam.Map(_keyed).with_output_types(tuple[str, Counts])
+        | "SumCounts" >> beam.CombinePerKey(SumCounts()).with_output_types(tuple[str, dict[str, int]])
     )
+    job_part = tuple[str, tuple[str, Any]]  # ("job", (kind, value)): one key gathers the job's results
     _ = (
         (
-            entries | "TagShards" >> beam.Map(_tagged, "shard"),
-            totals | "TagCounts" >> beam.Map(_tagged_value, "counts"),
-            split_bytes | "TagSplitBytes" >> beam.Map(_tagged, "split_bytes"),
+            entries | "TagShards" >> beam.Map(_tagged, "shard").with_output_types(job_part),
+            totals | "TagCounts" >> beam.Map(_tagged_value, "counts").with_output_types(job_part),
+            split_bytes | "TagSplitBytes" >> beam.Map(_tagged, "split_bytes").with_output_types(job_part),
         )
         | "JobParts" >> beam.Flatten()
         | "GatherJob" >> beam.GroupByKey()

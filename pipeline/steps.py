@@ -21,6 +21,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -44,6 +45,13 @@ from pipeline.readers import Count, ImageRecord, Page, read_input
 LOG = logging.getLogger(__name__)
 NAMESPACE = "cm3"
 MB = 1 << 20
+
+# Every PCollection that crosses a shuffle states its element type, so each runner encodes keys with the
+# coder named here (UTF-8 strings, ints that fit signed 64 bits, tuples of those: all deterministic), never
+# one a Beam version happened to infer. Values that are our own classes go through Beam's pickling coder.
+DocByUrl = tuple[str, stages.Doc]
+SpanOccurrence = tuple[int, tuple[str, int]]  # (key_hash(span), (doc URL, span start))
+DocImage = tuple[str, tuple[str, str | None]]  # (doc URL, (image URL, codes or None))
 
 
 @dataclass(frozen=True)
@@ -148,7 +156,7 @@ class ReadInputs(beam.PTransform):
         files = pipeline | "InputFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
         items, counts = run_stage(files, "Read", _read_file, self._limit, self._html_urls)
         pages = items | "Pages" >> beam.Filter(_is_page)
-        records = items | "ImageRecords" >> beam.FlatMap(_record_pair)
+        records = items | "ImageRecords" >> beam.FlatMap(_record_pair).with_output_types(tuple[str, bytes])
         return pages, records, counts
 
 
@@ -174,6 +182,10 @@ def _by_url(doc: stages.Doc):
     return doc.url, doc
 
 
+def _key_by_url() -> beam.Map:
+    return beam.Map(_by_url).with_output_types(DocByUrl)
+
+
 def _url_winner(keyed):
     url, docs = keyed
     return stages.url_winner(url, docs)
@@ -183,7 +195,7 @@ class UrlDedup(beam.PTransform):
     """One document per URL, the winner chosen by content, not arrival -> (docs, counts)."""
 
     def expand(self, docs):
-        grouped = docs | "KeyByUrl" >> beam.Map(_by_url) | "GroupByUrl" >> beam.GroupByKey()
+        grouped = docs | "KeyByUrl" >> _key_by_url() | "GroupByUrl" >> beam.GroupByKey()
         return run_stage(grouped, "UrlWinner", _url_winner)
 
 
@@ -210,11 +222,11 @@ class SpanDedup(beam.PTransform):
     def expand(self, docs):
         losers = (
             docs
-            | "Spans" >> beam.FlatMap(stages.doc_spans, self._c4)
+            | "Spans" >> beam.FlatMap(stages.doc_spans, self._c4).with_output_types(SpanOccurrence)
             | "GroupSpans" >> beam.GroupByKey()
-            | "SpanLosers" >> beam.FlatMap(_span_losers)
+            | "SpanLosers" >> beam.FlatMap(_span_losers).with_output_types(tuple[str, int])
         )
-        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "drop": losers} | "JoinLosers" >> (
+        joined = {"doc": docs | "KeyDocs" >> _key_by_url(), "drop": losers} | "JoinLosers" >> (
             beam.CoGroupByKey()
         )
         return run_stage(joined, "DropLosers", _drop_span_losers, self._c4)
@@ -252,12 +264,12 @@ class NearDupDedup(beam.PTransform):
     def expand(self, docs):
         losers = (
             docs
-            | "BandKeys" >> beam.FlatMap(_doc_bands)
+            | "BandKeys" >> beam.FlatMap(_doc_bands).with_output_types(tuple[str, str])
             | "GroupBands" >> beam.GroupByKey()
-            | "BandLosers" >> beam.FlatMap(_bucket_losers)
-            | "LoserKeys" >> beam.Map(_loser_key)
+            | "BandLosers" >> beam.FlatMap(_bucket_losers).with_output_types(str)
+            | "LoserKeys" >> beam.Map(_loser_key).with_output_types(tuple[str, bool])
         )
-        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "drop": losers} | "JoinNearDups" >> (
+        joined = {"doc": docs | "KeyDocs" >> _key_by_url(), "drop": losers} | "JoinNearDups" >> (
             beam.CoGroupByKey()
         )
         return run_stage(joined, "DropNearDups", _drop_near_duplicates)
@@ -388,6 +400,10 @@ def _by_image_url(outcome: images.ImageOutcome):
     return outcome.url, outcome
 
 
+def _key_by_image_url() -> beam.Map:
+    return beam.Map(_by_image_url).with_output_types(tuple[str, images.ImageOutcome])
+
+
 def _codes_to_docs(joined):
     """(image URL, {"ref": doc URLs, "outcome": [its outcome]}) -> (doc URL, (image URL, codes or None)),
     streamed over the references (a logo on a million pages holds one outcome)."""
@@ -434,35 +450,39 @@ class EncodeImages(beam.PTransform):
 
     def expand(self, inputs):
         docs, records = inputs
-        refs = docs | "ImageRefs" >> beam.FlatMap(_image_refs, self._rules)
-        unique = refs | "RefPairs" >> beam.Map(_one) | "CountRefs" >> beam.CombinePerKey(sum)
+        refs = docs | "ImageRefs" >> beam.FlatMap(_image_refs, self._rules).with_output_types(tuple[str, str])
+        unique = (
+            refs
+            | "RefPairs" >> beam.Map(_one).with_output_types(tuple[str, int])
+            | "CountRefs" >> beam.CombinePerKey(sum).with_output_types(tuple[str, int])
+        )
         resolved = {"refs": unique, "record": records} | "JoinRecords" >> beam.CoGroupByKey()
         out = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._allow_private, self._rules))
         prepared = out | "Prepared" >> beam.Filter(_is_prepared)
         crops = (
             prepared
-            | "ByGroup" >> beam.Map(_by_group)
+            | "ByGroup" >> beam.Map(_by_group).with_output_types(tuple[str, tuple[str, Any]])
             | "GroupSamePicture" >> beam.GroupByKey()
-            | "Representatives" >> beam.FlatMap(_group_representative)
+            | "Representatives" >> beam.FlatMap(_group_representative).with_output_types(tuple[str, Any])
         )
         encoded = (
             crops
-            | "KeyCrops" >> beam.Map(_key_crop, self._n_keys)
+            | "KeyCrops" >> beam.Map(_key_crop, self._n_keys).with_output_types(tuple[int, tuple[str, Any]])
             | "GroupCrops" >> beam.GroupByKey()
             | "VQGANEncode" >> beam.ParDo(EncodeBatches(self._handle, self._batch_size))
         )
         per_url = {
-            "codes": encoded | "KeyGroupCodes" >> beam.Map(_by_image_url),
-            "member": prepared | "Members" >> beam.Map(_member),
+            "codes": encoded | "KeyGroupCodes" >> _key_by_image_url(),
+            "member": prepared | "Members" >> beam.Map(_member).with_output_types(tuple[str, str]),
         } | "JoinMembers" >> beam.CoGroupByKey()
         members = per_url | "CodesToMembers" >> beam.FlatMap(_outcomes_to_members)
         outcomes = (out | "Failed" >> beam.Filter(_is_failed), members) | "Outcomes" >> beam.Flatten()
         _, outcome_counts = run_stage(outcomes, "OutcomeCounts", _outcome_counts)
         doc_codes = {
             "ref": refs,
-            "outcome": outcomes | "KeyOutcomes" >> beam.Map(_by_image_url),
+            "outcome": outcomes | "KeyOutcomes" >> _key_by_image_url(),
         } | "JoinCodes" >> beam.CoGroupByKey()
-        per_doc = doc_codes | "CodesToDocs" >> beam.FlatMap(_codes_to_docs)
+        per_doc = doc_codes | "CodesToDocs" >> beam.FlatMap(_codes_to_docs).with_output_types(DocImage)
         counts = (out | "ResolveCounts" >> beam.Filter(is_counts), outcome_counts) | "ImageCounts" >> (
             beam.Flatten()
         )
@@ -490,7 +510,7 @@ class RewriteImages(beam.PTransform):
 
     def expand(self, inputs):
         docs, per_doc = inputs
-        joined = {"doc": docs | "KeyDocs" >> beam.Map(_by_url), "images": per_doc} | "JoinDocImages" >> (
+        joined = {"doc": docs | "KeyDocs" >> _key_by_url(), "images": per_doc} | "JoinDocImages" >> (
             beam.CoGroupByKey()
         )
         return run_stage(joined, "Rewrite", _rewrite, self._max_images)
@@ -563,12 +583,20 @@ class WriteShards(beam.PTransform):
         self._fixed = fixed
 
     def expand(self, docs):
-        rows = docs | "SplitRows" >> beam.Map(_split_row, self._validation_fraction)
-        split_bytes = rows | "RowBytes" >> beam.Map(_row_bytes) | "SplitBytes" >> beam.CombinePerKey(sum)
+        rows = docs | "SplitRows" >> beam.Map(_split_row, self._validation_fraction).with_output_types(
+            tuple[str, dict]
+        )
+        split_bytes = (
+            rows
+            | "RowBytes" >> beam.Map(_row_bytes).with_output_types(tuple[str, int])
+            | "SplitBytes" >> beam.CombinePerKey(sum).with_output_types(tuple[str, int])
+        )
         entries = (
             rows
             | "ShardKey"
-            >> beam.Map(_shard_key, beam.pvalue.AsDict(split_bytes), self._target_mb, self._fixed)
+            >> beam.Map(
+                _shard_key, beam.pvalue.AsDict(split_bytes), self._target_mb, self._fixed
+            ).with_output_types(tuple[tuple[str, int, int], dict])
             | "GroupShards" >> beam.GroupByKey()
             | "WriteShards" >> beam.ParDo(WriteShard(self._output_dir))
         )
