@@ -3,20 +3,23 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 BIN    := $(VENV)/bin
-# lxml is pinned everywhere: minimal-HTML bytes depend on the libxml2 its wheel bundles.
-# CPU-only machines pin the local CPU build of torch (a looser pin pulls several GB of CUDA packages);
-# with a GPU, pip picks the CUDA build.
+# Every install comes from the lock: exact versions of every package that test and demo install (a pip
+# constraints file, made by `make lock`; the Dataflow worker image uses it too).
+LOCK   := dataflow/constraints.txt
+# Without the lock (make lock, make test-latest) two pins still hold. lxml: minimal-HTML bytes depend on
+# the libxml2 its wheel bundles. torch on CPU-only machines: the local CPU build (a looser pin pulls
+# several GB of CUDA packages); with a GPU, pip picks the CUDA build.
 PINS   := lxml==6.1.3 $(if $(shell command -v nvidia-smi 2>/dev/null),,torch==2.13.0)
 DEMO   := demo-output
 
-.PHONY: setup browser test test-fast lint format demo bench clean
+.PHONY: setup browser test test-fast test-latest lock lint format demo bench clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK)
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]' $(PINS)
+	$(PY) -m pip install -q -c $(LOCK) pip
+	$(PY) -m pip install -q -c $(LOCK) -e '.[test]'
 	# taming-transformers' metadata pulls torchvision + pytorch-lightning; we only use its torch modules.
-	$(PY) -m pip install -q --no-deps taming-transformers==0.0.1
+	$(PY) -m pip install -q -c $(LOCK) --no-deps taming-transformers
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -44,6 +47,34 @@ test: lint browser
 
 test-fast: setup browser
 	$(PY) -m pytest -m "not slow"
+
+# The lock, made anew: a fresh venv with the newest releases pyproject.toml allows (plus PINS), frozen.
+# Run on a CPU machine with CI's Python (3.11); refresh it when `make test-latest` passes.
+LOCK_VENV := .venv-lock
+lock:
+	rm -rf $(LOCK_VENV) && python3 -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install -q -e '.[test]' lxml==6.1.3 torch==2.13.0
+	$(LOCK_VENV)/bin/python -m pip install -q --no-deps taming-transformers==0.0.1
+	{ echo "# Exact versions of every package that make test / make demo install (pip constraints, CPython 3.11)."; \
+	  echo "# Made by 'make lock'; used by the Makefile, .ci/run (through make) and dataflow/Dockerfile."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^([^=]+==[^+]+)\+.*/\1/'; \
+	} > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+	rm -rf $(LOCK_VENV)
+	@echo "wrote $(LOCK); now make test, and commit it with what it fixes"
+
+# The newest releases pyproject.toml allows (plus PINS), in a venv of their own, then the whole suite: tells
+# when a new release breaks us before a fresh machine does. What differs from the lock is printed first.
+LATEST := .venv-latest
+test-latest: browser
+	rm -rf $(LATEST) && python3 -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade -e '.[test]' $(PINS)
+	$(LATEST)/bin/python -m pip install -q --no-deps taming-transformers==0.0.1
+	$(LATEST)/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^([^=]+==[^+]+)\+.*/\1/' \
+	  | sort > $(LATEST)/versions.txt
+	@echo "newer than the lock (or not in it):"; grep -v '^#' $(LOCK) | sort | comm -13 - $(LATEST)/versions.txt
+	CM3_UNLOCKED=1 $(LATEST)/bin/python -m pytest
 
 # Web pages -> shards -> tokens -> a tiny model -> generated HTML and images, all on the bundled sample.
 demo: setup browser
@@ -85,4 +116,4 @@ bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info $(DEMO)
+	rm -rf $(VENV) $(LATEST) $(LOCK_VENV) build *.egg-info $(DEMO)
