@@ -181,6 +181,7 @@ def test_bundled_model_shapes(bundled):
     assert bundled.encode(np.zeros((0, 3, 256, 256), np.float32)).shape == (0, 256)
 
 
+@pytest.mark.slow
 def test_encode_depends_on_the_batch_only_at_near_ties(bundled):
     """Batch 32 vs one by one (at 64 px to keep CPU time low: same network, same kernels), then 256 px.
     float32 rounding differs with the batch shape (and the CPU's kernels), so a code may flip where two
@@ -209,6 +210,7 @@ def test_reconstruction_of_held_out_image_beats_flat_colour(bundled):
     assert psnr(reference, reconstruction) > psnr(reference, flat) + 2.0
 
 
+@pytest.mark.slow
 def test_committed_figures_are_those_of_the_bundled_checkpoint(bundled):
     """The json (and so the docs' table) reports what the committed checkpoint measures on the held-out crops."""
     measured = evaluate(bundled)

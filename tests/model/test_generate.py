@@ -15,7 +15,7 @@ import lxml.html
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from model import CM3Config, CM3Tokenizer, CM3Transformer, load_checkpoint
@@ -383,12 +383,24 @@ def test_decoding_log_probs_match_a_full_forward(loaded, mode):
     ).map("".join)
 )
 def test_encode_with_masks_round_trips(loaded, text):
+    """Every `<mask:i>` of the prompt syntax becomes one sentinel id; any other text, a bare `<mask:` or a
+    `<mask:x>` included, is BPE text. Masks made of two pieces (`<mask:` + `3>`) are masks too."""
     _, tok, _ = loaded
     from model.generate import encode_with_masks
 
+    masks = [int(i) for i in re.findall(r"<mask:(\d+)>", text)]
+    assume(all(i < tok.n_masks for i in masks))  # a larger index is refused (the test below)
     ids = encode_with_masks(tok, text)
     assert tok.decode(ids) == text
-    assert sum(tok.is_mask_id(i) for i in ids) == text.count("<mask:")
+    assert sum(tok.is_mask_id(i) for i in ids) == len(masks)
+
+
+def test_a_mask_index_past_the_tokenizers_masks_is_a_prompt_error(loaded):
+    _, tok, _ = loaded
+    from model.generate import encode_with_masks
+
+    with pytest.raises(PromptError, match="exceeds the tokenizer's"):
+        encode_with_masks(tok, f"<p><mask:{tok.n_masks}> x</p>")
 
 
 # ---- modes
