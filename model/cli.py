@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from image_tokenizer.version import version_line
+
 from .config import TrainConfig, config_help
 from .outputs import OutputError, build_output, check_apart, check_output, is_nonempty, remove_output
 from .shards import ShardError
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_line("cm3-train"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(

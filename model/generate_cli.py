@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from image_tokenizer.version import version_line
+
 from .generate import (
     BeamOptions,
     CodeConstraint,
@@ -119,6 +121,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=modes_help() + "\n" + EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=version_line("cm3-generate"))
     p.add_argument("checkpoint", help="a checkpoint directory written by cm3-train, or its run directory")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompts", help="JSONL file, one {mode, ...fields} object a line; - = stdin")

@@ -16,8 +16,9 @@ import os
 import sys
 import threading
 import time
-from importlib import metadata
 from pathlib import Path
+
+from image_tokenizer.version import version_line
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
 
@@ -39,13 +40,6 @@ def sample_inputs() -> list[str]:
     return sorted(
         str(path) for path in SAMPLE_CORPUS.iterdir() if path.name.endswith((".warc.gz", ".tar.gz"))
     )
-
-
-def code_version() -> str:
-    try:
-        return f"cm3-data {metadata.version('cm3-data')}"
-    except metadata.PackageNotFoundError:
-        return "cm3-data unknown"
 
 
 def run_parser() -> argparse.ArgumentParser:
@@ -461,7 +455,7 @@ def run_command(argv: list[str]) -> int:
         threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
     try:
         pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, job, image_codes, code_version())
+        build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
         result = pipeline.run()
         result.wait_until_finish()
     finally:
@@ -576,9 +570,12 @@ COMMANDS = {"run": run_command, "verify": verify_command, "view": view_command, 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "--version":
+        print(version_line("cm3-data"))
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(
-            "usage: cm3-data {run,verify,view,optout} ...\n\n"
+            "usage: cm3-data {run,verify,view,optout} ... | --version\n\n"
             "  run     run the data job (cm3-data run --help)\n"
             "  verify  check a finished output against its manifest\n"
             "  view    look at documents in shards (cm3-data view --help)\n"

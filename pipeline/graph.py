@@ -13,6 +13,7 @@ import apache_beam as beam
 from c4_filters import C4Options
 from html_minimizer import Limits
 from pipeline import images, report, shards
+from pipeline.environment import environment
 from pipeline.hygiene import Hygiene
 from pipeline.steps import (
     NAMESPACE,
@@ -195,6 +196,7 @@ class Finalize(beam.DoFn):
             "options": self._job.manifest_options(),
             "metrics": counts,
             "code_version": self._code_version,
+            "environment": environment(),
         }
         shards.write_manifest(output, manifest)
         yield summary["written"]

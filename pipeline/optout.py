@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from html_minimizer import replace_images_and_prune
 from pipeline import shards
+from pipeline.environment import environment
 from pipeline.stages import all_image_srcs, count_code_images
 
 
@@ -124,6 +125,7 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
         "urls_sha256": optout.urls_sha256,
         "domains_sha256": optout.domains_sha256,
         "counts": dict(sorted(counts.items())),
+        "environment": environment(),  # this replay wrote the new shards
     }
     shards.write_manifest(new_output, new_manifest)
     return dict(sorted(counts.items()))

@@ -15,6 +15,7 @@ import pytest
 from dataflow import local_dask_cluster
 from image_tokenizer import resolve_device
 from pipeline.cli import main, sample_inputs
+from pipeline.environment import environment
 from pipeline.make_sample_corpus import SYNDICATED
 from pipeline.shards import manifest_path, report_html_path, report_json_path, verify
 
@@ -80,6 +81,7 @@ def test_sample_corpus_gives_verified_shards(sample_run):
     )
     assert manifest["splits"]["train"]["rows"] > 0 and manifest["splits"]["validation"]["rows"] > 0
     assert manifest["image_codes"]["codes_per_image"] == 256
+    assert manifest["environment"] == environment()  # version, lock sha256, the packages' versions
     assert Path(report_html_path(str(sample_run))).read_text().count("<svg") == 1
 
 
