@@ -17,6 +17,7 @@ through an external sort), so a key with a million values costs what a key with 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter
@@ -155,9 +156,11 @@ def _keyed_position(numbered_page):
     return "pages", numbered_page[0]
 
 
-def _last_kept(keyed):
-    key, smallest = keyed
-    return key, max(smallest)
+def _last_kept(keyed, limit: int):
+    """The position of the job's `limit`-th page (or its last, if fewer). Distinct positions: the Dask
+    runner of Beam 2.77 repeats elements of a group read as a side input. At most `limit` per file."""
+    key, positions = keyed
+    return key, max(heapq.nsmallest(limit, set(positions)))
 
 
 def _within_limit(numbered_page, last_kept: dict):
@@ -198,11 +201,11 @@ class ReadInputs(beam.PTransform):
         items, read_counts = run_stage(files, "Read", _read_numbered, self._limit, self._html_urls)
         candidates = items | "Pages" >> beam.Filter(_is_numbered_page)
         records = items | "ImageRecords" >> beam.FlatMap(_record_pair)
-        last_kept = (  # one key, combined per key as graph.py sums the counts
+        last_kept = (
             candidates
             | "Positions" >> beam.Map(_keyed_position)
-            | "FirstPositions" >> beam.combiners.Top.SmallestPerKey(self._limit)
-            | "LastKept" >> beam.Map(_last_kept)
+            | "GroupPositions" >> beam.GroupByKey()
+            | "LastKept" >> beam.Map(_last_kept, self._limit)
         )
         limited = candidates | "Limit" >> beam.FlatMap(_limit_stage, beam.pvalue.AsDict(last_kept))
         pages = limited | "LimitResults" >> beam.Filter(is_result)
