@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -459,11 +460,39 @@ BEAM_LINE = re.compile(
 )
 
 
+TRACEBACK_START = (b"Traceback (most recent call last)", b"Exception in thread")
+TRACEBACK_GLUE = (
+    b"\n",
+    b"During handling of the above exception",
+    b"The above exception was the direct cause",
+)
+
+
+def beam_lines_dropped(lines, interrupted: threading.Event):
+    """The lines that are not Beam's: no log line of theirs, no traceback (while a job runs, ours are
+    never printed to stderr: a failure of the job is one line, after it), nothing once interrupted."""
+    in_traceback = after_traceback = False
+    for line in lines:
+        if interrupted.is_set() or BEAM_LINE.match(line):
+            continue
+        if line.startswith(TRACEBACK_START):
+            in_traceback = True
+        elif in_traceback:
+            in_traceback = line[:1] in (b" ", b"\t")  # a frame; else the exception's own line ends it
+            after_traceback = not in_traceback
+        elif after_traceback and line.startswith(TRACEBACK_GLUE):
+            continue
+        else:
+            after_traceback = False
+            yield line
+
+
 @contextlib.contextmanager
 def quiet_workers(enabled: bool):
     """Beam's worker processes (--direct_running_mode=multi_processing) inherit stderr and log to it with
     their own logging set-up, at INFO, before any option of ours reaches them. While the job runs, file
-    descriptor 2 is a pipe that passes every line but theirs on to the real stderr."""
+    descriptor 2 is a pipe that passes every line but theirs on to the real stderr. A Ctrl-C from the
+    terminal interrupts the workers too: from then on, their tracebacks are dropped."""
     if not enabled:
         yield
         return
@@ -472,19 +501,31 @@ def quiet_workers(enabled: bool):
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    interrupted = threading.Event()
 
     def relay() -> None:
         with os.fdopen(read_end, "rb") as lines:
-            for line in lines:
-                if not BEAM_LINE.match(line):
-                    with contextlib.suppress(OSError):
-                        os.write(real, line)
+            for line in beam_lines_dropped(lines, interrupted):
+                with contextlib.suppress(OSError):
+                    os.write(real, line)
+
+    def on_interrupt(signum, frame):
+        interrupted.set()  # at once: the workers print their tracebacks while ours unwinds
+        raise KeyboardInterrupt
 
     thread = threading.Thread(target=relay, daemon=True)
     thread.start()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
     try:
         yield
+    except KeyboardInterrupt:
+        interrupted.set()
+        threading.excepthook = lambda args: None  # Beam's threads report the interrupted workers; we exit
+        raise
     finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         sys.stderr.flush()
         os.dup2(real, 2)  # the pipe ends when the workers, which hold it too, have exited
         thread.join(timeout=5)

@@ -4,17 +4,19 @@ lines on stderr unless --verbose."""
 
 import contextlib
 import io
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import shards
-from pipeline.cli import main, run_parser, runs_on_this_machine
+from pipeline.cli import beam_lines_dropped, main, run_parser, runs_on_this_machine
 from pipeline.readers import expand_inputs
 from pipeline.report import build_report, report_table
 from pipeline.view import parse_args as view_args
@@ -202,19 +204,46 @@ def test_objects_are_moved_one_by_one_where_directories_cannot_be_renamed(tmp_pa
     assert not list(source.rglob("*.*"))
 
 
-def test_ctrl_c_during_overwrite_is_one_line_exit_130_and_keeps_the_old_output(tmp_path):
+@pytest.mark.parametrize(
+    "workers",
+    [[], ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]],
+    ids=["one", "multi"],
+)
+def test_ctrl_c_during_overwrite_is_one_line_exit_130_and_keeps_the_old_output(tmp_path, workers):
+    """SIGINT to the process group, as a terminal's Ctrl-C: the worker processes are interrupted too."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("the previous output")
-    process = cli_process("run", "--output", str(out), "--overwrite", "--no-images", "--quiet")
+    process = cli_process(
+        "run", "--output", str(out), "--overwrite", "--no-images", "--quiet", *workers, start_new_session=True
+    )
     assert "[cm3-data] no --input given" in process.stderr.readline()
     assert "input files ->" in process.stderr.readline()  # the job is starting
-    time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
+    time.sleep(2.0 if workers else 0.5)
+    os.killpg(process.pid, signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130
     assert err == f"cm3-data run: interrupted; --output {out} is as it was\n"
     assert [p.name for p in out.iterdir()] == ["old.txt"] and not siblings(out)
+
+
+def test_worker_log_lines_and_tracebacks_are_dropped_ours_pass():
+    lines = [
+        b"[cm3-data] 2 input files -> out\n",
+        b"INFO:__main__:Logging handler created.\n",
+        b"WARNING:root:apitools not found, and bigquery client libraries are not available\n",
+        b"Exception in thread run_worker:\n",
+        b"Traceback (most recent call last):\n",
+        b'  File "local_job_service.py", line 224, in run\n',
+        b"RuntimeError: Worker subprocess exited with return code -2\n",
+        b"\n",
+        b"WARNING pipeline.readers: cannot read x.warc\n",
+    ]
+    kept = list(beam_lines_dropped(lines, threading.Event()))
+    assert kept == [lines[0], lines[-1]]
+    interrupted = threading.Event()
+    interrupted.set()
+    assert list(beam_lines_dropped(lines, interrupted)) == []
 
 
 # ---- quiet by default
@@ -236,6 +265,13 @@ def test_only_our_own_lines_on_stderr_even_from_worker_processes(tmp_path):
         "[cm3-data] no --input given: processing the bundled sample corpus",
         f"[cm3-data] 2 input files -> {tmp_path / 'out'}",
     ]
+
+
+def test_other_commands_print_no_beam_warning_either(tmp_path):
+    process = cli_process("verify", str(tmp_path))
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "manifest.json is missing" in out
+    assert err == "", err
 
 
 def test_verbose_shows_beams_lines(tmp_path):
