@@ -41,10 +41,11 @@ class _Parser(OneLineParser):
 
 def config_flags_hint(argv: list[str]) -> str | None:
     """`train --out X --max_steps 2` -> "config keys are key=value: out=X max_steps=2"."""
-    if "train" not in argv:
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is None or argv[command] != "train":
         return None
     keys = {f.name for f in fields(TrainConfig)}
-    words = argv[argv.index("train") + 1 :]
+    words = argv[command + 1 :]
     pairs = []
     for i, word in enumerate(words):
         flag, has_value, value = word.partition("=")
