@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 
+from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
 
 from .config import TrainConfig, config_help
@@ -18,21 +20,43 @@ from .shards import ShardError
 from .tokenizer import MAX_TEXT_VOCAB, MIN_TEXT_VOCAB
 
 EXAMPLES = """examples:
-  cm3-train tokenizer --data DOCS --vocab-size 50000 --out TOK
-  cm3-train tokenize --data DOCS --tokenizer TOK --out TOKENS
+  cm3-train tokenizer --data DOCS --vocab-size 50000 --output TOK
+  cm3-train tokenize --data DOCS --tokenizer TOK --output TOKENS
   cm3-train train --data TOKENS --preset 125m out=runs/125m max_steps=20000
   torchrun --nproc_per_node 8 -m model.cli train --data TOKENS --preset cm3-medium out=runs/m
 
-A non-empty --out is refused unless --overwrite, which replaces it whole; `train` resumes its run directory
+A non-empty --output is refused unless --overwrite, which replaces it whole; `train` resumes its run directory
 (out=) when the saved config agrees. An unexpected failure is one line (exit 1); --debug shows the traceback.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage mistakes are one line (exit 2), like every other error of the command."""
+class _Parser(OneLineParser):
+    """Usage mistakes are one line (exit 2), like every other error of the command; a config key typed as
+    a flag (`train --out X`) is answered with its key=value form."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"cm3-train: error: {message} (see {self.prog} --help)\n")
+        hint = config_flags_hint(getattr(self, "_argv", []))
+        lines = self.misspelt(getattr(self, "_argv", []))
+        self.exit(2, f"cm3-train: error: {hint or '; '.join(lines) or message} (see {self.prog} --help)\n")
+
+
+def config_flags_hint(argv: list[str]) -> str | None:
+    """`train --out X --max_steps 2` -> "config keys are key=value: out=X max_steps=2"."""
+    command = next((i for i, word in enumerate(argv) if not word.startswith("-")), None)
+    if command is None or argv[command] != "train":
+        return None
+    keys = {f.name for f in fields(TrainConfig)}
+    words = argv[command + 1 :]
+    pairs = []
+    for i, word in enumerate(words):
+        flag, has_value, value = word.partition("=")
+        key = flag.lstrip("-").replace("-", "_")
+        if not word.startswith("--") or key not in keys or flag in ("--data", "--config", "--preset"):
+            continue
+        if not has_value:
+            value = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("--") else "VALUE"
+        pairs.append(f"{key}={value}")
+    return f"config keys are key=value: {' '.join(pairs)}" if pairs else None
 
 
 def vocab_size(value: str) -> int:
@@ -63,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     overwrite = argparse.ArgumentParser(add_help=False)
     overwrite.add_argument(
-        "--overwrite", action="store_true", help="replace a non-empty --out whole (default: refuse it)"
+        "--overwrite", action="store_true", help="replace a non-empty --output whole (default: refuse it)"
     )
     parser = _Parser(
         prog="cm3-train",
@@ -89,7 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of BPE text tokens, {MIN_TEXT_VOCAB} to {MAX_TEXT_VOCAB} (the <pad>, <eos>, <mask:i> "
         "and image-code ids come after them)",
     )
-    p.add_argument("--out", required=True, help="directory for tokenizer.json + vocab_layout.json")
+    p.add_argument(
+        "--output",
+        "--out",
+        dest="out",
+        required=True,
+        help="directory for tokenizer.json + vocab_layout.json",
+    )
 
     p = sub.add_parser(
         "tokenize",
@@ -99,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="document shard directory")
     p.add_argument("--tokenizer", required=True, help="directory written by `cm3-train tokenizer`")
-    p.add_argument("--out", required=True, help="token shard directory")
+    p.add_argument("--output", "--out", dest="out", required=True, help="token shard directory")
     p.add_argument(
         "--workers", type=positive_int, default=None, metavar="N", help="processes (default: all cores)"
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
 
 from .generate import (
@@ -75,19 +76,25 @@ def modes_help() -> str:
 
 EPILOG = """
 examples:
-  cm3-generate runs/cm3 --prompt '{"mode": "continue", "html": "<img"}' --out out/ --num-samples 4
-  cm3-generate runs/cm3 --prompts prompts.jsonl --out out/ --rerank clip --clip ./clip-vit-b32
-  cm3-generate eval runs/cm3 tasks.jsonl --out eval/     (cm3-generate eval --help)
+  cm3-generate runs/cm3 --prompt '{"mode": "continue", "html": "<img"}' --output out/ --num-samples 4
+  cm3-generate runs/cm3 --prompts prompts.jsonl --output out/ --rerank clip --clip ./clip-vit-b32
+  cm3-generate eval runs/cm3 tasks.jsonl --output eval/     (cm3-generate eval --help)
 
-An existing non-empty --out is refused unless --overwrite, which replaces it whole.
+An existing non-empty --output is refused unless --overwrite, which replaces it whole.
 Modes, fields and outputs: model/GENERATE.md.
 """
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Options shared by a prompt run and `eval`: output, model loading, decoding, re-ranking."""
-    p.add_argument("--out", required=True, help="output directory (must be empty or new, see --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
+    p.add_argument(
+        "--output",
+        "--out",
+        dest="out",
+        required=True,
+        help="output directory (must be empty or new, see --overwrite)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output whole")
     p.add_argument("--vqgan", default=None, help="VQGAN checkpoint (default: the bundled small one)")
     p.add_argument("--vqgan-config", default=None, help="yaml of a taming VQGAN checkpoint")
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
@@ -114,7 +121,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="cm3-generate",
         description="Prompt a CM3 checkpoint (CM3 section 4): image generation, infilling, captioning, free "
         "continuation, candidate scoring, entity linking, summarization.",
@@ -136,7 +143,7 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
     from .evaluate import __doc__ as tasks_doc
 
     table = tasks_doc[tasks_doc.index("| task") : tasks_doc.index("\n\n", tasks_doc.index("| task"))]
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="cm3-generate eval",
         description="Run each CM3 prompt family over a JSONL task file and print the paper's metric per "
         "task (ROUGE-1/2/L, accuracy, caption perplexity); per-line results in OUT/eval.jsonl, the table in "
@@ -262,7 +269,7 @@ class _Refused(Exception):
 
 
 def _check_out(args: argparse.Namespace) -> Path:
-    """The output rule of every CLI (model/outputs.py): a non-empty --out is refused unless --overwrite,
+    """The output rule of every CLI (model/outputs.py): a non-empty --output is refused unless --overwrite,
     which replaces it whole; never a directory holding the run's own inputs or an unrelated one."""
     out = Path(args.out)
     inputs = {"the checkpoint": args.checkpoint, "the working directory": Path.cwd()}
@@ -283,12 +290,12 @@ def _replace_out(out: Path) -> None:
             remove_output(out)
         out.mkdir(parents=True)
     except OSError as err:
-        raise _Refused(f"cannot create --out {out}: {err.strerror or err}") from None
+        raise _Refused(f"cannot create --output {out}: {err.strerror or err}") from None
 
 
 def _open_run(args: argparse.Namespace):
     """(settings, model, tokenizer, VQGAN, re-ranker, prompt lines, base directory of `image` paths);
-    --out is emptied last, once everything else has loaded."""
+    --output is emptied last, once everything else has loaded."""
     import torch
 
     from image_tokenizer import load_vqgan

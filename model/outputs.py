@@ -25,7 +25,7 @@ def is_nonempty(path: str | Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
-def check_output(path: str | Path, overwrite: bool, markers: tuple[str, ...], flag: str = "--out") -> None:
+def check_output(path: str | Path, overwrite: bool, markers: tuple[str, ...], flag: str = "--output") -> None:
     """Refuses a file, a non-empty directory without `overwrite`, and (with it) a non-empty directory
     holding none of `markers`, the files an earlier output of this kind has."""
     path = Path(path)
@@ -44,7 +44,7 @@ def check_output(path: str | Path, overwrite: bool, markers: tuple[str, ...], fl
         )
 
 
-def check_apart(out: str | Path, inputs: dict[str, str | Path], flag: str = "--out") -> None:
+def check_apart(out: str | Path, inputs: dict[str, str | Path], flag: str = "--output") -> None:
     """Replacing `out` must not delete an input: refuses an input that is `out` or lies inside it."""
     resolved = Path(out).resolve()
     for name, path in inputs.items():

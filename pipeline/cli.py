@@ -9,15 +9,19 @@ that no Beam options class knows either is an error naming the closest known one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
 import os
+import re
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
@@ -29,10 +33,14 @@ EXAMPLES = """examples:
   cm3-data run --input 'gs://bucket/cc/*.warc.gz' --output gs://bucket/shards --runner=DataflowRunner ...
                                                         # (see python -m dataflow.launch --help)
   cm3-data verify out/shards
-  cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --out out/shards-2
+  cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --output out/shards-2
 
-An unexpected failure is one line (exit 1); add --debug to any command for the traceback.
+An unexpected failure is one line (exit 1); add --debug to any command for the traceback, and --verbose for
+Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was.
 """
+
+# our packages: their log lines are shown; Beam's (and its worker processes') only with --verbose
+OWN_LOGGERS = ("pipeline", "c4_filters", "html_minimizer", "image_tokenizer", "dataflow")
 
 
 def sample_inputs() -> list[str]:
@@ -43,19 +51,22 @@ def sample_inputs() -> list[str]:
 
 
 def run_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cm3-data run",
         description="Run the data job. Other --options are Beam's (runner, workers, Dataflow ...); a flag neither "
-        "knows is an error.",
+        "knows is an error, and so is any other word: quote a glob (--input 'pages/*.html') so that the shell "
+        "does not expand it, or repeat --input per file.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EXAMPLES,
     )
+    parser.passes_flags_on = True
     parser.add_argument(
         "--input",
         action="append",
         metavar="PATTERN",
         help="glob of WARC/ARC (.warc[.gz], .arc[.gz]), Wikipedia Enterprise dumps (.tar.gz/.ndjson) or "
-        ".html files, on any Beam filesystem; repeatable (default: the bundled sample corpus)",
+        ".html files, on any Beam filesystem, quoted; a directory stands for the files under it named so; "
+        "repeatable (default: the bundled sample corpus)",
     )
     parser.add_argument(
         "--base-url",
@@ -67,14 +78,16 @@ def run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--output",
-        required=True,
-        help="output directory (local, gs://, s3:// ...): the shards, and _meta/ with manifest.json, "
-        "report.json and report.html; must be empty or new unless --overwrite",
+        "--out",
+        help="output directory (local, gs://, s3:// ...), required: the shards, and _meta/ with manifest.json, "
+        "report.json and report.html; must be empty or new unless --overwrite. It is written beside, as "
+        ".NAME.partial-*, and takes the place of NAME when the job has finished",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace a non-empty --output whole (everything in it is deleted first)",
+        help="replace a non-empty --output whole, once the new output is complete (a failed or interrupted "
+        "run leaves the old one as it was)",
     )
     parser.add_argument(
         "--target-shard-mb",
@@ -109,7 +122,8 @@ def run_parser() -> argparse.ArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="read at most N pages per input file (quick looks)",
+        help="read the first N pages of the job (quick looks): in input order, files sorted by path and "
+        "records in file order, whichever workers read them",
     )
     parser.add_argument(
         "--no-images", action="store_true", help="skip image encoding: every <img> is removed"
@@ -219,6 +233,9 @@ def run_parser() -> argparse.ArgumentParser:
         help="keep near-duplicate documents (MinHash over word 5-grams; on by default)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also Beam's own log lines (hidden by default)"
+    )
     return parser
 
 
@@ -338,7 +355,8 @@ def beam_options(beam_args: list[str]) -> list[str]:
 
 def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """One line per flag that neither cm3-data nor any Beam options class knows, with the closest known
-    flag: a typo such as --no-imgaes must stop the job, not pass to Beam as an ignored option."""
+    flag, and one for stray words: a typo such as --no-imgaes, or the files of a glob the shell expanded,
+    must stop the job, not pass to Beam as ignored options."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
     if any("DaskRunner" in arg or "dask_runner" in arg for arg in beam_args):
@@ -354,12 +372,165 @@ def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list
             flag = arg.split("=", 1)[0]
             close = difflib.get_close_matches(flag, known, n=1)
             lines.append(f"unknown option {flag}" + (f" (did you mean {close[0]}?)" if close else ""))
+    stray = [arg for arg in unknown if not arg.startswith("-")]
+    # Beam would discard stray words with a warning: an unquoted glob would read its first file only (after
+    # an unknown flag, they are likely its value)
+    if stray and not lines:
+        shown = " ".join(stray[:3]) + (" ..." if len(stray) > 3 else "")
+        lines.append(
+            f"unexpected argument{'s' * (len(stray) > 1)} {shown}: quote a glob (--input 'pages/*.html') so "
+            "that the shell does not expand it, or repeat --input per file"
+        )
     return lines
 
 
 def _heartbeat(stop: threading.Event, started: float) -> None:
     while not stop.wait(15):
         print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+
+
+class _OwnLines(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name.split(".", 1)[0] in OWN_LOGGERS
+
+
+def setup_logging(verbose: bool, quiet: bool = False) -> None:
+    """Our own log lines (INFO unless --quiet); Beam's, such as its import-time `apitools not found`
+    warning, only with --verbose. Set before Beam is imported, and again per command (idempotent)."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "cm3_data", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.cm3_data = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        handler.addFilter(_OwnLines())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("pipeline").setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+# a line a Beam worker process logs on its own (its harness, grpc, the apitools warning at import)
+BEAM_LINE = re.compile(
+    rb"^(?:(?:DEBUG|INFO|WARNING|ERROR|CRITICAL):(?:root|__main__|apache_beam|grpc|absl|distributed)[.:]"
+    rb"|WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} \d\d:\d\d:\d\d)"
+)
+
+
+TRACEBACK_START = (b"Traceback (most recent call last)", b"Exception in thread")
+TRACEBACK_GLUE = (
+    b"\n",
+    b"During handling of the above exception",
+    b"The above exception was the direct cause",
+)
+
+
+def beam_lines_dropped(lines, interrupted: threading.Event):
+    """The lines that are not Beam's: no log line of theirs, no traceback (while a job runs, ours are
+    never printed to stderr: a failure of the job is one line, after it), nothing once interrupted."""
+    in_traceback = after_traceback = False
+    for line in lines:
+        if interrupted.is_set() or BEAM_LINE.match(line):
+            continue
+        if line.startswith(TRACEBACK_START):
+            in_traceback = True
+        elif in_traceback:
+            in_traceback = line[:1] in (b" ", b"\t")  # a frame; else the exception's own line ends it
+            after_traceback = not in_traceback
+        elif after_traceback and line.startswith(TRACEBACK_GLUE):
+            continue
+        else:
+            after_traceback = False
+            yield line
+
+
+@contextlib.contextmanager
+def quiet_workers(enabled: bool):
+    """Beam's worker processes (--direct_running_mode=multi_processing) inherit stderr and log to it with
+    their own logging set-up, at INFO, before any option of ours reaches them. While the job runs, file
+    descriptor 2 is a pipe that passes every line but theirs on to the real stderr. A Ctrl-C from the
+    terminal interrupts the workers too: from then on, their tracebacks are dropped."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    interrupted = threading.Event()
+
+    def relay() -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in beam_lines_dropped(lines, interrupted):
+                with contextlib.suppress(OSError):
+                    os.write(real, line)
+
+    def on_interrupt(signum, frame):
+        interrupted.set()  # at once: the workers print their tracebacks while ours unwinds
+        raise KeyboardInterrupt
+
+    thread = threading.Thread(target=relay, daemon=True)
+    thread.start()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted.set()
+        threading.excepthook = lambda args: None  # Beam's threads report the interrupted workers; we exit
+        raise
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+        sys.stderr.flush()
+        os.dup2(real, 2)  # the pipe ends when the workers, which hold it too, have exited
+        thread.join(timeout=5)
+        if not thread.is_alive():  # else a worker still writes: the relay keeps its stderr
+            os.close(real)
+
+
+def runs_on_this_machine(options) -> bool:
+    """Whether the job's workers run here: the direct runner (any mode), or the Dask runner without a
+    cluster address. Then --vqgan-device can be checked at launch; on Dataflow it is the workers' GPU."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    name = runner if isinstance(runner, str) else type(runner).__name__
+    if "Dask" in name:
+        return not options.get_all_options(retain_unknown_options=True).get("dask_client_address")
+    return name.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+def device_problem(device: str) -> str | None:
+    """One line when a cuda VQGAN device has no GPU here (checked when the workers run on this machine)."""
+    if not device.startswith("cuda"):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return f"--vqgan-device {device}, but torch is not installed; use --vqgan-device cpu or auto"
+    index = int(device.partition(":")[2] or 0)
+    if not torch.cuda.is_available():
+        built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+        return (
+            f"--vqgan-device {device}, but torch ({built}) sees no GPU on this machine, where this runner "
+            "runs the workers; use --vqgan-device cpu or auto"
+        )
+    if index >= torch.cuda.device_count():
+        return f"--vqgan-device {device}, but torch sees {torch.cuda.device_count()} GPU(s) on this machine"
+    return None
+
+
+def nothing_read(patterns: list[str], n_files: int, counts: dict[str, int]) -> str | None:
+    """One line when the job read no page: which inputs, and the counted reasons (the output is dropped)."""
+    from pipeline.report import read_losses
+
+    if any(name.startswith("read.pages.") and n for name, n in counts.items()):
+        return None
+    reasons = ", ".join(f"{name} {n}" for name, n in read_losses(counts).items()) or "no page records in them"
+    shown = ", ".join(patterns[:3]) + (", ..." if len(patterns) > 3 else "")
+    return f"no page read from {shown} ({n_files} file{'s' * (n_files != 1)}): {reasons}"
 
 
 def run_command(argv: list[str]) -> int:
@@ -369,9 +540,10 @@ def run_command(argv: list[str]) -> int:
     if unknown:
         print(f"cm3-data run: {'; '.join(unknown)}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not args.quiet:
-        logging.getLogger("pipeline").setLevel(logging.INFO)
+    if args.output is None:
+        print("cm3-data run: --output DIR is required (see cm3-data run --help)", file=sys.stderr)
+        return 2
+    setup_logging(args.verbose, args.quiet)
 
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -379,11 +551,13 @@ def run_command(argv: list[str]) -> int:
     from pipeline import images, shards
     from pipeline.graph import JobOptions, build_pipeline
     from pipeline.hygiene import Hygiene
-    from pipeline.readers import expand_inputs, html_file_urls
+    from pipeline.readers import expand_inputs, html_file_urls, input_glob
     from pipeline.report import report_table
 
     patterns = args.input or sample_inputs()
-    if not args.overwrite and not shards.is_empty(args.output):
+    existing = not shards.is_empty(args.output)
+    untouched = f"--output {args.output} is as it was" if existing else "nothing written"
+    if not args.overwrite and existing:
         print(
             f"cm3-data run: --output {args.output} is not empty; choose another --output or pass --overwrite "
             "to replace it whole",
@@ -396,18 +570,29 @@ def run_command(argv: list[str]) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"cm3-data run: {error}", file=sys.stderr)
         return 2
+    if "://" not in args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
+        print(f"cm3-data run: --output {args.output} is a file, not a directory", file=sys.stderr)
+        return 2
     if args.overwrite and any(shards.inside(args.output, path) for path, _ in files):
         print(f"cm3-data run: --overwrite would delete inputs inside --output {args.output}", file=sys.stderr)
         return 2
+    options = PipelineOptions(beam_options(beam_args))
+    problem = (
+        None if args.no_images or not runs_on_this_machine(options) else device_problem(args.vqgan_device)
+    )
+    if problem:
+        print(f"cm3-data run: {problem}", file=sys.stderr)
+        return 2
+    partial = shards.partial_output(args.output)
     if "://" not in args.output:
         try:
-            os.makedirs(args.output, exist_ok=True)
+            os.makedirs(partial)
         except OSError as error:
             print(f"cm3-data run: cannot create --output {args.output}: {error.strerror}", file=sys.stderr)
             return 2
     job = JobOptions(
         inputs=tuple(patterns),
-        output=args.output,
+        output=partial,
         target_shard_mb=args.target_shard_mb,
         train_shards=args.train_shards,
         validation_shards=args.validation_shards,
@@ -433,38 +618,49 @@ def run_command(argv: list[str]) -> int:
         files=tuple(path for path, _ in files),
         input_bytes=sum(size for _, size in files),
         base_url=args.base_url,
-        html_urls=tuple(html_file_urls([path for path, _ in files], patterns, args.base_url).items()),
+        html_urls=tuple(
+            html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
+        ),
     )
     try:
-        image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
-    except FileNotFoundError as error:  # names the missing file: the checkpoint, its yaml or --vqgan-config
-        print(f"cm3-data run: {error}", file=sys.stderr)
-        return 2
-    except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
-        print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
-    if args.overwrite:  # only once the job can start: a refused run never deletes the old output
-        shards.clear_output(args.output)
-    options = PipelineOptions(beam_options(beam_args))
-    if not args.input:
-        print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
-    print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
-    started = time.monotonic()
-    stop = threading.Event()
-    if not args.quiet:
-        threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
-    try:
-        pipeline = beam.Pipeline(options=options)
-        build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
-        result = pipeline.run()
-        result.wait_until_finish()
+        try:
+            image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
+        except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
+            print(f"cm3-data run: {error}", file=sys.stderr)
+            return 2
+        except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
+            print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
+            return 2
+        if not args.input:
+            print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
+        print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
+        started = time.monotonic()
+        stop = threading.Event()
+        if not args.quiet:
+            threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
+        try:
+            with quiet_workers(not args.verbose):
+                pipeline = beam.Pipeline(options=options)
+                build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
+                result = pipeline.run()
+                result.wait_until_finish()
+                client = getattr(result, "client", None)
+                if client is not None:  # the Dask runner leaves its distributed.Client (and cluster) open
+                    client.close()
+        finally:
+            stop.set()
+        summary = json.loads(shards.read_bytes(shards.report_json_path(partial)))
+        empty = nothing_read(patterns, len(files), summary["counts"])
+        if empty:
+            print(f"cm3-data run: {empty}; {untouched}", file=sys.stderr)
+            return 1
+        shards.swap_output(partial, args.output)
+    except KeyboardInterrupt:
+        print(f"cm3-data run: interrupted; {untouched}", file=sys.stderr)
+        return 130
     finally:
-        stop.set()
-    client = getattr(locals().get("result"), "client", None)
-    if client is not None:  # the Dask runner leaves its distributed.Client open
-        client.close()
+        shards.discard_output(partial)  # gone already when swapped in
     elapsed = time.monotonic() - started
-    summary = json.loads(shards.read_bytes(shards.report_json_path(args.output)))
     print(report_table(summary))
     print("\n" + metrics_check(result, summary["counts"]))
     print(
@@ -492,7 +688,7 @@ def metrics_check(result, counts: dict[str, int]) -> str:
 
 
 def verify_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cm3-data verify",
         description="Check a finished output against its manifest: files, sha256, row counts, schema, sorted "
         "unique ids, and that every <img> carries a valid code string.",
@@ -518,7 +714,7 @@ def verify_command(argv: list[str]) -> int:
 
 
 def optout_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cm3-data optout",
         description="Write a new output without the documents and images that the lists name: a listed "
         "document URL or domain drops the document, a listed image URL or domain removes that image from "
@@ -528,9 +724,13 @@ def optout_command(argv: list[str]) -> int:
     parser.add_argument("--urls", metavar="LIST", help="file of URLs (documents or images), one a line")
     parser.add_argument("--domains", metavar="LIST", help="file of domains, one a line (subdomains included)")
     parser.add_argument(
-        "--out", required=True, help="the new output directory (new or empty, see --overwrite)"
+        "--output",
+        "--out",
+        dest="out",
+        required=True,
+        help="the new output directory (new or empty, see --overwrite)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out whole")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output whole")
     args = parser.parse_args(argv)
     from pipeline.optout import load_optout, replay
 
@@ -538,7 +738,9 @@ def optout_command(argv: list[str]) -> int:
         print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
         return 2
     if args.out.rstrip("/") == args.output.rstrip("/"):
-        print("cm3-data optout: --out must differ from OUTPUT (the previous output is kept)", file=sys.stderr)
+        print(
+            "cm3-data optout: --output must differ from OUTPUT (the previous output is kept)", file=sys.stderr
+        )
         return 2
     try:
         optout = load_optout(args.urls, args.domains)
@@ -585,8 +787,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, args = argv[0], argv[1:]
     debug = "--debug" in args
+    setup_logging(verbose="--verbose" in args)
+    ours = {"--debug"} if command == "run" else {"--debug", "--verbose"}  # run's parser lists --verbose
     try:
-        return COMMANDS[command]([arg for arg in args if arg != "--debug"])
+        return COMMANDS[command]([arg for arg in args if arg not in ours])
+    except KeyboardInterrupt:
+        print(f"cm3-data {command}: interrupted", file=sys.stderr)
+        return 130
     except Exception as error:  # an unexpected failure: one line, the traceback behind --debug
         if debug:
             raise

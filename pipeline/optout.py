@@ -105,7 +105,7 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
     if not shards.is_empty(new_output):
         if not overwrite:
             raise ValueError(
-                f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --out"
+                f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --output"
             )
         if shards.inside(new_output, output):
             raise ValueError(f"{new_output} holds the output being replayed; --overwrite would delete it")

@@ -81,6 +81,9 @@ class Count:
 Item = Page | ImageRecord | Count
 
 
+KINDS_HINT = ".warc[.gz], .arc[.gz], .tar.gz/.ndjson or .html"
+
+
 def input_kind(path: str) -> str:
     """Kind of an input file, from its name: "warc", "arc", "wikipedia" or "html"."""
     name = path.rsplit("/", 1)[-1].lower()
@@ -95,9 +98,7 @@ def input_kind(path: str) -> str:
         return "wikipedia"
     if name.endswith((".html", ".htm", ".xhtml")):
         return "html"
-    raise ValueError(
-        f"unknown input kind for {path!r} (expected .warc[.gz], .arc[.gz], .tar.gz/.ndjson, .html)"
-    )
+    raise ValueError(f"unknown input kind for {path!r} (expected {KINDS_HINT})")
 
 
 def _kind_or_none(path: str) -> str | None:
@@ -107,15 +108,32 @@ def _kind_or_none(path: str) -> str | None:
         return None
 
 
+def input_glob(pattern: str) -> str:
+    """The glob a pattern stands for: a directory (or a pattern ending in /) is every file under it."""
+    if pattern.endswith("/") or (_is_local(pattern) and os.path.isdir(pattern)):
+        return FileSystems.join(pattern.rstrip("/"), "**")
+    return pattern
+
+
 def expand_inputs(patterns: Iterable[str]) -> list[tuple[str, int]]:
     """Sorted, de-duplicated (path, size in bytes) of the files matched by the glob patterns (any Beam
-    filesystem); FileNotFoundError naming a pattern that matches nothing."""
+    filesystem); a directory contributes the files under it whose names are an input kind. FileNotFoundError
+    naming a pattern that matches nothing, ValueError when no file matched is an input kind (a run that
+    could only read nothing)."""
     sizes: dict[str, int] = {}
     for pattern in patterns:
-        matched = [m for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        glob = input_glob(pattern)
+        matched = [m for r in FileSystems.match([glob]) for m in r.metadata_list]
+        if glob != pattern:
+            matched = [m for m in matched if _kind_or_none(m.path)]
+            if not matched:
+                raise FileNotFoundError(f"no input file ({KINDS_HINT}) under the directory {pattern!r}")
         if not matched:
             raise FileNotFoundError(f"no input matches {pattern!r}")
         sizes.update((m.path, m.size_in_bytes) for m in matched)
+    if not any(_kind_or_none(path) for path in sizes):
+        names = ", ".join(sorted(sizes)[:3]) + (", ..." if len(sizes) > 3 else "")
+        raise ValueError(f"no input file is named as an input kind ({KINDS_HINT}): {names}")
     return sorted(sizes.items())
 
 

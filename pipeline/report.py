@@ -100,6 +100,20 @@ def languages(counts: dict[str, int]) -> dict[str, dict[str, int]]:
     return dict(sorted(table.items(), key=lambda item: (-item[1]["kept"], -item[1]["dropped"], item[0])))
 
 
+# read.* counters that describe what was read rather than what was lost
+READ_TALLIES = ("read.files.", "read.pages.", "read.warc_", "read.arc_record")
+
+
+def read_losses(counts: dict[str, int]) -> dict[str, int]:
+    """Why records or files gave no page: the read.* counters other than tallies (unreadable files,
+    broken records, unknown file types, non-HTML records, pages over --limit ...)."""
+    return {
+        name: n
+        for name, n in sorted(counts.items())
+        if name.startswith("read.") and not name.startswith(READ_TALLIES) and n
+    }
+
+
 def report_table(report: dict) -> str:
     """Plain-text summary table printed at the end of `cm3-data run`."""
     lines = []
@@ -109,6 +123,13 @@ def report_table(report: dict) -> str:
     for row in report["funnel"]:
         bar = "#" * round(20 * row["docs"] / top)
         lines.append(f"{row['stage']:<28}{row['docs']:>10}  {bar}")
+    losses = read_losses(report.get("counts", {}))
+    if losses:
+        lines.append("")
+        lines.append(f"{'not read (files or records)':<44}{'count':>10}")
+        lines.append("-" * 60)
+        for name, n in losses.items():
+            lines.append(f"{name:<44}{n:>10}")
     lines.append("")
     lines.append(f"{'dropped by rule':<44}{'documents':>10}")
     lines.append("-" * 60)

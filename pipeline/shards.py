@@ -284,6 +284,51 @@ def clear_output(output_dir: str) -> None:
         FileSystems.delete([metadata.path for metadata in objects])
 
 
+def partial_output(output_dir: str) -> str:
+    """A new, unique directory beside `output_dir` for `cm3-data run` to write into: the finished output
+    takes `output_dir`'s place only when complete, so a failed or interrupted run leaves the old one as it was."""
+    parent, _, name = output_dir.rstrip("/").rpartition("/")
+    if FileSystems.get_scheme(output_dir) is None:
+        parent, name = os.path.split(os.path.abspath(output_dir))
+    return FileSystems.join(parent, f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def swap_output(partial: str, output_dir: str) -> None:
+    """Put the finished `partial` in the place of `output_dir` (replacing whatever was there). Locally two
+    renames, the old output deleted last; on object stores every object is moved (copy + delete)."""
+    if FileSystems.get_scheme(output_dir) is None:
+        aside = None
+        if os.path.lexists(output_dir):
+            aside = partial.replace(".partial-", ".replaced-")
+            os.rename(output_dir, aside)
+        os.rename(partial, output_dir)
+        if aside is not None:
+            shutil.rmtree(aside)
+        return
+    clear_output(output_dir)
+    move_objects(partial, output_dir)
+
+
+def move_objects(source_dir: str, target_dir: str) -> None:
+    """Every file under `source_dir`, at any depth, to the same place under `target_dir` (any Beam filesystem)."""
+    paths = [m.path for m in FileSystems.match([FileSystems.join(source_dir, "**")])[0].metadata_list]
+    prefix = source_dir.rstrip("/") + "/"
+    targets = [FileSystems.join(target_dir, path[len(prefix) :]) for path in paths]
+    for target in targets:
+        if FileSystems.get_scheme(target) is None:  # object stores have no directories to make
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+    if paths:
+        FileSystems.rename(paths, targets)
+
+
+def discard_output(partial: str) -> None:
+    """Delete an unfinished `partial_output` (ignoring what is already gone)."""
+    if FileSystems.get_scheme(partial) is None:
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        clear_output(partial)
+
+
 def inside(output_dir: str, path: str) -> bool:
     """Whether `path` lies in `output_dir` (local paths resolved), so that --overwrite never deletes inputs."""
     if FileSystems.get_scheme(output_dir) is None and FileSystems.get_scheme(path) is None:

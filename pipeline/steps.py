@@ -17,6 +17,7 @@ through an external sort), so a key with a million values costs what a key with 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 from collections import Counter
@@ -142,9 +143,53 @@ def _read_file(path: str, limit: int | None, html_urls: dict[str, str]):
     return read_input(path, limit, html_urls.get(path))
 
 
+def _read_numbered(numbered: tuple[int, str], limit: int, html_urls: dict[str, str]):
+    """The items of the file numbered `file_index`, each page as ((file_index, page_index), page). Pages
+    are counted once the job-wide limit has kept or dropped them (`_within_limit`), not here."""
+    file_index, path = numbered
+    page_index = 0
+    for item in read_input(path, limit, html_urls.get(path)):
+        if isinstance(item, Page):
+            yield (file_index, page_index), item
+            page_index += 1
+        elif not (isinstance(item, Count) and item.name.startswith("read.pages.")):
+            yield item
+
+
+def _is_numbered_page(item) -> bool:
+    return isinstance(item, tuple) and isinstance(item[1], Page)
+
+
+def _keyed_position(numbered_page):
+    return "pages", numbered_page[0]
+
+
+def _last_kept(keyed, limit: int):
+    """The position of the job's `limit`-th page (or its last, if fewer). Distinct positions: the Dask
+    runner of Beam 2.77 repeats elements of a group read as a side input. At most `limit` per file."""
+    key, positions = keyed
+    return key, max(heapq.nsmallest(limit, set(positions)))
+
+
+def _within_limit(numbered_page, last_kept: dict):
+    """The page if its position is among the job's first `limit` (up to the last kept one), else a count."""
+    position, page = numbered_page
+    if position <= last_kept["pages"]:
+        yield Count(f"read.pages.{page.source}")
+        yield page
+    else:
+        yield Count("read.pages_over_limit")
+
+
+def _limit_stage(numbered_page, last_kept: dict):
+    return stage_outputs(_within_limit, numbered_page, last_kept)
+
+
 class ReadInputs(beam.PTransform):
     """Input files -> (pages, image records as (url, bytes), counts). Files are spread over workers; each is
-    read as a stream, so a worker holds one record at a time."""
+    read as a stream, so a worker holds one record at a time. With a `limit`, the job keeps the first
+    `limit` pages in input order (files in their sorted order, records in file order) wherever they were
+    read: no file gives more than `limit` pages, and the smallest positions of those are kept."""
 
     def __init__(self, files: tuple[str, ...], limit: int | None, html_urls: dict[str, str] | None = None):
         super().__init__()
@@ -153,10 +198,29 @@ class ReadInputs(beam.PTransform):
         self._html_urls = dict(html_urls or {})  # plain .html file -> its page URL (readers.html_file_urls)
 
     def expand(self, pipeline):
-        files = pipeline | "InputFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
-        items, counts = run_stage(files, "Read", _read_file, self._limit, self._html_urls)
-        pages = items | "Pages" >> beam.Filter(_is_page)
+        if self._limit is None:
+            files = pipeline | "InputFiles" >> beam.Create(self._files) | "SpreadFiles" >> beam.Reshuffle()
+            items, counts = run_stage(files, "Read", _read_file, self._limit, self._html_urls)
+            pages = items | "Pages" >> beam.Filter(_is_page)
+            records = items | "ImageRecords" >> beam.FlatMap(_record_pair).with_output_types(
+                tuple[str, bytes]
+            )
+            return pages, records, counts
+        numbered = list(enumerate(self._files))
+        files = pipeline | "InputFiles" >> beam.Create(numbered) | "SpreadFiles" >> beam.Reshuffle()
+        items, read_counts = run_stage(files, "Read", _read_numbered, self._limit, self._html_urls)
+        candidates = items | "Pages" >> beam.Filter(_is_numbered_page)
         records = items | "ImageRecords" >> beam.FlatMap(_record_pair).with_output_types(tuple[str, bytes])
+        last_kept = (
+            candidates
+            | "Positions" >> beam.Map(_keyed_position).with_output_types(tuple[str, tuple[int, int]])
+            | "GroupPositions" >> beam.GroupByKey()
+            | "LastKept" >> beam.Map(_last_kept, self._limit)
+        )
+        limited = candidates | "Limit" >> beam.FlatMap(_limit_stage, beam.pvalue.AsDict(last_kept))
+        pages = limited | "LimitResults" >> beam.Filter(is_result)
+        limit_counts = limited | "LimitCounts" >> beam.Filter(is_counts)
+        counts = (read_counts, limit_counts) | "AllReadCounts" >> beam.Flatten()
         return pages, records, counts
 
 

@@ -1,4 +1,4 @@
-"""`cm3-data view DIR --out page.html`: one self-contained HTML page to look at document shards.
+"""`cm3-data view DIR --output page.html`: one self-contained HTML page to look at document shards.
 
 A deterministic sample of documents (smallest keyed hash of seed and id), each with its metadata and its
 minimal HTML rendered with every image decoded from its 256 VQGAN codes back to pixels (inline base64
@@ -337,7 +337,9 @@ def render_page(
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    from image_tokenizer.cli_parser import OneLineParser
+
+    p = OneLineParser(
         prog="cm3-data view",
         description="Write one self-contained HTML page showing sampled documents of a shard directory "
         "(images decoded from their VQGAN codes) and the run's funnel report.",
@@ -345,7 +347,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "dir", help="document shard directory (*.parquet, and _meta/ with the manifest and report)"
     )
-    p.add_argument("--out", required=True, help="the HTML page to write")
+    p.add_argument("--output", "--out", dest="out", required=True, help="the HTML page to write")
     p.add_argument("--n", type=int, default=20, help="documents to show (default 20)")
     p.add_argument("--seed", type=int, default=0, help="sample seed (same seed -> same documents)")
     p.add_argument("--split", default="all", choices=("train", "validation", "all"))

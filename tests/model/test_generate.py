@@ -748,6 +748,17 @@ def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, c
         assert err.startswith("cm3-generate: ") and said in err and err.count("\n") == 1, err
 
 
+def test_cli_a_misspelt_flag_is_one_line_naming_the_flag(capsys):
+    from model.generate_cli import main
+
+    for argv in (["ckpt", "--prompt", "{}", "--ouput", "o"], ["eval", "ckpt", "tasks.jsonl", "--ouput", "o"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1, err
+        assert "unknown option --ouput (did you mean --output?)" in err
+
+
 # ---- captioning, re-ranking, entity linking, summarization (CM3 sections 4.2.2, 4.2.3, 4.3.2, 4.3.3)
 
 

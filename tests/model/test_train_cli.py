@@ -15,7 +15,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.cli import main
+from model.cli import build_parser, main
 from model.config import MAX_INT, PRESETS, TrainConfig
 from model.outputs import OutputError, build_output
 from model.tokenizer import CM3Tokenizer
@@ -59,6 +59,18 @@ def test_the_smallest_vocabulary_is_the_byte_alphabet(doc_shards, tmp_path, caps
         == 0
     )
     assert json.loads(capsys.readouterr().out)["n_text"] == 256
+
+
+def test_a_config_key_typed_as_a_flag_is_answered_with_its_key_value_form(capsys):
+    assert _exit_code(["train", "--out", "X", "--max_steps", "2"]) == 2
+    assert "out=X max_steps=2" in _one_error_line(capsys)
+
+
+def test_output_is_the_flag_and_out_its_alias(tmp_path, capsys):
+    argv = ["tokenize", "--data", str(tmp_path), "--tokenizer", str(tmp_path)]
+    assert _exit_code([*argv, "--ouput", str(tmp_path / "o")]) == 2
+    assert "unknown option --ouput (did you mean --output?)" in _one_error_line(capsys)
+    assert build_parser().parse_args([*argv, "--out", "o"]).out == "o"
 
 
 @pytest.mark.parametrize("vocab_size", [-5, 10, 255, 2**20 + 1])
@@ -256,7 +268,7 @@ def test_tokenizer_and_tokenize_refuse_a_non_empty_out(doc_shards, tokenizer_dir
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     assert _tokenizer(doc_shards, out) == 2
-    assert f"--out {out} is not empty; pass --overwrite to replace it whole" in _one_error_line(capsys)
+    assert f"--output {out} is not empty; pass --overwrite to replace it whole" in _one_error_line(capsys)
     assert _tokenize(doc_shards, tokenizer_dir, out) == 2
     assert "is not empty; pass --overwrite" in _one_error_line(capsys)
     assert _tree(out) == {"notes.txt": b"mine"}

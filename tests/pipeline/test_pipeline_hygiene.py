@@ -209,7 +209,7 @@ def test_opt_out_needs_a_list_and_a_new_directory(tmp_path, capsys):
         == 2
     )
     err = capsys.readouterr().err
-    assert "--out must differ" in err and "manifest.json is missing" in err and "Traceback" not in err
+    assert "--output must differ" in err and "manifest.json is missing" in err and "Traceback" not in err
 
 
 def test_opt_out_leaves_no_element_that_only_held_the_removed_image():

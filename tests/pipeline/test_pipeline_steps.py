@@ -70,6 +70,22 @@ def test_read_inputs_gives_pages_records_and_counts(tmp_path):
         assert_that(counts, summed({"read.files.warc": 1, "read.pages.warc": 1}), label="Counts")
 
 
+def test_the_limit_keeps_the_first_pages_of_the_job_in_input_order(tmp_path):
+    files = []
+    for name in ("a", "b", "c"):  # 2 pages in a, 2 in b, 2 in c: --limit 3 keeps a's two and b's first
+        warc = b"".join(
+            warc_record(f"https://news.example/{name}{k}", http_response(b"<p>x</p>", "text/html"))
+            for k in range(2)
+        )
+        (tmp_path / f"{name}.warc.gz").write_bytes(warc)
+        files.append(str(tmp_path / f"{name}.warc.gz"))
+    with TestPipeline() as pipeline:
+        pages, _, counts = pipeline | steps.ReadInputs(tuple(files), 3)
+        urls = ["https://news.example/a0", "https://news.example/a1", "https://news.example/b0"]
+        assert_that(pages | beam.Map(lambda p: p.url), equal_to(urls), label="Pages")
+        assert_that(counts, summed({"read.pages.warc": 3, "read.pages_over_limit": 3}), label="Counts")
+
+
 def test_minimize_and_clean_keeps_english_prose_and_counts_each_rule():
     pages = [article("https://news.example/a"), Page("https://news.example/b", "warc", b"\x00\x01" * 300)]
     with TestPipeline() as pipeline:
