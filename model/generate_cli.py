@@ -97,7 +97,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-beams", type=int, default=5, help="beams (and returned outputs) of beam search (CM3 4.2.3: 5)"
     )
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / len ** this")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam score = logprob / len ** this (link: total logprob, as entity)",
+    )
     p.add_argument("--min-new-tokens", type=int, default=1, help="captions: no stop before this many tokens")
     p.add_argument("--max-new-tokens", type=int, default=64, help="text modes (image modes need 257)")
     p.add_argument(

@@ -833,6 +833,29 @@ def test_link_with_enough_beams_finds_the_best_scored_candidate(loaded, candidat
     assert {o["candidate"] for o in linked["outputs"]} == set(candidates)
 
 
+NAMES = st.text(alphabet="abcdeHPT ,", min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(max_examples=25, deadline=None)
+@given(candidates=st.lists(NAMES, min_size=1, max_size=7, unique=True), beams=st.integers(1, 5))
+def test_link_and_entity_pick_the_same_candidate_on_every_candidate_set(loaded, candidates, beams):
+    """One ranking rule (GENERATE.md): total log p(candidate + <eos> | prompt). `entity` scores every
+    candidate; `link`'s trie-limited beam ranks by the same total and is widened to the candidate count,
+    whatever --num-beams and --length-penalty say, so both name the same best (up to a float tie)."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    run = GenerationSettings(beam=BeamOptions(num_beams=beams, length_penalty=1.0))
+    request = {"html": html, "candidates": candidates}
+    linked = run_request(model, tok, constraint, {"mode": "link", **request}, 0, run)
+    scored = run_request(model, tok, constraint, {"mode": "entity", **request}, 0, run)
+    logprob = {s["candidate"]: s["logprob"] for s in scored["scores"]}
+    assert linked["best"] == scored["best"] or math.isclose(
+        logprob[linked["best"]], logprob[scored["best"]], abs_tol=1e-4
+    )
+    assert math.isclose(linked["outputs"][0]["logprob"], logprob[linked["best"]], abs_tol=1e-3)
+    assert len(linked["outputs"]) == min(beams, len(candidates))
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple), min_size=1, max_size=6))
 def test_prefix_trie_spells_exactly_its_sequences(sequences):
