@@ -75,14 +75,25 @@ def read_docs_manifest(data_dir: str | Path) -> dict:
     return _read_manifest(docs_manifest_path(data_dir), DOCS_FORMAT, "not a document shard directory")
 
 
+def doc_shards_dir(data_dir: str | Path, manifest: dict) -> Path:
+    """Where a document output's shards lie: the manifest's `shards_dir` (`data/`), else (older outputs)
+    beside the metadata unless moved to `data/` by hand (pipeline/shards.py `data_dir`, without Beam)."""
+    if manifest.get("shards_dir"):
+        return Path(data_dir) / manifest["shards_dir"]
+    first = next((s["file"] for info in manifest.get("splits", {}).values() for s in info["shards"]), None)
+    moved = first is not None and (Path(data_dir) / "data" / first).exists()
+    return Path(data_dir) / "data" if moved else Path(data_dir)
+
+
 def doc_shard_files(data_dir: str | Path, split: str, manifest: dict) -> list[tuple[Path, int, str]]:
     """(path, rows, sha256) of a split's shards in manifest order; missing split -> []."""
     info = manifest.get("splits", {}).get(split)
     if not info:
         return []
+    folder = doc_shards_dir(data_dir, manifest)
     out = []
     for shard in info["shards"]:
-        path = Path(data_dir) / shard["file"]
+        path = folder / shard["file"]
         if not path.exists():
             raise ShardError(f"{path}: listed in the manifest but missing")
         out.append((path, int(shard["rows"]), shard.get("sha256", "")))

@@ -53,7 +53,7 @@ def shard_files(output: Path) -> dict[str, bytes]:
 
 def documents(output: Path) -> list[dict]:
     rows = []
-    for path in sorted(output.glob("*.parquet")):
+    for path in sorted((output / "data").glob("*.parquet")):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
 
@@ -115,26 +115,43 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert report["funnel"][-1]["docs"] == len(docs)
 
 
-def test_every_parquet_reader_opens_the_output_directory(sample_run):
-    """The shards lie in the directory and its metadata in _meta/, which Parquet readers skip: pandas and
-    pyarrow.dataset read the directory, DuckDB a glob of it, and a split is a glob of its own."""
+def test_every_parquet_reader_opens_the_output_directory(sample_run, tmp_path):
+    """data/ holds only shards, so each reader's plain call on it reads every document (polars and DuckDB's
+    `**` read every file under the path: the metadata in _meta/ must lie outside it); pandas,
+    pyarrow.dataset and Hugging Face `datasets` also open the output folder itself (they skip _meta/). The
+    `split` column keeps train and validation apart in readers that read both."""
+    import datasets
     import duckdb
     import pandas as pd
+    import polars as pl
     import pyarrow.dataset as ds
 
+    data = sample_run / "data"
     docs = documents(sample_run)
     ids = sorted(d["id"] for d in docs)
-    assert sorted(pd.read_parquet(sample_run)["id"]) == ids
-    assert sorted(ds.dataset(sample_run, format="parquet").to_table()["id"].to_pylist()) == ids
-    for pattern in ("*", "*.parquet"):
-        rows = duckdb.sql(f"SELECT id FROM read_parquet('{sample_run}/{pattern}')").fetchall()
-        assert sorted(row[0] for row in rows) == ids
     manifest = read_json(manifest_path(str(sample_run)))
-    for split in ("train", "validation"):
-        ((n,),) = duckdb.sql(
-            f"SELECT count(*) FROM read_parquet('{sample_run}/{split}-*.parquet')"
-        ).fetchall()
-        assert n == manifest["splits"][split]["rows"] > 0
+    by_split = {split: manifest["splits"][split]["rows"] for split in ("train", "validation")}
+    assert all(by_split.values()) and {d["split"] for d in docs} == set(by_split)
+    for folder in (data, sample_run):
+        assert sorted(pd.read_parquet(folder)["id"]) == ids
+        assert sorted(ds.dataset(folder, format="parquet").to_table()["id"].to_pylist()) == ids
+        splits = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf"))
+        assert {split: splits[split].num_rows for split in splits} == by_split
+        assert set(splits["validation"]["split"]) == {"validation"}
+    assert sorted(pl.scan_parquet(data).select("id").collect()["id"]) == ids
+    assert sorted(pl.read_parquet(data)["id"]) == ids
+    for pattern in ("*", "**", "*.parquet"):
+        rows = duckdb.sql(f"SELECT id FROM read_parquet('{data}/{pattern}')").fetchall()
+        assert sorted(row[0] for row in rows) == ids
+    counts = duckdb.sql(f"SELECT split, count(*) FROM read_parquet('{data}/**') GROUP BY split").fetchall()
+    assert dict(counts) == by_split
+    for split, n in by_split.items():
+        ((found,),) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{data}/{split}-*.parquet')").fetchall()
+        assert found == n
+    assert (
+        pl.scan_parquet(data).filter(pl.col("split") == "train").select(pl.len()).collect().item()
+        == (by_split["train"])
+    )
 
 
 def test_references_kept_equal_the_img_elements_written(sample_run):

@@ -261,7 +261,7 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_
         doc_row(f"https://example.org/{i}", f"<html><body><p>Page {i}.</p></body></html>") for i in range(40)
     ]
     write_document_shards(tmp_path, {"train": rows}, n_embed=1024)
-    (shard,) = tmp_path.glob("train-*.parquet")
+    (shard,) = (tmp_path / "data").glob("train-*.parquet")
     raw = bytearray(shard.read_bytes())
     if damage.startswith("flipped byte"):
         # the first page header of the html column: without a manifest only Parquet can notice, and a flip
