@@ -142,17 +142,19 @@ def _tokenize_shard(task: tuple[str, str, str, str]) -> dict:
     _check_doc_shard(Path(path), expected_sha)
     lengths: list[int] = []
     keys: list[int] = []
-    skipped_empty = 0
+    skipped_empty = image_tokens = 0
     with open(part_prefix + ".tokens", "wb") as tokens_file:
         batch: list[dict] = []
 
         def flush() -> None:
-            nonlocal skipped_empty
+            nonlocal skipped_empty, image_tokens
             for row, ids in zip(batch, tok.encode_batch([r["html"] for r in batch]), strict=True):
                 if not ids:
                     skipped_empty += 1
                     continue
-                tokens_file.write(np.asarray(ids, dtype="<u4").tobytes())
+                array = np.asarray(ids, dtype="<u4")
+                image_tokens += int(np.count_nonzero(array >= tok.image_code_offset))
+                tokens_file.write(array.tobytes())
                 lengths.append(len(ids))
                 keys.append(doc_key(row["id"]))
             batch.clear()
@@ -167,7 +169,13 @@ def _tokenize_shard(task: tuple[str, str, str, str]) -> dict:
         flush()
     np.asarray(lengths, dtype="<i8").tofile(part_prefix + ".lengths")
     np.asarray(keys, dtype="<u8").tofile(part_prefix + ".keys")
-    return {"split": split, "docs": len(lengths), "tokens": int(sum(lengths)), "skipped_empty": skipped_empty}
+    return {
+        "split": split,
+        "docs": len(lengths),
+        "tokens": int(sum(lengths)),
+        "skipped_empty": skipped_empty,
+        "image_tokens": image_tokens,
+    }
 
 
 def tokenize_shards(
@@ -204,6 +212,8 @@ def tokenize_shards(
             continue
         splits[split] = _concatenate_parts(out_dir, split, [t[2] for t, _ in split_tasks])
         splits[split]["skipped_empty"] = sum(r["skipped_empty"] for _, r in split_tasks)
+        # 0 in train: shards of `cm3-data run --no-images`; cm3-generate warns on image modes of such a model
+        splits[split]["image_tokens"] = sum(r["image_tokens"] for _, r in split_tasks)
         splits[split]["source_shards"] = len(split_tasks)
     shutil.rmtree(parts_dir)
     tok.save(out_dir / "tokenizer")

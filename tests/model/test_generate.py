@@ -709,6 +709,31 @@ def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
     assert (inline / "0001-entity-0.html").is_file()
 
 
+def test_image_modes_of_a_model_trained_without_images_warn(checkpoint, tmp_path, capsys):
+    """A checkpoint whose training data held no image tokens (`cm3-data run --no-images`) still runs
+    image modes, with one warning line naming them; text modes, and models that saw images, get none."""
+    import shutil
+
+    from model.generate_cli import main
+
+    blind = tmp_path / "blind"
+    shutil.copytree(checkpoint, blind)
+    config = json.loads((blind / "config.json").read_text())
+    (blind / "config.json").write_text(json.dumps({**config, "data": {"image_tokens": 0}}))
+    image = json.dumps({"mode": "unconditional_image"})
+    text = json.dumps({"mode": "score", "prompt": "<p>Paris is the capital of", "candidates": [" France."]})
+    flags = ["--num-samples", "1"]
+    assert main([str(blind), "--prompt", image, "--prompt", text, "--out", str(tmp_path / "a"), *flags]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"cm3-generate: warning: {blind} was trained on shards without images (cm3-data run --no-images: "
+        "no image tokens), so unconditional_image will give noise"
+    ]
+    assert main([str(blind), "--prompt", text, "--out", str(tmp_path / "b")]) == 0
+    assert main([str(checkpoint), "--prompt", image, "--out", str(tmp_path / "c"), *flags]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, capsys):
     """A prompts file that is not UTF-8, a missing or damaged checkpoint, a GPU that is not there:
     exit 2 and one line, no traceback."""

@@ -37,6 +37,7 @@ def test_token_shards_format_and_content(token_shards, doc_shards):
         for i in range(len(data)):
             assert tok.decode(data.doc(i)) == docs[int(data.keys[i])]
         assert int(raw.max()) < tok.vocab_size
+        assert info["image_tokens"] == np.count_nonzero(raw >= tok.image_code_offset)
 
 
 def test_parallel_tokenize_writes_the_same_bytes(token_shards, doc_shards, tokenizer_dir, tmp_path):
