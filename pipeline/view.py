@@ -269,11 +269,11 @@ def render_report(report: dict | None, problem: str | None) -> str:
         return f"<p class=warn>{esc(problem)}</p>"
     if report is None:
         return "<p>No report.json in this directory.</p>"
-    parts = []
+    parts = [f"<p class=warn>{esc(flag)}</p>" for flag in report.get("flags") or [] if isinstance(flag, str)]
     if isinstance(report.get("funnel"), list):
         parts.append("<h3>Document funnel</h3>" + render_funnel(report["funnel"]))
     for key, value in report.items():
-        if key != "funnel":
+        if key not in ("funnel", "flags"):
             parts.append(f"<details><summary>{esc(key)}</summary>{render_value(value)}</details>")
     return "".join(parts)
 

@@ -47,8 +47,19 @@ def read_json(path: str) -> dict:
 
 
 def shard_files(output: Path) -> dict[str, bytes]:
-    """Every file of an output (the shards and _meta/), by its path inside it."""
-    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    """Every file of an output (data/ and _meta/), by its path inside it; the reports without the run's
+    duration, the one value that differs between runs (pipeline/README.md, Determinism)."""
+    files = {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    report = json.loads(files["_meta/report.json"])
+    assert report["run"].pop("duration_s") > 0
+    files["_meta/report.json"] = json.dumps(report).encode()
+    files["_meta/report.html"], n = DURATION_ROW.subn(b"", files["_meta/report.html"])
+    assert n == 1
+    return files
+
+
+DURATION_ROW = re.compile(rb"<tr><td>duration</td><td class=v>[^<]*</td></tr>")
+RUN_TABLE = re.compile(rb"<h2>Run</h2><table>.*?</table>", re.DOTALL)
 
 
 def documents(output: Path) -> list[dict]:
@@ -81,6 +92,10 @@ def test_sample_corpus_gives_verified_shards(sample_run):
     assert manifest["splits"]["train"]["rows"] > 0 and manifest["splits"]["validation"]["rows"] > 0
     assert manifest["image_codes"]["codes_per_image"] == 256
     assert Path(report_html_path(str(sample_run))).read_text().count("<svg") == 1
+    run = read_json(report_json_path(str(sample_run)))["run"]
+    assert run["inputs"] == manifest["options"]["inputs"] and run["code_version"] == manifest["code_version"]
+    assert run["options"] == {k: v for k, v in manifest["options"].items() if k != "inputs"}
+    assert 0 < run["duration_s"] < 3600
 
 
 def test_sample_corpus_rules_were_applied(sample_run):
@@ -198,8 +213,13 @@ def test_image_batch_size_changes_at_most_rare_near_tie_codes(sample_run, tmp_pa
     batch_4 = tmp_path / "cpu-batch-4"
     flags = ("--vqgan-device", "cpu", "--image-batch-size", "4")
     assert rerun_like(sample_run, batch_4, *flags) == 0
-    for path in (report_json_path, report_html_path):
-        assert Path(path(str(batch_4))).read_bytes() == Path(path(str(reference))).read_bytes()
+    reports = [json.loads(Path(report_json_path(str(out))).read_text()) for out in (reference, batch_4)]
+    assert [r.pop("run")["options"]["image_batch_size"] for r in reports] == [1, 4]
+    assert reports[0] == reports[1]
+    pages = [
+        RUN_TABLE.subn(b"", Path(report_html_path(str(out))).read_bytes()) for out in (reference, batch_4)
+    ]
+    assert pages[0] == pages[1] and pages[0][1] == 1
     manifest, manifest_4 = (read_json(manifest_path(str(out))) for out in (reference, batch_4))
     assert manifest_4["metrics"] == manifest["metrics"]
     assert manifest_4["options"]["image_batch_size"] == 4 and manifest["options"]["image_batch_size"] == 1
@@ -243,4 +263,7 @@ def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
     assert counts["read.files.warc"] == 12
     assert counts["read.broken_or_truncated_record"] >= 2 and counts["read.broken_gzip_member"] == 1
     assert counts["read.pages.warc"] == 8  # one page in each WARC that has a response/resource page
+    flags = read_json(report_json_path(str(output)))["flags"]
+    assert flags[0].startswith("Images were off (--no-images)")
+    assert "Images were off (--no-images)" in Path(report_html_path(str(output))).read_text()
     assert sum(n for name, n in counts.items() if name.startswith("minimize.error.")) >= 1

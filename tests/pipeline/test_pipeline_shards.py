@@ -4,6 +4,7 @@ import hashlib
 import io
 import json
 
+import lxml.html
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -257,6 +258,70 @@ def test_report_from_counts():
     assert "src=" not in page and "<link" not in page
     assert json.loads(report_json(report)) == report
     assert report_html(report) == report_html(build_report(dict(reversed(counts.items())), report_splits()))
+
+
+RUN = {
+    "inputs": ["crawl/a.warc.gz", "pages/*.html"],
+    "options": {"images": True, "validation_fraction": 0.05, "c4": {"language": ["en"]}},
+    "code_version": "cm3-data 0.1.0 (abc1234)",
+    "duration_s": 83.4,
+}
+
+
+def test_report_says_what_produced_it_and_names_drop_reasons_in_words():
+    counts = {
+        "read.pages.warc": 10,
+        "minimize.ok": 9,
+        "minimize.error.NotHTML": 1,
+        "c4.kept": 7,
+        "c4.page:not_english": 1,
+        "c4.page:not_de": 1,
+        "c4.page:some_future_rule": 1,
+        "images.unique": 10,
+        "images.encoded": 9,
+        "images.failed.fetch_error": 1,
+    }
+    report = build_report(counts, report_splits(), RUN)
+    assert report["run"] == RUN and report["flags"] == []  # 10% of images failed: not flagged
+    page = lxml.html.fromstring(report_html(report))
+    rows = {
+        tr[0].text_content(): tr[1].text_content()
+        for tr in page.xpath("//h2[.='Run']/following-sibling::table[1]/tr")
+    }
+    assert rows["inputs"] == "crawl/a.warc.gz\npages/*.html" and rows["duration"] == "1 min 23 s"
+    assert rows["code version"] == "cm3-data 0.1.0 (abc1234)" and rows["option images"] == "true"
+    assert rows["option c4"] == '{"language": ["en"]}'
+    dropped = page.xpath("//h2[.='Dropped by rule']/following-sibling::table[1]/tr")
+    assert [th.text_content() for th in dropped[0]] == ["reason", "counter", "documents"]
+    reasons = {tr[1].text_content(): tr[0].text_content() for tr in dropped[1:]}
+    assert reasons == {
+        "c4.page:not_de": "not in language de (the language rule)",
+        "c4.page:not_english": "not English (C4's language rule)",
+        "c4.page:some_future_rule": "c4.page:some_future_rule",  # a new rule shows its counter name
+        "minimize.error.NotHTML": "not HTML (binary data, no markup, or an unreadable charset)",
+    }
+    assert "not English (C4's language rule)" in report_table(report)
+    style = page.xpath("//style")[0].text
+    assert "td,th{border-bottom:1px solid #ddd;padding:3px 12px}" in style  # the Languages header too
+
+
+def test_report_flags_images_off_and_a_high_image_failure_share():
+    counts = {
+        "images.unique": 10,
+        "images.encoded": 6,
+        "images.failed.fetch_error": 3,
+        "images.failed.decode": 1,
+    }
+    failing = build_report(counts, report_splits(), RUN)
+    assert failing["flags"] == [
+        "4 of 10 images (40%) failed to load or decode (most: fetch_error); their <img> elements were removed."
+    ]
+    off = build_report({}, report_splits(), {**RUN, "options": {**RUN["options"], "images": False}})
+    assert len(off["flags"]) == 1 and off["flags"][0].startswith("Images were off (--no-images)")
+    for report in (failing, off):
+        page = lxml.html.fromstring(report_html(report))
+        assert [p.text_content() for p in page.xpath("//p[@class='flag']")] == report["flags"]
+        assert report_table(report).startswith(f"NOTE: {report['flags'][0]}")
 
 
 def report_splits():

@@ -277,3 +277,13 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"cm3-data view: {shard}: "), err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_report_flags_open_the_viewer_report_section():
+    from pipeline.report import build_report
+
+    run = {"inputs": ["a.warc"], "options": {"images": False}, "code_version": "x", "duration_s": 1.0}
+    report = build_report({"read.pages.warc": 1}, {"train": {"rows": 1}}, run)
+    html_text = render_report(json.loads(json.dumps(report)), None)
+    assert html_text.startswith(f"<p class=warn>{report['flags'][0][:30]}")
+    assert "<summary>flags</summary>" not in html_text and "<summary>run</summary>" in html_text
