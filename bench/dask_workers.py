@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import resource
 import sys
 import tempfile
@@ -44,8 +45,16 @@ def run_job(inputs: list[str], output: Path, extra: list[str]) -> float:
 
 
 def output_files(output: Path) -> dict[str, bytes]:
-    """Every file of an output (the shards and _meta/), by its path inside it."""
-    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    """Every file of an output (data/ and _meta/), by its path inside it, less the run's duration in the
+    reports (the one value that differs between runs)."""
+    files = {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    report = json.loads(files["_meta/report.json"])
+    report.get("run", {}).pop("duration_s", None)
+    files["_meta/report.json"] = json.dumps(report).encode()
+    files["_meta/report.html"] = re.sub(
+        rb"<tr><td>duration</td><td class=v>[^<]*</td></tr>", b"", files["_meta/report.html"]
+    )
+    return files
 
 
 def main() -> None:

@@ -330,10 +330,17 @@ def write_model_files(
 
 
 def write_model_config(
-    directory: Path, model_cfg: CM3Config, tokenizer: CM3Tokenizer, train_cfg: dict | None = None
+    directory: Path,
+    model_cfg: CM3Config,
+    tokenizer: CM3Tokenizer,
+    train_cfg: dict | None = None,
+    data: dict | None = None,
 ) -> None:
-    """config.json and tokenizer/: with model.pt, a checkpoint that loads on its own."""
+    """config.json and tokenizer/: with model.pt, a checkpoint that loads on its own. `data` says what the
+    training data held (`image_tokens`: none means the model never saw an image)."""
     config = {"model": model_cfg.to_dict(), "train": train_cfg or {}}
+    if data is not None:
+        config["data"] = data
     (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     tokenizer.save(directory / "tokenizer")
 

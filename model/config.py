@@ -185,6 +185,18 @@ class TrainConfig:
                 f"(at least {shortest})"
             )
 
+    def schedule_warning(self) -> str | None:
+        """One line when the warm-up outlasts the run, so the learning rate never reaches `lr` (the defaults
+        do this: max_steps 1000, warmup_steps 1500). A warning, not a refusal: a short trial run is one."""
+        if self.warmup_steps <= self.max_steps:
+            return None
+        top = self.lr * self.max_steps / self.warmup_steps
+        return (
+            f"warmup_steps {self.warmup_steps} > max_steps {self.max_steps}: the learning rate rises to "
+            f"{top:.3g} ({self.max_steps / self.warmup_steps:.0%} of lr {self.lr:g}) and never reaches lr "
+            f"nor decays; set warmup_steps below max_steps (e.g. warmup_steps={max(1, self.max_steps // 10)})"
+        )
+
     def shape(self) -> dict[str, int]:
         """(d_model, n_layers, n_heads, d_ffn): the preset's, with the overrides that are set."""
         shape = dict(PRESETS[self.preset])

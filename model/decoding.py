@@ -73,6 +73,8 @@ class PrefixTrie:
 
     def __init__(self, *segments: Sequence[Sequence[int]]) -> None:
         self.roots: list[dict[int, dict]] = []
+        # whole decodes the trie spells (a beam this wide keeps every one: the search is exhaustive)
+        self.n_sequences = math.prod(len({tuple(seq) for seq in sequences}) for sequences in segments)
         for sequences in segments:
             root: dict[int, dict] = {}
             for seq in sequences:

@@ -82,23 +82,29 @@ def _output(prompt: Prompt, cont: Continuation) -> dict:
 
 
 def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, generator, num_samples=None):
-    """Continuations of one single-prompt request: beam search (trie-limited for entity linking, best
-    score first; otherwise best perplexity first), else sampling (`num_samples` overrides the run's)."""
+    """Continuations of one single-prompt request: beam search (trie-limited for entity linking, ranked
+    as `entity` ranks; otherwise best perplexity first), else sampling (`num_samples` overrides the
+    run's)."""
     max_new = prompt.new_tokens or settings.max_new_tokens + prompt.extra_tokens
     if num_samples is None and prompt.search == "beam":
+        options = settings.beam
+        if prompt.trie is not None:  # the entity rule: total log p, and a beam that keeps every candidate
+            options = replace(
+                options, length_penalty=0.0, num_beams=max(options.num_beams, prompt.trie.n_sequences)
+            )
         conts = beam_search(
             model,
             constraint,
             prompt.ids,
             prompt.state,
             prompt.stop,
-            settings.beam,
+            options,
             max_new_tokens=max_new,
             trie=prompt.trie,
         )
         if prompt.trie is None:
             conts.sort(key=lambda c: (not c.finished, c.perplexity))
-        return conts
+        return conts[: settings.beam.num_beams]
     return sample(
         model,
         constraint,

@@ -35,6 +35,15 @@ _SRC_ATTR = re.compile(r'src="([^"]*)"')
 _CODE_RUN = re.compile(r"\d+(?: \d+){255}")
 
 
+# modes that read or write images: noise from a model whose training data held no image codes
+IMAGE_MODES = (
+    "unconditional_image",
+    "conditional_image",
+    "image_infill",
+    "masked_caption",
+    "causal_caption",
+    "caption",
+)
 DEVICE_HELP = "torch device: cpu, cuda, cuda:N (a GPU torch can see) or mps (default: cpu)"
 MODE_EXAMPLES = {
     "unconditional_image": {"mode": "unconditional_image"},
@@ -106,7 +115,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--num-beams", type=int, default=5, help="beams (and returned outputs) of beam search (CM3 4.2.3: 5)"
     )
-    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / len ** this")
+    p.add_argument(
+        "--length-penalty",
+        type=float,
+        default=1.0,
+        help="beam score = logprob / len ** this (link: total logprob, as entity)",
+    )
     p.add_argument("--min-new-tokens", type=int, default=1, help="captions: no stop before this many tokens")
     p.add_argument("--max-new-tokens", type=int, default=64, help="text modes (image modes need 257)")
     p.add_argument(
@@ -370,6 +384,21 @@ def _codes_reader(vq, base: Path):
     return codes_of_image
 
 
+def no_images_warning(checkpoint: str | Path, modes: set[str]) -> str | None:
+    """One line when image modes are asked of a model trained on shards without images (`cm3-data run
+    --no-images`: the checkpoint's config.json says `image_tokens: 0`). A warning, not a refusal: the
+    modes still run (a smoke test of the plumbing), but their images are noise."""
+    from .checkpoint import read_config, resolve_checkpoint
+
+    asked = sorted(modes & set(IMAGE_MODES))
+    if not asked or read_config(resolve_checkpoint(checkpoint)).get("data", {}).get("image_tokens") != 0:
+        return None
+    return (
+        f"cm3-generate: warning: {checkpoint} was trained on shards without images (cm3-data run "
+        f"--no-images: no image tokens), so {', '.join(asked)} will give noise"
+    )
+
+
 def _generate(args: argparse.Namespace) -> int:
     import torch
 
@@ -378,6 +407,9 @@ def _generate(args: argparse.Namespace) -> int:
     codes_of_image = _codes_reader(vq, base)
     out_dir = Path(args.out)
     requests = read_requests(lines)
+    warning = no_images_warning(args.checkpoint, {r.get("mode") for r, _ in requests if r})
+    if warning:
+        print(warning, file=sys.stderr)
     failed = 0
     written: dict[str, str] = {}
     overview: list[tuple[dict, list[list[str]]]] = []

@@ -75,14 +75,25 @@ def read_docs_manifest(data_dir: str | Path) -> dict:
     return _read_manifest(docs_manifest_path(data_dir), DOCS_FORMAT, "not a document shard directory")
 
 
+def doc_shards_dir(data_dir: str | Path, manifest: dict) -> Path:
+    """Where a document output's shards lie: the manifest's `shards_dir` (`data/`), else (older outputs)
+    beside the metadata unless moved to `data/` by hand (pipeline/shards.py `data_dir`, without Beam)."""
+    if manifest.get("shards_dir"):
+        return Path(data_dir) / manifest["shards_dir"]
+    first = next((s["file"] for info in manifest.get("splits", {}).values() for s in info["shards"]), None)
+    moved = first is not None and (Path(data_dir) / "data" / first).exists()
+    return Path(data_dir) / "data" if moved else Path(data_dir)
+
+
 def doc_shard_files(data_dir: str | Path, split: str, manifest: dict) -> list[tuple[Path, int, str]]:
     """(path, rows, sha256) of a split's shards in manifest order; missing split -> []."""
     info = manifest.get("splits", {}).get(split)
     if not info:
         return []
+    folder = doc_shards_dir(data_dir, manifest)
     out = []
     for shard in info["shards"]:
-        path = Path(data_dir) / shard["file"]
+        path = folder / shard["file"]
         if not path.exists():
             raise ShardError(f"{path}: listed in the manifest but missing")
         out.append((path, int(shard["rows"]), shard.get("sha256", "")))
@@ -131,17 +142,19 @@ def _tokenize_shard(task: tuple[str, str, str, str]) -> dict:
     _check_doc_shard(Path(path), expected_sha)
     lengths: list[int] = []
     keys: list[int] = []
-    skipped_empty = 0
+    skipped_empty = image_tokens = 0
     with open(part_prefix + ".tokens", "wb") as tokens_file:
         batch: list[dict] = []
 
         def flush() -> None:
-            nonlocal skipped_empty
+            nonlocal skipped_empty, image_tokens
             for row, ids in zip(batch, tok.encode_batch([r["html"] for r in batch]), strict=True):
                 if not ids:
                     skipped_empty += 1
                     continue
-                tokens_file.write(np.asarray(ids, dtype="<u4").tobytes())
+                array = np.asarray(ids, dtype="<u4")
+                image_tokens += int(np.count_nonzero(array >= tok.image_code_offset))
+                tokens_file.write(array.tobytes())
                 lengths.append(len(ids))
                 keys.append(doc_key(row["id"]))
             batch.clear()
@@ -156,7 +169,13 @@ def _tokenize_shard(task: tuple[str, str, str, str]) -> dict:
         flush()
     np.asarray(lengths, dtype="<i8").tofile(part_prefix + ".lengths")
     np.asarray(keys, dtype="<u8").tofile(part_prefix + ".keys")
-    return {"split": split, "docs": len(lengths), "tokens": int(sum(lengths)), "skipped_empty": skipped_empty}
+    return {
+        "split": split,
+        "docs": len(lengths),
+        "tokens": int(sum(lengths)),
+        "skipped_empty": skipped_empty,
+        "image_tokens": image_tokens,
+    }
 
 
 def tokenize_shards(
@@ -193,6 +212,8 @@ def tokenize_shards(
             continue
         splits[split] = _concatenate_parts(out_dir, split, [t[2] for t, _ in split_tasks])
         splits[split]["skipped_empty"] = sum(r["skipped_empty"] for _, r in split_tasks)
+        # 0 in train: shards of `cm3-data run --no-images`; cm3-generate warns on image modes of such a model
+        splits[split]["image_tokens"] = sum(r["image_tokens"] for _, r in split_tasks)
         splits[split]["source_shards"] = len(split_tasks)
     shutil.rmtree(parts_dir)
     tok.save(out_dir / "tokenizer")

@@ -8,12 +8,14 @@ optimizer, scheduler, RNG and each rank's exact data position (torchtitan-style 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .checkpoint import CheckpointManager, RNGState, read_config, write_model_config
 from .config import CM3Config, TrainConfig
@@ -37,6 +40,18 @@ from .tokenizer import CM3Tokenizer
 from .transformer import CM3Transformer
 
 log = logging.getLogger("cm3.train")
+# metrics.csv's columns: every key a log.jsonl record can have, in a fixed order (a record fills its own)
+CSV_COLUMNS = (
+    "time",
+    "step",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "mfu",
+    "val_loss",
+    "val_ppl",
+)
 FSDP_PRESETS = ("1.3b", "cm3-medium", "cm3-large")
 # dense bf16 tensor-core peaks (FLOP/s) by device-name substring; first match wins
 PEAK_BF16_FLOPS = (
@@ -213,6 +228,8 @@ class Trainer:
         self.loader = PackedLoader(self.train_split, self.loader_options, self.rt.rank, self.rt.world_size)
         manifest = read_token_manifest(data)
         self.val_split = TokenSplit.open(data, "validation") if "validation" in manifest["splits"] else None
+        # image tokens the model will see (None: token shards written before they were counted)
+        self.data_info = {"image_tokens": manifest["splits"]["train"].get("image_tokens")}
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model()
@@ -247,7 +264,9 @@ class Trainer:
             rank=self.rt.rank,
             world_size=self.rt.world_size,
             keep_last=cfg.keep_last,
-            extra_files=lambda d: write_model_config(d, self.model_cfg, self.tokenizer, cfg.to_dict()),
+            extra_files=lambda d: write_model_config(
+                d, self.model_cfg, self.tokenizer, cfg.to_dict(), self.data_info
+            ),
         )
         self._resume()
 
@@ -393,11 +412,21 @@ class Trainer:
 
     # ---- loop
     def _log(self, record: dict) -> None:
+        """A record, timestamped, to log.jsonl and metrics.csv (spreadsheets, pandas, TensorBoard's CSV
+        import); written every log_every/eval_every steps, after the values are on the host already."""
         if not self.rt.is_main:
             return
+        record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        path = self.out / "metrics.csv"
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(record)
 
     def _mean_across_ranks(self, value: float) -> float:
         if self.rt.world_size == 1:
@@ -411,6 +440,9 @@ class Trainer:
         if rt.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.json")
+            warning = cfg.schedule_warning()
+            if warning:
+                log.warning(warning)
             log.info(
                 "model %s: %.1fM parameters, vocab %d, %d process(es) on %s",
                 cfg.preset,
@@ -428,8 +460,17 @@ class Trainer:
             unit="step",
             dynamic_ncols=True,
         )
+        # log lines (checkpoints, validation) go above the bar instead of through it
+        with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
+            last = self._loop(bar, tokens_per_step)
+        bar.close()
+        return last
+
+    def _loop(self, bar: tqdm, tokens_per_step: int) -> dict:
+        cfg, rt = self.cfg, self.rt
         last: dict = {}
         window_start, window_steps = time.perf_counter(), 0
+        run_start, run_first_step = window_start, self.step  # the ETA: this process's mean step time
         while self.step < cfg.max_steps:
             loss, grad_norm = self.train_step()
             window_steps += 1
@@ -452,8 +493,18 @@ class Trainer:
                 self._log(last)
                 mfu_text = f"{mfu:.1%}" if mfu is not None else "n/a"
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tok_s:,.0f}", mfu=mfu_text)
-                if bar.disable and rt.is_main:
-                    log.info("step %d: loss %.4f, %.0f tokens/s, MFU %s", self.step, loss, tok_s, mfu_text)
+                if bar.disable and rt.is_main:  # no bar (not a terminal): the line says what the bar would
+                    per_step = (time.perf_counter() - run_start) / max(1, self.step - run_first_step)
+                    log.info(
+                        "step %d/%d: loss %.4f, lr %.3g, %.0f tokens/s, MFU %s, ETA %s",
+                        self.step,
+                        cfg.max_steps,
+                        loss,
+                        last["lr"],
+                        tok_s,
+                        mfu_text,
+                        tqdm.format_interval(per_step * (cfg.max_steps - self.step)),
+                    )
                 window_start, window_steps = time.perf_counter(), 0
             if cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
                 metrics = self.evaluate()
@@ -467,7 +518,6 @@ class Trainer:
             if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or self.step == cfg.max_steps:
                 self.save_checkpoint()
                 window_start, window_steps = time.perf_counter(), 0
-        bar.close()
         return last
 
 

@@ -5,6 +5,7 @@ paper's data section (3.1) and T5's cleaning (2.2) because each step is one comp
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,6 +70,8 @@ class JobOptions:
     files: tuple[str, ...] = field(default=(), compare=False)
     input_bytes: int = field(default=0, compare=False)
     html_urls: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (.html file, its page URL)
+    # when the job was set up (epoch seconds): the report's duration, the one thing in it that varies
+    started: float = field(default_factory=time.time, compare=False)
 
     def __post_init__(self):
         if self.image_batch_size is None:  # recorded resolved, so the manifest says which batches were used
@@ -89,7 +92,7 @@ class JobOptions:
 
     def manifest_options(self) -> dict:
         options = asdict(self)
-        for name in ("output", "files", "input_bytes", "html_urls"):
+        for name in ("output", "files", "input_bytes", "html_urls", "started"):
             options.pop(name)
         options["inputs"] = list(self.inputs)
         return options
@@ -186,7 +189,14 @@ class Finalize(beam.DoFn):
         n_shards = shard_counts(split_bytes, self._job.target_shard_mb, self._job.fixed_shards)
         output = self._job.output
         splits = shards.finish_shards(output, written, n_shards)
-        summary = report.build_report(counts, splits)
+        options = self._job.manifest_options()
+        run = {
+            "inputs": options.pop("inputs"),
+            "options": options,
+            "code_version": self._code_version,
+            "duration_s": round(time.time() - self._job.started, 1),
+        }
+        summary = report.build_report(counts, splits, run)
         shards.write_atomic(shards.report_json_path(output), report.report_json(summary))
         shards.write_atomic(shards.report_html_path(output), report.report_html(summary))
         manifest = {

@@ -115,7 +115,9 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
     written, n_shards = [], dict.fromkeys(shards.SPLITS, 0)
     for split, index, n, entry in shards.manifest_shards(manifest):
         n_shards[split] = n
-        rows = apply_optout(shards.read_shard_rows(shards.shard_path(output, entry["file"])), optout, counts)
+        rows = apply_optout(
+            shards.read_shard_rows(shards.shard_path(output, entry["file"], manifest)), optout, counts
+        )
         written.append(shards.write_shard(new_output, split, index, n, rows))
     new_manifest = dict(manifest)
     new_manifest["splits"] = shards.finish_shards(new_output, written, n_shards)

@@ -1,18 +1,55 @@
 """Funnel report of a run, computed from the counted events (data, not Beam metrics, so every runner
-reports it): a text table, report.json and a self-contained report.html with an inline SVG funnel."""
+reports it): a text table, report.json and a self-contained report.html with an inline SVG funnel. The
+report also says what produced it (inputs, options, code version, duration) and flags what a reader
+should not miss (images off, many images failing)."""
 
 from __future__ import annotations
 
 import html as html_lib
 import json
+import re
+
+# A share of failed images above this is flagged: a dead image host, a proxy, or the wrong --input.
+IMAGE_FAILURE_FLAG = 0.2
+
+# Plain-language names of the drop reasons (report.json keeps the counter names, the page shows both).
+DROP_REASONS = {
+    "minimize.error.NotHTML": "not HTML (binary data, no markup, or an unreadable charset)",
+    "minimize.error.InputTooLarge": "too large for the minimizer's limits",
+    "minimize.error.BadMarkup": "markup the minimizer cannot handle",
+    "minimize.error.unexpected": "the minimizer failed unexpectedly (see the log)",
+    "c4.error.unexpected": "the C4 rules failed unexpectedly (see the log)",
+    "c4.page:not_english": "not English (C4's language rule)",
+    "c4.page:not_selected_language": "not one of the --languages",
+    "c4.page:too_few_sentences": "too few sentences left after the line rules",
+    "c4.page:bad_words": "a word of the bad-words list",
+    "c4.page:lorem_ipsum": "placeholder text (lorem ipsum)",
+    "c4.page:curly_bracket": "a curly bracket (code or a template)",
+    "c4.page:unparseable": "no text the C4 rules could parse",
+    "dedup.url_duplicates_dropped": "the same URL as a page kept",
+    "dedup.near_dup_docs_dropped": "a near-duplicate of a page kept",
+    "dedup.span_docs_dropped": "too little left after removing repeated three-sentence spans",
+}
+_NOT_LANGUAGE = re.compile(r"^c4\.page:not_([a-z]{2,3})$")
+
+
+def drop_reason(name: str) -> str:
+    """What a drop counter means, in words; the counter name itself for one not in DROP_REASONS."""
+    if name in DROP_REASONS:
+        return DROP_REASONS[name]
+    match = _NOT_LANGUAGE.match(name)
+    if match:
+        return f"not in language {match.group(1)} (the language rule)"
+    return name
 
 
 def _sum(counts: dict[str, int], prefix: str) -> int:
     return sum(n for name, n in counts.items() if name.startswith(prefix))
 
 
-def build_report(counts: dict[str, int], splits: dict) -> dict:
-    """The funnel (documents per stage), drops per rule and image outcomes, from the job's counts."""
+def build_report(counts: dict[str, int], splits: dict, run: dict | None = None) -> dict:
+    """The funnel (documents per stage), drops per rule and image outcomes, from the job's counts; `run`
+    (inputs, options, code_version, duration_s) says what produced it, and `flags` what stands out."""
     written = {split: info["rows"] for split, info in splits.items()}
     read = _sum(counts, "read.pages.")
     minimized = counts.get("minimize.ok", 0)
@@ -66,7 +103,7 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
         "refs_removed": counts.get("images.refs_removed", 0),
         "refs_over_doc_cap": counts.get("images.refs_over_doc_cap", 0),
     }
-    return {
+    report = {
         "funnel": funnel,
         "dropped": dict(sorted(dropped.items())),
         "languages": languages(counts),
@@ -74,6 +111,34 @@ def build_report(counts: dict[str, int], splits: dict) -> dict:
         "written": written,
         "counts": dict(sorted(counts.items())),
     }
+    if run is not None:
+        report["run"] = run
+    report["flags"] = flags(report)
+    return report
+
+
+def flags(report: dict) -> list[str]:
+    """Sentences on what a reader of the numbers must not miss: images off, a high image-failure share."""
+    out = []
+    if not report.get("run", {}).get("options", {}).get("images", True):
+        out.append(
+            "Images were off (--no-images): every <img> was removed, so these shards hold no image codes "
+            "and a model trained on them never sees an image."
+        )
+    images = report["images"]
+    failed = sum(images["failed"].values())
+    if images["unique"] and failed / images["unique"] > IMAGE_FAILURE_FLAG:
+        worst = max(images["failed"].items(), key=lambda item: (item[1], item[0]))[0]
+        out.append(
+            f"{failed} of {images['unique']} images ({failed / images['unique']:.0%}) failed to load or decode "
+            f"(most: {worst}); their <img> elements were removed."
+        )
+    return out
+
+
+def duration_text(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
 
 IMAGE_ROWS = (
@@ -116,7 +181,7 @@ def read_losses(counts: dict[str, int]) -> dict[str, int]:
 
 def report_table(report: dict) -> str:
     """Plain-text summary table printed at the end of `cm3-data run`."""
-    lines = []
+    lines = [f"NOTE: {flag}" for flag in report.get("flags", [])] + ([""] if report.get("flags") else [])
     top = max([row["docs"] for row in report["funnel"]] + [1])
     lines.append(f"{'stage':<28}{'documents':>10}  ")
     lines.append("-" * 60)
@@ -134,7 +199,7 @@ def report_table(report: dict) -> str:
     lines.append(f"{'dropped by rule':<44}{'documents':>10}")
     lines.append("-" * 60)
     for name, n in report["dropped"].items():
-        lines.append(f"{name:<44}{n:>10}")
+        lines.append(f"{drop_reason(name)[:43]:<44}{n:>10}")
     if report.get("languages"):
         lines.append("")
         lines.append(f"{'language (kept by C4 / dropped by language)':<44}{'kept':>8}{'dropped':>8}")
@@ -185,6 +250,35 @@ def report_html(report: dict) -> bytes:
         body = "".join(f"<tr><td>{esc(name)}</td><td class=n>{n}</td></tr>" for name, n in rows)
         return f"<h2>{esc(title)}</h2><table>{body}</table>"
 
+    def dropped_table(dropped: dict[str, int]) -> str:
+        body = "".join(
+            f"<tr><td>{esc(drop_reason(name))}</td><td class=c>{esc(name)}</td><td class=n>{n}</td></tr>"
+            for name, n in dropped.items()
+        )
+        return (
+            "<h2>Dropped by rule</h2><table><tr><th>reason</th><th>counter</th><th>documents</th></tr>"
+            f"{body}</table>"
+        )
+
+    def run_table(run: dict) -> str:
+        """What produced the report: every option as the manifest records it (nested ones as JSON)."""
+        if not run:
+            return ""
+        rows = [("inputs", "\n".join(run.get("inputs", [])))]
+        rows += [
+            ("code version", run.get("code_version", "")),
+            ("duration", duration_text(run["duration_s"])),
+        ]
+        rows += [
+            (f"option {key}", value if isinstance(value, str) else json.dumps(value, sort_keys=True))
+            for key, value in sorted(run.get("options", {}).items())
+            if key != "inputs"
+        ]
+        body = "".join(
+            f"<tr><td>{esc(name)}</td><td class=v>{esc(str(value))}</td></tr>" for name, value in rows
+        )
+        return f"<h2>Run</h2><table>{body}</table>"
+
     def language_table(rows: dict[str, dict[str, int]]) -> str:
         if not rows:
             return ""
@@ -207,13 +301,20 @@ def report_html(report: dict) -> bytes:
     image_rows += [("failed: " + reason, n) for reason, n in sorted(images["failed"].items())]
     image_rows += [("references kept", images["refs_kept"]), ("references removed", images["refs_removed"])]
     image_rows += [("references past the per-document cap", images.get("refs_over_doc_cap", 0))]
+    notes = "".join(f"<p class=flag>{esc(flag)}</p>" for flag in report.get("flags", []))
     page = (
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>cm3-data run report</title><style>"
         "body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin-bottom:1.5em}"
-        "td{border-bottom:1px solid #ddd;padding:3px 12px}td.n{text-align:right;font-variant-numeric:tabular-nums}"
-        "</style></head><body><h1>cm3-data run report</h1><h2>Document funnel</h2>"
+        "td,th{border-bottom:1px solid #ddd;padding:3px 12px}th{text-align:left;background:#f3f3f3}"
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}td.c{color:#777;font-size:90%}"
+        "td.v{white-space:pre-wrap;font-family:monospace;font-size:90%;max-width:60em;overflow-wrap:anywhere}"
+        "p.flag{background:#fff3cd;border-left:4px solid #d89b00;padding:8px 12px;max-width:60em}"
+        "</style></head><body><h1>cm3-data run report</h1>"
+        + notes
+        + run_table(report.get("run", {}))
+        + "<h2>Document funnel</h2>"
         + svg
-        + table("Dropped by rule", list(report["dropped"].items()))
+        + dropped_table(report["dropped"])
         + language_table(report.get("languages", {}))
         + table("Images", image_rows)
         + table("Written", list(report["written"].items()))

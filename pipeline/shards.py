@@ -7,11 +7,14 @@ unique temporary name, renamed to the deterministic final name when complete, so
 never leaves a partial shard visible, and a retry rewrites identical bytes. The manifest is written last: a
 directory without one is an unfinished run.
 
-Layout: the shards lie directly in the output directory and everything else in its `_meta/` folder
-(manifest.json, report.json, report.html), so that every Parquet reader opens the directory as a dataset:
-pandas, pyarrow.dataset, Spark and Hugging Face `datasets` skip names starting with `_` (the Hadoop
-convention), and a glob such as DuckDB's `read_parquet('DIR/*')` or `DIR/train-*.parquet` matches shards only.
-Outputs written before `_meta/` existed (manifest.json beside the shards) are still read and verified.
+Layout: `DIR/data/` holds the shards and nothing else, `DIR/_meta/` everything else (manifest.json,
+report.json, report.html). A folder of Parquet files only is what every reader's plain call needs: polars
+and DuckDB's `DIR/**` read every file under the path they are given (any other extension is an error, and
+they skip no `_` or `.` names), so the metadata cannot lie under the folder they read. `DIR` itself still
+opens in pandas, pyarrow.dataset and Hugging Face `datasets` (they skip `_meta/`, the Hadoop convention).
+Each row carries its `split`, so a reader that globs both splits can still tell them apart.
+Outputs of the two earlier layouts (shards directly in DIR, the metadata beside them or in `_meta/`) are
+still read and verified; `legacy_layout_note` says how to move them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 
 FORMAT = "cm3-docs/1"
 META_DIR = "_meta"
+DATA_DIR = "data"
 MANIFEST = "manifest.json"
 REPORT_JSON = "report.json"
 REPORT_HTML = "report.html"
@@ -57,19 +61,35 @@ SCHEMA = pa.schema(
         ("lang_score", pa.float32()),
         ("language", pa.string()),  # the detected language
         ("image_urls", pa.list_(pa.string())),  # source URL of each <img> in order (opt-out replays)
+        ("split", pa.string()),  # train or validation: readers that glob both splits can tell them apart
     ]
 )
-# shards of the first release, before the `language` and `image_urls` columns: still valid and readable
-SCHEMA_FIRST_RELEASE = pa.schema([field for field in SCHEMA if field.name not in ("language", "image_urls")])
+# shards of earlier releases, still valid and readable: before the `split` column, and before `language`
+# and `image_urls` too
+SCHEMA_BEFORE_SPLIT = pa.schema([field for field in SCHEMA if field.name != "split"])
+SCHEMA_FIRST_RELEASE = pa.schema(
+    [field for field in SCHEMA if field.name not in ("language", "image_urls", "split")]
+)
+SCHEMAS = (SCHEMA, SCHEMA_BEFORE_SPLIT, SCHEMA_FIRST_RELEASE)
 
 
 def shard_name(split: str, index: int, n_shards: int) -> str:
     return f"{split}-{index:05d}-of-{n_shards:05d}.parquet"
 
 
-def shard_path(output_dir: str, name: str) -> str:
-    """Where shard `name` lies: directly in the output directory (in every layout)."""
-    return FileSystems.join(output_dir, name)
+def data_dir(output_dir: str, manifest: dict | None = None) -> str:
+    """The folder of an output's shards: `DIR/data` (what is written now, and what a manifest with
+    `shards_dir` says), else for an older manifest `DIR` itself unless its shards were moved to `DIR/data`."""
+    if manifest is None or manifest.get("shards_dir"):
+        return FileSystems.join(output_dir, (manifest or {}).get("shards_dir", DATA_DIR))
+    first = next((entry["file"] for *_, entry in manifest_shards(manifest)), None)
+    moved = first is not None and FileSystems.exists(FileSystems.join(output_dir, DATA_DIR, first))
+    return FileSystems.join(output_dir, DATA_DIR) if moved else output_dir
+
+
+def shard_path(output_dir: str, name: str, manifest: dict | None = None) -> str:
+    """Where shard `name` lies: in `data_dir` (a shard being written: `DIR/data`)."""
+    return FileSystems.join(data_dir(output_dir, manifest), name)
 
 
 def manifest_path(output_dir: str) -> str:
@@ -103,15 +123,26 @@ def find_manifest(output_dir: str) -> str | None:
 
 
 def legacy_layout_note(output_dir: str) -> str | None:
-    """One line on how to move an output of the old layout to `_meta/`; None for the current layout."""
-    if FileSystems.exists(manifest_path(output_dir)) or not FileSystems.exists(
-        legacy_manifest_path(output_dir)
-    ):
+    """One line on how to move an output of an older layout (shards directly in it) to `data/` and
+    `_meta/`; None for the current layout or no output."""
+    path = find_manifest(output_dir)
+    if path is None:
         return None
+    try:
+        manifest = json.loads(read_bytes(path))
+    except ValueError:
+        return None
+    if data_dir(output_dir, manifest) != output_dir:
+        return None
+    move_meta = (
+        ""
+        if path == manifest_path(output_dir)
+        else f" && mv {MANIFEST} {REPORT_JSON} {REPORT_HTML} {META_DIR}/"
+    )
     return (
-        f"{output_dir} has the old layout (manifest.json beside the shards); to let pandas, DuckDB and Spark "
-        f"read it as a dataset: cd {output_dir} && mkdir {META_DIR} && mv manifest.json report.json "
-        f"report.html {META_DIR}/"
+        f"{output_dir} has an older layout (shards beside the metadata); to let every Parquet reader (polars, "
+        f"DuckDB's DIR/**) read {DATA_DIR}/ as a dataset: cd {output_dir} && mkdir -p {META_DIR} {DATA_DIR}"
+        f"{move_meta} && mv *.parquet {DATA_DIR}/"
     )
 
 
@@ -238,8 +269,10 @@ def write_shard(
     rows: Iterable[dict],
     buffer_bytes: int | None = None,
 ) -> dict:
-    """Write one shard from `rows` in any order (streamed) and return its manifest entry."""
+    """Write one shard from `rows` in any order (streamed), each row marked with its `split`, and return
+    its manifest entry."""
     name = shard_name(split, index, n_shards)
+    rows = ({**row, "split": split} for row in rows)
     with atomic_file(shard_path(output_dir, name)) as stream:
         n_rows, sha256, size = write_parquet(stream, sorted_rows(rows, buffer_bytes))
     return {"split": split, "file": name, "rows": n_rows, "sha256": sha256, "bytes": size}
@@ -251,12 +284,17 @@ def read_bytes(path: str) -> bytes:
 
 
 def list_dir(output_dir: str) -> list[str]:
-    """Base names of the files directly in `output_dir` (any Beam filesystem)."""
+    """Base names of the files directly in `output_dir` (any Beam filesystem; an object store's `*` also
+    matches objects in deeper folders, such as `data/`, which are left out)."""
     pattern = FileSystems.join(output_dir, "*")
+    prefix = pattern[:-1]
     names = []
     for result in FileSystems.match([pattern]):
         for metadata in result.metadata_list:
-            names.append(metadata.path.rstrip("/").rsplit("/", 1)[-1])
+            name = metadata.path.rstrip("/")
+            name = name[len(prefix) :] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
+            if "/" not in name:
+                names.append(name)
     return sorted(names)
 
 
@@ -347,9 +385,10 @@ def finish_shards(output_dir: str, written: Iterable[dict], n_shards: dict[str, 
             if index not in by_split[split]:
                 by_split[split][index] = write_shard(output_dir, split, index, n_shards[split], [])
     expected = {entry["file"] for shards in by_split.values() for entry in shards.values()}
-    stale = [n for n in list_dir(output_dir) if (SHARD_NAME.match(n) and n not in expected) or TEMP_MARK in n]
+    shards_dir = data_dir(output_dir)
+    stale = [n for n in list_dir(shards_dir) if (SHARD_NAME.match(n) and n not in expected) or TEMP_MARK in n]
     if stale:
-        FileSystems.delete([FileSystems.join(output_dir, name) for name in stale])
+        FileSystems.delete([FileSystems.join(shards_dir, name) for name in stale])
     splits = {}
     for split in SPLITS:
         shards = [by_split[split][i] for i in range(n_shards[split])]
@@ -365,7 +404,8 @@ def manifest_json(manifest: dict) -> bytes:
 
 
 def write_manifest(output_dir: str, manifest: dict) -> None:
-    write_atomic(manifest_path(output_dir), manifest_json(manifest))
+    """The manifest, last; it records `shards_dir` (every writer writes the current layout)."""
+    write_atomic(manifest_path(output_dir), manifest_json({**manifest, "shards_dir": DATA_DIR}))
 
 
 def verify(output_dir: str, check_content: bool = True) -> list[str]:
@@ -385,6 +425,7 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
     if manifest.get("format") != FORMAT:
         problems.append(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
     n_embed = manifest.get("image_codes", {}).get("n_embed")
+    shards_dir = data_dir(output_dir, manifest)
     listed = set()
     for split, info in manifest.get("splits", {}).items():
         total = 0
@@ -394,7 +435,7 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             listed.add(name)
             if name != shard_name(split, index, len(shards)):
                 problems.append(f"{name}: unexpected name for shard {index} of {len(shards)} in {split}")
-            file_path = shard_path(output_dir, name)
+            file_path = FileSystems.join(shards_dir, name)
             if not FileSystems.exists(file_path):
                 problems.append(f"{name}: missing")
                 continue
@@ -409,11 +450,13 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
             ) as error:  # truncated, flipped bytes: a FAIL line, no traceback
                 problems.append(f"{name}: not a readable Parquet file ({' '.join(str(error).split())})")
                 continue
-            if not any(table.schema.equals(s, check_metadata=False) for s in (SCHEMA, SCHEMA_FIRST_RELEASE)):
+            if not any(table.schema.equals(s, check_metadata=False) for s in SCHEMAS):
                 problems.append(f"{name}: schema {table.schema} differs from the contract")
                 continue
             if table.num_rows != shard["rows"]:
                 problems.append(f"{name}: {table.num_rows} rows, manifest says {shard['rows']}")
+            if "split" in table.column_names and set(table["split"].to_pylist()) - {split}:
+                problems.append(f"{name}: rows whose split column is not {split}")
             total += table.num_rows
             if check_content:
                 problems.extend(
@@ -421,12 +464,20 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
                 )
         if total != info.get("rows"):
             problems.append(f"{split}: {total} rows in shards, manifest says {info.get('rows')}")
-    names = list_dir(output_dir)
+    names = list_dir(shards_dir)
     extra = [n for n in names if (SHARD_NAME.match(n) and n not in listed) or TEMP_MARK in n]
     problems.extend(f"{name}: not listed in the manifest" for name in extra)
-    metadata = {META_DIR} | (
-        {MANIFEST, REPORT_JSON, REPORT_HTML} if path != manifest_path(output_dir) else set()
-    )
+    if shards_dir == output_dir:  # an older layout: the metadata lies beside the shards or in _meta/
+        metadata = {META_DIR, DATA_DIR} | (
+            {MANIFEST, REPORT_JSON, REPORT_HTML} if path != manifest_path(output_dir) else set()
+        )
+    else:
+        metadata = set()
+        top = set(list_dir(output_dir)) - {META_DIR, DATA_DIR}
+        problems.extend(
+            f"{name}: not part of a cm3-docs output (only {DATA_DIR}/ and {META_DIR}/ are)"
+            for name in sorted(top)
+        )
     stray = [n for n in names if not SHARD_NAME.match(n) and TEMP_MARK not in n and n not in metadata]
     problems.extend(
         f"{name}: not a shard, yet readers of the directory as a dataset would read it" for name in stray

@@ -70,13 +70,17 @@ def manifest_file(data_dir: Path) -> Path | None:
 
 def shard_files(data_dir: Path, split: str) -> list[tuple[str, Path]]:
     """(split, path) of every shard listed by the manifest (each checked against its sha256, so a
-    truncated or corrupted shard is refused before it is parsed), else of every `{split}-*.parquet` file."""
+    truncated or corrupted shard is refused before it is parsed), else of every `{split}-*.parquet` file
+    (in `data/` when there is one)."""
     manifest_path = manifest_file(data_dir)
     if manifest_path is not None:
         try:
+            from pipeline.shards import data_dir as shards_dir
+
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            folder = Path(shards_dir(str(data_dir), manifest))
             listed = [
-                (name, data_dir / shard["file"], shard.get("sha256"))
+                (name, folder / shard["file"], shard.get("sha256"))
                 for name, info in sorted(manifest["splits"].items())
                 for shard in info["shards"]
             ]
@@ -86,10 +90,11 @@ def shard_files(data_dir: Path, split: str) -> list[tuple[str, Path]]:
         for _, path, sha in listed:
             check_sha256(path, sha)
         found = [(name, path) for name, path, _ in listed]
-    else:
+    else:  # a folder of shards (an output's data/ given itself), or an output whose manifest is lost
+        folder = data_dir / "data" if (data_dir / "data").is_dir() else data_dir
         found = [
             (path.name.split("-", 1)[0], path)
-            for path in sorted(data_dir.glob("*.parquet"))
+            for path in sorted(folder.glob("*.parquet"))
             if _SHARD_NAME.match(path.name)
         ]
         found = [(name, path) for name, path in found if split == "all" or name == split]
@@ -264,11 +269,11 @@ def render_report(report: dict | None, problem: str | None) -> str:
         return f"<p class=warn>{esc(problem)}</p>"
     if report is None:
         return "<p>No report.json in this directory.</p>"
-    parts = []
+    parts = [f"<p class=warn>{esc(flag)}</p>" for flag in report.get("flags") or [] if isinstance(flag, str)]
     if isinstance(report.get("funnel"), list):
         parts.append("<h3>Document funnel</h3>" + render_funnel(report["funnel"]))
     for key, value in report.items():
-        if key != "funnel":
+        if key not in ("funnel", "flags"):
             parts.append(f"<details><summary>{esc(key)}</summary>{render_value(value)}</details>")
     return "".join(parts)
 
@@ -344,9 +349,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Write one self-contained HTML page showing sampled documents of a shard directory "
         "(images decoded from their VQGAN codes) and the run's funnel report.",
     )
-    p.add_argument(
-        "dir", help="document shard directory (*.parquet, and _meta/ with the manifest and report)"
-    )
+    p.add_argument("dir", help="cm3-data output (data/ with the shards, _meta/ with the manifest and report)")
     p.add_argument("--output", "--out", dest="out", required=True, help="the HTML page to write")
     p.add_argument("--n", type=int, default=20, help="documents to show (default 20)")
     p.add_argument("--seed", type=int, default=0, help="sample seed (same seed -> same documents)")

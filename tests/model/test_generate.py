@@ -721,6 +721,31 @@ def test_cli_writes_results_pages_and_pngs(checkpoint, vq, tmp_path):
     assert (inline / "0001-entity-0.html").is_file()
 
 
+def test_image_modes_of_a_model_trained_without_images_warn(checkpoint, tmp_path, capsys):
+    """A checkpoint whose training data held no image tokens (`cm3-data run --no-images`) still runs
+    image modes, with one warning line naming them; text modes, and models that saw images, get none."""
+    import shutil
+
+    from model.generate_cli import main
+
+    blind = tmp_path / "blind"
+    shutil.copytree(checkpoint, blind)
+    config = json.loads((blind / "config.json").read_text())
+    (blind / "config.json").write_text(json.dumps({**config, "data": {"image_tokens": 0}}))
+    image = json.dumps({"mode": "unconditional_image"})
+    text = json.dumps({"mode": "score", "prompt": "<p>Paris is the capital of", "candidates": [" France."]})
+    flags = ["--num-samples", "1"]
+    assert main([str(blind), "--prompt", image, "--prompt", text, "--out", str(tmp_path / "a"), *flags]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"cm3-generate: warning: {blind} was trained on shards without images (cm3-data run --no-images: "
+        "no image tokens), so unconditional_image will give noise"
+    ]
+    assert main([str(blind), "--prompt", text, "--out", str(tmp_path / "b")]) == 0
+    assert main([str(checkpoint), "--prompt", image, "--out", str(tmp_path / "c"), *flags]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_cli_refuses_a_run_that_cannot_start_in_one_line(checkpoint, tmp_path, capsys):
     """A prompts file that is not UTF-8, a missing or damaged checkpoint, a GPU that is not there:
     exit 2 and one line, no traceback."""
@@ -854,6 +879,29 @@ def test_link_with_enough_beams_finds_the_best_scored_candidate(loaded, candidat
     assert linked["best"] == scored["best"]
     assert math.isclose(linked["outputs"][0]["logprob"], scored["scores"][0]["logprob"], abs_tol=1e-3)
     assert {o["candidate"] for o in linked["outputs"]} == set(candidates)
+
+
+NAMES = st.text(alphabet="abcdeHPT ,", min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(max_examples=25, deadline=None)
+@given(candidates=st.lists(NAMES, min_size=1, max_size=7, unique=True), beams=st.integers(1, 5))
+def test_link_and_entity_pick_the_same_candidate_on_every_candidate_set(loaded, candidates, beams):
+    """One ranking rule (GENERATE.md): total log p(candidate + <eos> | prompt). `entity` scores every
+    candidate; `link`'s trie-limited beam ranks by the same total and is widened to the candidate count,
+    whatever --num-beams and --length-penalty say, so both name the same best (up to a float tie)."""
+    model, tok, constraint = loaded
+    html = '<p><a title="<mask:0>">Paris</a> is the capital of France.</p>'
+    run = GenerationSettings(beam=BeamOptions(num_beams=beams, length_penalty=1.0))
+    request = {"html": html, "candidates": candidates}
+    linked = run_request(model, tok, constraint, {"mode": "link", **request}, 0, run)
+    scored = run_request(model, tok, constraint, {"mode": "entity", **request}, 0, run)
+    logprob = {s["candidate"]: s["logprob"] for s in scored["scores"]}
+    assert linked["best"] == scored["best"] or math.isclose(
+        logprob[linked["best"]], logprob[scored["best"]], abs_tol=1e-4
+    )
+    assert math.isclose(linked["outputs"][0]["logprob"], logprob[linked["best"]], abs_tol=1e-3)
+    assert len(linked["outputs"]) == min(beams, len(candidates))
 
 
 @settings(max_examples=60, deadline=None)

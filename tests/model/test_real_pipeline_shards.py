@@ -53,7 +53,7 @@ def test_tokenize_and_train_on_pipeline_shards(tmp_path):
     assert tok.n_embed == manifest["image_codes"]["n_embed"]
     tokens_manifest = json.loads((tmp_path / "tokens" / "manifest.json").read_text())
     n_docs = n_images = n_image_ids = 0
-    for shard in sorted(docs.glob("*.parquet")):
+    for shard in sorted((docs / "data").glob("*.parquet")):
         for row in iter_docs(shard, ("id", "html", "n_images")):
             ids = tok.encode(row["html"])
             assert tok.decode(ids) == row["html"]

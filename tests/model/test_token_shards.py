@@ -14,7 +14,7 @@ from model.shards import ShardError, TokenSplit, doc_key, iter_docs, tokenize_sh
 def _docs_by_key(doc_dir, split):
     return {
         doc_key(row["id"]): row["html"]
-        for path in sorted(doc_dir.glob(f"{split}-*.parquet"))
+        for path in sorted((doc_dir / "data").glob(f"{split}-*.parquet"))
         for row in iter_docs(path)
     }
 
@@ -37,6 +37,7 @@ def test_token_shards_format_and_content(token_shards, doc_shards):
         for i in range(len(data)):
             assert tok.decode(data.doc(i)) == docs[int(data.keys[i])]
         assert int(raw.max()) < tok.vocab_size
+        assert info["image_tokens"] == np.count_nonzero(raw >= tok.image_code_offset)
 
 
 def test_parallel_tokenize_writes_the_same_bytes(token_shards, doc_shards, tokenizer_dir, tmp_path):
@@ -62,14 +63,14 @@ def test_empty_documents_are_counted_not_fatal(doc_shards, tokenizer_dir, tmp_pa
     shutil.copytree(doc_shards, docs)
     manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
     shard = manifest["splits"]["validation"]["shards"][0]
-    table = pq.read_table(docs / shard["file"])
+    table = pq.read_table(docs / "data" / shard["file"])
     html = table.column("html").to_pylist()
     html[0], html[1] = None, ""
     table = table.set_column(table.schema.get_field_index("html"), "html", [html])
-    pq.write_table(table, docs / shard["file"], compression="zstd")
+    pq.write_table(table, docs / "data" / shard["file"], compression="zstd")
     import hashlib
 
-    shard["sha256"] = hashlib.sha256((docs / shard["file"]).read_bytes()).hexdigest()
+    shard["sha256"] = hashlib.sha256((docs / "data" / shard["file"]).read_bytes()).hexdigest()
     (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
     out = tokenize_shards(docs, tokenizer_dir, tmp_path / "tokens", workers=1)
     assert out["splits"]["validation"]["skipped_empty"] == 2
@@ -199,7 +200,7 @@ def test_cm3_train_tokenizer_reports_a_corrupt_document_shard_in_one_line(doc_sh
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
     manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
-    shard = docs / manifest["splits"]["train"]["shards"][0]["file"]
+    shard = docs / "data" / manifest["splits"]["train"]["shards"][0]["file"]
     raw = bytearray(shard.read_bytes())
     raw[-8] ^= 0xFF  # the footer's length field
     shard.write_bytes(bytes(raw))
@@ -223,7 +224,7 @@ def test_an_unreadable_document_shard_is_named_even_without_a_manifest_sha256(do
     entry = manifest["splits"]["train"]["shards"][0]
     del entry["sha256"]
     (docs / "_meta" / "manifest.json").write_text(json.dumps(manifest))
-    shard = docs / entry["file"]
+    shard = docs / "data" / entry["file"]
     shard.write_bytes(shard.read_bytes()[:-100])
     with pytest.raises(ShardError, match=rf"{shard}: not a readable Parquet file \("):
         train_tokenizer(docs, vocab_size=300, out_dir=tmp_path / "tok")
@@ -232,11 +233,17 @@ def test_an_unreadable_document_shard_is_named_even_without_a_manifest_sha256(do
 def test_document_shards_of_the_older_layout_still_tokenize(
     doc_shards, tokenizer_dir, token_shards, tmp_path
 ):
-    """Outputs written before _meta/ existed keep manifest.json beside the shards: still read, same tokens."""
+    """Outputs of the first layout keep the shards and manifest.json side by side (no `shards_dir`): still
+    read, same tokens."""
     docs = tmp_path / "docs"
     shutil.copytree(doc_shards, docs)
-    (docs / "_meta" / "manifest.json").rename(docs / "manifest.json")
-    (docs / "_meta").rmdir()
+    manifest = json.loads((docs / "_meta" / "manifest.json").read_text())
+    del manifest["shards_dir"]
+    (docs / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(docs / "_meta")
+    for shard in (docs / "data").iterdir():
+        shard.rename(docs / shard.name)
+    (docs / "data").rmdir()
     tokenize_shards(docs, tokenizer_dir, tmp_path / "tokens", workers=1)
     for name in ("train.tokens.u32", "validation.tokens.u32", "train.keys.u64"):
         assert (tmp_path / "tokens" / name).read_bytes() == (token_shards / name).read_bytes(), name

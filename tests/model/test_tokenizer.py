@@ -65,7 +65,9 @@ def test_invalid_code_strings_stay_text(tok, src):
 
 def test_every_fixture_document_round_trips(tok, doc_shards):
     assert tok.n_embed == N_EMBED
-    docs = [row["html"] for path in sorted(doc_shards.glob("*.parquet")) for row in iter_docs(path)]
+    docs = [
+        row["html"] for path in sorted((doc_shards / "data").glob("*.parquet")) for row in iter_docs(path)
+    ]
     assert len(docs) == 136
     for doc, ids in zip(docs, tok.encode_batch(docs), strict=True):
         assert tok.decode(ids) == doc

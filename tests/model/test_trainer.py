@@ -1,7 +1,11 @@
 """Trainer on CPU: loss falls, checkpoints load standalone, config/schedule; slow: DDP and SIGKILL resume."""
 
+import csv
+import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,7 +60,17 @@ def test_tiny_model_loss_falls_and_checkpoint_loads_standalone(token_shards, tmp
     losses = [r["loss"] for r in log if "loss" in r]
     assert losses[-1] < losses[0]
     assert all(r["mfu"] is None and r["tokens_per_s"] > 0 for r in log if "loss" in r)  # CPU: MFU n/a
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", r["time"]) for r in log)
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(row["time"], int(row["step"])) for row in table] == [(r["time"], r["step"]) for r in log]
+    assert [float(row["loss"]) for row in table if row["loss"]] == losses
+    assert float(table[-1]["val_loss"]) == metrics["val_loss"] and table[-1]["lr"] == ""  # the eval record
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-00000040"]  # keep_last=1
+    (ckpt,) = list_checkpoints(tmp_path / "run")
+    image_tokens = json.loads((token_shards / "manifest.json").read_text())["splits"]["train"]["image_tokens"]
+    assert json.loads((ckpt / "config.json").read_text())["data"] == {"image_tokens": image_tokens}
+    assert image_tokens > 0  # what cm3-generate reads to warn on image modes of a model that saw none
     model, tok, cfg = load_checkpoint(tmp_path / "run")
     assert cfg == trainer.model_cfg and tok.vocab_size == cfg.vocab_size
     tokens = torch.randint(0, cfg.vocab_size, (2, 16))
@@ -72,10 +86,55 @@ def test_progress_off_a_terminal_is_log_lines_not_a_bar(token_shards, tmp_path, 
     caplog.set_level("INFO", logger="cm3.train")
     Trainer(_config(token_shards, tmp_path / "run", *overrides)).fit()
     assert "\r" not in capsys.readouterr().err
-    assert [r.getMessage().split(":")[0] for r in caplog.records if r.getMessage().startswith("step ")] == [
-        "step 2",
-        "step 4",
-    ]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split(":")[0] for line in lines] == ["step 2/4", "step 4/4"]
+    for line in lines:  # what the bar would show: the learning rate and the time left
+        assert re.search(r", lr [\d.e-]+, \d+ tokens/s, MFU n/a, ETA \d\d:\d\d$", line), line
+    assert lines[-1].endswith("ETA 00:00")
+
+
+def test_a_warm_up_longer_than_the_run_is_a_warning(token_shards, tmp_path, caplog):
+    """The defaults (max_steps 1000, warmup_steps 1500) never reach the peak learning rate: said once,
+    with the peak actually reached; the run still goes (a short trial run is legitimate)."""
+    default = TrainConfig()
+    assert default.warmup_steps > default.max_steps
+    assert "never reaches lr" in default.schedule_warning() and "0.0002 (67% of lr 0.0003)" in (
+        default.schedule_warning()
+    )
+    assert TrainConfig(max_steps=1500, warmup_steps=1500).schedule_warning() is None
+    caplog.set_level("INFO", logger="cm3.train")
+    overrides = ["max_steps=2", "warmup_steps=4", "eval_every=0", "ckpt_every=0"]
+    Trainer(_config(token_shards, tmp_path / "run", *overrides)).fit()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [TrainConfig(lr=3e-3, max_steps=2, warmup_steps=4).schedule_warning()]
+    assert "warmup_steps 4 > max_steps 2" in warnings[0]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_log_lines_do_not_break_the_progress_bar(token_shards, tmp_path, monkeypatch):
+    """On a terminal, a validation line is written above the bar (tqdm.write), never glued to the end
+    of the bar's line."""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    handler = logging.StreamHandler(terminal)
+    logging.getLogger().addHandler(handler)
+    logger = logging.getLogger("cm3.train")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        overrides = ["max_steps=4", "log_every=2", "eval_every=2", "ckpt_every=0", "progress=true"]
+        Trainer(_config(token_shards, tmp_path / "run", *overrides)).fit()
+    finally:
+        logging.getLogger().removeHandler(handler)
+        logger.setLevel(level)
+    out = terminal.getvalue()
+    assert "%|" in out  # the bar was drawn
+    messages = re.findall(r"(.)step \d+: validation loss", out)
+    assert len(messages) == 2 and set(messages) <= {"\r", "\n"}, out
 
 
 def test_document_attention_and_grad_accumulation_train(token_shards, tmp_path):

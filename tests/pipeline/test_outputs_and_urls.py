@@ -138,13 +138,15 @@ def one_page_run(tmp_path_factory):
 
 
 def rows(output: Path) -> list[dict]:
-    return [row for path in sorted(output.glob("*.parquet")) for row in pq.read_table(path).to_pylist()]
+    return [
+        row for path in sorted((output / "data").glob("*.parquet")) for row in pq.read_table(path).to_pylist()
+    ]
 
 
-def test_one_page_run_writes_shards_beside_meta_and_counts_each_reference(one_page_run):
+def test_one_page_run_writes_data_and_meta_and_counts_each_reference(one_page_run):
     _, output, _ = one_page_run
-    assert sorted(p.name for p in output.iterdir()) == [
-        "_meta",
+    assert sorted(p.name for p in output.iterdir()) == ["_meta", "data"]
+    assert sorted(p.name for p in (output / "data").iterdir()) == [
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
     ]
@@ -165,7 +167,7 @@ def test_one_page_run_writes_shards_beside_meta_and_counts_each_reference(one_pa
 
 def test_a_non_empty_output_is_refused_and_overwrite_replaces_it_whole(one_page_run, tmp_path, capsys):
     root, output, args = one_page_run
-    before = {p.name: p.read_bytes() for p in output.glob("*.parquet")}
+    before = {p.name: p.read_bytes() for p in (output / "data").glob("*.parquet")}
     capsys.readouterr()
     assert run("--output", str(output), *args) == 3  # a finished output
     err = capsys.readouterr().err
@@ -175,10 +177,10 @@ def test_a_non_empty_output_is_refused_and_overwrite_replaces_it_whole(one_page_
     (unfinished / "notes.txt").write_text("not ours")
     assert run("--output", str(unfinished), *args) == 3  # anything at all in it
     assert (unfinished / "notes.txt").is_file()
-    (output / "stale.parquet").write_bytes(b"from an earlier run")
+    (output / "data" / "stale.parquet").write_bytes(b"from an earlier run")
     assert run("--output", str(output), *args, "--overwrite") == 0
-    assert not (output / "stale.parquet").exists()
-    assert {p.name: p.read_bytes() for p in output.glob("*.parquet")} == before
+    assert not (output / "data" / "stale.parquet").exists()
+    assert {p.name: p.read_bytes() for p in (output / "data").glob("*.parquet")} == before
     assert shards.verify(str(output)) == []
     inputs_inside = ["--input", str(root / "site" / "*.html"), "--output", str(root), "--overwrite"]
     assert run(*inputs_inside) == 2  # --overwrite never deletes the inputs

@@ -60,12 +60,23 @@ def test_report_page_loads_cleanly_and_shows_the_numbers_of_report_json(browser,
     assert {code: {"kept": int(kept), "dropped": int(dropped)} for code, kept, dropped in languages[1:]} == (
         report["languages"]
     )
+    run = dict(raw.pop("Run"))
+    assert run["inputs"].split("\n") == report["run"]["inputs"]
+    assert run["code version"] == report["run"]["code_version"] and run["duration"].endswith(" s")
+    assert run["option images"] == "true" and run["option limit"] == "4"
+    dropped = raw.pop("Dropped by rule")
+    assert dropped[0] == ["reason", "counter", "documents"]
+    assert {counter: int(n) for _, counter, n in dropped[1:]} == report["dropped"]
+    assert all(reason != counter for reason, counter, _ in dropped[1:])  # each in words
     tables = {name: {k: int(v) for k, v in rows} for name, rows in raw.items()}
-    assert tables["Dropped by rule"] == report["dropped"]
     assert tables["Written"] == report["written"]
     assert tables["All counters"] == report["counts"]
     images = report["images"]
     assert tables["Images"]["references kept"] == images["refs_kept"] > 0
+    padding = browser.execute_script(
+        "return Array.from(document.querySelectorAll('th')).map(th => getComputedStyle(th).paddingLeft)"
+    )
+    assert padding and set(padding) == {"12px"}  # the Languages and Dropped headers are padded as the cells
     assert tables["Images"]["references removed"] == images["refs_removed"]
     assert tables["Images"]["unique image URLs"] == images["unique"]
     for key in ("from_input", "fetched", "data_uri", "codes_written"):

@@ -48,13 +48,24 @@ def read_json(path: str) -> dict:
 
 
 def shard_files(output: Path) -> dict[str, bytes]:
-    """Every file of an output (the shards and _meta/), by its path inside it."""
-    return {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    """Every file of an output (data/ and _meta/), by its path inside it; the reports without the run's
+    duration, the one value that differs between runs (pipeline/README.md, Determinism)."""
+    files = {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+    report = json.loads(files["_meta/report.json"])
+    assert report["run"].pop("duration_s") > 0
+    files["_meta/report.json"] = json.dumps(report).encode()
+    files["_meta/report.html"], n = DURATION_ROW.subn(b"", files["_meta/report.html"])
+    assert n == 1
+    return files
+
+
+DURATION_ROW = re.compile(rb"<tr><td>duration</td><td class=v>[^<]*</td></tr>")
+RUN_TABLE = re.compile(rb"<h2>Run</h2><table>.*?</table>", re.DOTALL)
 
 
 def documents(output: Path) -> list[dict]:
     rows = []
-    for path in sorted(output.glob("*.parquet")):
+    for path in sorted((output / "data").glob("*.parquet")):
         rows.extend(pq.read_table(path).to_pylist())
     return rows
 
@@ -83,6 +94,10 @@ def test_sample_corpus_gives_verified_shards(sample_run):
     assert manifest["image_codes"]["codes_per_image"] == 256
     assert manifest["environment"] == environment()  # version, lock sha256, the packages' versions
     assert Path(report_html_path(str(sample_run))).read_text().count("<svg") == 1
+    run = read_json(report_json_path(str(sample_run)))["run"]
+    assert run["inputs"] == manifest["options"]["inputs"] and run["code_version"] == manifest["code_version"]
+    assert run["options"] == {k: v for k, v in manifest["options"].items() if k != "inputs"}
+    assert 0 < run["duration_s"] < 3600
 
 
 def test_sample_corpus_rules_were_applied(sample_run):
@@ -117,26 +132,43 @@ def test_sample_corpus_rules_were_applied(sample_run):
     assert report["funnel"][-1]["docs"] == len(docs)
 
 
-def test_every_parquet_reader_opens_the_output_directory(sample_run):
-    """The shards lie in the directory and its metadata in _meta/, which Parquet readers skip: pandas and
-    pyarrow.dataset read the directory, DuckDB a glob of it, and a split is a glob of its own."""
+def test_every_parquet_reader_opens_the_output_directory(sample_run, tmp_path):
+    """data/ holds only shards, so each reader's plain call on it reads every document (polars and DuckDB's
+    `**` read every file under the path: the metadata in _meta/ must lie outside it); pandas,
+    pyarrow.dataset and Hugging Face `datasets` also open the output folder itself (they skip _meta/). The
+    `split` column keeps train and validation apart in readers that read both."""
+    import datasets
     import duckdb
     import pandas as pd
+    import polars as pl
     import pyarrow.dataset as ds
 
+    data = sample_run / "data"
     docs = documents(sample_run)
     ids = sorted(d["id"] for d in docs)
-    assert sorted(pd.read_parquet(sample_run)["id"]) == ids
-    assert sorted(ds.dataset(sample_run, format="parquet").to_table()["id"].to_pylist()) == ids
-    for pattern in ("*", "*.parquet"):
-        rows = duckdb.sql(f"SELECT id FROM read_parquet('{sample_run}/{pattern}')").fetchall()
-        assert sorted(row[0] for row in rows) == ids
     manifest = read_json(manifest_path(str(sample_run)))
-    for split in ("train", "validation"):
-        ((n,),) = duckdb.sql(
-            f"SELECT count(*) FROM read_parquet('{sample_run}/{split}-*.parquet')"
-        ).fetchall()
-        assert n == manifest["splits"][split]["rows"] > 0
+    by_split = {split: manifest["splits"][split]["rows"] for split in ("train", "validation")}
+    assert all(by_split.values()) and {d["split"] for d in docs} == set(by_split)
+    for folder in (data, sample_run):
+        assert sorted(pd.read_parquet(folder)["id"]) == ids
+        assert sorted(ds.dataset(folder, format="parquet").to_table()["id"].to_pylist()) == ids
+        splits = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf"))
+        assert {split: splits[split].num_rows for split in splits} == by_split
+        assert set(splits["validation"]["split"]) == {"validation"}
+    assert sorted(pl.scan_parquet(data).select("id").collect()["id"]) == ids
+    assert sorted(pl.read_parquet(data)["id"]) == ids
+    for pattern in ("*", "**", "*.parquet"):
+        rows = duckdb.sql(f"SELECT id FROM read_parquet('{data}/{pattern}')").fetchall()
+        assert sorted(row[0] for row in rows) == ids
+    counts = duckdb.sql(f"SELECT split, count(*) FROM read_parquet('{data}/**') GROUP BY split").fetchall()
+    assert dict(counts) == by_split
+    for split, n in by_split.items():
+        ((found,),) = duckdb.sql(f"SELECT count(*) FROM read_parquet('{data}/{split}-*.parquet')").fetchall()
+        assert found == n
+    assert (
+        pl.scan_parquet(data).filter(pl.col("split") == "train").select(pl.len()).collect().item()
+        == (by_split["train"])
+    )
 
 
 def test_references_kept_equal_the_img_elements_written(sample_run):
@@ -183,8 +215,13 @@ def test_image_batch_size_changes_at_most_rare_near_tie_codes(sample_run, tmp_pa
     batch_4 = tmp_path / "cpu-batch-4"
     flags = ("--vqgan-device", "cpu", "--image-batch-size", "4")
     assert rerun_like(sample_run, batch_4, *flags) == 0
-    for path in (report_json_path, report_html_path):
-        assert Path(path(str(batch_4))).read_bytes() == Path(path(str(reference))).read_bytes()
+    reports = [json.loads(Path(report_json_path(str(out))).read_text()) for out in (reference, batch_4)]
+    assert [r.pop("run")["options"]["image_batch_size"] for r in reports] == [1, 4]
+    assert reports[0] == reports[1]
+    pages = [
+        RUN_TABLE.subn(b"", Path(report_html_path(str(out))).read_bytes()) for out in (reference, batch_4)
+    ]
+    assert pages[0] == pages[1] and pages[0][1] == 1
     manifest, manifest_4 = (read_json(manifest_path(str(out))) for out in (reference, batch_4))
     assert manifest_4["metrics"] == manifest["metrics"]
     assert manifest_4["options"]["image_batch_size"] == 4 and manifest["options"]["image_batch_size"] == 1
@@ -228,4 +265,7 @@ def test_real_warc_files_and_hostile_inputs(shared_dir, tmp_path):
     assert counts["read.files.warc"] == 12
     assert counts["read.broken_or_truncated_record"] >= 2 and counts["read.broken_gzip_member"] == 1
     assert counts["read.pages.warc"] == 8  # one page in each WARC that has a response/resource page
+    flags = read_json(report_json_path(str(output)))["flags"]
+    assert flags[0].startswith("Images were off (--no-images)")
+    assert "Images were off (--no-images)" in Path(report_html_path(str(output))).read_text()
     assert sum(n for name, n in counts.items() if name.startswith("minimize.error.")) >= 1

@@ -68,7 +68,7 @@ def crawl() -> bytes:
 
 def rows(output: Path) -> dict[str, dict]:
     found = {}
-    for path in sorted(output.glob("*.parquet")):
+    for path in sorted((output / "data").glob("*.parquet")):
         found.update({row["url"]: row for row in pq.read_table(path).to_pylist()})
     return found
 

@@ -273,7 +273,7 @@ def test_write_shards_sizes_shards_by_target(tmp_path):
         assert_that(
             split_bytes | beam.Map(lambda kv: (kv[0], kv[1] // steps.MB)), equal_to([("train", 2)]), "Bytes"
         )
-    files = sorted(p.name for p in tmp_path.iterdir())
+    files = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert files == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
-    rows = sum(pq.read_metadata(tmp_path / name).num_rows for name in files)
+    rows = sum(pq.read_metadata(tmp_path / "data" / name).num_rows for name in files)
     assert rows == 12

@@ -261,7 +261,7 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_
         doc_row(f"https://example.org/{i}", f"<html><body><p>Page {i}.</p></body></html>") for i in range(40)
     ]
     write_document_shards(tmp_path, {"train": rows}, n_embed=1024)
-    (shard,) = tmp_path.glob("train-*.parquet")
+    (shard,) = (tmp_path / "data").glob("train-*.parquet")
     raw = bytearray(shard.read_bytes())
     if damage.startswith("flipped byte"):
         # the first page header of the html column: without a manifest only Parquet can notice, and a flip
@@ -277,3 +277,13 @@ def test_a_damaged_shard_is_one_line_naming_it(tmp_path, capsys, write_document_
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f"cm3-data view: {shard}: "), err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_the_report_flags_open_the_viewer_report_section():
+    from pipeline.report import build_report
+
+    run = {"inputs": ["a.warc"], "options": {"images": False}, "code_version": "x", "duration_s": 1.0}
+    report = build_report({"read.pages.warc": 1}, {"train": {"rows": 1}}, run)
+    html_text = render_report(json.loads(json.dumps(report)), None)
+    assert html_text.startswith(f"<p class=warn>{report['flags'][0][:30]}")
+    assert "<summary>flags</summary>" not in html_text and "<summary>run</summary>" in html_text
