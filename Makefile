@@ -30,7 +30,8 @@ setup: $(STAMP)
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser:
 	@command -v chromedriver >/dev/null || ! command -v apt-get >/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+	  { echo "make browser: installing chromium and chromium-driver with apt-get (the browser tests and the demo's screenshots)" >&2; \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
 	  echo "make: could not install chromium + chromium-driver; the browser tests will be skipped" >&2
 
 lint: setup
