@@ -30,6 +30,11 @@ from .image_constraint import CodeConstraint, CodeState
 from .prompts import MODES, Prompt, build_prompt, encode_with_masks
 from .sampling import SamplingOptions, choose_tokens, top_k_filter, top_p_filter
 
+# `link` keeps every whole decode of its trie up to this many (then it agrees with `entity` exactly); past
+# it (thousands of candidates, or the product of several mentions' candidates) it is a beam of this width,
+# so memory never follows the candidate combinations.
+EXHAUSTIVE_LINK_BEAMS = 256
+
 
 def request_seed(seed: int, index: int, request: Mapping) -> int:
     """A per-request seed from the run seed, the request's position and its content."""
@@ -89,9 +94,8 @@ def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, gen
     if num_samples is None and prompt.search == "beam":
         options = settings.beam
         if prompt.trie is not None:  # the entity rule: total log p, and a beam that keeps every candidate
-            options = replace(
-                options, length_penalty=0.0, num_beams=max(options.num_beams, prompt.trie.n_sequences)
-            )
+            wide = min(prompt.trie.n_sequences, EXHAUSTIVE_LINK_BEAMS)
+            options = replace(options, length_penalty=0.0, num_beams=max(options.num_beams, wide))
         conts = beam_search(
             model,
             constraint,
