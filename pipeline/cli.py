@@ -389,6 +389,19 @@ def _heartbeat(stop: threading.Event, started: float) -> None:
         print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a line is logged, not the one it was made with: a caller
+    (pytest, a notebook) may swap and close stderr between two commands of one process."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 class _OwnLines(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.name.split(".", 1)[0] in OWN_LOGGERS
@@ -400,7 +413,7 @@ def setup_logging(verbose: bool, quiet: bool = False) -> None:
     root = logging.getLogger()
     for handler in [h for h in root.handlers if getattr(h, "cm3_data", False)]:
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.cm3_data = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     if not verbose:
