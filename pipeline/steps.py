@@ -331,28 +331,33 @@ class FetchImages(beam.DoFn):
         self._rules = rules
         self._fetcher = None
         self._pool = None
+        self._decode_slots = None
 
     def setup(self):
         from concurrent.futures import ThreadPoolExecutor
 
         from image_tokenizer import ImageFetcher
 
+        images.limit_malloc_growth()
         self._fetcher = ImageFetcher(self._options)
         self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="cm3-fetch")
+        self._decode_slots = images.decode_slots()
 
     def teardown(self):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def process(self, keyed):
-        return stage_outputs(_fetch_group, keyed, self._fetcher, self._pool, self._window, self._rules)
+        return stage_outputs(
+            _fetch_group, keyed, self._fetcher, self._pool, self._window, self._rules, self._decode_slots
+        )
 
 
-def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene):
+def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene, decode_slots=None):
     _, urls = keyed
 
     def work(url: str) -> images.Fetched:
-        return images.fetch_and_prepare(url, fetcher, rules)
+        return images.fetch_and_prepare(url, fetcher, rules, decode_slots)
 
     for fetched in images.completed(work, urls, pool, window):
         line = _progress.record(fetched.fetch_outcome)
