@@ -16,9 +16,11 @@ Variants, each a fresh process on the same URL list, run one after another:
       fetch step runs each group
   (c) img2dataset (its own venv), 1 process, --concurrency threads, center-crop to 256, no retries
   (d) decode + crop alone, from bytes in memory: the CPU floor
-images/s = images cropped per second of the variant's work (process start-up measured on an empty list
-and taken off); per CPU-s = the same per second of CPU time (user + sys of the process and its children);
-peak RSS = the process's maximum resident set.
+images/s = images cropped per second of the variant's work (after its imports and set-up; for img2dataset
+the duration in its own stats); per CPU-s = images cropped per CPU-second of that work (all threads; for
+img2dataset its process tree's CPU less that of a 1-URL run); peak RSS = the process's maximum resident set
+(for img2dataset the largest of its processes). The 1x list has as many URLs as the window by default, so
+both runs fill it.
 """
 
 from __future__ import annotations

@@ -72,3 +72,38 @@ def test_failure_rate_is_not_judged_on_few_fetches_or_below_the_limit():
     assert fetch_failure({"images.fetch.ok": 50, "images.fetch.timeout": 50}, 0.5) is None
     assert fetch_failure({"images.fetch.ok": 49, "images.fetch.timeout": 51}, 0.5) is not None
     assert fetch_failure({"images.fetch.timeout": 100}, 1.0) is None
+
+
+def test_at_most_decode_slots_images_are_decoded_at_once(monkeypatch):
+    from image_tokenizer import FetchResult
+    from pipeline import images
+    from pipeline.hygiene import Hygiene
+
+    lock = threading.Lock()
+    state = {"decoding": 0, "most": 0}
+
+    class Fetcher:
+        def fetch(self, url):
+            time.sleep(0.005)
+            return FetchResult(url, True, b"bytes", "ok")
+
+    def prepare(url, data, rules):
+        with lock:
+            state["decoding"] += 1
+            state["most"] = max(state["most"], state["decoding"])
+        time.sleep(0.01)
+        with lock:
+            state["decoding"] -= 1
+        return None, "decode_error", url
+
+    monkeypatch.setattr(images, "prepare", prepare)
+    slots = threading.Semaphore(2)
+
+    def work(url):
+        return images.fetch_and_prepare(url, Fetcher(), Hygiene(), slots)
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(completed(work, [f"u{i}" for i in range(40)], pool, 16))
+    assert len(results) == 40 and {r.fetch_outcome for r in results} == {"ok"}
+    assert {r.outcome for r in results} == {"decode_error"}
+    assert state["most"] == 2
