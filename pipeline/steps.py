@@ -468,6 +468,9 @@ class EncodeImages(beam.PTransform):
     """Each unique image URL of the documents resolved once (an input record first, else fetched), cropped,
     encoded by the VQGAN, and its codes routed back to every document that uses it.
 
+    URLs to fetch are keyed by URL hash into `fetch_keys` groups, each streamed through `FetchImages`'
+    window of `fetch_concurrency` threads (no finish_bundle: every runner gets the results).
+
     (docs, records) -> ((doc URL, (image URL, codes or None)), counts). Crops are keyed by URL hash into
     `n_keys` groups, each streamed through fixed-shape batches, so neither a group's size nor arrival order
     changes a code or a worker's memory.
