@@ -43,7 +43,7 @@ CM3_DOCS = 61e6
 CM3_IMAGES = 25e6
 # bench/fetch.py, the job's fetch path at window 64 on a loopback farm (100 ms latency, 10 % faults, photos of
 # 50 KB - 2 MB): images fetched, decoded, cropped and hashed per CPU-second. Measured there, not here.
-FETCH_IMAGES_PER_CORE_SECOND = 8.5
+FETCH_IMAGES_PER_CORE_SECOND = 10.3
 
 
 def pages_from_disk() -> list[Page]:
