@@ -481,6 +481,7 @@ class ImageFetcher:
             self._hosts.notify_all()
 
     def _follow(self, url: str, deadline: float) -> FetchResult:
+        """Up to max_redirects hops, each re-checked: URL, robots.txt, and the address on connect."""
         current = url
         for _hop in range(self.options.max_redirects + 1):
             _check_http_url(current)
