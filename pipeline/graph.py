@@ -87,6 +87,8 @@ class JobOptions:
                 raise ValueError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
         if not self.fetch_timeout > 0:
             raise ValueError(f"fetch_timeout must be > 0, got {self.fetch_timeout}")
+        if not 0 <= self.max_image_failure_rate <= 1:
+            raise ValueError(f"max_image_failure_rate must lie in [0, 1], got {self.max_image_failure_rate}")
         if not 0 <= self.validation_fraction <= 1:
             raise ValueError(f"validation_fraction must lie in [0, 1], got {self.validation_fraction}")
 

@@ -67,3 +67,11 @@ def test_run_only_options_are_not_in_the_manifest():
         assert name not in options
     assert {"files", "input_bytes", "html_urls", "output"}.isdisjoint(options)
     assert options["fetch_images"] is True and options["inputs"] == ["x"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"fetch_concurrency": 0}, {"fetch_timeout": 0}, {"max_image_failure_rate": 2}]
+)
+def test_job_options_refuse_impossible_fetch_values(bad):
+    with pytest.raises(ValueError):
+        JobOptions(inputs=("x",), output="out", **bad)
