@@ -44,6 +44,7 @@ CHUNK_BYTES = 64 * 1024
 ROBOTS_CACHE_SIZE = 1024
 HOST_SLOTS_KEPT = 10_000
 ROBOTS_MAX_BYTES = 512 * 1024
+DNS_CACHE_SIZE = 10_000
 # Well-known metadata endpoints; all are non-global anyway, listed so the intent is explicit.
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
@@ -83,6 +84,9 @@ class FetchOptions:
     backoff_seconds: float = 1.0  # doubled per attempt, unless Retry-After says otherwise
     max_retry_after: float = 10.0  # a longer Retry-After gives up instead of waiting
     per_host_interval: float = 1.0  # minimum seconds between request starts to one host
+    per_host_connections: int = 4  # fetches in flight at once to one host (by the URL's host)
+    dns_ttl: float = 300.0  # seconds a resolved name is reused (each use is still checked); 0 = no cache
+    proxy: str | None = None  # http(s)://host:port; the address guard then sees only this machine's DNS
     user_agent: str = DEFAULT_USER_AGENT
     honour_x_robots_tag: bool = True
     check_robots_txt: bool = False
@@ -103,10 +107,26 @@ class FetchResult:
 class _Failure(Exception):
     """Internal: ends a fetch with a typed outcome."""
 
-    def __init__(self, outcome: FetchOutcome, detail: str):
+    def __init__(self, outcome: FetchOutcome, detail: str, retryable: bool = False):
         super().__init__(detail)
         self.outcome = outcome
         self.detail = detail
+        self.retryable = retryable
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost of an exception's causes and contexts (requests wraps urllib3 wraps socket errors)."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        inner = error.__cause__ or error.__context__
+        if inner is None and error.args and isinstance(error.args[0], BaseException):
+            inner = error.args[0]  # requests passes urllib3's MaxRetryError as an argument
+        if inner is None:
+            break
+        inner = getattr(inner, "reason", None) or inner  # MaxRetryError.reason: the connection error
+        error = inner
+    return error
 
 
 class RefusedAddressError(Exception):
@@ -161,6 +181,52 @@ def address_policy(options: FetchOptions) -> Callable[[str], bool]:
     return allowed
 
 
+class DnsCache:
+    """getaddrinfo answers reused for `ttl` seconds (failures for `negative_ttl`), at most DNS_CACHE_SIZE names.
+
+    The system resolver is the slow part of many small fetches; the address policy is still applied to every
+    cached answer on every connect, so caching can only narrow what is reached, never widen it.
+    """
+
+    def __init__(self, ttl: float, negative_ttl: float = 30.0):
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self._lock = threading.Lock()
+        self._answers: collections.OrderedDict[tuple[str, int], tuple[float, object]] = (
+            collections.OrderedDict()
+        )
+
+    def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` (socket.gaierror if it does not resolve)."""
+        key = (host, port)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._answers.get(key)
+        if cached is not None and cached[0] > now:
+            if isinstance(cached[1], socket.gaierror):
+                raise cached[1]
+            return list(cached[1])
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            answer: object = [info[4][0] for info in infos]
+            expires = now + self.ttl
+        except socket.gaierror as error:
+            answer, expires = error, now + self.negative_ttl
+        if self.ttl > 0:
+            with self._lock:
+                self._answers[key] = (expires, answer)
+                self._answers.move_to_end(key)
+                while len(self._answers) > DNS_CACHE_SIZE:
+                    self._answers.popitem(last=False)
+        if isinstance(answer, socket.gaierror):
+            raise answer
+        return list(answer)
+
+
+def _system_resolve(host: str, port: int) -> list[str]:
+    return [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
 class _DeadlineReader(io.RawIOBase):
     """A response's socket reads, each waiting at most the read timeout and never past the fetch's deadline.
 
@@ -202,7 +268,10 @@ class _DeadlineSocket:
 
 
 def _guarded_connection_class(
-    base: type[HTTPConnection], allowed: Callable[[str], bool], deadline: Callable[[], float]
+    base: type[HTTPConnection],
+    allowed: Callable[[str], bool],
+    deadline: Callable[[], float],
+    resolve: Callable[[str, int], list[str]] = _system_resolve,
 ) -> type[HTTPConnection]:
     class GuardedConnection(base):  # type: ignore[misc,valid-type]
         """Resolves once, validates each IP, connects to that IP; Host header and TLS SNI keep the name.
@@ -216,10 +285,9 @@ def _guarded_connection_class(
 
         def _new_conn(self) -> socket.socket:
             try:
-                infos = socket.getaddrinfo(self._dns_host, self.port, type=socket.SOCK_STREAM)
+                addresses = resolve(self._dns_host, self.port)
             except socket.gaierror as error:
                 raise NameResolutionError(self.host, self, error) from error
-            addresses = [info[4][0] for info in infos]
             permitted = [a for a in addresses if allowed(a)]
             if not permitted:
                 raise RefusedAddressError(
@@ -255,15 +323,22 @@ class GuardedAdapter(HTTPAdapter):
     """An HTTPAdapter whose connections refuse IPs that `allowed` rejects and read no response past
     `deadline` (a `time.monotonic()` value the fetcher sets before each request; one adapter per thread)."""
 
-    def __init__(self, allowed: Callable[[str], bool]):
+    def __init__(
+        self, allowed: Callable[[str], bool], resolve: Callable[[str, int], list[str]] = _system_resolve
+    ):
         self.allowed = allowed
+        self.resolve = resolve
         self.deadline = math.inf
         super().__init__(max_retries=0, pool_maxsize=4)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        http_conn = _guarded_connection_class(HTTPConnection, self.allowed, lambda: self.deadline)
-        https_conn = _guarded_connection_class(HTTPSConnection, self.allowed, lambda: self.deadline)
+        http_conn = _guarded_connection_class(
+            HTTPConnection, self.allowed, lambda: self.deadline, self.resolve
+        )
+        https_conn = _guarded_connection_class(
+            HTTPSConnection, self.allowed, lambda: self.deadline, self.resolve
+        )
         self.poolmanager.pool_classes_by_scheme = {
             "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
             "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn}),
@@ -341,13 +416,19 @@ class ImageFetcher:
             collections.OrderedDict()
         )
         self._local = threading.local()  # requests.Session is not documented as thread-safe
+        self._allowed = address_policy(options)
+        self._dns = DnsCache(options.dns_ttl)
+        self._hosts = threading.Condition()
+        self._in_flight: collections.Counter[str] = collections.Counter()
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
             session.trust_env = False  # no proxies/netrc from the environment: we check the real peer
-            adapter = GuardedAdapter(address_policy(self.options))
+            if self.options.proxy:  # only when asked (--fetch-proxy): the guard then checks names, not peers
+                session.proxies = {"http": self.options.proxy, "https": self.options.proxy}
+            adapter = GuardedAdapter(self._allowed, self._dns.resolve)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.adapter = adapter
@@ -374,6 +455,33 @@ class ImageFetcher:
 
     def _fetch_http(self, url: str) -> FetchResult:
         deadline = time.monotonic() + self.options.total_timeout
+        _check_http_url(url)
+        host = urlsplit(url).netloc.lower()
+        self._enter_host(host, deadline)
+        try:
+            return self._follow(url, deadline)
+        finally:
+            self._leave_host(host)
+
+    def _enter_host(self, host: str, deadline: float) -> None:
+        """Per-host politeness: wait for one of the host's `per_host_connections` fetch slots."""
+        with self._hosts:
+            while self._in_flight[host] >= self.options.per_host_connections:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise _Failure(FetchOutcome.TIMEOUT, f"waited the whole time budget for a slot on {host}")
+                self._hosts.wait(left)
+            self._in_flight[host] += 1
+
+    def _leave_host(self, host: str) -> None:
+        with self._hosts:
+            self._in_flight[host] -= 1
+            if not self._in_flight[host]:
+                del self._in_flight[host]
+            self._hosts.notify_all()
+
+    def _follow(self, url: str, deadline: float) -> FetchResult:
+        """Up to max_redirects hops, each re-checked: URL, robots.txt, and the address on connect."""
         current = url
         for _hop in range(self.options.max_redirects + 1):
             _check_http_url(current)
@@ -399,20 +507,38 @@ class ImageFetcher:
         raise _Failure(FetchOutcome.TOO_MANY_REDIRECTS, f"more than {self.options.max_redirects} redirects")
 
     def _get_with_retries(self, url: str, deadline: float) -> requests.Response:
+        """GET with retries: 429/5xx (after Retry-After, else exponential backoff) and failed connections
+        (backoff). Every attempt goes through `_get`, so each connection is checked again."""
+        host = urlsplit(url).netloc.lower()
         for attempt in range(self.options.retries + 1):
-            response = self._get(url, deadline)
-            if response.status_code not in RETRY_STATUSES or attempt == self.options.retries:
+            last = attempt == self.options.retries
+            try:
+                response = self._get(url, deadline)
+            except _Failure as failure:
+                if last or not failure.retryable:
+                    raise
+                self._back_off(self.options.backoff_seconds * 2**attempt, deadline, failure)
+                continue
+            if response.status_code not in RETRY_STATUSES or last:
                 return response
             wait = _retry_after_seconds(response.headers.get("Retry-After"))
             response.close()
-            if wait is None:
-                wait = self.options.backoff_seconds * 2**attempt
-            if wait > self.options.max_retry_after or time.monotonic() + wait > deadline:
-                raise _Failure(
-                    FetchOutcome.BAD_STATUS, f"HTTP {response.status_code}, retry after {wait:.0f}s"
-                )
-            time.sleep(wait)
+            failure = _Failure(FetchOutcome.BAD_STATUS, f"HTTP {response.status_code}")
+            if wait is not None and wait <= self.options.max_retry_after:
+                self._defer_host(host, wait)  # the host asked: its other fetches wait too
+            self._back_off(
+                self.options.backoff_seconds * 2**attempt if wait is None else wait, deadline, failure
+            )
         raise AssertionError("unreachable")
+
+    def _back_off(self, wait: float, deadline: float, failure: _Failure) -> None:
+        if wait > self.options.max_retry_after or time.monotonic() + wait > deadline:
+            raise _Failure(failure.outcome, f"{failure.detail}, retry after {wait:.0f}s")
+        time.sleep(wait)
+
+    def _defer_host(self, host: str, wait: float) -> None:
+        with self._lock:
+            self._next_slot[host] = max(self._next_slot.get(host, 0.0), time.monotonic() + wait)
 
     def _get(self, url: str, deadline: float) -> requests.Response:
         self._wait_for_host(urlsplit(url).netloc.lower(), deadline)
@@ -422,6 +548,8 @@ class ImageFetcher:
         timeout = (min(self.options.connect_timeout, remaining), min(self.options.read_timeout, remaining))
         session = self._session()
         self._local.adapter.deadline = deadline
+        if self.options.proxy:
+            self._check_name_behind_proxy(url)
         try:
             return session.get(url, stream=True, allow_redirects=False, timeout=timeout)
         except RefusedAddressError as error:
@@ -431,7 +559,23 @@ class ImageFetcher:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, UnicodeError) as error:
             raise _Failure(FetchOutcome.BAD_URL, str(error)) from None
         except requests.RequestException as error:
-            raise _Failure(FetchOutcome.CONNECTION_ERROR, str(error)) from None
+            # a name that does not resolve will not resolve a second later: not retried
+            unresolved = isinstance(_root_cause(error), (NameResolutionError, socket.gaierror))
+            raise _Failure(FetchOutcome.CONNECTION_ERROR, str(error), retryable=not unresolved) from None
+
+    def _check_name_behind_proxy(self, url: str) -> None:
+        """Behind a proxy the peer is the proxy: the URL's host is resolved here and checked instead. The
+        proxy resolves it again itself, so this is weaker than the peer check (see pipeline/README.md)."""
+        parts = urlsplit(url)
+        try:
+            addresses = self._dns.resolve(parts.hostname or "", parts.port or 80)
+        except socket.gaierror:
+            return  # only the proxy can resolve it: passed on unchecked
+        refused = sorted({a for a in addresses if not self._allowed(a)})
+        if refused:
+            raise _Failure(
+                FetchOutcome.REFUSED_HOST, f"{parts.hostname} resolves to non-public {', '.join(refused)}"
+            )
 
     def _read_capped(self, response: requests.Response, max_bytes: int) -> bytes:
         declared = response.headers.get("Content-Length", "")

@@ -236,7 +236,72 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--verbose", action="store_true", help="also Beam's own log lines (hidden by default)"
     )
+    fetch_flags(parser)
     return parser
+
+
+def fetch_flags(parser: argparse.ArgumentParser) -> None:
+    """Image fetching: how, not what (none of these is recorded in the manifest's options)."""
+    fetch = parser.add_argument_group("image fetching (pipeline/README.md#image-fetching)")
+    fetch.add_argument(
+        "--fetch-concurrency",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="image fetches in flight per fetch step instance (default 64: fetching waits on the network, "
+        "not the CPU); per host at most 4 at once, 1 s apart",
+    )
+    fetch.add_argument(
+        "--fetch-timeout",
+        type=positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="time budget of one image, redirects and retries included (default 30)",
+    )
+    fetch.add_argument("--user-agent", default=None, help="User-Agent sent with every image request")
+    fetch.add_argument(
+        "--fetch-proxy",
+        default=None,
+        metavar="URL",
+        help="fetch images through this http(s) proxy, or 'env' for the launcher's HTTPS_PROXY; without it "
+        "proxy variables are ignored. Behind a proxy the address guard checks names, not peers (README)",
+    )
+    fetch.add_argument(
+        "--max-image-failure-rate",
+        type=fraction,
+        default=None,
+        metavar="FRACTION",
+        help="exit non-zero (after writing the report) when more than this share of at least 20 image "
+        "fetches failed (default 0.5; 1 = never)",
+    )
+
+
+def positive_seconds(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {value!r}")
+    return number
+
+
+def fetch_job_options(args: argparse.Namespace) -> dict:
+    """JobOptions fields from the fetch flags given (the dataclass keeps its defaults for the others);
+    ValueError for --fetch-proxy env without a proxy in the environment."""
+    proxy = args.fetch_proxy
+    if proxy == "env":
+        proxy = next((os.environ[n] for n in ("HTTPS_PROXY", "https_proxy") if os.environ.get(n)), None)
+        if proxy is None:
+            raise ValueError("--fetch-proxy env: HTTPS_PROXY is not set")
+    given = {
+        "fetch_concurrency": args.fetch_concurrency,
+        "fetch_timeout": args.fetch_timeout,
+        "user_agent": args.user_agent,
+        "fetch_proxy": proxy,
+        "max_image_failure_rate": args.max_image_failure_rate,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def int_at_least(minimum: int, what: str):
@@ -565,7 +630,7 @@ def run_command(argv: list[str]) -> int:
     from pipeline.graph import JobOptions, build_pipeline
     from pipeline.hygiene import Hygiene
     from pipeline.readers import expand_inputs, html_file_urls, input_glob
-    from pipeline.report import report_table
+    from pipeline.report import fetch_failure, report_table
 
     patterns = args.input or sample_inputs()
     existing = not shards.is_empty(args.output)
@@ -580,6 +645,7 @@ def run_command(argv: list[str]) -> int:
     try:
         files = expand_inputs(patterns)
         c4, limits = rule_options(args.options_file, args.language_id, args.languages)
+        fetching = fetch_job_options(args)
     except (FileNotFoundError, ValueError) as error:
         print(f"cm3-data run: {error}", file=sys.stderr)
         return 2
@@ -634,6 +700,7 @@ def run_command(argv: list[str]) -> int:
         html_urls=tuple(
             html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
         ),
+        **fetching,
     )
     try:
         try:
@@ -680,6 +747,10 @@ def run_command(argv: list[str]) -> int:
         f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(args.output)} (+ report.json), "
         f"verify: cm3-data verify {args.output}"
     )
+    failure = fetch_failure(summary["counts"], job.max_image_failure_rate) if job.fetch_images else None
+    if failure:
+        print(f"cm3-data run: {failure}", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import apache_beam as beam
 
 from c4_filters import C4Options
 from html_minimizer import Limits
+from image_tokenizer.fetch import DEFAULT_USER_AGENT, FetchOptions
 from pipeline import images, report, shards
 from pipeline.environment import environment
 from pipeline.hygiene import Hygiene
@@ -67,6 +68,13 @@ class JobOptions:
     base_url: str | None = None  # URL of the input root for plain .html files (readers.html_file_urls)
     hygiene: Hygiene = Hygiene()  # corpus-level image and document rules (pipeline/hygiene.py)
     # how the job runs, not what it writes (not in the manifest):
+    fetch_concurrency: int = field(default=64, compare=False)  # fetches in flight per fetch step instance
+    fetch_timeout: float = field(
+        default=30.0, compare=False
+    )  # seconds per image, redirects and retries included
+    user_agent: str = field(default=DEFAULT_USER_AGENT, compare=False)
+    fetch_proxy: str | None = field(default=None, compare=False)
+    max_image_failure_rate: float = field(default=0.5, compare=False)  # checked by the launcher at the end
     files: tuple[str, ...] = field(default=(), compare=False)
     input_bytes: int = field(default=0, compare=False)
     html_urls: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (.html file, its page URL)
@@ -77,12 +85,16 @@ class JobOptions:
         if self.image_batch_size is None:  # recorded resolved, so the manifest says which batches were used
             object.__setattr__(self, "image_batch_size", images.default_batch_size(self.vqgan_device))
         images.check_device(self.vqgan_device)
-        for name in ("image_batch_size", "target_shard_mb"):
+        for name in ("image_batch_size", "target_shard_mb", "fetch_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("train_shards", "validation_shards", "limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        if not self.fetch_timeout > 0:
+            raise ValueError(f"fetch_timeout must be > 0, got {self.fetch_timeout}")
+        if not 0 <= self.max_image_failure_rate <= 1:
+            raise ValueError(f"max_image_failure_rate must lie in [0, 1], got {self.max_image_failure_rate}")
         if not 0 <= self.validation_fraction <= 1:
             raise ValueError(f"validation_fraction must lie in [0, 1], got {self.validation_fraction}")
 
@@ -92,8 +104,10 @@ class JobOptions:
 
     def manifest_options(self) -> dict:
         options = asdict(self)
-        for name in ("output", "files", "input_bytes", "html_urls", "started"):
-            options.pop(name)
+        options.pop("output")
+        for run_only in fields(self):  # compare=False: how the job runs, not what it writes
+            if not run_only.compare:
+                options.pop(run_only.name)
         options["inputs"] = list(self.inputs)
         return options
 
@@ -152,6 +166,22 @@ def encode_images(job: JobOptions, image_codes: dict) -> EncodeImages:
         job.image_batch_size,
         images.image_keys(job.input_bytes),
         job.hygiene,
+        fetch_options(job),
+        job.fetch_concurrency,
+        images.fetch_keys(job.input_bytes),
+    )
+
+
+def fetch_options(job: JobOptions) -> FetchOptions:
+    """The fetcher's budgets from the job's flags: --fetch-timeout bounds the whole fetch and caps the others."""
+    default = FetchOptions()
+    return FetchOptions(
+        connect_timeout=min(default.connect_timeout, job.fetch_timeout),
+        read_timeout=min(default.read_timeout, job.fetch_timeout),
+        total_timeout=job.fetch_timeout,
+        user_agent=job.user_agent,
+        allow_private_hosts=job.allow_private_image_hosts,
+        proxy=job.fetch_proxy,
     )
 
 

@@ -97,6 +97,9 @@ def build_report(counts: dict[str, int], splits: dict, run: dict | None = None) 
             for name, n in counts.items()
             if name.startswith("images.filtered.")
         },
+        "fetch": {
+            name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")
+        },
         "codes_written": counts.get("images.encoded", 0),
         "near_duplicate_urls": counts.get("images.near_duplicate_urls", 0),
         "refs_kept": counts.get("images.refs_kept", 0),
@@ -216,6 +219,10 @@ def report_table(report: dict) -> str:
         lines.append(f"{'filtered: ' + reason:<44}{n:>10}")
     for reason, n in sorted(images["failed"].items()):
         lines.append(f"{'failed: ' + reason:<44}{n:>10}")
+    attempts = sum(images.get("fetch", {}).values())
+    if attempts:
+        ok = images["fetch"].get("ok", 0)
+        lines.append(f"{'fetch attempts (ok ' + format(ok / attempts, '.0%') + ')':<44}{attempts:>10}")
     lines.append("")
     lines.append("written: " + ", ".join(f"{split} {n}" for split, n in report["written"].items()))
     return "\n".join(lines)
@@ -322,3 +329,31 @@ def report_html(report: dict) -> bytes:
         + "</body></html>\n"
     )
     return page.encode("utf-8")
+
+
+# Below this many fetch attempts the failure rate is not judged: a handful of dead links is no outage.
+MIN_FETCH_ATTEMPTS = 20
+
+
+def fetch_failure(
+    counts: dict[str, int], max_rate: float, min_attempts: int = MIN_FETCH_ATTEMPTS
+) -> str | None:
+    """One line for the console when more than `max_rate` of the image fetches failed, else None.
+
+    Names the main failure and what to do: a job whose fetches all fail (no network, a proxy needed) would
+    otherwise finish "successfully" with no image codes."""
+    outcomes = {
+        name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")
+    }
+    attempts = sum(outcomes.values())
+    failed = attempts - outcomes.get("ok", 0)
+    if attempts < min_attempts or failed <= max_rate * attempts:
+        return None
+    main, n_main = max(
+        ((o, n) for o, n in outcomes.items() if o != "ok"), key=lambda item: (item[1], item[0])
+    )
+    return (
+        f"{failed} of {attempts} image fetches failed ({failed / attempts:.0%}, over --max-image-failure-rate "
+        f"{max_rate:g}), mostly {main} ({n_main}): check the network or proxy (--fetch-proxy URL), or run with "
+        "--no-fetch to use only the images found in the input"
+    )

@@ -353,26 +353,18 @@ def _one(pair):
 
 
 class ResolveImage(beam.DoFn):
-    """(image URL, {"refs": [n references], "record": input records}) -> (url, group key, uint8 crop) or a
-    failed ImageOutcome, plus counts. Records are streamed (one held); the fetcher lives per worker."""
+    """(image URL, {"refs": [n references], "record": input records}) -> (url, group key, uint8 crop), a
+    failed ImageOutcome, or a FetchRequest for the grouped fetch step, plus counts. Records are streamed."""
 
-    def __init__(self, fetch: bool, allow_private_hosts: bool, rules: Hygiene):
+    def __init__(self, fetch: bool, rules: Hygiene):
         self._fetch = fetch
-        self._allow_private = allow_private_hosts
         self._rules = rules
-        self._fetcher = None
-
-    def setup(self):
-        if self._fetch:
-            from image_tokenizer import FetchOptions, ImageFetcher
-
-            self._fetcher = ImageFetcher(FetchOptions(allow_private_hosts=self._allow_private))
 
     def process(self, joined):
-        return stage_outputs(_resolve_image, joined, self._fetcher, self._rules)
+        return stage_outputs(_resolve_image, joined, self._fetch, self._rules)
 
 
-def _resolve_image(joined, fetcher, rules: Hygiene):
+def _resolve_image(joined, fetch: bool, rules: Hygiene):
     url, grouped = joined
     n_documents = sum(grouped["refs"])
     if not n_documents:
@@ -383,7 +375,11 @@ def _resolve_image(joined, fetcher, rules: Hygiene):
         yield Count("images.filtered_refs.url_repeats", n_documents)
         yield images.ImageOutcome(url, None, URL_REPEATS)
         return
-    data, outcome = images.image_bytes(url, grouped["record"], fetcher)
+    record = images.choose_record(grouped["record"])
+    if record is None and fetch and not url.startswith("data:"):
+        yield images.FetchRequest(url)
+        return
+    data, outcome = images.image_bytes(url, () if record is None else (record,), None)
     if data is None:
         yield images.ImageOutcome(url, None, outcome)
         return
@@ -393,6 +389,73 @@ def _resolve_image(joined, fetcher, rules: Hygiene):
         yield images.ImageOutcome(url, None, outcome)
         return
     yield url, key, crop
+
+
+_progress = images.FetchProgress()  # this process's fetches, for the progress lines
+
+
+class FetchImages(beam.DoFn):
+    """(fetch group, stream of image URLs) -> (url, group key, crop) or a failed ImageOutcome, plus counts.
+
+    The group is streamed through a pool of `window` threads (fetch, decode, crop), results yielded as they
+    complete: at most `window` images are held, whatever the group's size. The fetcher (per-host slots,
+    DNS and robots caches, one session per thread) and the pool live as long as the DoFn instance."""
+
+    def __init__(self, options, window: int, rules: Hygiene):
+        self._options = options
+        self._window = window
+        self._rules = rules
+        self._fetcher = None
+        self._pool = None
+        self._decode_slots = None
+
+    def setup(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from image_tokenizer import ImageFetcher
+
+        images.limit_malloc_growth()
+        self._fetcher = ImageFetcher(self._options)
+        self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="cm3-fetch")
+        self._decode_slots = images.decode_slots()
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def process(self, keyed):
+        return stage_outputs(
+            _fetch_group, keyed, self._fetcher, self._pool, self._window, self._rules, self._decode_slots
+        )
+
+
+def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene, decode_slots=None):
+    _, urls = keyed
+
+    def work(url: str) -> images.Fetched:
+        return images.fetch_and_prepare(url, fetcher, rules, decode_slots)
+
+    for fetched in images.completed(work, urls, pool, window):
+        line = _progress.record(fetched.fetch_outcome)
+        if line:
+            LOG.info(line)
+        yield Count(f"images.fetch.{fetched.fetch_outcome}")
+        if fetched.fetch_outcome != "ok":
+            yield images.ImageOutcome(fetched.url, None, fetched.fetch_outcome)
+            continue
+        yield Count("images.source.fetched")
+        if fetched.crop is None:
+            yield images.ImageOutcome(fetched.url, None, fetched.outcome)
+            continue
+        yield fetched.url, fetched.key, fetched.crop
+
+
+def _is_fetch_request(item) -> bool:
+    return isinstance(item, images.FetchRequest)
+
+
+def _key_fetch(request: images.FetchRequest, n_keys: int):
+    return stable_hash(request.url) % n_keys, request.url
 
 
 class EncodeBatches(beam.DoFn):
@@ -485,6 +548,9 @@ class EncodeImages(beam.PTransform):
     """Each unique image URL of the documents resolved once (an input record first, else fetched), cropped,
     encoded by the VQGAN, and its codes routed back to every document that uses it.
 
+    URLs to fetch are keyed by URL hash into `fetch_keys` groups, each streamed through `FetchImages`'
+    window of `fetch_concurrency` threads (no finish_bundle: every runner gets the results).
+
     (docs, records) -> ((doc URL, (image URL, codes or None)), counts). Crops are keyed by URL hash into
     `n_keys` groups, each streamed through fixed-shape batches, so neither a group's size nor arrival order
     changes a code or a worker's memory.
@@ -503,10 +569,17 @@ class EncodeImages(beam.PTransform):
         batch_size: int,
         n_keys: int,
         rules: Hygiene = Hygiene(),
+        fetch_options=None,
+        fetch_concurrency: int = 64,
+        fetch_keys: int = images.MIN_FETCH_KEYS,
     ):
         super().__init__()
+        from image_tokenizer.fetch import FetchOptions
+
         self._fetch = fetch
-        self._allow_private = allow_private_hosts
+        self._fetch_options = fetch_options or FetchOptions(allow_private_hosts=allow_private_hosts)
+        self._fetch_concurrency = fetch_concurrency
+        self._fetch_keys = fetch_keys
         self._handle = handle
         self._batch_size = batch_size
         self._n_keys = n_keys
@@ -521,7 +594,15 @@ class EncodeImages(beam.PTransform):
             | "CountRefs" >> beam.CombinePerKey(sum).with_output_types(tuple[str, int])
         )
         resolved = {"refs": unique, "record": records} | "JoinRecords" >> beam.CoGroupByKey()
-        out = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._allow_private, self._rules))
+        local = resolved | "Resolve" >> beam.ParDo(ResolveImage(self._fetch, self._rules))
+        fetched = (
+            local
+            | "FetchRequests" >> beam.Filter(_is_fetch_request)
+            | "KeyFetches" >> beam.Map(_key_fetch, self._fetch_keys)
+            | "GroupFetches" >> beam.GroupByKey()
+            | "Fetch" >> beam.ParDo(FetchImages(self._fetch_options, self._fetch_concurrency, self._rules))
+        )
+        out = (local, fetched) | "Resolved" >> beam.Flatten()
         prepared = out | "Prepared" >> beam.Filter(_is_prepared)
         crops = (
             prepared
