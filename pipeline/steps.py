@@ -598,7 +598,7 @@ class EncodeImages(beam.PTransform):
         fetched = (
             local
             | "FetchRequests" >> beam.Filter(_is_fetch_request)
-            | "KeyFetches" >> beam.Map(_key_fetch, self._fetch_keys)
+            | "KeyFetches" >> beam.Map(_key_fetch, self._fetch_keys).with_output_types(tuple[int, str])
             | "GroupFetches" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(FetchImages(self._fetch_options, self._fetch_concurrency, self._rules))
         )

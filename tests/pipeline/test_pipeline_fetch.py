@@ -113,7 +113,10 @@ def run_job(directory: Path, warc: bytes, *flags: str) -> tuple[int, str]:
 
 
 def shard_digests(output: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(output.glob("*.parquet"))}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((output / "data").glob("*.parquet"))
+    }
 
 
 @pytest.mark.slow
