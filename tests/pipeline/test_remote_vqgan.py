@@ -150,6 +150,7 @@ def test_a_missing_remote_file_is_named_by_launcher_and_worker(remote_checkpoint
     with pytest.raises(FileNotFoundError, match=missing_path):
         load_job_vqgan(remote_checkpoint, None, "cpu", None)
     assert TestFileSystem.opened[remote_checkpoint] == 0  # nothing downloaded when the yaml is missing
+    capsys.readouterr()  # what the direct call logged (an earlier command's handler may show it)
 
     output = tmp_path / "out"
     code = cli_main(["run", "--output", str(output), "--quiet", "--vqgan-checkpoint", remote_checkpoint])
