@@ -199,10 +199,12 @@ def report_table(report: dict) -> str:
         for name, n in losses.items():
             lines.append(f"{name:<44}{n:>10}")
     lines.append("")
-    lines.append(f"{'dropped by rule':<44}{'documents':>10}")
-    lines.append("-" * 60)
+    reasons = {name: drop_reason(name) for name in report["dropped"]}
+    width = max([44, *(len(reason) + 2 for reason in reasons.values())])  # a reason is never cut short
+    lines.append(f"{'dropped by rule':<{width}}{'documents':>10}")
+    lines.append("-" * (width + 16))
     for name, n in report["dropped"].items():
-        lines.append(f"{drop_reason(name)[:43]:<44}{n:>10}")
+        lines.append(f"{reasons[name]:<{width}}{n:>10}")
     if report.get("languages"):
         lines.append("")
         lines.append(f"{'language (kept by C4 / dropped by language)':<44}{'kept':>8}{'dropped':>8}")
