@@ -82,12 +82,12 @@ demo: setup browser
 	rm -rf $(DEMO)
 	$(BIN)/cm3-data run --output $(DEMO)/shards
 	$(BIN)/cm3-data verify $(DEMO)/shards
-	$(BIN)/cm3-data view $(DEMO)/shards --out $(DEMO)/view.html
-	$(BIN)/cm3-train tokenizer --data $(DEMO)/shards --vocab-size 4000 --out $(DEMO)/tokenizer
-	$(BIN)/cm3-train tokenize --data $(DEMO)/shards --tokenizer $(DEMO)/tokenizer --out $(DEMO)/tokens
+	$(BIN)/cm3-data view $(DEMO)/shards --output $(DEMO)/view.html
+	$(BIN)/cm3-train tokenizer --data $(DEMO)/shards --vocab-size 4000 --output $(DEMO)/tokenizer
+	$(BIN)/cm3-train tokenize --data $(DEMO)/shards --tokenizer $(DEMO)/tokenizer --output $(DEMO)/tokens
 	$(BIN)/cm3-train train --data $(DEMO)/tokens --preset tiny out=$(DEMO)/run seq_len=512 batch_size=8 \
 	  max_steps=300 warmup_steps=30 lr=2e-3 eval_every=100 ckpt_every=100 log_every=25
-	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/generate --num-samples 2 --temperature 0.9 --top-p 0.95 \
+	$(BIN)/cm3-generate $(DEMO)/run --output $(DEMO)/generate --num-samples 2 --temperature 0.9 --top-p 0.95 \
 	  --prompt '{"mode": "unconditional_image"}' \
 	  --prompt '{"mode": "conditional_image", "text": "A photo of a cat."}' \
 	  --prompt '{"mode": "text_infill", "html": "<p>The public library reopened on <mask:0> after a renovation.</p>"}' \
@@ -96,7 +96,7 @@ demo: setup browser
 	  --prompt '{"mode": "link", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"]}' \
 	  --prompt '{"mode": "continue", "html": "<img"}' \
 	  --prompt '{"mode": "summarize", "document": "The public library reopened on Monday after a renovation that took two years.", "size_hint": 16}'
-	$(BIN)/cm3-generate $(DEMO)/run --out $(DEMO)/caption \
+	$(BIN)/cm3-generate $(DEMO)/run --output $(DEMO)/caption \
 	  --prompt '{"mode": "causal_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "masked_caption", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png"}' \
 	  --prompt '{"mode": "image_infill", "image": "$(DEMO)/generate/0000-unconditional_image-0-img0.png", "span": [128, 256]}' \
@@ -107,8 +107,8 @@ demo: setup browser
 	  '{"task": "disambiguation", "html": "<p><a title=\"<mask:0>\">Cats</a> are small domesticated carnivores.</p>", "candidates": ["Cat", "Library"], "answer": "Cat"}' \
 	  '{"task": "linking", "text": "Cats are small domesticated carnivores.", "mention": [0, 4], "candidates": ["Cat", "Library"], "answer": "Cat"}' \
 	  > $(DEMO)/tasks.jsonl
-	$(BIN)/cm3-generate eval $(DEMO)/run $(DEMO)/tasks.jsonl --out $(DEMO)/eval
-	$(PY) -m pipeline.screenshot --out $(DEMO)/screenshots report=$(DEMO)/shards/_meta/report.html \
+	$(BIN)/cm3-generate eval $(DEMO)/run $(DEMO)/tasks.jsonl --output $(DEMO)/eval
+	$(PY) -m pipeline.screenshot --output $(DEMO)/screenshots report=$(DEMO)/shards/_meta/report.html \
 	  view=$(DEMO)/view.html generate=$(DEMO)/generate/index.html caption=$(DEMO)/caption/index.html
 	@echo "Open $(DEMO)/shards/_meta/report.html, $(DEMO)/view.html, $(DEMO)/generate/index.html," \
 	  "$(DEMO)/caption/index.html (PNGs of them in $(DEMO)/screenshots/)"

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.screenshot",
         description="PNG screenshots of local pages in headless Chromium; without Chromium, one line and exit 0.",
     )
-    parser.add_argument("--out", required=True, help="folder for the PNGs")
+    parser.add_argument("--output", "--out", dest="out", required=True, help="folder for the PNGs")
     parser.add_argument(
         "pages", nargs="+", metavar="[NAME=]PAGE", help="an HTML file; NAME.png (default: its stem)"
     )
