@@ -12,6 +12,7 @@ manifest, so `cm3-data verify` checks it like any other output.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
 
 def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False) -> dict[str, int]:
     """Write `new_output` = `output` after the opt-out; returns the counts (also in the new manifest).
-    A non-empty `new_output` is refused unless `overwrite`, which replaces it whole (the rule of every CLI)."""
+    A non-empty `new_output` is refused unless `overwrite`, which replaces it whole (the rule of every CLI).
+    As `cm3-data run`, the replay is written beside `new_output` and swapped in when complete, so a failed
+    or interrupted replay leaves what was there as it was."""
     if not shards.is_empty(new_output):
         if not overwrite:
             raise ValueError(
@@ -109,25 +112,31 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
             )
         if shards.inside(new_output, output):
             raise ValueError(f"{new_output} holds the output being replayed; --overwrite would delete it")
-        shards.clear_output(new_output)
     manifest = shards.read_manifest(output)
-    counts: Counter = Counter()
-    written, n_shards = [], dict.fromkeys(shards.SPLITS, 0)
-    for split, index, n, entry in shards.manifest_shards(manifest):
-        n_shards[split] = n
-        rows = apply_optout(
-            shards.read_shard_rows(shards.shard_path(output, entry["file"], manifest)), optout, counts
-        )
-        written.append(shards.write_shard(new_output, split, index, n, rows))
-    new_manifest = dict(manifest)
-    new_manifest["splits"] = shards.finish_shards(new_output, written, n_shards)
-    new_manifest["optout"] = {
-        "previous_output": output,
-        "previous_manifest_sha256": shards.manifest_sha256(output),
-        "urls_sha256": optout.urls_sha256,
-        "domains_sha256": optout.domains_sha256,
-        "counts": dict(sorted(counts.items())),
-        "environment": environment(),  # this replay wrote the new shards
-    }
-    shards.write_manifest(new_output, new_manifest)
+    partial = shards.partial_output(new_output)
+    if "://" not in new_output:  # a local directory (object stores have none to make), as `cm3-data run`
+        os.makedirs(partial)
+    try:
+        counts: Counter = Counter()
+        written, n_shards = [], dict.fromkeys(shards.SPLITS, 0)
+        for split, index, n, entry in shards.manifest_shards(manifest):
+            n_shards[split] = n
+            rows = apply_optout(
+                shards.read_shard_rows(shards.shard_path(output, entry["file"], manifest)), optout, counts
+            )
+            written.append(shards.write_shard(partial, split, index, n, rows))
+        new_manifest = dict(manifest)
+        new_manifest["splits"] = shards.finish_shards(partial, written, n_shards)
+        new_manifest["optout"] = {
+            "previous_output": output,
+            "previous_manifest_sha256": shards.manifest_sha256(output),
+            "urls_sha256": optout.urls_sha256,
+            "domains_sha256": optout.domains_sha256,
+            "counts": dict(sorted(counts.items())),
+            "environment": environment(),  # this replay wrote the new shards
+        }
+        shards.write_manifest(partial, new_manifest)
+        shards.swap_output(partial, new_output)
+    finally:
+        shards.discard_output(partial)  # gone already when swapped in
     return dict(sorted(counts.items()))

@@ -308,8 +308,8 @@ def is_empty(output_dir: str) -> bool:
 
 
 def clear_output(output_dir: str) -> None:
-    """Delete everything in `output_dir`, keeping the directory (`cm3-data run --overwrite` replaces an
-    output whole: no file of the previous run survives beside the new one)."""
+    """Delete everything in `output_dir`, keeping the directory: on object stores, what `swap_output` does
+    to the previous output before moving the new one in (no file of it survives beside the new one)."""
     if FileSystems.get_scheme(output_dir) is None:
         for entry in os.scandir(output_dir) if os.path.isdir(output_dir) else ():
             if entry.is_dir(follow_symlinks=False):

@@ -161,6 +161,30 @@ def test_opt_out_replay_writes_a_verified_output_without_the_listed_documents_an
     assert "holds the output being replayed" in err.getvalue() and verify(str(output)) == []
 
 
+def test_a_replay_that_fails_midway_leaves_the_previous_output_as_it_was(hygiene_run, tmp_path, monkeypatch):
+    """--overwrite replaces the output only once the replay is complete, as `cm3-data run` does: a replay
+    that stops (a failure, Ctrl-C) leaves the old output whole and no partial directory beside it."""
+    from pipeline import optout
+
+    output, _ = hygiene_run
+    (tmp_path / "urls.txt").write_text(f"{SITE}photo-a\n")
+    (tmp_path / "domains.txt").write_text("cdn-b.example\n")
+    new = tmp_path / "new"
+    assert optout.replay(str(output), str(new), optout.load_optout(str(tmp_path / "urls.txt"), None)) != {}
+    before = {p.relative_to(new): p.read_bytes() for p in new.rglob("*") if p.is_file()}
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optout.shards, "write_manifest", stop)  # after every shard was written
+    with pytest.raises(KeyboardInterrupt):
+        optout.replay(
+            str(output), str(new), optout.load_optout(None, str(tmp_path / "domains.txt")), overwrite=True
+        )
+    assert {p.relative_to(new): p.read_bytes() for p in new.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["domains.txt", "new", "urls.txt"]
+
+
 def test_near_dup_dedup_step_keeps_the_smallest_url_hash():
     news = TEXT["news"]
     html = "<html><body>" + "".join(f"<p>{p}</p>" for p in news[0]["paragraphs"]) + "</body></html>"
