@@ -221,8 +221,8 @@ class Finalize(beam.DoFn):
         splits = shards.finish_shards(output, written, n_shards)
         options = self._job.manifest_options()
         run = {
-            "inputs": options.pop("inputs"),
-            "options": options,
+            "inputs": options["inputs"],
+            "options": {name: value for name, value in options.items() if name != "inputs"},
             "code_version": self._code_version,
             "duration_s": round(time.time() - self._job.started, 1),
         }
@@ -233,7 +233,7 @@ class Finalize(beam.DoFn):
             "format": shards.FORMAT,
             "splits": splits,
             "image_codes": self._image_codes,
-            "options": self._job.manifest_options(),
+            "options": options,
             "metrics": counts,
             "code_version": self._code_version,
             "environment": environment(),
