@@ -207,8 +207,7 @@ class DnsCache:
                 raise cached[1]
             return list(cached[1])
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            answer: object = [info[4][0] for info in infos]
+            answer: object = _system_resolve(host, port)
             expires = now + self.ttl
         except socket.gaierror as error:
             answer, expires = error, now + self.negative_ttl
