@@ -97,9 +97,7 @@ def build_report(counts: dict[str, int], splits: dict, run: dict | None = None) 
             for name, n in counts.items()
             if name.startswith("images.filtered.")
         },
-        "fetch": {
-            name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")
-        },
+        "fetch": fetch_outcomes(counts),
         "codes_written": counts.get("images.encoded", 0),
         "near_duplicate_urls": counts.get("images.near_duplicate_urls", 0),
         "refs_kept": counts.get("images.refs_kept", 0),
@@ -333,6 +331,11 @@ def report_html(report: dict) -> bytes:
     return page.encode("utf-8")
 
 
+def fetch_outcomes(counts: dict[str, int]) -> dict[str, int]:
+    """Image fetch attempts by the fetcher's outcome ("ok", "timeout" ...), from the images.fetch.* counters."""
+    return {name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")}
+
+
 # Below this many fetch attempts the failure rate is not judged: a handful of dead links is no outage.
 MIN_FETCH_ATTEMPTS = 20
 
@@ -344,9 +347,7 @@ def fetch_failure(
 
     Names the main failure and what to do: a job whose fetches all fail (no network, a proxy needed) would
     otherwise finish "successfully" with no image codes."""
-    outcomes = {
-        name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")
-    }
+    outcomes = fetch_outcomes(counts)
     attempts = sum(outcomes.values())
     failed = attempts - outcomes.get("ok", 0)
     if attempts < min_attempts or failed <= max_rate * attempts:

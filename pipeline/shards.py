@@ -323,8 +323,9 @@ def clear_output(output_dir: str) -> None:
 
 
 def partial_output(output_dir: str) -> str:
-    """A new, unique directory beside `output_dir` for `cm3-data run` to write into: the finished output
-    takes `output_dir`'s place only when complete, so a failed or interrupted run leaves the old one as it was."""
+    """A new, unique directory beside `output_dir` for `cm3-data run` and `optout` to write into: the finished
+    output takes `output_dir`'s place only when complete, so a failed or interrupted run leaves the old one
+    as it was."""
     parent, _, name = output_dir.rstrip("/").rpartition("/")
     if FileSystems.get_scheme(output_dir) is None:
         parent, name = os.path.split(os.path.abspath(output_dir))
