@@ -23,6 +23,7 @@ from pathlib import Path
 
 from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
+from pipeline import counters
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
 
@@ -604,7 +605,7 @@ def nothing_read(patterns: list[str], n_files: int, counts: dict[str, int]) -> s
     """One line when the job read no page: which inputs, and the counted reasons (the output is dropped)."""
     from pipeline.report import read_losses
 
-    if any(name.startswith("read.pages.") and n for name, n in counts.items()):
+    if any(name.startswith(counters.READ_PAGES) and n for name, n in counts.items()):
         return None
     reasons = ", ".join(f"{name} {n}" for name, n in read_losses(counts).items()) or "no page records in them"
     shown = ", ".join(patterns[:3]) + (", ..." if len(patterns) > 3 else "")

@@ -27,6 +27,7 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import counters
 from pipeline.hygiene import FILTER_REASONS, NEAR_DUPLICATE, Hygiene, image_shape_reason, perceptual_hash
 from pipeline.readers import Count
 
@@ -327,12 +328,12 @@ def failure_counts(outcome: ImageOutcome) -> Iterator[Count]:
     """One count per unique image URL: encoded, sharing another URL's codes, removed by a hygiene rule
     (images.filtered.<reason>) or failed (images.failed.<reason>)."""
     if outcome.codes is None:
-        kind = "filtered" if outcome.outcome in FILTER_REASONS else "failed"
-        yield Count(f"images.{kind}.{outcome.outcome}")
+        kind = counters.IMAGES_FILTERED if outcome.outcome in FILTER_REASONS else counters.IMAGES_FAILED
+        yield Count(kind + outcome.outcome)
     elif outcome.outcome == NEAR_DUPLICATE:
-        yield Count("images.near_duplicate_urls")
+        yield Count(counters.IMAGES_NEAR_DUPLICATE_URLS)
     else:
-        yield Count("images.encoded")
+        yield Count(counters.IMAGES_ENCODED)
 
 
 def padded_batches(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from html_minimizer import replace_images_and_prune
-from pipeline import shards
+from pipeline import counters, shards
 from pipeline.environment import environment
 from pipeline.stages import all_image_srcs, count_code_images
 
@@ -72,14 +72,14 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
     """Rows minus listed documents; listed images removed from the rest (every `<img>` with the same codes
     goes too: the same picture under another URL shares them). `counts` gets optout.<what> numbers."""
     for row in rows:
-        counts["optout.documents_read"] += 1
+        counts[counters.OPTOUT_DOCUMENTS_READ] += 1
         if optout.listed(row["url"]):
-            counts["optout.documents_removed"] += 1
+            counts[counters.OPTOUT_DOCUMENTS_REMOVED] += 1
             continue
         image_urls = list(row.get("image_urls") or [])
         srcs = all_image_srcs(row["html"])
         if len(srcs) != len(image_urls):  # an output written before image_urls existed: documents only
-            counts["optout.documents_without_image_urls"] += 1
+            counts[counters.OPTOUT_WITHOUT_IMAGE_URLS] += 1
             yield row
             continue
         removed = {src for src, url in zip(srcs, image_urls, strict=True) if optout.listed(url)}
@@ -87,10 +87,10 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
             yield row
             continue
         html, n_empty = replace_images_and_prune(row["html"], dict.fromkeys(removed))
-        counts["optout.empty_elements_removed"] += n_empty  # the final-document rule, as in the job
+        counts[counters.OPTOUT_EMPTY_ELEMENTS_REMOVED] += n_empty  # the final-document rule, as in the job
         kept = [url for src, url in zip(srcs, image_urls, strict=True) if src not in removed]
-        counts["optout.documents_touched"] += 1
-        counts["optout.image_refs_removed"] += len(image_urls) - len(kept)
+        counts[counters.OPTOUT_DOCUMENTS_TOUCHED] += 1
+        counts[counters.OPTOUT_IMAGE_REFS_REMOVED] += len(image_urls) - len(kept)
         yield {
             **row,
             "html": html,

@@ -29,6 +29,8 @@ from apache_beam.io.filesystems import FileSystems
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 from lxml import etree
 
+from pipeline import counters
+
 LOG = logging.getLogger(__name__)
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -203,9 +205,9 @@ def read_input(path: str, limit: int | None = None, url: str | None = None) -> I
         kind = input_kind(path)
     except ValueError:
         LOG.warning("skipping %s: not a WARC/ARC/dump/HTML file name", path)
-        yield Count("read.skipped_unknown_file_type")
+        yield Count(counters.READ_UNKNOWN_FILE_TYPE)
         return
-    yield Count(f"read.files.{kind}")
+    yield Count(counters.READ_FILES + kind)
     try:
         reader = {"warc": _read_warc, "arc": _read_arc, "wikipedia": _read_wikipedia, "html": _read_html}[
             kind
@@ -214,14 +216,14 @@ def read_input(path: str, limit: int | None = None, url: str | None = None) -> I
         for item in reader(path, url) if kind == "html" else reader(path):
             if isinstance(item, Page):
                 if limit is not None and pages >= limit:
-                    yield Count("read.pages_over_limit")
+                    yield Count(counters.READ_PAGES_OVER_LIMIT)
                     continue
                 pages += 1
-                yield Count(f"read.pages.{item.source}")
+                yield Count(counters.READ_PAGES + item.source)
             yield item
     except Exception as error:  # untrusted file (I/O error or a parser surprise): counted, the job goes on
         LOG.warning("cannot read %s: %r", path, error)
-        yield Count(f"read.unreadable_file.{kind}")
+        yield Count(counters.READ_UNREADABLE_FILE + kind)
 
 
 # ---------------------------------------------------------------- HTTP helpers
@@ -261,7 +263,7 @@ def classify(url: str, media_type: str, charset: str | None, body: bytes, source
         return Page(url=url, source=source, body=body, charset=charset)
     if media_type.startswith("image/"):
         return ImageRecord(url=url, data=body)
-    return Count("read.skipped_not_html_or_image")
+    return Count(counters.READ_NOT_HTML_OR_IMAGE)
 
 
 # ---------------------------------------------------------------- WARC
@@ -275,19 +277,19 @@ def _warc_item(record) -> Item:
     url = _clean_uri(record.headers.get("WARC-Target-URI"))
     body = record.reader.read()
     if not url:
-        return Count("read.record_without_uri")
+        return Count(counters.READ_RECORD_WITHOUT_URI)
     if record.record_type == WarcRecordType.response:
         parsed = split_http(body) if not record.is_http else None
         if record.is_http:
             media_type, charset = parse_content_type(record.http_headers.get("Content-Type"))
             status = record.http_headers.status_code
             if status is not None and status != 200:
-                return Count("read.skipped_http_status")
+                return Count(counters.READ_HTTP_STATUS)
         elif parsed is not None:
             headers, body = parsed
             media_type, charset = parse_content_type(headers.get("content-type"))
         else:
-            return Count("read.bad_http_response")
+            return Count(counters.READ_BAD_HTTP_RESPONSE)
         return classify(url, media_type, charset, body, "warc")
     media_type, charset = parse_content_type(record.headers.get("Content-Type"))
     return classify(url, media_type, charset, body, "warc")
@@ -338,7 +340,7 @@ class _DecodedStream:
 
     def _broken(self, next_member: tuple[int, bytes] | None) -> None:
         if self._member not in self._broken_members and not self._in_broken_stretch:
-            self.counts["read.broken_gzip_member"] += 1
+            self.counts[counters.READ_BROKEN_GZIP_MEMBER] += 1
         self._broken_members.add(self._member)
         self._in_broken_stretch = True
         self._ended, self._next = True, next_member
@@ -528,19 +530,19 @@ def _warc_records(stream: _DecodedStream) -> Iterator[_Framed | Count]:
             return
         while (framed := _next_warc_record(stream)) != "broken":
             in_broken_stretch = False
-            yield Count("read.record_over_size_cap") if framed == "over_size_cap" else framed
+            yield Count(counters.READ_RECORD_OVER_SIZE_CAP) if framed == "over_size_cap" else framed
             _skip_line_ends(stream)
             start = stream.tell()
             if not stream.peek(1):
                 return
         if not in_broken_stretch:
-            yield Count("read.broken_or_truncated_record")
+            yield Count(counters.READ_BROKEN_RECORD)
             in_broken_stretch = True
         stream.seek(start)
         stream.read(1)
         if not stream.find(WARC_MAGIC):
             return
-    yield Count("read.too_many_broken_records")
+    yield Count(counters.READ_TOO_MANY_BROKEN_RECORDS)
 
 
 def _read_warc(path: str) -> Iterator[Item]:
@@ -556,18 +558,18 @@ def _read_warc(path: str) -> Iterator[Item]:
                 continue
             if framed.record_type not in ("response", "resource"):
                 if framed.record_type not in WARC_TYPES:
-                    yield Count("read.unknown_warc_type")
+                    yield Count(counters.READ_UNKNOWN_WARC_TYPE)
                 continue
-            yield Count(f"read.warc_{framed.record_type}")
+            yield Count(counters.READ_WARC_RECORD + framed.record_type)
             records = ArchiveIterator(
                 io.BytesIO(framed.header + framed.block + b"\r\n\r\n"), parse_http=True, auto_decode="all"
             )
             try:
                 record = next(iter(records), None)
-                yield _warc_item(record) if record is not None else Count("read.bad_record")
+                yield _warc_item(record) if record is not None else Count(counters.READ_BAD_RECORD)
             except (OSError, ValueError, zlib.error) as error:
                 LOG.info("bad record in %s: %s", path, error)
-                yield Count("read.bad_record")
+                yield Count(counters.READ_BAD_RECORD)
         yield from stream.take_counts()
 
 
@@ -615,17 +617,19 @@ def _arc_records(stream: _DecodedStream) -> Iterator[tuple[str, bytes] | Count]:
         content = _arc_content(stream, header[1]) if header is not None else None
         if content is None:
             if not in_broken_stretch:
-                yield Count("read.broken_or_truncated_record")
+                yield Count(counters.READ_BROKEN_RECORD)
                 in_broken_stretch = True
             if header is not None:  # read on from the line after this header
                 resyncs += 1
                 if resyncs > MAX_RESYNCS_PER_FILE:
-                    yield Count("read.too_many_broken_records")
+                    yield Count(counters.READ_TOO_MANY_BROKEN_RECORDS)
                     return
                 stream.seek(after_header)
             continue
         in_broken_stretch = False
-        yield Count("read.record_over_size_cap") if content == "over_size_cap" else (header[0], content)
+        yield (
+            Count(counters.READ_RECORD_OVER_SIZE_CAP) if content == "over_size_cap" else (header[0], content)
+        )
 
 
 def _read_arc(path: str) -> Iterator[Item]:
@@ -641,10 +645,10 @@ def _read_arc(path: str) -> Iterator[Item]:
             url, content = record
             if url.startswith("filedesc:"):
                 continue
-            yield Count("read.arc_record")
+            yield Count(counters.READ_ARC_RECORD)
             parsed = split_http(content)
             if parsed is None:
-                yield Count("read.bad_http_response")
+                yield Count(counters.READ_BAD_HTTP_RESPONSE)
                 continue
             headers, body = parsed
             media_type, charset = parse_content_type(headers.get("content-type"))
@@ -662,9 +666,9 @@ def wikipedia_page(line: bytes) -> Item:
         url = article["url"]
         html = article["article_body"]["html"]
     except (ValueError, KeyError, TypeError):
-        return Count("read.bad_wikipedia_line")
+        return Count(counters.READ_BAD_WIKIPEDIA_LINE)
     if not isinstance(url, str) or not isinstance(html, str) or not url:
-        return Count("read.bad_wikipedia_line")
+        return Count(counters.READ_BAD_WIKIPEDIA_LINE)
     return Page(url=url, source="wikipedia", body=html.encode("utf-8"), charset="utf-8")
 
 
@@ -688,14 +692,14 @@ def _read_wikipedia(path: str) -> Iterator[Item]:
                             yield from _ndjson_lines(extracted)
             except (tarfile.TarError, EOFError, zlib.error) as error:
                 LOG.info("broken dump %s: %s", path, error)
-                yield Count("read.broken_or_truncated_record")
+                yield Count(counters.READ_BROKEN_RECORD)
         else:
             stream = gzip.GzipFile(fileobj=raw) if path.endswith(".gz") else raw
             try:
                 yield from _ndjson_lines(stream)
             except (EOFError, zlib.error, gzip.BadGzipFile) as error:
                 LOG.info("broken dump %s: %s", path, error)
-                yield Count("read.broken_or_truncated_record")
+                yield Count(counters.READ_BROKEN_RECORD)
 
 
 # ---------------------------------------------------------------- plain HTML files

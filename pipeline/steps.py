@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 
 from c4_filters import C4Options, stable_hash
 from html_minimizer import Limits
-from pipeline import images, shards, stages
+from pipeline import counters, images, shards, stages
 from pipeline.hygiene import (
     NEAR_DUPLICATE,
     URL_REPEATS,
@@ -103,7 +103,7 @@ def stage_outputs(fn, element, *args):
                 yield item
     except Exception as error:  # last line of defence: one bad element is a counted skip, not a failed job
         LOG.warning("%s failed on one element: %r", fn.__name__, error)
-        counter[f"error.{fn.__name__.lstrip('_')}"] += 1
+        counter[counters.ERROR + fn.__name__.lstrip("_")] += 1
     if counter:
         for name, n in counter.items():
             Metrics.counter(NAMESPACE, name).inc(n)
@@ -152,7 +152,7 @@ def _read_numbered(numbered: tuple[int, str], limit: int, html_urls: dict[str, s
         if isinstance(item, Page):
             yield (file_index, page_index), item
             page_index += 1
-        elif not (isinstance(item, Count) and item.name.startswith("read.pages.")):
+        elif not (isinstance(item, Count) and item.name.startswith(counters.READ_PAGES)):
             yield item
 
 
@@ -175,10 +175,10 @@ def _within_limit(numbered_page, last_kept: dict):
     """The page if its position is among the job's first `limit` (up to the last kept one), else a count."""
     position, page = numbered_page
     if position <= last_kept["pages"]:
-        yield Count(f"read.pages.{page.source}")
+        yield Count(counters.READ_PAGES + page.source)
         yield page
     else:
-        yield Count("read.pages_over_limit")
+        yield Count(counters.READ_PAGES_OVER_LIMIT)
 
 
 def _limit_stage(numbered_page, last_kept: dict):
@@ -314,7 +314,7 @@ def _drop_near_duplicates(joined):
     lost = any(True for _ in grouped["drop"])
     for doc in grouped["doc"]:
         if lost:
-            yield Count("dedup.near_dup_docs_dropped")
+            yield Count(counters.NEAR_DUP_DOCS_DROPPED)
         else:
             yield doc
 
@@ -368,11 +368,11 @@ def _resolve_image(joined, fetch: bool, rules: Hygiene):
     url, grouped = joined
     n_documents = sum(grouped["refs"])
     if not n_documents:
-        yield Count("images.records_unused", sum(1 for _ in grouped["record"]))
+        yield Count(counters.IMAGES_RECORDS_UNUSED, sum(1 for _ in grouped["record"]))
         return
-    yield Count("images.unique")
+    yield Count(counters.IMAGES_UNIQUE)
     if over_url_repeats(n_documents, rules):  # site furniture: never fetched, removed from every document
-        yield Count("images.filtered_refs.url_repeats", n_documents)
+        yield Count(counters.IMAGES_FILTERED_REFS + URL_REPEATS, n_documents)
         yield images.ImageOutcome(url, None, URL_REPEATS)
         return
     record = images.choose_record(grouped["record"])
@@ -383,7 +383,7 @@ def _resolve_image(joined, fetch: bool, rules: Hygiene):
     if data is None:
         yield images.ImageOutcome(url, None, outcome)
         return
-    yield Count(f"images.source.{outcome}")
+    yield Count(counters.IMAGES_SOURCE + outcome)
     crop, outcome, key = images.prepare(url, data, rules)
     if crop is None:
         yield images.ImageOutcome(url, None, outcome)
@@ -439,11 +439,11 @@ def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene, decode_slots
         line = _progress.record(fetched.fetch_outcome)
         if line:
             LOG.info(line)
-        yield Count(f"images.fetch.{fetched.fetch_outcome}")
+        yield Count(counters.IMAGES_FETCH + fetched.fetch_outcome)
         if fetched.fetch_outcome != "ok":
             yield images.ImageOutcome(fetched.url, None, fetched.fetch_outcome)
             continue
-        yield Count("images.source.fetched")
+        yield Count(counters.IMAGES_FETCHED)
         if fetched.crop is None:
             yield images.ImageOutcome(fetched.url, None, fetched.outcome)
             continue
@@ -710,7 +710,7 @@ class WriteShard(beam.DoFn):
     def process(self, keyed):
         (split, index, n_shards), rows = keyed
         entry = shards.write_shard(self._output_dir, split, index, n_shards, rows)
-        Metrics.counter(NAMESPACE, f"written.{split}").inc(entry["rows"])
+        Metrics.counter(NAMESPACE, counters.WRITTEN + split).inc(entry["rows"])
         LOG.info("wrote %s (%d documents)", entry["file"], entry["rows"])
         yield entry
 
