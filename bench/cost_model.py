@@ -31,7 +31,8 @@ from c4_filters import C4Options  # noqa: E402
 from html_minimizer import Limits, MinimizeError, minimize  # noqa: E402
 from pipeline import shards, stages  # noqa: E402
 from pipeline.cli import sample_inputs  # noqa: E402
-from pipeline.readers import ImageRecord, Page, read_input  # noqa: E402
+from pipeline.items import ImageRecord, Page  # noqa: E402
+from pipeline.readers import read_input  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "boilerplate-dev" / "pages"
 # Common Crawl's published statistics for CC-MAIN-2024-10: 3.16 billion pages in ~90,000 WARC files of

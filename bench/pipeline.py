@@ -28,8 +28,9 @@ from c4_filters import C4Options  # noqa: E402
 from html_minimizer import Limits  # noqa: E402
 from pipeline import shards, stages  # noqa: E402
 from pipeline.cli import main as cli_main  # noqa: E402
+from pipeline.items import Page  # noqa: E402
 from pipeline.make_sample_corpus import corpus_copy  # noqa: E402
-from pipeline.readers import Page, read_input  # noqa: E402
+from pipeline.readers import read_input  # noqa: E402
 
 
 def make_corpus(directory: Path, copies: int) -> list[str]:

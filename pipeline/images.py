@@ -29,7 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counters
 from pipeline.hygiene import FILTER_REASONS, NEAR_DUPLICATE, Hygiene, image_shape_reason, perceptual_hash
-from pipeline.readers import Count
+from pipeline.items import Count
 
 NOT_IN_INPUT = "not_in_input"  # fetching disabled and no WARC record for the URL
 # prepare_image's rules: none of the corpus-level hygiene (the image tokenizer's own limits still apply)

@@ -30,6 +30,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 from lxml import etree
 
 from pipeline import counters
+from pipeline.items import Count, ImageRecord, Item, Page
 
 LOG = logging.getLogger(__name__)
 
@@ -52,35 +53,6 @@ MAX_HEADER_BYTES = 1 << 16  # a WARC header block or an ARC header line
 # a record's content is held in memory up to this size; a larger one is skipped, counted
 MAX_RECORD_BYTES = 64 << 20
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
-
-
-@dataclass(frozen=True)
-class Page:
-    """One HTML document as read from the input, before minimisation."""
-
-    url: str
-    source: str  # "warc" | "wikipedia" | "html"
-    body: bytes
-    charset: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """Image bytes found in the input itself (WARC response/resource record), keyed by its URL."""
-
-    url: str
-    data: bytes
-
-
-@dataclass(frozen=True)
-class Count:
-    """A counted event (a rule or outcome) with its amount; summed over the whole job for the funnel."""
-
-    name: str
-    n: int = 1
-
-
-Item = Page | ImageRecord | Count
 
 
 KINDS_HINT = ".warc[.gz], .arc[.gz], .tar.gz/.ndjson or .html"

@@ -18,7 +18,7 @@ import lxml.html
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
 from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images_and_prune
 from pipeline import counters
-from pipeline.readers import Count, Page
+from pipeline.items import Count, Page
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -41,7 +41,8 @@ from pipeline.hygiene import (
     over_url_repeats,
     representative,
 )
-from pipeline.readers import Count, ImageRecord, Page, read_input
+from pipeline.items import Count, ImageRecord, Page
+from pipeline.readers import read_input
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "cm3"

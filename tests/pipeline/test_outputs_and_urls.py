@@ -16,7 +16,8 @@ from PIL import Image
 from html_minimizer import minimize
 from pipeline import shards, stages
 from pipeline.cli import main
-from pipeline.readers import Count, Page, declared_url, html_file_urls, input_root, read_input
+from pipeline.items import Count, Page
+from pipeline.readers import declared_url, html_file_urls, input_root, read_input
 
 TEXT = (
     "The harbour festival opened on Saturday with music on the quay. Fishing boats were decorated with flags "

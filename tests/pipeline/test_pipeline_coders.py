@@ -20,7 +20,7 @@ from html_minimizer import Limits
 from image_tokenizer.train_small_vqgan import skimage_rgb
 from pipeline import images, stages, steps
 from pipeline.graph import JobOptions, build_pipeline
-from pipeline.readers import Page
+from pipeline.items import Page
 
 SIGNED_64 = range(-(2**63), 2**63)
 

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline import stages
-from pipeline.readers import Count
+from pipeline.items import Count
 
 URLS = st.lists(st.sampled_from([f"https://d.example/{i}" for i in range(8)]), min_size=1, max_size=8)
 
@@ -103,7 +103,7 @@ def test_the_final_document_has_no_element_without_text_or_image():
 def test_minimize_removals_are_counted_per_rule():
     from c4_filters import C4Options
     from html_minimizer import Limits
-    from pipeline.readers import Page
+    from pipeline.items import Page
 
     para = "A paragraph of real article text that is long enough to count as the content of this page."
     body = f"<p>{para} {para} {para}</p><p>{para}</p><p>{para}</p><p><a href='/back'>Back to the overview</a></p>"

@@ -13,7 +13,7 @@ from c4_filters import C4Options
 from html_minimizer import Limits
 from image_tokenizer.train_small_vqgan import skimage_rgb
 from pipeline import images, stages, steps
-from pipeline.readers import Count, Page
+from pipeline.items import Count, Page
 from pipeline.warc_writer import http_response, warc_record
 
 SENTENCES = (
