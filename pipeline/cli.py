@@ -19,11 +19,18 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
 from pipeline import counters
+
+if TYPE_CHECKING:  # imported with Beam, when a job is built
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.graph import JobOptions
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
 
@@ -93,7 +100,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-shard-mb",
         type=positive_int,
-        default=256,
+        default=None,
         metavar="MB",
         help="size of a shard's rows before compression; the number of shards follows from the data "
         "(default 256; files are smaller after zstd)",
@@ -115,7 +122,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation-fraction",
         type=fraction,
-        default=0.05,
+        default=None,
         help="share of documents (by URL hash) in the validation split (default 0.05)",
     )
     parser.add_argument(
@@ -153,7 +160,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vqgan-device",
         type=vqgan_device,
-        default="auto",
+        default=None,
         metavar="{auto,cpu,cuda,cuda:N}",
         help="where workers run the VQGAN; auto (default): cuda if the worker's torch sees a GPU, else cpu. "
         "GPU jobs pass cuda explicitly, which also selects GPU-sized batches",
@@ -191,11 +198,13 @@ def run_parser() -> argparse.ArgumentParser:
         help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
         "an error. The values used are recorded in _meta/manifest.json",
     )
+    # the flags of JobOptions' and Hygiene's fields default to None: a flag not given leaves the dataclass
+    # default (job_flag_options), the one place the values live (the help texts quote them: a test checks)
     hygiene = parser.add_argument_group("corpus hygiene (pipeline/README.md#corpus-hygiene)")
     hygiene.add_argument(
         "--max-image-url-repeats",
         type=non_negative_int,
-        default=10,
+        default=None,
         metavar="K",
         help="remove an image URL used by more than K documents from all of them (site furniture; "
         "OBELICS: 10, the default; 0 = off)",
@@ -203,7 +212,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--min-image-side",
         type=non_negative_int,
-        default=150,
+        default=None,
         metavar="PX",
         help="remove images whose decoded short side is under PX, never encoding them (OBELICS: 150, the "
         "default; 0 = off)",
@@ -211,7 +220,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--max-image-aspect-ratio",
         type=aspect_ratio,
-        default=3.0,
+        default=None,
         metavar="R",
         help="remove images whose long side is over R times the short one (default 3; 0 = off; the image "
         "tokenizer refuses beyond 10 in any case)",
@@ -219,7 +228,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--max-images-per-doc",
         type=non_negative_int,
-        default=30,
+        default=None,
         metavar="N",
         help="keep a document's first N distinct images, in document order (default 30; 0 = all)",
     )
@@ -287,6 +296,45 @@ def positive_seconds(value: str) -> float:
     return number
 
 
+def _given(values: dict) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def job_flag_options(args: argparse.Namespace) -> dict:
+    """JobOptions fields from the output, image and hygiene flags given; a flag not given keeps the
+    dataclass default (JobOptions', Hygiene's), so the defaults are written down once."""
+    from pipeline.hygiene import Hygiene
+
+    hygiene = _given(
+        {
+            "max_image_url_repeats": args.max_image_url_repeats,
+            "min_image_side": args.min_image_side,
+            "max_image_aspect_ratio": args.max_image_aspect_ratio,
+            "max_images_per_doc": args.max_images_per_doc,
+            "image_dedup": False if args.no_image_dedup else None,
+            "doc_dedup": False if args.no_doc_dedup else None,
+        }
+    )
+    return _given(
+        {
+            "target_shard_mb": args.target_shard_mb,
+            "train_shards": args.train_shards,
+            "validation_shards": args.validation_shards,
+            "validation_fraction": args.validation_fraction,
+            "limit": args.limit,
+            "images": False if args.no_images else None,
+            "fetch_images": False if args.no_fetch else None,
+            "allow_private_image_hosts": True if args.allow_private_image_hosts else None,
+            "vqgan_checkpoint": args.vqgan_checkpoint,
+            "vqgan_config": args.vqgan_config,
+            "vqgan_device": args.vqgan_device,
+            "image_batch_size": args.image_batch_size,
+            "base_url": args.base_url,
+            "hygiene": Hygiene(**hygiene),
+        }
+    )
+
+
 def fetch_job_options(args: argparse.Namespace) -> dict:
     """JobOptions fields from the fetch flags given (the dataclass keeps its defaults for the others);
     ValueError for --fetch-proxy env without a proxy in the environment."""
@@ -302,7 +350,7 @@ def fetch_job_options(args: argparse.Namespace) -> dict:
         "fetch_proxy": proxy,
         "max_image_failure_rate": args.max_image_failure_rate,
     }
-    return {name: value for name, value in given.items() if value is not None}
+    return _given(given)
 
 
 def int_at_least(minimum: int, what: str):
@@ -612,6 +660,29 @@ def nothing_read(patterns: list[str], n_files: int, counts: dict[str, int]) -> s
     return f"no page read from {shown} ({n_files} file{'s' * (n_files != 1)}): {reasons}"
 
 
+class UsageError(Exception):
+    """A job that cannot start, in one line, with the exit code `cm3-data run` returns for it."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A job ready to run: its options, Beam's options, the VQGAN it encodes with, and what the console
+    lines say. Its partial output (`job.output`, beside `output`) exists; `run_job` removes or swaps it in."""
+
+    job: JobOptions
+    beam: PipelineOptions
+    image_codes: dict
+    output: str  # where the finished output goes
+    patterns: list[str]
+    n_files: int
+    sample_corpus: bool  # no --input: the bundled sample corpus
+    existing: bool  # --output held an earlier output (kept as it was when the run fails)
+
+
 def run_command(argv: list[str]) -> int:
     parser = run_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -623,106 +694,99 @@ def run_command(argv: list[str]) -> int:
         print("cm3-data run: --output DIR is required (see cm3-data run --help)", file=sys.stderr)
         return 2
     setup_logging(args.verbose, args.quiet)
+    try:
+        launch = build_job(args, beam_args)
+    except UsageError as error:
+        print(f"cm3-data run: {error}", file=sys.stderr)
+        return error.code
+    return run_job(launch, quiet=args.quiet, verbose=args.verbose)
 
-    import apache_beam as beam
+
+def build_job(args: argparse.Namespace, beam_args: list[str]) -> Launch:
+    """The job the flags describe, checked before anything is written (inputs, options, output, device,
+    VQGAN); last, its partial output is created. UsageError (one line) for anything wrong."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline import images, shards
-    from pipeline.graph import JobOptions, build_pipeline
-    from pipeline.hygiene import Hygiene
+    from pipeline.graph import JobOptions
     from pipeline.readers import expand_inputs, html_file_urls, input_glob
-    from pipeline.report import fetch_failure, report_table
 
     patterns = args.input or sample_inputs()
     existing = not shards.is_empty(args.output)
-    untouched = f"--output {args.output} is as it was" if existing else "nothing written"
     if not args.overwrite and existing:
-        print(
-            f"cm3-data run: --output {args.output} is not empty; choose another --output or pass --overwrite "
-            "to replace it whole",
-            file=sys.stderr,
+        raise UsageError(
+            f"--output {args.output} is not empty; choose another --output or pass --overwrite to replace it "
+            "whole",
+            code=3,
         )
-        return 3
     try:
         files = expand_inputs(patterns)
         c4, limits = rule_options(args.options_file, args.language_id, args.languages)
         fetching = fetch_job_options(args)
     except (FileNotFoundError, ValueError) as error:
-        print(f"cm3-data run: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     if "://" not in args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
-        print(f"cm3-data run: --output {args.output} is a file, not a directory", file=sys.stderr)
-        return 2
+        raise UsageError(f"--output {args.output} is a file, not a directory")
     if args.overwrite and any(shards.inside(args.output, path) for path, _ in files):
-        print(f"cm3-data run: --overwrite would delete inputs inside --output {args.output}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--overwrite would delete inputs inside --output {args.output}")
+    partial = shards.partial_output(args.output)
+    job = JobOptions(
+        inputs=tuple(patterns),
+        output=partial,
+        c4=c4,
+        limits=limits,
+        files=tuple(path for path, _ in files),
+        input_bytes=sum(size for _, size in files),
+        html_urls=tuple(
+            html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
+        ),
+        **job_flag_options(args),
+        **fetching,
+    )
     options = PipelineOptions(beam_options(beam_args))
     problem = (
-        None if args.no_images or not runs_on_this_machine(options) else device_problem(args.vqgan_device)
+        None if not job.images or not runs_on_this_machine(options) else device_problem(job.vqgan_device)
     )
     if problem:
-        print(f"cm3-data run: {problem}", file=sys.stderr)
-        return 2
-    partial = shards.partial_output(args.output)
+        raise UsageError(problem)
+    try:
+        image_codes = images.describe_vqgan(job.vqgan_checkpoint, job.vqgan_config, load=job.images)
+    except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
+        raise UsageError(str(error)) from None
+    except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
+        raise UsageError(f"cannot load the VQGAN: {type(error).__name__}: {error}") from None
     if "://" not in args.output:
         try:
             os.makedirs(partial)
         except OSError as error:
-            print(f"cm3-data run: cannot create --output {args.output}: {error.strerror}", file=sys.stderr)
-            return 2
-    job = JobOptions(
-        inputs=tuple(patterns),
-        output=partial,
-        target_shard_mb=args.target_shard_mb,
-        train_shards=args.train_shards,
-        validation_shards=args.validation_shards,
-        validation_fraction=args.validation_fraction,
-        limit=args.limit,
-        images=not args.no_images,
-        fetch_images=not args.no_fetch,
-        allow_private_image_hosts=args.allow_private_image_hosts,
-        vqgan_checkpoint=args.vqgan_checkpoint,
-        vqgan_config=args.vqgan_config,
-        vqgan_device=args.vqgan_device,
-        image_batch_size=args.image_batch_size,
-        c4=c4,
-        limits=limits,
-        hygiene=Hygiene(
-            max_image_url_repeats=args.max_image_url_repeats,
-            min_image_side=args.min_image_side,
-            max_image_aspect_ratio=args.max_image_aspect_ratio,
-            max_images_per_doc=args.max_images_per_doc,
-            image_dedup=not args.no_image_dedup,
-            doc_dedup=not args.no_doc_dedup,
-        ),
-        files=tuple(path for path, _ in files),
-        input_bytes=sum(size for _, size in files),
-        base_url=args.base_url,
-        html_urls=tuple(
-            html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
-        ),
-        **fetching,
-    )
+            raise UsageError(f"cannot create --output {args.output}: {error.strerror}") from None
+    return Launch(job, options, image_codes, args.output, patterns, len(files), not args.input, existing)
+
+
+def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
+    """Run a built job to its end: the output swapped in when it read pages, the report printed; the exit
+    code (1 nothing read, 4 too many image fetches failed, 130 interrupted). Whatever happens, the
+    partial output is gone afterwards and an earlier output is as it was unless replaced."""
+    import apache_beam as beam
+
+    from pipeline import shards
+    from pipeline.graph import build_pipeline
+    from pipeline.report import fetch_failure, report_table
+
+    job, partial = launch.job, launch.job.output
+    untouched = f"--output {launch.output} is as it was" if launch.existing else "nothing written"
     try:
-        try:
-            image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
-        except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
-            print(f"cm3-data run: {error}", file=sys.stderr)
-            return 2
-        except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
-            print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
-            return 2
-        if not args.input:
+        if launch.sample_corpus:
             print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
-        print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
+        print(f"[cm3-data] {launch.n_files} input files -> {launch.output}", file=sys.stderr)
         started = time.monotonic()
         stop = threading.Event()
-        if not args.quiet:
+        if not quiet:
             threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
         try:
-            with quiet_workers(not args.verbose):
-                pipeline = beam.Pipeline(options=options)
-                build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
+            with quiet_workers(not verbose):
+                pipeline = beam.Pipeline(options=launch.beam)
+                build_pipeline(pipeline, job, launch.image_codes, version_line("cm3-data"))
                 result = pipeline.run()
                 result.wait_until_finish()
                 client = getattr(result, "client", None)
@@ -731,11 +795,11 @@ def run_command(argv: list[str]) -> int:
         finally:
             stop.set()
         summary = json.loads(shards.read_bytes(shards.report_json_path(partial)))
-        empty = nothing_read(patterns, len(files), summary["counts"])
+        empty = nothing_read(launch.patterns, launch.n_files, summary["counts"])
         if empty:
             print(f"cm3-data run: {empty}; {untouched}", file=sys.stderr)
             return 1
-        shards.swap_output(partial, args.output)
+        shards.swap_output(partial, launch.output)
     except KeyboardInterrupt:
         print(f"cm3-data run: interrupted; {untouched}", file=sys.stderr)
         return 130
@@ -745,8 +809,8 @@ def run_command(argv: list[str]) -> int:
     print(report_table(summary))
     print("\n" + metrics_check(result, summary["counts"]))
     print(
-        f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(args.output)} (+ report.json), "
-        f"verify: cm3-data verify {args.output}"
+        f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(launch.output)} (+ report.json), "
+        f"verify: cm3-data verify {launch.output}"
     )
     failure = fetch_failure(summary["counts"], job.max_image_failure_rate) if job.fetch_images else None
     if failure:
