@@ -2,7 +2,7 @@
 them, so a misspelt name is an import error instead of a funnel row that silently reads 0.
 
 A name ending in "." is a prefix: the producer appends what varies (a page source, an error class, an
-outcome). Beam-free, so readers, stages, steps and the report all import it.
+outcome). Beam-free, so readers, doc_steps, beam_steps and the report all import it.
 """
 
 # ---------------------------------------------------------------- reading (pipeline.readers, ReadInputs)
@@ -28,7 +28,7 @@ READ_UNKNOWN_WARC_TYPE = "read.unknown_warc_type"
 READ_BAD_RECORD = "read.bad_record"
 READ_BAD_WIKIPEDIA_LINE = "read.bad_wikipedia_line"
 
-# ---------------------------------------------------------------- minimize + C4 (pipeline.stages)
+# ---------------------------------------------------------------- minimize + C4 (pipeline.doc_steps)
 
 MINIMIZE_OK = "minimize.ok"
 MINIMIZE_ERROR = "minimize.error."  # + MinimizeError subclass name
@@ -73,7 +73,7 @@ IMAGES_REFS_OVER_DOC_CAP = "images.refs_over_doc_cap"
 
 EMPTY_ELEMENTS_REMOVED = "final.empty_elements_removed"
 WRITTEN = "written."  # + split: rows written (a Beam metric only)
-ERROR = "error."  # + the plain function that raised on one element (steps.stage_outputs)
+ERROR = "error."  # + the plain function that raised on one element (beam_steps.stage_outputs)
 
 # ---------------------------------------------------------------- cm3-data optout (its own summary)
 

@@ -1,4 +1,4 @@
-"""Corpus-level image and document hygiene, as plain functions (`pipeline.steps` wires them into the job).
+"""Corpus-level image and document hygiene, as plain functions (`pipeline.beam_steps` wires them in).
 
 What the builders of interleaved image-text web corpora (OBELICS, MINT-1T, MMC4, datatrove, img2dataset)
 clean at corpus level rather than per page, because here every image costs 256 training tokens and one
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from c4_filters import stable_hash
-from pipeline.stages import losers
+from pipeline.doc_steps import losers
 
 # Reasons an image URL is removed by the rules below (not a fetch/decode failure): counted as
 # images.filtered.<reason> (one per unique image URL) in the funnel report.
@@ -205,5 +205,6 @@ def band_keys(text: str) -> list[str]:
 
 def band_losers(urls: Iterable[str]) -> Iterator[str]:
     """Documents of one LSH band bucket that lose: all but the one with the smallest (stable_hash(url), url),
-    the same winner rule as the span dedup, streamed (`stages.losers`); a URL may be yielded more than once."""
+    the same winner rule as the span dedup, streamed (`doc_steps.losers`); a URL may be yielded more than
+    once."""
     return losers(urls, lambda url: (stable_hash(url), url))

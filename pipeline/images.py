@@ -1,6 +1,6 @@
 """Image stage: one unique image URL -> bytes (input record, else fetch) -> 256x256 uint8 crop -> VQGAN codes.
 
-Plain functions; `pipeline.steps` wires them. The per-URL outcome is data (`ImageOutcome`), so the funnel
+Plain functions; `pipeline.beam_steps` wires them. The per-URL outcome is data (`ImageOutcome`), so the funnel
 is right even on runners that do not report Beam metrics. Nothing here imports torch at module level: a
 worker that never encodes never loads it.
 """

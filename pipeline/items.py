@@ -1,7 +1,7 @@
 """What the job's plain functions yield: pages and image records read from the input, and `Count` events.
 
-Readers, stages and images yield these; `pipeline.steps` routes them (results on, counts summed for the
-funnel). Plain frozen dataclasses, Beam-free, so every module can import them without importing a reader.
+Readers, doc_steps and images yield these; `pipeline.beam_steps` routes them (results on, counts summed
+for the funnel). Plain frozen dataclasses, Beam-free, so every module can import them without a reader.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from html_minimizer import replace_images_and_prune
 from pipeline import counters, shards
+from pipeline.doc_steps import all_image_srcs, count_code_images
 from pipeline.environment import environment
-from pipeline.stages import all_image_srcs, count_code_images
 
 
 @dataclass(frozen=True)

@@ -413,7 +413,7 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
     """Problems found in a finished output (empty list = valid): files, sha256, rows, schema, ids, codes."""
     from c4_filters import stable_hash
     from image_tokenizer import is_code_src
-    from pipeline.stages import image_srcs
+    from pipeline.doc_steps import image_srcs
 
     path = find_manifest(output_dir)
     if path is None:

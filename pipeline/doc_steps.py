@@ -1,4 +1,5 @@
-"""The job's logic as plain functions (the Beam graph in `pipeline.graph` only wires them).
+"""What each step of the job does to a document, as plain functions: no Beam here (`pipeline.beam_steps`
+wraps them in Beam composites, `pipeline.graph` wires those).
 
 Every function yields its result(s) and `Count` events, so a bad document is a counted skip. Winners of
 every de-duplication are chosen by content/URL hashes only, never by arrival order, so any runner and any

@@ -2,8 +2,8 @@
 cleaning (2.2): read, minimize + clean, URL dedup, span dedup, image encoding, image rewriting, shard writing.
 
 Each step takes and returns PCollections and also returns its `Counts` (one element per processed input
-element), so every runner gets the funnel from data. The logic lives in plain functions (readers, stages,
-images, shards); here they are only wired.
+element), so every runner gets the funnel from data. The logic lives in plain functions (readers,
+`pipeline.doc_steps`, images, shards); here they are only wired.
 
 Written for every runner, including the Dask runner of Beam 2.77, whose translation drops outputs emitted in
 `finish_bundle`, mixes the tagged outputs of a multi-output ParDo and computes only the last transform
@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 
 from c4_filters import C4Options, stable_hash
 from html_minimizer import Limits
-from pipeline import counters, images, shards, stages
+from pipeline import counters, doc_steps, images, shards
 from pipeline.hygiene import (
     NEAR_DUPLICATE,
     URL_REPEATS,
@@ -51,7 +51,7 @@ MB = 1 << 20
 # Every PCollection that crosses a shuffle states its element type, so each runner encodes keys with the
 # coder named here (UTF-8 strings, ints that fit signed 64 bits, tuples of those: all deterministic), never
 # one a Beam version happened to infer. Values that are our own classes go through Beam's pickling coder.
-DocByUrl = tuple[str, stages.Doc]
+DocByUrl = tuple[str, doc_steps.Doc]
 SpanOccurrence = tuple[int, tuple[str, int]]  # (key_hash(span), (doc URL, span start))
 DocImage = tuple[str, tuple[str, str | None]]  # (doc URL, (image URL, codes or None))
 
@@ -237,13 +237,13 @@ class MinimizeAndClean(beam.PTransform):
         self._limits = limits
 
     def expand(self, pages):
-        return run_stage(pages, "MinimizeClean", stages.minimize_and_clean, self._c4, self._limits)
+        return run_stage(pages, "MinimizeClean", doc_steps.minimize_and_clean, self._c4, self._limits)
 
 
 # ---------------------------------------------------------------- de-duplication
 
 
-def _by_url(doc: stages.Doc):
+def _by_url(doc: doc_steps.Doc):
     return doc.url, doc
 
 
@@ -253,7 +253,7 @@ def _key_by_url() -> beam.Map:
 
 def _url_winner(keyed):
     url, docs = keyed
-    return stages.url_winner(url, docs)
+    return doc_steps.url_winner(url, docs)
 
 
 class UrlDedup(beam.PTransform):
@@ -266,13 +266,13 @@ class UrlDedup(beam.PTransform):
 
 def _span_losers(keyed):
     _, occurrences = keyed
-    return stages.span_losers(occurrences)
+    return doc_steps.span_losers(occurrences)
 
 
 def _drop_span_losers(joined, options: C4Options):
     _, grouped = joined
     for doc in grouped["doc"]:
-        yield from stages.apply_span_dedup(doc, grouped["drop"], options)
+        yield from doc_steps.apply_span_dedup(doc, grouped["drop"], options)
 
 
 class SpanDedup(beam.PTransform):
@@ -287,7 +287,7 @@ class SpanDedup(beam.PTransform):
     def expand(self, docs):
         losers = (
             docs
-            | "Spans" >> beam.FlatMap(stages.doc_spans, self._c4).with_output_types(SpanOccurrence)
+            | "Spans" >> beam.FlatMap(doc_steps.doc_spans, self._c4).with_output_types(SpanOccurrence)
             | "GroupSpans" >> beam.GroupByKey()
             | "SpanLosers" >> beam.FlatMap(_span_losers).with_output_types(tuple[str, int])
         )
@@ -297,7 +297,7 @@ class SpanDedup(beam.PTransform):
         return run_stage(joined, "DropLosers", _drop_span_losers, self._c4)
 
 
-def _doc_bands(doc: stages.Doc):
+def _doc_bands(doc: doc_steps.Doc):
     return [(key, doc.url) for key in band_keys(doc_text(doc.html))]
 
 
@@ -343,10 +343,10 @@ class NearDupDedup(beam.PTransform):
 # ---------------------------------------------------------------- images
 
 
-def _image_refs(doc: stages.Doc, rules: Hygiene):
+def _image_refs(doc: doc_steps.Doc, rules: Hygiene):
     """(image URL, document URL) for the document's first `max_images_per_doc` distinct images (the rest
     are never fetched: RewriteImages removes them)."""
-    return [(src, doc.url) for src in capped_srcs(stages.image_srcs(doc.html), rules)]
+    return [(src, doc.url) for src in capped_srcs(doc_steps.image_srcs(doc.html), rules)]
 
 
 def _one(pair):
@@ -639,11 +639,11 @@ def _rewrite(joined, max_images: int):
     _, grouped = joined
     codes = dict(grouped["images"])
     for doc in grouped["doc"]:
-        yield from stages.rewrite_images(doc, codes, True, max_images)
+        yield from doc_steps.rewrite_images(doc, codes, True, max_images)
 
 
-def _remove_images(doc: stages.Doc):
-    return stages.rewrite_images(doc, {}, False)
+def _remove_images(doc: doc_steps.Doc):
+    return doc_steps.rewrite_images(doc, {}, False)
 
 
 class RewriteImages(beam.PTransform):
@@ -687,8 +687,8 @@ def shard_counts(split_bytes: dict[str, int], target_mb: int, fixed: dict[str, i
     return counts
 
 
-def _split_row(doc: stages.Doc, validation_fraction: float):
-    return stages.assign_split(doc.url, validation_fraction), stages.doc_row(doc)
+def _split_row(doc: doc_steps.Doc, validation_fraction: float):
+    return doc_steps.assign_split(doc.url, validation_fraction), doc_steps.doc_row(doc)
 
 
 def _row_bytes(split_row):
@@ -699,7 +699,7 @@ def _row_bytes(split_row):
 def _shard_key(split_row, split_bytes: dict, target_mb: int, fixed: dict):
     split, row = split_row
     n_shards = shard_counts(split_bytes, target_mb, fixed)[split]
-    return (split, stages.shard_index(row["url"], n_shards), n_shards), row
+    return (split, doc_steps.shard_index(row["url"], n_shards), n_shards), row
 
 
 class WriteShard(beam.DoFn):
