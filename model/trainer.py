@@ -90,6 +90,39 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return end + (1.0 - end) * remaining**cfg.lr_power
 
 
+def resolve_attention(choice: str, device: torch.device, dropout: float) -> str:
+    """The model's masked-attention path for the `attention` key: flex (fused block-sparse kernels) where
+    it trains, dense (the reference boolean mask) elsewhere; ValueError with one line for flex where
+    torch cannot train it."""
+    if choice == "flex" and device.type != "cuda":
+        raise ValueError(
+            f"attention=flex needs a GPU: torch {torch.__version__} has no FlexAttention backward on CPU; "
+            "use attention=auto or dense"
+        )
+    if choice == "auto":
+        return "flex" if device.type == "cuda" and dropout == 0 else "dense"
+    return choice
+
+
+def one_document_per_row(batch: dict[str, np.ndarray], pad_id: int) -> bool:
+    """Whether every row holds at most one example (then padding) under a causal rule: plain causal
+    attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
+to drop, or it is not causal)."""
+    if "segment_ids" not in batch or "visible" in batch:
+        return False
+    return bool(np.all((batch["segment_ids"] == 0) | (batch["tokens"] == pad_id)))
+
+
+def fsdp_options(autocast_dtype: torch.dtype | None) -> dict:
+    """fully_shard's options: under bf16, FSDP2 gathers parameters in bf16 for compute and reduces
+    gradients in fp32 (torchtitan's policy), instead of fp32 shards cast by autocast in every op."""
+    if autocast_dtype is None:
+        return {}
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return {"mp_policy": MixedPrecisionPolicy(param_dtype=autocast_dtype, reduce_dtype=torch.float32)}
+
+
 @dataclass
 class Runtime:
     rank: int
@@ -231,6 +264,11 @@ class Trainer:
         # image tokens the model will see (None: token shards written before they were counted)
         self.data_info = {"image_tokens": manifest["splits"]["train"].get("image_tokens")}
 
+        self.model_paths = {
+            "attention": resolve_attention(cfg.attention, self.rt.device, cfg.dropout),
+            "activation_checkpointing": cfg.activation_checkpointing,
+        }
+        self.sharded_precision = False  # FSDP2 casts parameters itself (MixedPrecisionPolicy), no autocast
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model()
         self.raw_model = self.model.module if hasattr(self.model, "module") else self.model
@@ -288,10 +326,12 @@ class Trainer:
                     "parallel=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)"
                 ) from e
             with torch.device("meta"):
-                model = CM3Transformer(self.model_cfg)
+                model = CM3Transformer(self.model_cfg, **self.model_paths)
+            shard_options = fsdp_options(rt.autocast_dtype)
             for block in model.layers:
-                fully_shard(block)
-            fully_shard(model)
+                fully_shard(block, **shard_options)
+            fully_shard(model, **shard_options)
+            self.sharded_precision = "mp_policy" in shard_options
             model.to_empty(device=rt.device)
             # rank 0 initialises the whole model in host memory and broadcasts the shards: the same
             # weights as a single-process run with this seed, whatever the number of processes
@@ -302,7 +342,7 @@ class Trainer:
             if cfg.compile:
                 model.compile()
             return model
-        model = CM3Transformer(self.model_cfg).to(rt.device)
+        model = CM3Transformer(self.model_cfg, **self.model_paths).to(rt.device)
         if cfg.compile:
             model.compile()
         if rt.world_size == 1:
@@ -315,7 +355,7 @@ class Trainer:
 
     # ---- one optimisation step
     def _autocast(self):
-        if self.rt.autocast_dtype is None:
+        if self.rt.autocast_dtype is None or self.sharded_precision:
             return contextlib.nullcontext()
         return torch.autocast(self.rt.device.type, dtype=self.rt.autocast_dtype)
 
@@ -327,8 +367,11 @@ class Trainer:
             k: (torch.from_numpy(v).pin_memory() if pin else torch.from_numpy(v)).to(dev, non_blocking=pin)
             for k, v in batch.items()
         }
+        inputs = [k for k in MODEL_INPUTS if k in t]
+        if self.cfg.attention == "auto" and one_document_per_row(batch, self.tokenizer.pad_id):
+            inputs.remove("segment_ids")  # causal attention is exact here: SDPA's flash kernel
         with self._autocast():
-            logits = self.model(t["tokens"], **{k: t[k] for k in MODEL_INPUTS if k in t})
+            logits = self.model(t["tokens"], **{k: t[k] for k in inputs})
         losses = F.cross_entropy(logits.float().flatten(0, 1), t["targets"].flatten(), reduction="none")
         weights = t["weights"].flatten()
         return (losses * weights).sum(), weights.sum()
@@ -536,7 +579,9 @@ __all__ = [
     "Trainer",
     "check_device",
     "flops_per_token",
+    "fsdp_options",
     "lr_factor",
+    "one_document_per_row",
     "peak_flops",
     "train",
 ]
