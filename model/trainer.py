@@ -106,8 +106,8 @@ def resolve_attention(choice: str, device: torch.device, dropout: float) -> str:
 
 def one_document_per_row(batch: dict[str, np.ndarray], pad_id: int) -> bool:
     """Whether every row holds at most one example (then padding) under a causal rule: plain causal
-    attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
-to drop, or it is not causal)."""
+        attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
+    to drop, or it is not causal)."""
     if "segment_ids" not in batch or "visible" in batch:
         return False
     return bool(np.all((batch["segment_ids"] == 0) | (batch["tokens"] == pad_id)))

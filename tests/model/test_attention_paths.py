@@ -88,7 +88,9 @@ def test_flex_sees_what_the_dense_mask_sees_cell_by_cell(token_shards, tok):
         same = seg[:, :, None] == seg[:, None, :]
         if "visible" in batch:
             v, s, g = batch["visible"], batch["sees"], batch["group"]
-            expected = same & ((v[:, None, :] <= s[:, :, None]) | ((g[:, :, None] == g[:, None, :]) & (g[:, :, None] >= 0)))
+            expected = same & (
+                (v[:, None, :] <= s[:, :, None]) | ((g[:, :, None] == g[:, None, :]) & (g[:, :, None] >= 0))
+            )
         else:
             expected = same & torch.ones(SEQ_LEN, SEQ_LEN, dtype=torch.bool).tril()
         assert torch.equal(cells, expected), objective
@@ -133,8 +135,10 @@ def test_activation_checkpointing_keeps_loss_and_gradients(token_shards, tok, ob
     for recompute in (False, True):
         model = model_for(tok, objective, activation_checkpointing=recompute).train()
         out = logits(model, batch)
-        loss = (F.cross_entropy(out.flatten(0, 1), batch["targets"].flatten(), reduction="none")
-                * batch["weights"].flatten()).sum()
+        loss = (
+            F.cross_entropy(out.flatten(0, 1), batch["targets"].flatten(), reduction="none")
+            * batch["weights"].flatten()
+        ).sum()
         loss.backward()
         results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
     (loss_a, grads_a), (loss_b, grads_b) = results
@@ -145,7 +149,9 @@ def test_activation_checkpointing_keeps_loss_and_gradients(token_shards, tok, ob
 
 def test_flex_refuses_dropout_in_one_line(tok):
     with pytest.raises(ValueError, match="attention=flex has no attention dropout"):
-        CM3Transformer(CM3Config(vocab_size=50, d_model=16, n_layers=1, n_heads=2, dropout=0.1), attention="flex")
+        CM3Transformer(
+            CM3Config(vocab_size=50, d_model=16, n_layers=1, n_heads=2, dropout=0.1), attention="flex"
+        )
 
 
 def test_the_trainer_refuses_flex_on_cpu_in_one_line(token_shards, tmp_path, capsys):
