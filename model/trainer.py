@@ -2,7 +2,8 @@
 
 Adam (0.9, 0.98), linear warm-up then polynomial decay, grad-norm clipping, gradient accumulation, bf16
 autocast on GPU, validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
-optimizer, scheduler, RNG and each rank's exact data position (torchtitan-style full state dicts).
+optimizer, scheduler, RNG and each rank's exact data position (sharded, torch.distributed.checkpoint,
+written in the background; resumable on another number of processes, each document read once per epoch).
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .checkpoint import CheckpointManager, RNGState, read_config, write_model_config
+from .checkpoint import (
+    CheckpointManager,
+    ModelState,
+    OptimizerState,
+    RNGState,
+    read_config,
+    write_model_config,
+)
 from .config import CM3Config, TrainConfig
 from .data import MODEL_INPUTS, LoaderOptions, PackedLoader
 from .shards import TokenSplit, read_token_manifest
@@ -189,37 +191,6 @@ def _to_numpy(obj):
     return obj
 
 
-_FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-class _ModelState:
-    """The model's full (unsharded) state dict on the host: the same model.pt whether it trained on one
-    process, under DDP or FSDP; gathering it is a collective."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-
-    def state_dict(self) -> dict:
-        return get_model_state_dict(self.model, options=_FULL_STATE)
-
-    def load_state_dict(self, state: dict) -> None:
-        set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
-
-
-class _OptimizerState:
-    """The optimizer's full state dict, keyed by parameter name (torch.distributed.checkpoint)."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
-
-    def state_dict(self) -> dict:
-        return get_optimizer_state_dict(self.model, self.optimizer, options=_FULL_STATE)
-
-    def load_state_dict(self, state: dict) -> None:
-        options = StateDictOptions(full_state_dict=True)
-        set_optimizer_state_dict(self.model, self.optimizer, state, options=options)
-
-
 class _LoaderState:
     """The loader's position with its numpy arrays as tensors (checkpoints load with weights_only)."""
 
@@ -231,6 +202,9 @@ class _LoaderState:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(_to_numpy(state))
+
+    def load_elastic(self, states: list[dict]) -> None:
+        self.loader.load_elastic([_to_numpy(state) for state in states])
 
 
 class Trainer:
@@ -292,19 +266,19 @@ class Trainer:
         self.peak = peak_flops(self.rt.device) if self.rt.autocast_dtype == torch.bfloat16 else None
         self.checkpoints = CheckpointManager(
             self.out,
-            # trainer.pt first: a wrong number of processes is refused before the big files are read
             {
                 "trainer": self,
-                "model": _ModelState(self.model),
-                "optimizer": _OptimizerState(self.model, self.optimizer),
+                "model": ModelState(self.model),
+                "optimizer": OptimizerState(self.model, self.optimizer),
             },
-            {"loader": _LoaderState(self.loader), "rng": RNGState(self.rt.device)},
+            {"loader": _LoaderState(self.loader), "rng": RNGState(self.rt.device, self.rt.rank)},
             rank=self.rt.rank,
             world_size=self.rt.world_size,
             keep_last=cfg.keep_last,
             extra_files=lambda d: write_model_config(
                 d, self.model_cfg, self.tokenizer, cfg.to_dict(), self.data_info
             ),
+            async_save=True,  # training goes on while the shards are written (copied to host memory first)
         )
         self._resume()
 
@@ -429,19 +403,16 @@ class Trainer:
 
     # ---- checkpoints
     def state_dict(self) -> dict:
-        """trainer.pt: the step, the learning-rate schedule and the number of processes."""
-        return {"step": self.step, "scheduler": self.scheduler.state_dict(), "world_size": self.rt.world_size}
+        """The trainer's part of a checkpoint: the step and the learning-rate schedule."""
+        return {"step": self.step, "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["world_size"] != self.rt.world_size:
-            raise ValueError(
-                f"the checkpoint was written by {state['world_size']} processes; resume with the same number"
-            )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
 
-    def save_checkpoint(self) -> Path | None:
-        return self.checkpoints.save(self.step)
+    def save_checkpoint(self) -> None:
+        """Starts writing a checkpoint of this step (published when complete: `checkpoints.wait()`)."""
+        self.checkpoints.save(self.step)
 
     def _same_model(self, ckpt: Path) -> None:
         saved_model = CM3Config.from_dict(read_config(ckpt)["model"])
@@ -506,6 +477,7 @@ class Trainer:
         # log lines (checkpoints, validation) go above the bar instead of through it
         with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
             last = self._loop(bar, tokens_per_step)
+            self.checkpoints.wait()  # the last checkpoint is complete and published before fit returns
         bar.close()
         return last
 
