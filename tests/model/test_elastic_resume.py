@@ -115,3 +115,67 @@ def test_another_run_s_loader_state_is_refused(token_shards):
     states = [loader.state_dict() for loader in loaders(token_shards, 2, objective="cm3")]
     with pytest.raises(ValueError, match="same data, objective"):
         loaders(token_shards, 1)[0].load_elastic(states)
+
+
+# ---- the trainer: torchrun (gloo, CPU) 2 -> 1 -> 2
+
+
+@pytest.mark.slow
+def test_a_run_saved_by_two_processes_resumes_on_one_and_back_on_two(token_shards, tmp_path, losses_of):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from model import TrainConfig
+    from model.checkpoint import list_checkpoints, read_model_state
+    from model.trainer import Trainer
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    run = tmp_path / "run"
+    args = [f"data={token_shards}", f"out={run}", "preset=tiny", "seq_len=64", "batch_size=4", "lr=3e-3"]
+    args += ["warmup_steps=2", "log_every=1", "eval_every=0", "progress=false", "ckpt_every=4"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    torchrun += ["-m", "model.cli", "train"]
+
+    def on_two(max_steps: int) -> None:
+        proc = subprocess.run(
+            [*torchrun, *args, f"max_steps={max_steps}"], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    on_two(4)
+    saved = list_checkpoints(run)[-1]
+    assert json.loads((saved / "manifest.json").read_text())["world_size"] == 2
+    old_states = [torch.load(saved / f"rank-{r:05d}.pt", weights_only=True)["loader"] for r in range(2)]
+
+    torch.set_num_threads(1)
+    trainer = Trainer(TrainConfig.load(None, [*args, "max_steps=8"]))  # one process
+    assert trainer.step == 4
+    weights = read_model_state(saved)
+    assert all(torch.equal(trainer.raw_model.state_dict()[k], v) for k, v in weights.items())
+    moments = trainer.optimizer.state_dict()["state"]
+    assert moments and all(int(m["step"]) == 4 for m in moments.values())
+    # the documents of the epoch: those the two old ranks had read, then this process's, each once
+    loader, epoch = trainer.loader, trainer.loader.epoch
+    old = PackedLoader(loader.split, loader.options, 0, 2)
+    read_before = []
+    for rank, state in enumerate(old_states):
+        old.rank = rank
+        if int(state["epoch"]) == epoch:
+            read_before += list(old.documents(epoch)[: int(state["cursor"])])
+    together = read_before + list(loader.documents(epoch))
+    assert sorted(together) == list(range(len(loader.split)))
+    trainer.fit()
+    assert json.loads((list_checkpoints(run)[-1] / "manifest.json").read_text())["world_size"] == 1
+
+    on_two(10)  # and back on two processes
+    last = list_checkpoints(run)[-1]
+    assert last.name == "step-00000010"
+    assert json.loads((last / "manifest.json").read_text())["world_size"] == 2
+    losses = losses_of(run)
+    assert sorted(losses) == list(range(1, 11)) and all(loss == loss for loss in losses.values())
