@@ -373,9 +373,15 @@ class CheckpointManager:
     def _damage(self, ckpt: Path) -> str | None:
         """`damage`, each rank checking its share of the files (the same answer on every rank)."""
         try:
-            saved_world = read_manifest(ckpt)["world_size"]
+            manifest = read_manifest(ckpt)
         except CheckpointError as err:
             return str(err)
+        if "model.pt" in manifest["files"] and not (ckpt / STATE_DIR).is_dir():
+            return (
+                "written by an earlier version (whole state dicts in model.pt, optimizer.pt): resume it "
+                "with that version; cm3-generate still loads it"
+            )
+        saved_world = manifest["world_size"]
         wrong = damage(ckpt, self._needed(saved_world), part=(self.rank, self.world_size))
         if self.world_size > 1:
             every = [None] * self.world_size

@@ -169,3 +169,18 @@ def test_the_trainer_resolves_auto_per_device():
     assert resolve_attention("auto", torch.device("cuda"), 0.0) == "flex"
     assert resolve_attention("auto", torch.device("cuda"), 0.1) == "dense"  # flex has no attention dropout
     assert resolve_attention("dense", torch.device("cuda"), 0.0) == "dense"
+
+
+def test_the_trainer_takes_its_paths_from_the_config(token_shards, tmp_path):
+    """activation_checkpointing=true trains the same step as without; attention=dense is the reference."""
+    from model import TrainConfig
+    from model.trainer import Trainer
+
+    base = [f"data={token_shards}", "preset=tiny", "seq_len=64", "batch_size=4", "progress=false"]
+    losses = []
+    for extra in (["attention=dense"], ["attention=auto", "activation_checkpointing=true"]):
+        trainer = Trainer(TrainConfig.load(None, [*base, *extra, f"out={tmp_path / str(len(losses))}"]))
+        assert trainer.raw_model.activation_checkpointing == ("activation_checkpointing=true" in extra)
+        assert trainer.raw_model.attention == "dense"  # on CPU
+        losses.append([float(trainer.train_step()[0]) for _ in range(3)])
+    assert losses[0] == losses[1]

@@ -288,3 +288,17 @@ def test_trainer_resumes_from_the_newest_intact_checkpoint(token_shards, tmp_pat
     err = capsys.readouterr().err  # the resolved config block, then the error
     assert err.splitlines()[-1].startswith("cm3-train: error: no intact checkpoint under")
     assert "Traceback" not in err
+
+
+def test_a_checkpoint_of_the_whole_state_format_is_named_as_such(tmp_path):
+    """Checkpoints of the earlier format (model.pt, optimizer.pt: whole state dicts on rank 0) are not
+    resumed as the sharded format; the one line says what they are."""
+    from model.checkpoint import write_manifest
+
+    old = ckpt_dir(tmp_path, 5)
+    old.mkdir(parents=True)
+    for name in ("model.pt", "optimizer.pt", "trainer.pt", "rank-00000.pt"):
+        torch.save({}, old / name)
+    write_manifest(old, 5)
+    with pytest.raises(CheckpointError, match="step-00000005: written by an earlier version"):
+        resume(tmp_path)
