@@ -47,7 +47,7 @@ def test_bf16_shards_compute_in_bf16_and_keep_fp32_gradients(one_process_group):
 @pytest.mark.slow
 def test_two_processes_train_fsdp_in_bf16_like_ddp_under_autocast(token_shards, tmp_path, losses_of):
     """torchrun, gloo: FSDP2 with the bf16 policy follows DDP under bf16 autocast (same data, same init)
-    within bf16's rounding, and learns."""
+    within bf16's rounding, and learns; recomputing each block (activation checkpointing) changes nothing."""
     import os
     import subprocess
     import sys
@@ -74,16 +74,21 @@ def test_two_processes_train_fsdp_in_bf16_like_ddp_under_autocast(token_shards, 
         "precision=bf16",
     ]
     losses = {}
-    for parallel in ("ddp", "fsdp"):
-        run = tmp_path / parallel
+    for name, extra in (
+        ("ddp", ["parallel=ddp"]),
+        ("fsdp", ["parallel=fsdp"]),
+        ("fsdp recomputing", ["parallel=fsdp", "activation_checkpointing=true"]),
+    ):
+        run = tmp_path / name.replace(" ", "-")
         proc = subprocess.run(
-            cmd + args + [f"parallel={parallel}", f"out={run}"],
+            cmd + args + [*extra, f"out={run}"],
             env=env,
             capture_output=True,
             text=True,
             timeout=300,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        losses[parallel] = [loss for _, loss in sorted(losses_of(run).items())]
+        losses[name] = [loss for _, loss in sorted(losses_of(run).items())]
     assert losses["fsdp"][-1] < losses["fsdp"][0] - 0.5
     assert losses["fsdp"] == pytest.approx(losses["ddp"], rel=2e-2)
+    assert losses["fsdp recomputing"] == losses["fsdp"]  # activation checkpointing under FSDP: same steps
