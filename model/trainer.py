@@ -1,7 +1,7 @@
 """`cm3-train train`: one process or many under torchrun (DDP, or FSDP for large presets).
 
 Adam (0.9, 0.98), linear warm-up then polynomial decay, grad-norm clipping, gradient accumulation, bf16
-autocast on GPU, validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
+on GPU (autocast; under FSDP its mixed-precision policy), validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
 optimizer, scheduler, RNG and each rank's exact data position (sharded, torch.distributed.checkpoint,
 written in the background; resumable on another number of processes, each document read once per epoch).
 """
@@ -108,7 +108,7 @@ def resolve_attention(choice: str, device: torch.device, dropout: float) -> str:
 
 def one_document_per_row(batch: dict[str, np.ndarray], pad_id: int) -> bool:
     """Whether every row holds at most one example (then padding) under a causal rule: plain causal
-        attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
+    attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
     to drop, or it is not causal)."""
     if "segment_ids" not in batch or "visible" in batch:
         return False
