@@ -152,6 +152,16 @@ class TrainConfig:
         on_resume=True,
     )
     compile: bool = _key(False, "torch.compile the model", on_resume=True)
+    attention: str = _key(
+        "auto",
+        "masked attention path; auto: SDPA's causal kernel for batches whose rows hold one document, "
+        "else flex on GPU, dense on CPU (torch has no flex backward there)",
+        choices=("auto", "dense", "flex"),
+        on_resume=True,
+    )
+    activation_checkpointing: bool = _key(
+        False, "recompute each block's activations in the backward pass (memory for compute)", on_resume=True
+    )
     # evaluation, logging, checkpoints
     eval_every: int = _key(500, "validation loss every N steps (0: never)", low=0, on_resume=True)
     eval_batches: int = _key(20, "validation batches per evaluation", low=0, on_resume=True)
