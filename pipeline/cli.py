@@ -365,18 +365,13 @@ def fraction(value: str) -> float:
 def rule_options(path: str | None, language_id: str | None, languages: str | None = None):
     """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}),
     --language-id and --languages; ValueError with one line for anything wrong."""
-    import yaml
-
     from c4_filters import C4Options
     from html_minimizer import Limits
+    from image_tokenizer.config_files import read_config_file, shorten
 
     values: dict = {}
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as stream:
-                values = yaml.safe_load(stream) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:  # YAML's messages span lines
-            raise ValueError(f"cannot read --options-file {path}: {' '.join(str(error).split())}") from None
+        values = read_config_file(path, "--options-file") or {}  # ValueError, one line: bombs, dup keys ...
         if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
             raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
     c4 = dict(values.get("c4") or {})
@@ -390,8 +385,8 @@ def rule_options(path: str | None, language_id: str | None, languages: str | Non
             raise ValueError(f"--languages {languages}: {error}") from None
     try:
         return C4Options.from_dict(c4), Limits.from_dict(values.get("limits") or {})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--options-file {path}: {error}") from None
+    except (TypeError, ValueError) as error:  # quotes the value: a 1 MB list is cut short
+        raise ValueError(f"--options-file {path}: {shorten(str(error), 400)}") from None
 
 
 def image_batch_size(value: str) -> int | None:
