@@ -811,20 +811,19 @@ def optout_command(argv: list[str]) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output whole")
     args = parser.parse_args(argv)
+    from pipeline import shards
     from pipeline.optout import load_optout, replay
 
     if not args.urls and not args.domains:
         print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
         return 2
-    if args.out.rstrip("/") == args.output.rstrip("/"):
+    if shards.inside(args.out, args.output) and shards.inside(args.output, args.out):  # however spelt
         print(
             "cm3-data optout: --output must differ from OUTPUT (the previous output is kept)", file=sys.stderr
         )
         return 2
     try:
         optout = load_optout(args.urls, args.domains)
-        if "://" not in args.out:
-            os.makedirs(args.out, exist_ok=True)
         counts = replay(args.output, args.out, optout, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
         print(f"cm3-data optout: {error}", file=sys.stderr)
