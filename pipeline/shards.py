@@ -19,6 +19,7 @@ still read and verified; `legacy_layout_note` says how to move them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import io
@@ -37,6 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from image_tokenizer.leftovers import clean_leftovers, owned_suffix
 
 FORMAT = "cm3-docs/1"
 META_DIR = "_meta"
@@ -164,7 +167,8 @@ def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterat
     an external merge sort whose sorted runs are spilled to local temporary files (deleted when the
     generator finishes or is closed)."""
     buffer_bytes = SORT_BUFFER_BYTES if buffer_bytes is None else buffer_bytes
-    with tempfile.TemporaryDirectory(prefix="cm3-shard-sort-") as spill_dir:
+    _clean_dead_sort_folders()
+    with tempfile.TemporaryDirectory(prefix=SORT_PREFIX, suffix="-" + owned_suffix()) as spill_dir:
         runs: list[str] = []
         buffer: list[dict] = []
         held = 0
@@ -179,6 +183,15 @@ def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterat
             yield from buffer
             return
         yield from heapq.merge(*(_read_run(path) for path in runs), iter(buffer), key=row_key)
+
+
+SORT_PREFIX = "cm3-shard-sort-"
+
+
+@functools.cache
+def _clean_dead_sort_folders() -> None:
+    """Once per process: the spill folders of sorts whose process was killed (kill -9 skips the cleanup)."""
+    clean_leftovers(tempfile.gettempdir(), (SORT_PREFIX,))
 
 
 def _spill(rows: list[dict], directory: str, index: int) -> str:
@@ -330,7 +343,9 @@ def partial_output(output_dir: str) -> str:
     parent, _, name = output_dir.rstrip("/").rpartition("/")
     if FileSystems.get_scheme(output_dir) is None:
         parent, name = os.path.split(os.path.abspath(output_dir))
-    return FileSystems.join(parent, f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        # what killed runs into the same output left (its owner gone): never a running job's
+        clean_leftovers(parent, (f".{name}.partial-", f".{name}.replaced-"))
+    return FileSystems.join(parent, f".{name}.partial-{owned_suffix()}")
 
 
 def swap_output(partial: str, output_dir: str) -> None:
