@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -36,7 +38,8 @@ EXAMPLES = """examples:
   cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --output out/shards-2
 
 An unexpected failure is one line (exit 1); add --debug to any command for the traceback, and --verbose for
-Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was.
+Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was;
+so does a full disk or quota during `run` (exit 5, one line with the free space).
 """
 
 # our packages: their log lines are shown; Beam's (and its worker processes') only with --verbose
@@ -733,6 +736,18 @@ def run_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(f"cm3-data run: interrupted; {untouched}", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk, however deep in Beam, is one line; the rest goes on up
+        code = disk_full_error(error)
+        if code is None:
+            raise
+        shards.discard_output(partial)  # first: the space it took is free again when measured
+        free = free_space(args.output)
+        print(
+            f"cm3-data run: {DISK_FULL[code]} writing --output {args.output}"
+            f"{f' ({free} now)' if free else ''}; {untouched}",
+            file=sys.stderr,
+        )
+        return 5
     finally:
         shards.discard_output(partial)  # gone already when swapped in
     elapsed = time.monotonic() - started
@@ -747,6 +762,45 @@ def run_command(argv: list[str]) -> int:
         print(f"cm3-data run: {failure}", file=sys.stderr)
         return 4
     return 0
+
+
+DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
+# what survives when Beam re-raises a worker's error as text: "OSError: [Errno 28] No space left on device"
+_DISK_FULL_TEXT = re.compile(
+    "|".join(rf"\[Errno {code}\] {re.escape(os.strerror(code))}" for code in DISK_FULL)
+)
+
+
+def disk_full_error(error: BaseException) -> int | None:
+    """ENOSPC or EDQUOT if `error`, or anything in its chain of causes and contexts, is a full disk or an
+    exhausted quota (also when Beam kept only the message text), else None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in DISK_FULL:
+            return item.errno
+        match = _DISK_FULL_TEXT.search(str(item)[:100_000])
+        if match:
+            return int(re.search(r"\d+", match.group()).group())
+        todo += [item.__cause__, item.__context__]
+    return None
+
+
+def free_space(path: str) -> str:
+    """`N.N GB free` on the filesystem of local `path` (its nearest existing folder), else ''."""
+    if "://" in path:
+        return ""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return f"{shutil.disk_usage(folder).free / 1e9:.1f} GB free"
+    except OSError:
+        return ""
 
 
 def metrics_check(result, counts: dict[str, int]) -> str:
