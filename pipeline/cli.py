@@ -377,6 +377,11 @@ def rule_options(path: str | None, language_id: str | None, languages: str | Non
         values = read_config_file(path, "--options-file") or {}  # ValueError, one line: bombs, dup keys ...
         if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
             raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
+        for key, value in values.items():
+            if not isinstance(value, dict | None):
+                raise ValueError(
+                    f"--options-file {path}: {key} must be a mapping of options, not {shorten(repr(value))}"
+                )
     c4 = dict(values.get("c4") or {})
     if language_id is not None:
         c4["language_id"] = language_id

@@ -30,6 +30,8 @@ def test_options_file_and_language_id_build_the_rules(tmp_path):
         ("c4:\n  min_sentences: -1\n", "min_sentences"),
         ("rules: {}\n", 'expected a mapping with "c4" and/or "limits"'),
         ("c4: [1, 2\n", "cannot read --options-file"),
+        ("c4: [1, 2]\n", "c4 must be a mapping of options, not [1, 2]"),
+        ("limits: text\n", "limits must be a mapping of options, not 'text'"),
     ],
 )
 def test_a_wrong_options_file_is_one_line(tmp_path, capsys, text, message):
