@@ -113,17 +113,15 @@ def target_problem(output: str, new_output: str) -> str | None:
     return None
 
 
-def check_sources(output: str) -> dict:
-    """The manifest of `output` once its shards pass `verify`'s file checks (sha256, rows, schema): a replay
-    of a damaged shard would give the damage a new manifest that verifies. ValueError, one line, otherwise."""
-    manifest = shards.read_manifest(output)  # FileNotFoundError / ValueError naming it
+def check_sources(output: str) -> None:
+    """ValueError, one line, unless the shards of `output` pass `verify`'s file checks (sha256, rows,
+    schema): a replay of a damaged shard would give the damage a new manifest that verifies."""
     problems = shards.verify(output, check_content=False)
     if problems:
         more = f" (and {len(problems) - 1} more)" if problems[1:] else ""
         raise ValueError(
             f"{output} fails verification, not replayed: {problems[0]}{more}; see cm3-data verify {output}"
         )
-    return manifest
 
 
 def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False) -> dict[str, int]:
@@ -131,7 +129,7 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
     A non-empty `new_output` is refused unless `overwrite`, which replaces it whole (the rule of every CLI).
     As `cm3-data run`, the replay is written beside `new_output` and swapped in when complete, so a failed
     or interrupted replay leaves what was there as it was. `output` must pass `verify` first."""
-    shards.read_manifest(output)  # an unfinished OUTPUT is named first
+    manifest = shards.read_manifest(output)  # an unfinished OUTPUT is named first
     problem = target_problem(output, new_output)
     if problem:
         raise ValueError(problem)
@@ -139,7 +137,7 @@ def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False
         raise ValueError(
             f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --output"
         )
-    manifest = check_sources(output)
+    check_sources(output)
     partial = shards.partial_output(new_output)
     if "://" not in new_output:  # a local directory (object stores have none to make), as `cm3-data run`
         os.makedirs(partial)

@@ -443,8 +443,8 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
         return [f"{manifest_path(output_dir)} is missing (unfinished or not a cm3-docs output)"]
     try:
         manifest = json.loads(read_bytes(path))
-    except ValueError as error:
-        return [f"{path} is not JSON: {error}"]
+    except (ValueError, RecursionError) as error:  # RecursionError: nested thousands deep
+        return [f"{path} is not JSON: {' '.join(str(error).split())[:200]}"]
     problems = manifest_problems(manifest)
     if problems:  # nothing below can be checked against a manifest of the wrong shape
         return [f"{path}: {problem}" for problem in problems]
@@ -574,8 +574,8 @@ def read_manifest(output_dir: str) -> dict:
         )
     try:
         manifest = json.loads(read_bytes(path))
-    except ValueError as error:
-        raise ValueError(f"{path} is not JSON: {error}") from None
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path} is not JSON: {' '.join(str(error).split())[:200]}") from None
     problems = manifest_problems(manifest)
     if problems:
         raise ValueError(

@@ -104,6 +104,12 @@ def test_a_manifest_of_the_wrong_shape_is_fail_lines_not_a_key_error(source, tmp
     assert code == 2 and err.count("\n") == 1 and "manifest.json" in err
 
 
+def test_a_manifest_nested_thousands_deep_is_a_fail_line(source):
+    (source / "_meta" / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    (problem,) = verify(str(source))
+    assert "is not JSON" in problem and "\n" not in problem
+
+
 def test_run_refuses_an_output_that_is_an_input_folder_however_spelt(tmp_path, monkeypatch):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.html").write_text(PAGE)
