@@ -357,6 +357,9 @@ def hostile_prompts(rng: random.Random, special: list[str]) -> bytes:
     lines = []
     for _ in range(rng.randint(1, 4)):
         request = dict(rng.choice(list(MODE_EXAMPLES.values())))
+        if "image" in request and rng.random() < 0.5:  # real codes: the fields after them are read too
+            request = {key: value for key, value in request.items() if key != "image"}
+            request["codes"] = [i % 16 for i in range(256)]
         line = json.dumps(request)
         kind = rng.randrange(6)
         if kind == 0:
