@@ -245,6 +245,250 @@ def worker(task) -> dict:
     return {"counts": {t: dict(c) for t, c in counts.items()}, "slowest_s": slowest, "peak_mb": peak_mb}
 
 
+# ---- hostile config and prompt files: the CLIs' own inputs, checked at their boundary.
+# Oracle: an options file is a value or one ValueError line; a prompts file is a run whose every request is
+# a record or one error line (exit 0, 1 or 2, one line per event on stderr, never a traceback); both in
+# bounded time and memory (the same VmHWM and SIGALRM bounds as the targets above).
+
+HOSTILE_TARGETS = ("options", "prompts")
+_HOSTILE_SCALARS = [
+    "1e999",
+    "-.inf",
+    ".nan",
+    "0x" + "f" * 64,
+    "9" * 5000,
+    "'" + "x" * 300_000 + "'",
+    "!!binary AAAA",
+    "!!python/object/apply:os.system [echo]",
+    "!!timestamp 2020-13-45",
+    "~",
+    "[]",
+    "{}",
+    "yes",
+    "0o777",
+    '"\\ud800"',
+    '"\\x00"',
+    "!!set {a, b}",
+    "!!omap [a: 1]",
+]
+_OPTION_KEYS = ["min_sentences", "max_word_length", "language", "language_id", "max_tags", "max_input_bytes"]
+
+
+def hostile_options(rng: random.Random) -> bytes:
+    """An `--options-file`: alias bombs, deep nesting, huge scalars, duplicate keys, wrong types, tags,
+    binary, or a mutation of a valid file."""
+    kind = rng.randrange(9)
+    if kind == 0:  # a "billion laughs" of random depth and width under c4 or limits
+        width, depth = rng.randint(2, 12), rng.randint(2, 12)
+        lines = [
+            f"{rng.choice(['c4', 'limits'])}:",
+            f"  {rng.choice(_OPTION_KEYS)}:",
+            "  - &a [" + ",".join(["lol"] * width) + "]",
+        ]
+        for level in range(1, depth):
+            lines.append(
+                f"  - &a{level} [" + ",".join([f"*a{level - 1}" if level > 1 else "*a"] * width) + "]"
+            )
+        return "\n".join(lines).encode()
+    if kind == 1:  # nesting, in flow or block style
+        n = rng.choice([40, 1000, 100_000])
+        if rng.random() < 0.5:
+            return ("c4: " + "[" * n + "]" * n).encode()
+        return "".join(" " * i + f"k{i}:\n" for i in range(min(n, 2000))).encode()
+    if kind == 2:  # a huge or odd scalar for a real key
+        return f"{rng.choice(['c4', 'limits'])}:\n  {rng.choice(_OPTION_KEYS)}: {rng.choice(_HOSTILE_SCALARS)}\n".encode()
+    if kind == 3:  # a key given twice, at the top or inside
+        key = rng.choice(_OPTION_KEYS)
+        return f"c4:\n  {key}: 1\n  {key}: 2\nlimits: {{}}\nlimits: {{}}\n".encode()
+    if kind == 4:  # wrong types where mappings belong
+        return rng.choice(
+            [b"c4: [1, 2]", b"limits: text", b"- c4", b"c4: {min_sentences: [1]}", b"42", b"null"]
+        )
+    if kind == 5:  # binary, NULs, BOMs, invalid UTF-8
+        return rng.choice([b"\xef\xbb\xbf", b"\xff\xfe", b"", b"c4:\x00"]) + rng.randbytes(
+            rng.randint(0, 400)
+        )
+    if kind == 6:  # multi-document, merge keys, anchors on keys, tabs, directives
+        return rng.choice(
+            [
+                b"c4: {}\n---\nc4: {}\n",
+                b"base: &b {min_sentences: 1}\nc4:\n  <<: *b\n",
+                b"? &k c4\n: {}\n",
+                b"c4:\n\tmin_sentences: 1\n",
+                b"%YAML 1.1\n---\nc4: {}\n",
+                b"%TAG ! tag:x,2000:\n---\nc4: !x {}\n",
+            ]
+        )
+    if kind == 7:  # over the size bound
+        return b"c4:\n  language: [" + b"en, " * 400_000 + b"en]\n"
+    valid = b"c4:\n  min_sentences: 3\n  language: [en, de]\nlimits:\n  max_tags: 5000\n"
+    return mutate(valid, rng, [valid, b"&a *a <<: !!str ~ --- ... | > ? : - [ ] { } , # % @ `"])
+
+
+def _hostile_value(rng: random.Random):
+    return rng.choice(
+        [
+            "Infinity",
+            "-Infinity",
+            "NaN",
+            "1e999",
+            "1" + "0" * 5000,
+            '"\\ud800"',
+            '"\\udfff x"',
+            "[" * 3000 + "]" * 3000,
+            "10" + "0" * 5,
+            "-1",
+            "true",
+            "null",
+            '"/dev/zero"',
+            "[1.5]",
+            '"' + "x" * 100_000 + '"',
+            '{"a": ' * 40 + "1" + "}" * 40,
+            "[" + ", ".join(["1"] * 100_000) + "]",
+        ]
+    )
+
+
+def hostile_prompts(rng: random.Random, special: list[str]) -> bytes:
+    """A `--prompts` file: real requests with fields replaced by hostile values (non-finite numbers,
+    surrogates, nesting, huge numbers and sizes, special files as images), broken JSON, binary."""
+    from model.generate_cli import MODE_EXAMPLES
+
+    lines = []
+    for _ in range(rng.randint(1, 4)):
+        request = dict(rng.choice(list(MODE_EXAMPLES.values())))
+        if "image" in request and rng.random() < 0.5:  # real codes: the fields after them are read too
+            request = {key: value for key, value in request.items() if key != "image"}
+            request["codes"] = [i % 16 for i in range(256)]
+        line = json.dumps(request)
+        kind = rng.randrange(6)
+        if kind == 0:
+            field = rng.choice(["samples", "top", "codes", "span", "size_hint", "text", "html", "candidates"])
+            line = line[:-1] + f', "{field}": {_hostile_value(rng)}}}'
+        elif kind == 1:
+            line = json.dumps({**request, "image": rng.choice(special)})
+        elif kind == 2:
+            line = json.dumps(
+                {**request, "samples": rng.choice([10**6, 2**63, 257, 0]), "top": rng.choice([1, 10**9])}
+            )
+        elif kind == 3:
+            line = mutate(line.encode(), rng, [line.encode()]).decode("utf-8", "surrogateescape")
+        elif kind == 4:
+            line = rng.choice(["not json", "[1, 2]", '"a"', "{", '{"mode": "continue", "html": "\\ud800"}'])
+        lines.append(line)
+    data = "\n".join(lines).encode("utf-8", "surrogateescape")
+    return data if rng.random() < 0.95 else data + rng.randbytes(16)
+
+
+def tiny_checkpoint(directory: str) -> str:
+    """An untrained tiny model, written by the checkpoint writer: the prompts target runs the real CLI."""
+    import torch
+
+    from image_tokenizer import load_vqgan
+    from model import CM3Config, CM3Tokenizer, CM3Transformer
+    from model.checkpoint import write_model_files
+
+    torch.set_num_threads(1)
+    tok = CM3Tokenizer.train(
+        ["<p>The cat sat on the mat.</p>"] * 8, vocab_size=300, n_embed=load_vqgan().n_embed
+    )
+    cfg = CM3Config(
+        tok.vocab_size, d_model=32, n_layers=1, n_heads=2, d_ffn=64, max_seq_len=320, pad_id=tok.pad_id
+    )
+    torch.manual_seed(0)
+    write_model_files(directory, CM3Transformer(cfg).state_dict(), cfg, tok)
+    return directory
+
+
+def run_hostile(target: str, data: bytes, tmp: str, checkpoint: str) -> None:
+    """Raises (AssertionError or the exception that escaped) when the oracle above does not hold."""
+    import contextlib
+
+    path = os.path.join(tmp, "hostile")
+    with open(path, "wb") as stream:
+        stream.write(data)
+    if target == "options":
+        from model.config import TrainConfig
+        from pipeline.cli import rule_options
+
+        for load in (lambda: rule_options(path, None), lambda: TrainConfig.load(path)):
+            try:
+                load()
+            except ValueError as error:
+                assert "\n" not in str(error) and len(str(error)) < 1000, str(error)[:2000]
+        return
+    from model.generate_cli import main
+
+    err = io.StringIO()
+    out = os.path.join(tmp, "out")
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        argv = [checkpoint, "--prompts", path, "--out", out, "--overwrite", "--max-new-tokens", "4"]
+        code = main([*argv, "--num-beams", "2"])
+    lines = err.getvalue().splitlines()
+    assert code in (0, 1, 2) and "Traceback" not in err.getvalue(), err.getvalue()[-2000:]
+    assert all(line.startswith(("cm3-generate", "[")) for line in lines), err.getvalue()[-2000:]
+    if code != 2:
+        records = Path(out, "results.jsonl").read_text(encoding="utf-8").splitlines()
+        requests = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+        assert len(records) == len(requests) and (code == 1) == any("error" in json.loads(r) for r in records)
+
+
+def hostile_worker(task) -> dict:
+    """`n` hostile files of each kind, under the time and memory bounds of `worker`."""
+    seed, n, time_bound, memory_bound_mb, out = task
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    warnings.simplefilter("ignore")
+    rng = random.Random(seed)
+    signal.signal(signal.SIGALRM, _alarm)
+    counts = {t: Counter() for t in HOSTILE_TARGETS}
+    slowest = peak_mb = 0.0
+    with tempfile.TemporaryDirectory(prefix="cm3-fuzz-hostile-") as tmp:
+        checkpoint = tiny_checkpoint(os.path.join(tmp, "ckpt"))
+        special = ["/dev/zero", "/dev/urandom", tmp, os.path.join(tmp, "fifo"), "../" * 40 + "etc/shadow"]
+        os.mkfifo(special[3])
+        for i in range(2 * n):
+            target = HOSTILE_TARGETS[i % 2]
+            data = hostile_options(rng) if target == "options" else hostile_prompts(rng, special)
+            counts[target]["inputs"] += 1
+            base = vm_kb("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")
+            started = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, time_bound)
+            try:
+                run_hostile(target, data, tmp, checkpoint)
+                outcome = None
+            except Hang:
+                outcome = "hang"
+            except Exception as error:  # AssertionError: the oracle failed; anything else escaped
+                outcome = f"crash:{type(error).__name__}"
+                name = hashlib.sha256(data).hexdigest()[:16]
+                Path(out).mkdir(parents=True, exist_ok=True)
+                Path(out, f"{target}-{name}.bin").write_bytes(data)
+                Path(out, f"{target}-{name}.txt").write_text(traceback.format_exc())
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            slowest = max(slowest, time.perf_counter() - started)
+            used_mb = (vm_kb("VmHWM") - base) / 1024
+            peak_mb = max(peak_mb, used_mb)
+            if outcome:
+                counts[target][outcome] += 1
+            if used_mb > memory_bound_mb:
+                counts[target]["over_memory"] += 1
+    return {"counts": {t: dict(c) for t, c in counts.items()}, "slowest_s": slowest, "peak_mb": peak_mb}
+
+
+def hostile_campaign(files: int, seed: int, time_bound: float, memory_bound_mb: float, out: str) -> dict:
+    """`files` hostile options files and as many prompts files, in one spawned process."""
+    started = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        result = pool.apply(hostile_worker, ((seed, files, time_bound, memory_bound_mb, out),))
+    result["failures"] = sum(n for c in result["counts"].values() for k, n in c.items() if k != "inputs")
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
 def campaign(
     inputs: int, workers: int, seed: int, time_bound: float, memory_bound_mb: float, out: str
 ) -> dict:
@@ -288,8 +532,18 @@ def main() -> None:
     parser.add_argument("--time-bound", type=float, default=5.0, help="seconds per input before it is a hang")
     parser.add_argument("--memory-bound-mb", type=float, default=1024.0, help="peak RSS growth per input")
     parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "cm3-fuzz"))
+    parser.add_argument(
+        "--hostile-files", type=int, default=0, help="also this many hostile options and prompts files each"
+    )
     args = parser.parse_args()
     result = campaign(args.inputs, args.workers, args.seed, args.time_bound, args.memory_bound_mb, args.out)
+    if args.hostile_files:
+        hostile = hostile_campaign(
+            args.hostile_files, args.seed, args.time_bound, args.memory_bound_mb, args.out
+        )
+        print(f"hostile files in {hostile['seconds']}s: {hostile['counts']}")
+        result["hostile_files"] = hostile
+        result["failures"] += hostile["failures"]
     print(f"{result['inputs']:,} inputs in {result['seconds']}s, seed {args.seed}")
     print(f"{'target':<8}{'inputs':>9}  failures")
     for target, counts in result["per_target"].items():

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
@@ -44,7 +46,8 @@ EXAMPLES = """examples:
   cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --output out/shards-2
 
 An unexpected failure is one line (exit 1); add --debug to any command for the traceback, and --verbose for
-Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was.
+Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was;
+so does a full disk or quota during `run` (exit 5, one line with the free space).
 """
 
 # our packages: their log lines are shown; Beam's (and its worker processes') only with --verbose
@@ -414,20 +417,20 @@ def fraction(value: str) -> float:
 def rule_options(path: str | None, language_id: str | None, languages: str | None = None):
     """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}),
     --language-id and --languages; ValueError with one line for anything wrong."""
-    import yaml
-
     from c4_filters import C4Options
     from html_minimizer import Limits
+    from image_tokenizer.config_files import read_config_file, shorten
 
     values: dict = {}
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as stream:
-                values = yaml.safe_load(stream) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:  # YAML's messages span lines
-            raise ValueError(f"cannot read --options-file {path}: {' '.join(str(error).split())}") from None
+        values = read_config_file(path, "--options-file") or {}  # ValueError, one line: bombs, dup keys ...
         if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
             raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
+        for key, value in values.items():
+            if not isinstance(value, dict | None):
+                raise ValueError(
+                    f"--options-file {path}: {key} must be a mapping of options, not {shorten(repr(value))}"
+                )
     c4 = dict(values.get("c4") or {})
     if language_id is not None:
         c4["language_id"] = language_id
@@ -439,8 +442,8 @@ def rule_options(path: str | None, language_id: str | None, languages: str | Non
             raise ValueError(f"--languages {languages}: {error}") from None
     try:
         return C4Options.from_dict(c4), Limits.from_dict(values.get("limits") or {})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--options-file {path}: {error}") from None
+    except (TypeError, ValueError) as error:  # quotes the value: a 1 MB list is cut short
+        raise ValueError(f"--options-file {path}: {shorten(str(error), 400)}") from None
 
 
 def image_batch_size(value: str) -> int | None:
@@ -803,6 +806,18 @@ def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
     except KeyboardInterrupt:
         print(f"cm3-data run: interrupted; {untouched}", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk, however deep in Beam, is one line; the rest goes on up
+        code = disk_full_error(error)
+        if code is None:
+            raise
+        shards.discard_output(partial)  # first: the space it took is free again when measured
+        free = free_space(args.output)
+        print(
+            f"cm3-data run: {DISK_FULL[code]} writing --output {args.output}"
+            f"{f' ({free} now)' if free else ''}; {untouched}",
+            file=sys.stderr,
+        )
+        return 5
     finally:
         shards.discard_output(partial)  # gone already when swapped in
     elapsed = time.monotonic() - started
@@ -817,6 +832,45 @@ def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
         print(f"cm3-data run: {failure}", file=sys.stderr)
         return 4
     return 0
+
+
+DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
+# what survives when Beam re-raises a worker's error as text: "OSError: [Errno 28] No space left on device"
+_DISK_FULL_TEXT = re.compile(
+    "|".join(rf"\[Errno {code}\] {re.escape(os.strerror(code))}" for code in DISK_FULL)
+)
+
+
+def disk_full_error(error: BaseException) -> int | None:
+    """ENOSPC or EDQUOT if `error`, or anything in its chain of causes and contexts, is a full disk or an
+    exhausted quota (also when Beam kept only the message text), else None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in DISK_FULL:
+            return item.errno
+        match = _DISK_FULL_TEXT.search(str(item)[:100_000])
+        if match:
+            return int(re.search(r"\d+", match.group()).group())
+        todo += [item.__cause__, item.__context__]
+    return None
+
+
+def free_space(path: str) -> str:
+    """`N.N GB free` on the filesystem of local `path` (its nearest existing folder), else ''."""
+    if "://" in path:
+        return ""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return f"{shutil.disk_usage(folder).free / 1e9:.1f} GB free"
+    except OSError:
+        return ""
 
 
 def metrics_check(result, counts: dict[str, int]) -> str:
@@ -881,20 +935,19 @@ def optout_command(argv: list[str]) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output whole")
     args = parser.parse_args(argv)
+    from pipeline import shards
     from pipeline.optout import load_optout, replay
 
     if not args.urls and not args.domains:
         print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
         return 2
-    if args.out.rstrip("/") == args.output.rstrip("/"):
+    if shards.inside(args.out, args.output) and shards.inside(args.output, args.out):  # however spelt
         print(
             "cm3-data optout: --output must differ from OUTPUT (the previous output is kept)", file=sys.stderr
         )
         return 2
     try:
         optout = load_optout(args.urls, args.domains)
-        if "://" not in args.out:
-            os.makedirs(args.out, exist_ok=True)
         counts = replay(args.output, args.out, optout, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
         print(f"cm3-data optout: {error}", file=sys.stderr)
