@@ -44,10 +44,15 @@ WARC_TYPES = (
     "continuation",
 )
 GZIP_MAGIC = b"\x1f\x8b\x08"
+MAX_GZIP_RESTARTS_AT_END = 4  # gzip members cut short that decoding restarts after (see _DecodedStream)
 CHUNK_BYTES = 1 << 16
 MAX_HEADER_BYTES = 1 << 16  # a WARC header block or an ARC header line
 # a record's content is held in memory up to this size; a larger one is skipped, counted
 MAX_RECORD_BYTES = 64 << 20
+# how far before the end of a damaged record's declared block the next record may start (a Content-Length
+# a few bytes too long): too few bytes for a WARC header naming a URL, a type and a length, so text inside a
+# page cannot pose as a record there
+LENGTH_SLACK_BYTES = 16
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
 
 
@@ -366,6 +371,7 @@ class _DecodedStream:
         self.counts: Counter[str] = Counter()
         self._broken_members: set[int] = set()  # counted already (a seek back decodes them again)
         self._in_broken_stretch = False
+        self._restarts: dict[int, int | None] = {}  # cut member -> the gzip header decoding restarts at
         self._start(0)
 
     def _start(self, member: int, carried: bytes = b"") -> None:
@@ -384,6 +390,16 @@ class _DecodedStream:
         self._in_broken_stretch = True
         self._ended, self._next = True, next_member
 
+    def _restart_after_cut_member(self) -> tuple[int, bytes] | None:
+        """Where to decode on when the file ends inside a member: a member cut short decodes the members
+        after it as its own (garbage, no error), so decoding restarts at the next gzip header after its
+        start. Each restart decodes the rest of the file again: only a few cut members per file restart (the
+        same ones again when a seek back decodes them anew)."""
+        if self._member not in self._restarts and len(self._restarts) < MAX_GZIP_RESTARTS_AT_END:
+            self._restarts[self._member] = _find_magic(self._raw, self._member + 1, GZIP_MAGIC)
+        resume = self._restarts.get(self._member)
+        return None if resume is None else (resume, b"")
+
     def _fill(self) -> bool:
         """Decode more of the current member into the pending bytes; False when it has no more."""
         while not self._ended:
@@ -400,7 +416,7 @@ class _DecodedStream:
                 return bool(data)
             if not data:  # the file ends inside this member (no count when it ends before one starts)
                 if self._raw_pos > self._member:
-                    self._broken(None)
+                    self._broken(self._restart_after_cut_member())
                 self._ended = True
                 return False
             try:
@@ -491,6 +507,14 @@ class _DecodedStream:
                 break
         return b"".join(parts)
 
+    def skip_line_ends(self) -> None:
+        """Past the next run of CR/LF bytes, scanned a buffer at a time (a 1 MB .gz of newlines is 1 GB)."""
+        while pending := self.peek(CHUNK_BYTES):
+            blank = len(pending) - len(pending.lstrip(b"\r\n"))
+            self.read(blank)
+            if blank < len(pending):
+                return
+
     def find(self, magic: bytes) -> bool:
         """Move to the next occurrence of `magic` (True) or to the end of the file (False)."""
         while self.peek(len(magic)):
@@ -500,6 +524,18 @@ class _DecodedStream:
                 return True
             self.read(max(self._available() - len(magic) + 1, 1))
         return False
+
+    def reached(self, position: tuple[int, int]) -> bool:
+        """Whether the stream is at or past a position it was at before."""
+        member, offset = position
+        if not self.gzipped:  # positions are (seek offset, bytes read since)
+            return self._member + self._offset >= member + offset
+        return (self._member, self._offset) >= (member, offset)
+
+    def at_member_start(self) -> bool:
+        """At the first byte of a gzip member: a boundary the file's writer made, which no bytes inside a
+        record's content can fake."""
+        return self.gzipped and self._offset == 0
 
     def take_counts(self) -> list[Count]:
         counts = [Count(name, n) for name, n in sorted(self.counts.items())]
@@ -518,28 +554,38 @@ class _Framed:
 
 def _skip_line_ends(stream: _DecodedStream) -> None:
     """Past the CR/LF bytes that end a record (writers differ in how many they put)."""
-    while ends := stream.peek(64):
-        blank = len(ends) - len(ends.lstrip(b"\r\n"))
-        stream.read(blank)
-        if blank < len(ends):
-            return
+    stream.skip_line_ends()
 
 
-def _next_warc_record(stream: _DecodedStream) -> _Framed | str:
-    """The record at the stream's position, or the reason it cannot be read (the stream then is anywhere).
+@dataclass(frozen=True)
+class _Broken:
+    """A record that cannot be read, and how far its declared block reaches: no later record starts before
+    `floor` (a position), except at a gzip member start. `floor` None: it declared no block; END: its block
+    runs to the end of the file."""
+
+    floor: tuple[int, int] | str | None
+
+
+END = "end"
+
+
+def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
+    """The record at the stream's position, "over_size_cap", or why it cannot be read (the stream then is
+    anywhere).
 
     A record counts as whole when its Content-Length bytes are there and followed by the next record, the
-    end of the file, or garbage while its block holds no `WARC/1.`: an absurd length (one that runs over
-    later records or past the end) fails here."""
+    end of the file, or garbage while its block holds no `WARC/1.` (not even one that runs on past its end):
+    an absurd length, or one a few bytes too long, fails here. A header line holding `WARC/1.` is a header
+    cut short and the next record's, run together."""
     header = stream.readline(MAX_HEADER_BYTES)
-    if not header.startswith(WARC_MAGIC):
-        return "broken"
+    if not header.startswith(WARC_MAGIC) or WARC_MAGIC in header[1:]:
+        return _Broken(None)
     fields: dict[str, str] = {}
     while True:
         line = stream.readline(MAX_HEADER_BYTES)
         header += line
-        if not line.endswith(b"\n") or len(header) > MAX_HEADER_BYTES:
-            return "broken"
+        if not line.endswith(b"\n") or len(header) > MAX_HEADER_BYTES or WARC_MAGIC in line:
+            return _Broken(None)
         if not line.strip():
             break
         name, sep, value = line.decode("latin-1").partition(":")
@@ -547,37 +593,64 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | str:
             fields[name.strip().lower()] = value.strip()
     length = fields.get("content-length", "")
     if not length.isdigit():
-        return "broken"
+        return _Broken(None)
     size = int(length)
+    # the block is read in two parts: the position between them is the resync floor if it proves broken
+    head_size = max(size - LENGTH_SLACK_BYTES, 0)
     if size > MAX_RECORD_BYTES:
         block = b""
-        if stream.skip(size) < size:
-            return "broken"
+        if stream.skip(head_size) < head_size:
+            return _Broken(END)
+        floor = stream.tell()
+        if stream.skip(size - head_size) < size - head_size:
+            return _Broken(floor)
     else:
-        block = stream.read_exact(size)
+        block = stream.read_exact(head_size)
+        if len(block) < head_size:
+            return _Broken(END)
+        floor = stream.tell()
+        block += stream.read_exact(size - head_size)
         if len(block) < size:
-            return "broken"
+            return _Broken(floor)
+    runs_on = WARC_MAGIC in block[-(len(WARC_MAGIC) - 1) :] + stream.peek(len(WARC_MAGIC) - 1)
     _skip_line_ends(stream)
     # garbage after the block: the record is still whole unless its length ran over a later record's start
     if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC) and (
-        size > MAX_RECORD_BYTES or WARC_MAGIC in block
+        size > MAX_RECORD_BYTES or WARC_MAGIC in block or runs_on
     ):
-        return "broken"
+        return _Broken(floor)
     if size > MAX_RECORD_BYTES:
         return "over_size_cap"
     return _Framed(fields.get("warc-type", "").lower(), header, block)
 
 
+def _resync(stream: _DecodedStream, start: tuple[int, int], floor) -> tuple[bool, int]:
+    """Move to the next record start after a broken record at `start`: the next `WARC/1.` past it that is
+    not inside its declared block (see _Broken), or at a gzip member start. Returns whether it found one,
+    and how many `WARC/1.` it passed inside the block (page text that would pose as records)."""
+    stream.seek(start)
+    stream.read(1)
+    passed = 0
+    while stream.find(WARC_MAGIC):
+        if floor is None or (floor != END and stream.reached(floor)) or stream.at_member_start():
+            return True, passed
+        passed += 1
+        stream.read(1)
+    return False, passed
+
+
 def _warc_records(stream: _DecodedStream) -> Iterator[_Framed | Count]:
-    """Whole records of a WARC stream; after a broken one, reading resyncs at the next `WARC/1.` after its
-    start, so each broken stretch is one `read.broken_or_truncated_record` and every later record is read."""
+    """Whole records of a WARC stream; after a broken one, reading resyncs at the next record start that
+    its declared block cannot hide (see _resync), so each broken stretch is one
+    `read.broken_or_truncated_record`, each `WARC/1.` skipped inside a damaged record's block one
+    `read.record_start_inside_damaged_record`, and every later record is read."""
     in_broken_stretch = False
     for _ in range(MAX_RESYNCS_PER_FILE):
         _skip_line_ends(stream)
         start = stream.tell()
         if not stream.peek(1):
             return
-        while (framed := _next_warc_record(stream)) != "broken":
+        while not isinstance(framed := _next_warc_record(stream), _Broken):
             in_broken_stretch = False
             yield Count("read.record_over_size_cap") if framed == "over_size_cap" else framed
             _skip_line_ends(stream)
@@ -587,9 +660,10 @@ def _warc_records(stream: _DecodedStream) -> Iterator[_Framed | Count]:
         if not in_broken_stretch:
             yield Count("read.broken_or_truncated_record")
             in_broken_stretch = True
-        stream.seek(start)
-        stream.read(1)
-        if not stream.find(WARC_MAGIC):
+        found, passed = _resync(stream, start, framed.floor)
+        if passed:
+            yield Count("read.record_start_inside_damaged_record", passed)
+        if not found:
             return
     yield Count("read.too_many_broken_records")
 
