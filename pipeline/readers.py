@@ -707,41 +707,54 @@ def _arc_header(line: bytes) -> tuple[str, int] | None:
     return fields[0], int(fields[-1])
 
 
-def _arc_content(stream: _DecodedStream, size: int) -> bytes | str | None:
+def _arc_content(stream: _DecodedStream, size: int) -> tuple[bytes | str | None, tuple[int, int] | str]:
     """The content after a header line, "over_size_cap" for a whole record too large to hold, or None when
     it is not whole: content, its newline, then the next header line (as far as ARC_LOOKAHEAD_BYTES shows
-    it), the end of the file, or garbage after content that holds no header line; an absurd length fails."""
+    it), the end of the file, or garbage after content that holds no header line; an absurd length fails.
+    And the position no later record can start before, but at a gzip member start (see _Broken)."""
+    head_size = max(size - LENGTH_SLACK_BYTES, 0)
     if size > MAX_RECORD_BYTES:
-        content = "over_size_cap" if stream.skip(size) == size else None
+        whole = stream.skip(head_size) == head_size
+        floor = stream.tell() if whole else END
+        content = "over_size_cap" if whole and stream.skip(size - head_size) == size - head_size else None
     else:
-        content = stream.read_exact(size)
+        content = stream.read_exact(head_size)
+        floor = stream.tell() if len(content) == head_size else END
+        content += stream.read_exact(size - head_size)
         content = content if len(content) == size else None
     if content is None or stream.read(1) not in (b"\n", b""):
-        return None
+        return None, floor
     ahead = stream.peek(ARC_LOOKAHEAD_BYTES).lstrip(b"\r\n")
     line, newline, _ = ahead.partition(b"\n")
     if not newline or _arc_header(line) is not None:
-        return content
+        return content, floor
     # garbage follows: the content is still whole unless its length ran over later records' header lines
     if isinstance(content, str) or any(_arc_header(line) for line in content.split(b"\n")):
-        return None
-    return content
+        return None, floor
+    return content, floor
 
 
 def _arc_records(stream: _DecodedStream) -> Iterator[tuple[str, bytes] | Count]:
     """(URL, content) of each ARC record; a garbage line or a record that is not whole starts a broken
-    stretch (counted once) that ends at the next line that reads as a record header."""
+    stretch (counted once) that ends at the next line that reads as a record header, but never at one
+    inside a damaged record's declared content (counted as `read.record_start_inside_damaged_record`)."""
     in_broken_stretch, resyncs = False, 0
+    floor: tuple[int, int] | str | None = None  # of the last damaged record, while it may hide headers
     while True:
         _skip_line_ends(stream)  # runs of empty lines in bulk, not one readline each
+        if floor is not None and (stream.at_member_start() or (floor != END and stream.reached(floor))):
+            floor = None
         line = stream.readline(MAX_HEADER_BYTES)
         if not line:
             return
         if not line.strip():
             continue
         header = _arc_header(line) if line.endswith(b"\n") else None
+        if header is not None and floor is not None:
+            yield Count("read.record_start_inside_damaged_record")
+            continue
         after_header = stream.tell()
-        content = _arc_content(stream, header[1]) if header is not None else None
+        content, content_floor = _arc_content(stream, header[1]) if header is not None else (None, None)
         if content is None:
             if not in_broken_stretch:
                 yield Count("read.broken_or_truncated_record")
@@ -752,6 +765,7 @@ def _arc_records(stream: _DecodedStream) -> Iterator[tuple[str, bytes] | Count]:
                     yield Count("read.too_many_broken_records")
                     return
                 stream.seek(after_header)
+                floor = content_floor
             continue
         in_broken_stretch = False
         yield Count("read.record_over_size_cap") if content == "over_size_cap" else (header[0], content)

@@ -140,13 +140,31 @@ def test_arc_resyncs_after_a_bad_gzip_member(tmp_path):
     assert counts["read.broken_gzip_member"] == 1
 
 
-def test_arc_absurd_length_loses_only_its_own_record(tmp_path):
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_arc_absurd_length_loses_only_its_own_record_or_what_its_block_hides(tmp_path, gzipped):
+    """As in WARC files: header lines inside a damaged record's declared content are not told from page text
+    in a plain file (skipped, counted); a gzip member start is."""
     records = arc_records()
     records[3] = re.sub(rb" \d+\n", b" 999999999999\n", records[3], count=1)
-    (tmp_path / "a.arc").write_bytes(ARC_HEAD + b"".join(records))
-    urls, counts = summarize(tmp_path / "a.arc")
-    assert urls == ARC_URLS[:3] + ARC_URLS[4:]
+    if gzipped:
+        path, data = tmp_path / "a.arc.gz", b"".join(gzip.compress(r, mtime=0) for r in [ARC_HEAD, *records])
+    else:
+        path, data = tmp_path / "a.arc", ARC_HEAD + b"".join(records)
+    path.write_bytes(data)
+    urls, counts = summarize(path)
+    assert urls == ARC_URLS[:3] + (ARC_URLS[4:] if gzipped else [])
     assert counts["read.broken_or_truncated_record"] == 1
+    assert counts["read.record_start_inside_damaged_record"] == (0 if gzipped else 6)
+
+
+def test_arc_header_lines_inside_a_cut_record_never_become_records(tmp_path):
+    fake = b"http://victim.example/logo.png 1.2.3.4 20240101000000 image/png 20\n" + http_response(b"x", "image/png")
+    page = http_response(b"<html><pre>\n" + fake + b"\n</pre>" + b"x" * 2000 + b"</html>", "text/html")
+    poisoned = f"http://arc.example/p 1.2.3.4 20240101000000 text/html {len(page)}\n".encode() + page + b"\n"
+    (tmp_path / "p.arc").write_bytes(ARC_HEAD + arc_records(1)[0] + poisoned[:-1000])
+    urls, counts = read_all(tmp_path / "p.arc")
+    assert urls == ARC_URLS[:1]
+    assert counts["read.record_start_inside_damaged_record"] == 1
 
 
 @pytest.mark.parametrize("gzipped", [False, True])
