@@ -191,8 +191,10 @@ def _fake_records(rng: random.Random) -> bytes:
 
 
 def _oracle_body(rng: random.Random, i: int, fakes: bool) -> bytes:
-    words = " ".join(rng.choice(["alpha", "beta", "WARC/1.0", "Content-Length:", "\r\n", "x" * 40, "\n\n"])
-                     for _ in range(rng.randint(1, 120)))
+    words = " ".join(
+        rng.choice(["alpha", "beta", "WARC/1.0", "Content-Length:", "\r\n", "x" * 40, "\n\n"])
+        for _ in range(rng.randint(1, 120))
+    )
     inner = _fake_records(rng) if fakes else b""
     return b"<html><p>%d %s</p><pre>%s</pre><p>end</p></html>" % (i, words.encode(), inner)
 
@@ -215,8 +217,10 @@ def _bomb(encoding: str) -> bytes:
 
 def _with_length(record: bytes, length: int) -> bytes:
     head, sep, rest = record.partition(b"\r\n\r\n")
-    lines = [line if not line.startswith(b"Content-Length:") else b"Content-Length: %d" % length
-             for line in head.split(b"\r\n")]
+    lines = [
+        line if not line.startswith(b"Content-Length:") else b"Content-Length: %d" % length
+        for line in head.split(b"\r\n")
+    ]
     return b"\r\n".join(lines) + sep + rest
 
 
@@ -263,7 +267,9 @@ def warc_oracle_case(rng: random.Random) -> OracleCase:
         records[damaged] = _with_length(record, declared)
         extent_end = header_end + declared
     elif damage == "fake_cut":
-        records[damaged] = record[: rng.randrange(header_end + len(record[header_end:]) // 2, len(record) - 4)]
+        records[damaged] = record[
+            : rng.randrange(header_end + len(record[header_end:]) // 2, len(record) - 4)
+        ]
         extent_end = header_end + length
     starts = [sum(map(len, records[:i])) for i in range(n)]
     hidden = set()
@@ -301,7 +307,7 @@ def dump_oracle_case(rng: random.Random) -> OracleCase:
                 depth = rng.choice([10_000, 200_000])
                 line = b'{"url": "%s", "article_body": %s%s}' % (url.encode(), b"[" * depth, b"]" * depth)
             elif damage == "surrogate_url":
-                line = line.replace(b'.example/', b'.example/\\ud800', 1)
+                line = line.replace(b".example/", b".example/\\ud800", 1)
             elif damage == "surrogate_html":
                 line = line.replace(b"<p>", b"<p>\\udfff", 1)
             else:

@@ -53,6 +53,7 @@ MAX_RECORD_BYTES = 64 << 20
 # a few bytes too long): too few bytes for a WARC header naming a URL, a type and a length, so text inside a
 # page cannot pose as a record there
 LENGTH_SLACK_BYTES = 16
+_VERSION_LINE = re.compile(rb"WARC/1\.\d+\r?\n")  # a record's first line, or the end of a line cut into it
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
 
 
@@ -205,7 +206,8 @@ def declared_url(body: bytes) -> str | None:
     libxml2 checks a tag's attributes pairwise, and 60k attributes took 21 s (the minimizer caps them later).
     """
     tags = [
-        (name.lower(), _tag_attributes(text)) for name, text in _LINK_OR_META.findall(_NOT_MARKUP.sub(b"", body))
+        (name.lower(), _tag_attributes(text))
+        for name, text in _LINK_OR_META.findall(_NOT_MARKUP.sub(b"", body))
     ]
     candidates = [
         attributes.get("href", "")
@@ -215,7 +217,8 @@ def declared_url(body: bytes) -> str | None:
     candidates += [
         attributes.get("content", "")
         for name, attributes in tags
-        if name == b"meta" and (attributes.get("property") or attributes.get("name") or "").strip().lower() == "og:url"
+        if name == b"meta"
+        and (attributes.get("property") or attributes.get("name") or "").strip().lower() == "og:url"
     ]
     for url in candidates:
         url = url.strip()
@@ -575,16 +578,16 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
 
     A record counts as whole when its Content-Length bytes are there and followed by the next record, the
     end of the file, or garbage while its block holds no `WARC/1.` (not even one that runs on past its end):
-    an absurd length, or one a few bytes too long, fails here. A header line holding `WARC/1.` is a header
-    cut short and the next record's, run together."""
+    an absurd length, or one a few bytes too long, fails here. A header line ending in a version line
+    (`WARC/1.0`) is a header cut short and the next record's, run together."""
     header = stream.readline(MAX_HEADER_BYTES)
-    if not header.startswith(WARC_MAGIC) or WARC_MAGIC in header[1:]:
+    if not header.startswith(WARC_MAGIC) or _VERSION_LINE.search(header, 1):
         return _Broken(None)
     fields: dict[str, str] = {}
     while True:
         line = stream.readline(MAX_HEADER_BYTES)
         header += line
-        if not line.endswith(b"\n") or len(header) > MAX_HEADER_BYTES or WARC_MAGIC in line:
+        if not line.endswith(b"\n") or len(header) > MAX_HEADER_BYTES or _VERSION_LINE.search(line):
             return _Broken(None)
         if not line.strip():
             break

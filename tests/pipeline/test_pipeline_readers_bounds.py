@@ -80,7 +80,10 @@ def test_a_content_encoding_bomb_is_a_counted_skip_in_bounded_memory(tmp_path, e
     (tmp_path / "bomb.warc.gz").write_bytes(before + bomb + after)
     out = subprocess.run(
         [sys.executable, "-c", PEAK_GROWTH, str(tmp_path / "bomb.warc.gz")],
-        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -109,7 +112,9 @@ def decode_seconds(data: bytes) -> float:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("name, unit, size", [("lines.arc.gz", b"\n", 30 << 20), ("crlf.warc.gz", b"\r\n", 300 << 20)])
+@pytest.mark.parametrize(
+    "name, unit, size", [("lines.arc.gz", b"\n", 30 << 20), ("crlf.warc.gz", b"\r\n", 300 << 20)]
+)
 def test_short_reads_cost_time_in_the_bytes_read_not_in_the_buffer(tmp_path, name, unit, size):
     """Each short read copied the rest of a 64 KiB buffer, and blank lines were read one or 64 bytes at a
     time: a 1 MB .arc.gz of newlines (1 GB of them) took over 300 s, of CRLF 87 s (here, before the fix,
@@ -153,7 +158,9 @@ def test_declared_url_ignores_comments_and_scripts_and_keeps_the_first_of_repeat
 
 
 def wiki_line(name: str) -> bytes:
-    return json.dumps({"url": f"https://w.example/{name}", "article_body": {"html": f"<p>{name}</p>"}}).encode()
+    return json.dumps(
+        {"url": f"https://w.example/{name}", "article_body": {"html": f"<p>{name}</p>"}}
+    ).encode()
 
 
 def test_an_ndjson_line_over_the_cap_is_skipped_and_counted_without_holding_it(tmp_path, monkeypatch):
@@ -175,7 +182,10 @@ def test_an_html_file_over_the_cap_is_skipped_and_counted(tmp_path, monkeypatch)
     monkeypatch.setattr("pipeline.readers.MAX_RECORD_BYTES", 1_000)
     (tmp_path / "big.html").write_bytes(b"<p>" + b"x" * 5_000 + b"</p>")
     (tmp_path / "small.html").write_bytes(b"<p>x</p>")
-    assert summarize(tmp_path / "big.html") == ([], Counter({"read.files.html": 1, "read.record_over_size_cap": 1}))
+    assert summarize(tmp_path / "big.html") == (
+        [],
+        Counter({"read.files.html": 1, "read.record_over_size_cap": 1}),
+    )
     assert len(summarize(tmp_path / "small.html")[0]) == 1
 
 

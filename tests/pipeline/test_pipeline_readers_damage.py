@@ -158,7 +158,9 @@ def test_arc_absurd_length_loses_only_its_own_record_or_what_its_block_hides(tmp
 
 
 def test_arc_header_lines_inside_a_cut_record_never_become_records(tmp_path):
-    fake = b"http://victim.example/logo.png 1.2.3.4 20240101000000 image/png 20\n" + http_response(b"x", "image/png")
+    fake = b"http://victim.example/logo.png 1.2.3.4 20240101000000 image/png 20\n" + http_response(
+        b"x", "image/png"
+    )
     page = http_response(b"<html><pre>\n" + fake + b"\n</pre>" + b"x" * 2000 + b"</html>", "text/html")
     poisoned = f"http://arc.example/p 1.2.3.4 20240101000000 text/html {len(page)}\n".encode() + page + b"\n"
     (tmp_path / "p.arc").write_bytes(ARC_HEAD + arc_records(1)[0] + poisoned[:-1000])
@@ -215,15 +217,26 @@ def test_damage_anywhere_loses_no_record_before_it_and_a_loss_is_counted(
         assert counts["read.warc_response"] == len(records) or losses >= 1
 
 
-def plain_record(url: str, block: bytes, warc_type: str = "response", content_type: str | None = None) -> bytes:
+def plain_record(
+    url: str, block: bytes, warc_type: str = "response", content_type: str | None = None
+) -> bytes:
     return gzip.decompress(warc_record(url, block, warc_type, content_type))
 
 
 def poisoned_page() -> bytes:
     """A page whose text is two WARC records: an image for a victim's URL and a page of another site."""
-    fake_image = plain_record("https://victim.example/logo.png", b"\x89PNG not the victim's", "resource", "image/png")
+    fake_image = plain_record(
+        "https://victim.example/logo.png", b"\x89PNG not the victim's", "resource", "image/png"
+    )
     fake_page = plain_record("https://other.example/", http_response(b"<p>not theirs</p>", "text/html"))
-    body = b"<html><p>before</p><pre>" + fake_image + fake_page + b"</pre><p>after</p>" + b"x" * 2000 + b"</html>"
+    body = (
+        b"<html><p>before</p><pre>"
+        + fake_image
+        + fake_page
+        + b"</pre><p>after</p>"
+        + b"x" * 2000
+        + b"</html>"
+    )
     return plain_record("https://a.example/poisoned", http_response(body, "text/html"))
 
 
@@ -239,7 +252,9 @@ def read_all(path) -> tuple[list[str], Counter]:
 
 @pytest.mark.parametrize("damage", ["cut", "absurd_length", "cut_gzip_member"])
 def test_warc_text_inside_a_damaged_record_never_becomes_a_record(tmp_path, damage):
-    good = [plain_record(f"https://a.example/{i}", http_response(b"<p>%d</p>" % i, "text/html")) for i in range(2)]
+    good = [
+        plain_record(f"https://a.example/{i}", http_response(b"<p>%d</p>" % i, "text/html")) for i in range(2)
+    ]
     poisoned = poisoned_page()
     cut = len(poisoned) - 1000  # after the fake records, inside the page
     if damage == "cut":
@@ -251,7 +266,9 @@ def test_warc_text_inside_a_damaged_record_never_becomes_a_record(tmp_path, dama
     else:
         member = gzip.compress(poisoned, mtime=0)
         path = tmp_path / "d.warc.gz"
-        data = gzip.compress(good[0], mtime=0) + member[: len(member) * 3 // 4] + gzip.compress(good[1], mtime=0)
+        data = (
+            gzip.compress(good[0], mtime=0) + member[: len(member) * 3 // 4] + gzip.compress(good[1], mtime=0)
+        )
         expected = ["https://a.example/0", "https://a.example/1"]
     path.write_bytes(data)
     urls, counts = read_all(path)
@@ -270,7 +287,9 @@ def test_a_record_cut_inside_its_header_loses_only_itself(tmp_path, gzipped):
     for cut in range(1, header_end):
         damaged = [*records[:3], records[3][:cut], *records[4:]]
         path = tmp_path / ("c.warc.gz" if gzipped else "c.warc")
-        path.write_bytes(b"".join(gzip.compress(r, mtime=0) for r in damaged) if gzipped else b"".join(damaged))
+        path.write_bytes(
+            b"".join(gzip.compress(r, mtime=0) for r in damaged) if gzipped else b"".join(damaged)
+        )
         urls, counts = summarize(path)
         assert urls == ALL_URLS[:3] + ALL_URLS[4:6], cut
         assert counts["read.broken_or_truncated_record"] == 1, cut
@@ -288,3 +307,12 @@ def test_a_content_length_a_few_bytes_off_loses_no_other_record(tmp_path, gzippe
     urls, counts = summarize(path)
     assert [url for url in urls if url != ALL_URLS[3]] == ALL_URLS[:3] + ALL_URLS[4:6]
     assert counts["read.record_start_inside_damaged_record"] == 0
+
+
+def test_a_header_value_that_mentions_the_warc_version_is_not_a_cut_header(tmp_path):
+    url = "https://a.example/specs/WARC/1.1/index.html"
+    (tmp_path / "v.warc").write_bytes(plain_record(url, http_response(b"<p>spec</p>", "text/html")))
+    assert summarize(tmp_path / "v.warc") == (
+        [url],
+        Counter({"read.files.warc": 1, "read.warc_response": 1, "read.pages.warc": 1}),
+    )
