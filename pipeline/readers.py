@@ -54,6 +54,7 @@ MAX_RECORD_BYTES = 64 << 20
 # page cannot pose as a record there
 LENGTH_SLACK_BYTES = 16
 _VERSION_LINE = re.compile(rb"WARC/1\.\d+\r?\n")  # a record's first line, or the end of a line cut into it
+_RECORD_START = re.compile(rb"\n\r?\nWARC/1\.\d+\r?\n")  # a blank line, then a version line
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
 
 
@@ -577,7 +578,8 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
     anywhere).
 
     A record counts as whole when its Content-Length bytes are there and followed by the next record, the
-    end of the file, or garbage while its block holds no `WARC/1.` (not even one that runs on past its end):
+    end of the file, or garbage while its block holds no record start (a blank line, then a version line;
+    not even one that runs on past its end):
     an absurd length, or one a few bytes too long, fails here. A header line ending in a version line
     (`WARC/1.0`) is a header cut short and the next record's, run together."""
     header = stream.readline(MAX_HEADER_BYTES)
@@ -619,7 +621,7 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
     _skip_line_ends(stream)
     # garbage after the block: the record is still whole unless its length ran over a later record's start
     if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC) and (
-        size > MAX_RECORD_BYTES or WARC_MAGIC in block or runs_on
+        size > MAX_RECORD_BYTES or _RECORD_START.search(block) or runs_on
     ):
         return _Broken(floor)
     if size > MAX_RECORD_BYTES:
