@@ -56,6 +56,11 @@ LENGTH_SLACK_BYTES = 16
 _VERSION_LINE = re.compile(rb"WARC/1\.\d+\r?\n")  # a record's first line, or the end of a line cut into it
 _RECORD_START = re.compile(rb"\n\r?\nWARC/1\.\d+\r?\n")  # a blank line, then a version line
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
+# a line that may be an ARC header (URL with a ':', IP, date digits, ..., length digits): what a broken stretch
+# skips to without a readline per line (possessive, so each line costs one pass)
+_ARC_HEADER_LINE = re.compile(
+    rb"^[^ \t\n:]*+:[^ \t\n]*+[ \t]++[^ \t\n]++[ \t]++\d++[ \t]++(?:[^ \t\n]++[ \t]++)*+\d++\r?$", re.M
+)
 
 
 @dataclass(frozen=True)
@@ -519,6 +524,19 @@ class _DecodedStream:
             if blank < len(pending):
                 return
 
+    def skip_to_line(self, pattern: re.Pattern) -> None:
+        """Past the lines that do not match `pattern` (a MULTILINE regex that only matches at a line start),
+        scanned a buffer at a time: to the start of the next line that does, or to the end of the file. The
+        stream must be at a line start."""
+        while self.peek(MAX_HEADER_BYTES):
+            found = pattern.search(self._pending, self._pos)
+            if found is not None:
+                self.read(found.start() - self._pos)
+                return
+            last_newline = self._pending.rfind(b"\n", self._pos)
+            # the last, unfinished line is searched again with more bytes, unless it is too long to match
+            self.read(last_newline + 1 - self._pos if last_newline >= 0 else self._available())
+
     def find(self, magic: bytes) -> bool:
         """Move to the next occurrence of `magic` (True) or to the end of the file (False)."""
         while self.peek(len(magic)):
@@ -755,6 +773,11 @@ def _arc_records(stream: _DecodedStream) -> Iterator[tuple[str, bytes] | Count]:
         if not line.strip():
             continue
         header = _arc_header(line) if line.endswith(b"\n") else None
+        if header is None and in_broken_stretch:  # garbage: on to the next line that may be a header
+            if not line.endswith(b"\n"):
+                stream.readline(MAX_HEADER_BYTES)
+            stream.skip_to_line(_ARC_HEADER_LINE)
+            continue
         if header is not None and floor is not None:
             yield Count("read.record_start_inside_damaged_record")
             continue

@@ -131,6 +131,17 @@ def test_arc_resyncs_after_a_garbage_line(tmp_path):
     assert counts["read.broken_or_truncated_record"] == 1
 
 
+def test_arc_resyncs_after_a_long_stretch_of_garbage_lines(tmp_path):
+    """Garbage is skipped a buffer at a time to the next line shaped like a header, across buffer ends."""
+    garbage = b"".join(b"junk: %d a b c\n" % i + b"y" * (i % 977) + b"\n" for i in range(3000))
+    garbage += b"z" * 200_000 + b" 1.2.3.4 20240101000000 text/html 5\n"  # too long to be a header line
+    records = arc_records()
+    (tmp_path / "g.arc").write_bytes(ARC_HEAD + records[0] + garbage + b"".join(records[1:]))
+    urls, counts = summarize(tmp_path / "g.arc")
+    assert urls == ARC_URLS
+    assert counts["read.broken_or_truncated_record"] == 1
+
+
 def test_arc_resyncs_after_a_bad_gzip_member(tmp_path):
     members = [gzip.compress(r, mtime=0) for r in [ARC_HEAD, *arc_records()]]
     members[4] = members[4][:20] + bytes(b ^ 0xFF for b in members[4][20:40]) + members[4][40:]  # record 3
