@@ -54,7 +54,6 @@ MAX_RECORD_BYTES = 64 << 20
 # page cannot pose as a record there
 LENGTH_SLACK_BYTES = 16
 _VERSION_LINE = re.compile(rb"WARC/1\.\d+\r?\n")  # a record's first line, or the end of a line cut into it
-_RECORD_START = re.compile(rb"\n\r?\nWARC/1\.\d+\r?\n")  # a blank line, then a version line
 ARC_LOOKAHEAD_BYTES = 4096  # how far past an ARC record its next header line is checked
 # a line that may be an ARC header (URL with a ':', IP, date digits, ..., length digits): what a broken stretch
 # skips to without a readline per line (possessive, so each line costs one pass)
@@ -596,8 +595,8 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
     anywhere).
 
     A record counts as whole when its Content-Length bytes are there and followed by the next record, the
-    end of the file, or garbage while its block holds no record start (a blank line, then a version line;
-    not even one that runs on past its end):
+    end of the file, or garbage while its block holds no version line (`WARC/1.0` and a line end, where a
+    later record starts; not even one that runs on past its end):
     an absurd length, or one a few bytes too long, fails here. A header line ending in a version line
     (`WARC/1.0`) is a header cut short and the next record's, run together."""
     header = stream.readline(MAX_HEADER_BYTES)
@@ -639,7 +638,7 @@ def _next_warc_record(stream: _DecodedStream) -> _Framed | _Broken | str:
     _skip_line_ends(stream)
     # garbage after the block: the record is still whole unless its length ran over a later record's start
     if stream.peek(len(WARC_MAGIC)) not in (b"", WARC_MAGIC) and (
-        size > MAX_RECORD_BYTES or _RECORD_START.search(block) or runs_on
+        size > MAX_RECORD_BYTES or _VERSION_LINE.search(block) or runs_on
     ):
         return _Broken(floor)
     if size > MAX_RECORD_BYTES:

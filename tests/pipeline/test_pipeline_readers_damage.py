@@ -331,8 +331,8 @@ def test_a_header_value_that_mentions_the_warc_version_is_not_a_cut_header(tmp_p
 
 @pytest.mark.parametrize("cut", [3, 20])
 def test_a_page_that_mentions_warc_stays_whole_before_a_cut_record(tmp_path, cut):
-    """Only a record start (a blank line, then a version line) inside a block shows that its length ran
-    over a later record; a page that merely says `WARC/1.0` followed by garbage is still whole."""
+    """Only a version line (`WARC/1.0` and a line end) inside a block shows that its length ran over a later
+    record; a page that merely says `WARC/1.0` followed by garbage is still whole."""
     page = plain_record("https://a.example/p", http_response(b"<p>saved as WARC/1.0 files</p>", "text/html"))
     cut_record = plain_record("https://a.example/cut", http_response(b"<p>cut</p>", "text/html"))[:cut]
     (tmp_path / "m.warc").write_bytes(page + cut_record)
