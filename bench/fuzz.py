@@ -1,6 +1,11 @@
 """A fuzz campaign over the parsers and filters that read untrusted bytes: `minimize`, `clean_html` and
 `clean_page`, the WARC/ARC/dump readers and image decoding + cropping.
 
+The readers also meet files with a ground truth (targets warc_oracle and dump_oracle): N known records, one
+of them damaged (header cut, Content-Length off by 1-7, a decoding bomb, WARC text inside a damaged page,
+a bad NDJSON line). Every undamaged record must come out once with its own URL and bytes, and nothing that
+is not in the file's ground truth: a violation is a failure like a crash (`crash:OracleViolation`).
+
 Inputs are generated and mutated from a seed corpus (the pages and WARC files in ../shared/data, the
 sample corpus's records, and hand-made hostile cases) by a seeded generator: the same --seed gives the same
 inputs. Each input runs under a time bound (SIGALRM) and its peak memory is read from the kernel (VmHWM,
@@ -30,14 +35,15 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data"
 
-TARGETS = ("html", "warc", "arc", "dump", "image")
-WEIGHTS = (0.55, 0.15, 0.05, 0.05, 0.20)
+TARGETS = ("html", "warc", "arc", "dump", "image", "warc_oracle", "dump_oracle")
+WEIGHTS = (0.50, 0.13, 0.05, 0.05, 0.17, 0.07, 0.03)
 TOKENS = [
     b"<meta charset=idna>",
     b"<meta charset=punycode>",
@@ -153,8 +159,217 @@ def html_input(rng: random.Random, corpus: list[bytes]) -> bytes:
     return mutate(page, rng, corpus)
 
 
-def run_target(target: str, data: bytes, tmp: str) -> None:
-    """Raises only for a crash (an undocumented exception)."""
+class OracleViolation(Exception):
+    """A reader lost an undamaged record, read one twice or wrongly, or made up one."""
+
+
+@dataclass(frozen=True)
+class OracleCase:
+    """A file with its ground truth: `truth` is URL -> bytes of every real record (the page body or image
+    data); `required` the URLs that must be read (the undamaged ones the damage cannot hide); `damaged` the
+    one damaged record's URL (it may be read or not, but only under its own URL)."""
+
+    data: bytes
+    suffix: str
+    truth: dict
+    required: frozenset
+    damaged: str
+    damage: str
+
+
+FAKE_SITE = "https://fake.example/"
+
+
+def _fake_records(rng: random.Random) -> bytes:
+    """WARC text a page may hold: an image record for a victim URL and a page of another site."""
+    from pipeline.warc_writer import http_response, warc_record
+
+    n = rng.randrange(1_000_000)
+    image = warc_record(f"{FAKE_SITE}logo{n}.png", b"\x89PNG fake", "resource", "image/png")
+    page = warc_record(f"{FAKE_SITE}page{n}", http_response(b"<p>not this site's</p>", "text/html"))
+    return gzip.decompress(image) + gzip.decompress(page)
+
+
+def _oracle_body(rng: random.Random, i: int, fakes: bool) -> bytes:
+    words = " ".join(
+        rng.choice(["alpha", "beta", "WARC/1.0", "Content-Length:", "\r\n", "x" * 40, "\n\n"])
+        for _ in range(rng.randint(1, 120))
+    )
+    inner = _fake_records(rng) if fakes else b""
+    return b"<html><p>%d %s</p><pre>%s</pre><p>end</p></html>" % (i, words.encode(), inner)
+
+
+@functools.cache
+def _bomb(encoding: str) -> bytes:
+    """A Content-Encoding payload that decodes to 96 MiB of zeros, 1.5x the reader's record size cap."""
+    import brotli
+
+    zeros = bytes(1 << 20)
+    if encoding == "br":
+        compressor = brotli.Compressor(quality=1)
+        return b"".join(compressor.process(zeros) for _ in range(96)) + compressor.finish()
+    stream = io.BytesIO()
+    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=1, mtime=0) as out:
+        for _ in range(96):
+            out.write(zeros)
+    return stream.getvalue()
+
+
+def _with_length(record: bytes, length: int) -> bytes:
+    head, sep, rest = record.partition(b"\r\n\r\n")
+    lines = [
+        line if not line.startswith(b"Content-Length:") else b"Content-Length: %d" % length
+        for line in head.split(b"\r\n")
+    ]
+    return b"\r\n".join(lines) + sep + rest
+
+
+def warc_oracle_case(rng: random.Random) -> OracleCase:
+    """A WARC of 3-12 known page and image records (plain, or one gzip member per record) with exactly one
+    damaged: its header cut, its Content-Length 1-7 bytes off, a decoding bomb for its body, or fake WARC
+    records inside its page while the record is cut short or its length absurd."""
+    from pipeline.readers import LENGTH_SLACK_BYTES
+    from pipeline.warc_writer import http_response, warc_record
+
+    n = rng.randint(3, 12)
+    damaged = rng.randrange(n)
+    damage = rng.choice(["cut_header", "length", "bomb", "fake_cut", "fake_length"])
+    gzipped = rng.random() < 0.5
+    truth, records = {}, []
+    for i in range(n):
+        url = f"https://site{i}.example/{rng.randrange(10**6)}"
+        if rng.random() < 0.25 and not (i == damaged and damage.startswith(("fake", "bomb"))):
+            body = rng.randbytes(rng.randint(1, 300))
+            record = warc_record(url, body, "resource", "image/png")
+        else:
+            body = _oracle_body(rng, i, fakes=i == damaged and damage.startswith("fake"))
+            if i == damaged and damage == "bomb":
+                encoding = rng.choice(["br", "gzip"])
+                block = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                    f"Content-Encoding: {encoding}\r\nContent-Length: {len(_bomb(encoding))}\r\n\r\n"
+                ).encode() + _bomb(encoding)
+            else:
+                block = http_response(body, "text/html")
+            record = warc_record(url, block)
+        truth[url] = body
+        records.append(gzip.decompress(record))
+    urls = list(truth)
+    record = records[damaged]
+    header_end = record.index(b"\r\n\r\n") + 4
+    length = int(record[:header_end].split(b"Content-Length: ")[1].split(b"\r\n")[0])
+    extent_end = None  # where the damaged record's declared block ends, in the plain file
+    if damage == "cut_header":
+        records[damaged] = record[: rng.randrange(1, header_end - 1)]
+    elif damage in ("length", "fake_length"):
+        error = rng.choice([-7, -6, -5, -4, -3, -2, -1, 1, 2, 3, 4, 5, 6, 7])
+        declared = length + error if damage == "length" else rng.choice([length * 10, 10**9])
+        records[damaged] = _with_length(record, declared)
+        extent_end = header_end + declared
+    elif damage == "fake_cut":
+        records[damaged] = record[
+            : rng.randrange(header_end + len(record[header_end:]) // 2, len(record) - 4)
+        ]
+        extent_end = header_end + length
+    starts = [sum(map(len, records[:i])) for i in range(n)]
+    hidden = set()
+    if extent_end is not None and not gzipped:  # a plain file cannot tell records inside the block from text
+        floor = starts[damaged] + extent_end - LENGTH_SLACK_BYTES
+        hidden = {urls[i] for i in range(damaged + 1, n) if starts[i] < floor}
+    if gzipped and damage.startswith(("cut", "fake_cut")) and rng.random() < 0.5:
+        members = [gzip.compress(r, mtime=0) for r in records[:damaged]]  # cut the gzip member instead
+        member = gzip.compress(record, mtime=0)
+        cut = rng.randrange(12, len(member) - 1)
+        members += [member[:cut], *(gzip.compress(r, mtime=0) for r in records[damaged + 1 :])]
+        data = b"".join(members)
+    else:
+        data = b"".join(gzip.compress(r, mtime=0) for r in records) if gzipped else b"".join(records)
+    required = frozenset(url for i, url in enumerate(urls) if i != damaged and url not in hidden)
+    suffix = ".warc.gz" if gzipped else ".warc"
+    return OracleCase(data, suffix, truth, required, urls[damaged], damage)
+
+
+def dump_oracle_case(rng: random.Random) -> OracleCase:
+    """NDJSON articles (bare, gzipped or in a tar.gz of two members) with one bad line: cut JSON, nesting
+    deeper than the parser's recursion limit, a lone surrogate in its URL or HTML, or garbage bytes."""
+    n = rng.randint(2, 10)
+    damaged = rng.randrange(n)
+    damage = rng.choice(["cut", "deep", "surrogate_url", "surrogate_html", "garbage"])
+    truth, lines = {}, []
+    for i in range(n):
+        url = f"https://w{i}.example/wiki/{rng.randrange(10**6)}"
+        html = _oracle_body(rng, i, fakes=False).decode()
+        line = json.dumps({"url": url, "article_body": {"html": html}}).encode()
+        if i == damaged:
+            if damage == "cut":
+                line = line[: rng.randrange(1, len(line) - 1)]
+            elif damage == "deep":
+                depth = rng.choice([10_000, 200_000])
+                line = b'{"url": "%s", "article_body": %s%s}' % (url.encode(), b"[" * depth, b"]" * depth)
+            elif damage == "surrogate_url":
+                line = line.replace(b".example/", b".example/\\ud800", 1)
+            elif damage == "surrogate_html":
+                line = line.replace(b"<p>", b"<p>\\udfff", 1)
+            else:
+                line = rng.randbytes(rng.randint(1, 200)).replace(b"\n", b" ")
+        truth[url] = html.encode()
+        lines.append(line)
+    urls = list(truth)
+    layout = rng.choice(["ndjson", "ndjson.gz", "tar.gz"])
+    if layout == "tar.gz":
+        import tarfile
+
+        split = rng.randint(damaged + 1, n)  # the damaged line in the first member, later ones after it
+        stream = io.BytesIO()
+        with tarfile.open(fileobj=stream, mode="w:gz") as tar:
+            for name, part in (("a.ndjson", lines[:split]), ("b.ndjson", lines[split:])):
+                member = b"\n".join(part) + b"\n"
+                info = tarfile.TarInfo(name)
+                info.size = len(member)
+                tar.addfile(info, io.BytesIO(member))
+        data = stream.getvalue()
+    else:
+        data = b"\n".join(lines) + b"\n"
+        data = gzip.compress(data, mtime=0) if layout == "ndjson.gz" else data
+    required = frozenset(url for i, url in enumerate(urls) if i != damaged)
+    return OracleCase(data, "." + layout, truth, required, urls[damaged], damage)
+
+
+ORACLES = {"warc_oracle": warc_oracle_case, "dump_oracle": dump_oracle_case}
+
+
+def check_oracle(case: OracleCase, tmp: str) -> None:
+    """Reads the case's file; OracleViolation naming what went wrong."""
+    from pipeline.readers import Count, Page, read_input
+
+    path = os.path.join(tmp, "oracle" + case.suffix)
+    with open(path, "wb") as stream:
+        stream.write(case.data)
+    seen = Counter()
+    for item in read_input(path):
+        if isinstance(item, Count):
+            if item.name.startswith("read.unreadable_file"):
+                raise OracleViolation(f"{case.damage}: the whole file was lost ({item.name})")
+            continue
+        data = item.body if isinstance(item, Page) else item.data
+        seen[item.url] += 1
+        if item.url not in case.truth:
+            raise OracleViolation(f"{case.damage}: a record not in the file: {item.url!a}")
+        if item.url != case.damaged and data != case.truth[item.url]:
+            raise OracleViolation(f"{case.damage}: wrong bytes for {item.url!a}")
+    if case.damage == "bomb" and seen[case.damaged]:
+        raise OracleViolation("bomb: a body decoded past the record size cap was read")
+    if twice := [url for url, k in seen.items() if k > 1]:
+        raise OracleViolation(f"{case.damage}: read more than once: {twice}")
+    if lost := sorted(case.required - set(seen)):
+        raise OracleViolation(f"{case.damage}: undamaged records lost: {lost}")
+
+
+def run_target(target: str, data: bytes, tmp: str, case: OracleCase | None = None) -> None:
+    """Raises only for a crash (an undocumented exception) or, for an oracle case, an OracleViolation."""
+    if case is not None:
+        check_oracle(case, tmp)
+        return
     if target == "html":
         from c4_filters import C4Options, clean_html, clean_page
         from html_minimizer import MinimizeError, minimize
@@ -208,7 +423,11 @@ def worker(task) -> dict:
     with tempfile.TemporaryDirectory(prefix="cm3-fuzz-") as tmp:
         for _ in range(n):
             target = rng.choices(TARGETS, WEIGHTS)[0]
-            if target == "html":
+            case = None
+            if target in ORACLES:
+                case = ORACLES[target](rng)
+                data = case.data
+            elif target == "html":
                 data = html_input(rng, corpus["html"])
             elif target == "dump" and rng.random() < 0.5:
                 data = mutate(
@@ -222,7 +441,7 @@ def worker(task) -> dict:
             started = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, time_bound)
             try:
-                run_target(target, data, tmp)
+                run_target(target, data, tmp, case)
                 outcome = None
             except Hang:
                 outcome = "hang"
