@@ -193,6 +193,7 @@ def bench_packing(data: Path, tok: CM3Tokenizer, rounds: int) -> dict:
             tok.pad_id,
             tok.vocab_size,
             doc_attention,
+            tag_open=tok.tag_open_ids(),
         )
         rates = []
         for r in range(rounds):

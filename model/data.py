@@ -2,7 +2,8 @@
 
 Each epoch visits the documents in an order keyed by (seed, epoch); rank r of w takes every w-th document
 of that order, so ranks read disjoint documents. The objective turns each document into examples that
-each fit one row of `seq_len` inputs (`objectives.window_len`), and rows are filled with whole examples:
+each fit one row of `seq_len` inputs (`objectives.window_len`; a long document is cut into windows at element
+boundaries, `objectives.window_bounds`, counted in `PackedLoader.cuts`), and rows are filled with whole examples:
 the first of the next `LOOKAHEAD` pending examples that still fits goes in, and a row that none fits is
 padded (weight 0). No example is ever cut, so a CM3 span always shares its row with its <mask:i>
 placeholder. The loader's state (epoch, cursor, the pending examples) goes into checkpoints, so a resumed
@@ -11,11 +12,21 @@ run sees the very next batch; the corruption itself is a pure function of (seed,
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from .objectives import MASKED_ATTENTION, OBJECTIVES, Example, SpecialIds, document_examples
+from .objectives import (
+    MASKED_ATTENTION,
+    OBJECTIVES,
+    Example,
+    SpecialIds,
+    cut_counts,
+    document_examples,
+    window_bounds,
+    window_len,
+)
 from .shards import ShardError, TokenSplit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -53,10 +64,13 @@ class LoaderOptions:
     extra_offset: int  # the tokenizer's vocab_size: first id of the objectives' extra specials
     document_attention: bool = False
     shuffle: bool = True
+    tag_open: frozenset[int] = frozenset()  # `CM3Tokenizer.tag_open_ids()`: where long documents are cut
 
     @property
     def special_ids(self) -> SpecialIds:
-        return SpecialIds(self.pad_id, self.eos_id, self.mask_offset, self.n_masks, self.extra_offset)
+        return SpecialIds(
+            self.pad_id, self.eos_id, self.mask_offset, self.n_masks, self.extra_offset, self.tag_open
+        )
 
 
 class PackedLoader:
@@ -78,6 +92,8 @@ class PackedLoader:
         self._pending: list[Example] = []
         self._docs_epoch = -1
         self._docs = np.zeros(0, dtype=np.int64)
+        # documents read by this process, their windows, hard cuts and images cut (`objectives.cut_counts`)
+        self.cuts: Counter[str] = Counter()
         masked = options.objective in MASKED_ATTENTION
         self.batch_keys = ["tokens", "targets", "weights"]
         if masked or options.document_attention:
@@ -112,14 +128,20 @@ class PackedLoader:
                 continue
             d = int(docs[self.cursor])
             self.cursor += 1
+            doc = self.split.doc(d).astype(np.int64)
+            ids = o.special_ids
+            self.cuts["documents"] += 1
+            self.cuts.update(
+                cut_counts(doc, window_bounds(doc, window_len(o.objective, o.seq_len), ids), ids)
+            )
             self._pending += document_examples(
                 o.objective,
-                self.split.doc(d).astype(np.int64),
+                doc,
                 seq_len=o.seq_len,
                 seed=o.seed,
                 epoch=self.epoch,
                 doc_key=int(self.split.keys[d]),
-                ids=o.special_ids,
+                ids=ids,
             )
 
     def _row(self) -> list[Example]:

@@ -18,7 +18,8 @@ machine and any numpy version.
   mask; L = L_AE + L_PAR (equation 7).
 
 Every objective turns a document into `Example`s whose inputs fit one training row of `seq_len` tokens
-whole: a packed row never cuts a sentinel away from its span (see `window_len`).
+whole: a packed row never cuts a sentinel away from its span (see `window_len`). A document longer than one
+window is cut at element boundaries, never inside an image's codes or its `<img>` tag (`window_bounds`).
 """
 
 from __future__ import annotations
@@ -119,13 +120,20 @@ class WindowRandom:
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Ids the objectives insert: the tokenizer's <pad>, <eos>, <mask:i>, and the extra ids after its vocab."""
+    """Ids the objectives insert: the tokenizer's <pad>, <eos>, <mask:i>, and the extra ids after its vocab;
+    `tag_open`: the text ids in which an HTML tag opens (`CM3Tokenizer.tag_open_ids`), where windows cut."""
 
     pad_id: int
     eos_id: int
     mask_offset: int
     n_masks: int
     extra_offset: int  # the tokenizer's vocab_size
+    tag_open: frozenset[int] = frozenset()
+
+    @property
+    def image_offset(self) -> int:
+        """First image-code id: the tokenizer lays the codes out after the masks, up to its vocab_size."""
+        return self.mask_offset + self.n_masks
 
     @property
     def t5_sentinel(self) -> int:
@@ -225,6 +233,73 @@ def cm3_unmask(sequence: np.ndarray, mask_offset: int, n_masks: int, eos_id: int
     return np.concatenate(pieces) if pieces else seq
 
 
+# ---------------------------------------------------------------- windows
+def element_starts(doc: np.ndarray, ids: SpecialIds) -> np.ndarray:
+    """Sorted positions p > 0 where a window may begin: token p opens a tag (its text holds a `<`; minimal
+    HTML escapes every other `<`). Byte-level BPE may merge the end of one tag with the start of the next
+    (`"><img`): such a token starts the window, so an `<img ... src="` always shares a window with its codes,
+    and only the `">` closing the image before may begin the next window."""
+    if not ids.tag_open or len(doc) < 2:
+        return np.zeros(0, dtype=np.int64)
+    opens = np.isin(doc[1:], np.fromiter(ids.tag_open, dtype=np.int64, count=len(ids.tag_open)))
+    return np.flatnonzero(opens) + 1
+
+
+def _is_code(doc: np.ndarray, ids: SpecialIds) -> np.ndarray:
+    return (doc >= ids.image_offset) & (doc < ids.extra_offset)
+
+
+def window_bounds(doc: np.ndarray, window_len: int, ids: SpecialIds) -> list[tuple[int, int]]:
+    """[start, end) windows of at most `window_len` tokens that hold every token of the document once, in
+    order. Each window ends where the last element that starts inside it begins (`element_starts`), so no
+    window cuts an image's `<img ... src="` + 256 codes + `">`, nor any tag. Only where no element starts
+    inside a window (one element, e.g. a long paragraph, longer than a window) is it cut hard at
+    `window_len`, moved back to the start of an image's code run it would split (`cut_counts` counts both).
+    """
+    n = len(doc)
+    if n <= window_len:
+        return [(0, n)]
+    starts = element_starts(doc, ids)
+    is_code = _is_code(doc, ids)
+    bounds, at = [], 0
+    while n - at > window_len:
+        limit = at + window_len
+        i = int(np.searchsorted(starts, limit, side="right")) - 1
+        if i >= 0 and starts[i] > at:
+            end = int(starts[i])
+        else:
+            end = limit
+            if is_code[end - 1] and is_code[end]:  # inside a code run: start the next window with it
+                run_start = end - int(np.argmin(is_code[at:end][::-1]))
+                end = run_start if at < run_start else end
+        bounds.append((at, end))
+        at = end
+    bounds.append((at, n))
+    return bounds
+
+
+def cut_counts(doc: np.ndarray, bounds: list[tuple[int, int]], ids: SpecialIds) -> dict[str, int]:
+    """How a document's windows fell: `windows`, `hard_cuts` (a window that ends inside an element),
+    `images` and `images_cut` (a window starts after an image's `<img` tag opened and before its last code,
+    so no window holds its tag and its 256 codes together)."""
+    starts = element_starts(doc, ids)
+    is_code = _is_code(doc, ids)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_code.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2)  # [first code, one past the last code) of each image
+    cuts = np.asarray([start for start, _ in bounds[1:]], dtype=np.int64)
+    images_cut = 0
+    for first, end in runs:
+        i = int(np.searchsorted(starts, first, side="right")) - 1
+        opened = int(starts[i]) if i >= 0 else first  # the start of the image's `<img` element
+        images_cut += bool(((cuts > opened) & (cuts < end)).any())
+    return {
+        "windows": len(bounds),
+        "hard_cuts": int((~np.isin(cuts, starts)).sum()),
+        "images": len(runs),
+        "images_cut": images_cut,
+    }
+
+
 def apply_objective(
     objective: str,
     doc: np.ndarray,
@@ -233,27 +308,26 @@ def apply_objective(
     seed: int,
     epoch: int,
     doc_key: int,
-    mask_offset: int,
-    eos_id: int,
+    ids: SpecialIds,
 ) -> list[np.ndarray]:
-    """The cm3 or clm token sequences of one document: one per window of at most `window_len` tokens.
+    """The cm3 or clm token sequences of one document: one per window of `window_bounds`.
 
-    cm3 masks each window independently and ends each with <eos>; clm ends only the document's last
-    window with <eos>.
+    cm3 masks each window independently (its spans drawn from the window's own key); only the document's
+    last window ends with <eos>, for both: <eos> means end of document (CM3 section 2's "unique end of
+    document token"), never end of window.
     """
     if objective not in ("cm3", "clm"):
         raise ValueError(f"apply_objective makes cm3 and clm sequences, not {objective!r}")
-    n_windows = max(1, -(-len(doc) // window_len))
+    bounds = window_bounds(doc, window_len, ids)
     out = []
-    for w in range(n_windows):
-        window = doc[w * window_len : (w + 1) * window_len]
+    for w, (start, end) in enumerate(bounds):
+        window = doc[start:end]
         if objective == "cm3":
             spans = draw_spans(WindowRandom(seed, epoch, doc_key, w), len(window))
-            out.append(cm3_mask(window, spans, mask_offset, eos_id))
-        elif w == n_windows - 1:
-            out.append(np.concatenate([window, np.asarray([eos_id], dtype=doc.dtype)]))
+            seq = cm3_mask(window, spans, ids.mask_offset, ids.eos_id)
         else:
-            out.append(window)
+            seq = np.concatenate([window, np.asarray([ids.eos_id], dtype=doc.dtype)])
+        out.append(seq if w == len(bounds) - 1 else seq[:-1])
     return out
 
 
@@ -488,13 +562,12 @@ def document_examples(
             seed=seed,
             epoch=epoch,
             doc_key=doc_key,
-            mask_offset=ids.mask_offset,
-            eos_id=ids.eos_id,
+            ids=ids,
         )
         return [_causal(s, ids, objective) for s in seqs if len(s) > 1]
     out = []
-    for w in range(max(1, -(-len(doc) // w_len))):
-        window = doc[w * w_len : (w + 1) * w_len]
+    for w, (start, end) in enumerate(window_bounds(doc, w_len, ids)):
+        window = doc[start:end]
         if not len(window):
             continue
         rng = WindowRandom(seed, epoch, doc_key, w)
@@ -524,6 +597,7 @@ __all__ = [
     "apply_objective",
     "cm3_mask",
     "cm3_unmask",
+    "cut_counts",
     "document_examples",
     "draw_spans",
     "glm_document_span",
@@ -533,5 +607,7 @@ __all__ = [
     "t5_span_lengths",
     "unilm_blocks",
     "unilm_example",
+    "element_starts",
+    "window_bounds",
     "window_len",
 ]

@@ -223,6 +223,7 @@ class Trainer:
             document_attention=cfg.document_attention,
             pad_id=tok.pad_id,
             extra_offset=tok.vocab_size,
+            tag_open=tok.tag_open_ids(),
         )
         self.train_split = TokenSplit.open(data, "train")
         self.loader = PackedLoader(self.train_split, self.loader_options, self.rt.rank, self.rt.world_size)
@@ -464,6 +465,13 @@ class Trainer:
         with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
             last = self._loop(bar, tokens_per_step)
         bar.close()
+        cuts = self.loader.cuts
+        if rt.is_main and cuts["documents"]:
+            log.info(
+                "windows (this process): %d documents -> %d windows, %d hard cuts (an element longer than a "
+                "window), %d of %d images cut (longer than a window)",
+                *(cuts[k] for k in ("documents", "windows", "hard_cuts", "images_cut", "images")),
+            )
         return last
 
     def _loop(self, bar: tqdm, tokens_per_step: int) -> dict:

@@ -92,6 +92,22 @@ def losses_of():
     return logged_losses
 
 
+def whole_images(tok, doc, bounds) -> tuple[int, int]:
+    """(images in the document, images some window holds whole: `<img`, its attributes, `src="` and the 256
+    codes), read from the decoded text, independently of how the windows were cut."""
+    import re
+
+    image = re.compile(r'<img[^<>]*src="(?:\d+ ){255}\d+(?!\d)')
+    windows = [tok.decode(doc[a:z].tolist()) for a, z in bounds]
+    return len(image.findall(tok.decode(doc.tolist()))), sum(len(image.findall(w)) for w in windows)
+
+
+@pytest.fixture(scope="session")
+def images_in_windows():
+    """whole_images(tok, doc, bounds) -> (images, images held whole by one window)."""
+    return whole_images
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models on the shared 2-core CI machine: extra intra-op threads only contend (and spin-wait)."""
