@@ -39,7 +39,7 @@ from model.generate import (
     top_k_filter,
     top_p_filter,
 )
-from model.objectives import apply_objective
+from model.objectives import SpecialIds, apply_objective
 
 CAPTIONS = ["a red square", "a blue circle", "a green field", "a grey cat"]
 SENTENCES = [
@@ -110,8 +110,7 @@ def checkpoint(vq, tmp_path_factory):
                 seed=0,
                 epoch=step,
                 doc_key=k,
-                mask_offset=tok.mask_id(0),
-                eos_id=tok.eos_id,
+                ids=SpecialIds(tok.pad_id, tok.eos_id, tok.mask_offset, tok.n_masks, tok.vocab_size),
             )
         width = max(len(s) for s in batch)
         tokens = torch.full((len(batch), width), tok.pad_id)
@@ -453,7 +452,7 @@ def test_every_mode_gives_well_formed_output(loaded, mode):
         if mode == "image_infill":
             original = request["codes"]
             assert codes[:64] == original[:64] and codes[128:] == original[128:]
-            assert doc.startswith(f'<img alt="{CAPTIONS[0]}" src="') and out["finished"]
+            assert doc.startswith(f'<img alt="Photo: {CAPTIONS[0]}" src="') and out["finished"]
         if mode in ("unconditional_image", "conditional_image"):
             assert out["new_tokens"] == 257 and out["finished"]
             if mode == "conditional_image":
@@ -484,7 +483,38 @@ def test_beam_search_length_handling(loaded, min_new):
     for c in conts:
         assert len(c.ids) <= 10
         if c.finished:
-            assert len(c.ids) > min_new and '"' not in c.text
+            assert len(c.ids) > min_new and not set('"<>') & set(c.text)
+
+
+def test_the_causal_caption_ends_where_its_title_attribute_or_markup_does(loaded):
+    """A caption that runs on into markup is cut before it: at `"`, `<` or `>`, whichever comes first."""
+    _, tok, constraint = loaded
+    stop = build_prompt(tok, constraint, request_for("causal_caption", tok.n_embed)).stop
+    for generated, caption in (
+        (" the harbour.</figcaption></section>", " the harbour."),
+        (' the harbour" alt="x">', " the harbour"),
+        (" the harbour><p>", " the harbour"),
+    ):
+        ids = tok.encode(generated)
+        finished = next(
+            f for i in range(1, len(ids) + 1) if (f := stop.finished_text(tok, ids[:i], CodeState())) is not None
+        )
+        assert finished == caption
+
+
+def test_conditional_image_infilling_is_the_papers_prompt(loaded):
+    """Section 4.2.1: `<img alt="Photo: {text}" src="{prefix}<mask:0>{postfix}"><mask:0>`; without text,
+    section 4.1.2's `<img src="{prefix}<mask:0>{postfix}"><mask:0>`."""
+    _, tok, constraint = loaded
+    codes = caption_codes(CAPTIONS[0], tok.n_embed)
+    prefix, postfix = " ".join(map(str, codes[:64])), " ".join(map(str, codes[128:]))
+    request = {"mode": "image_infill", "codes": codes, "span": [64, 128], "text": "a red square"}
+    conditional = tok.decode(build_prompt(tok, constraint, request).ids)
+    assert conditional == f'<img alt="Photo: a red square" src="{prefix}<mask:0>{postfix}"><mask:0>'
+    del request["text"]
+    assert tok.decode(build_prompt(tok, constraint, request).ids) == (
+        f'<img src="{prefix}<mask:0>{postfix}"><mask:0>'
+    )
 
 
 def test_continue_of_img_stops_where_the_self_captioned_image_closes(loaded):
