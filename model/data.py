@@ -241,4 +241,66 @@ class PackedLoader:
             self._pending.append(Example(**part))
 
 
-__all__ = ["LOOKAHEAD", "MODEL_INPUTS", "LoaderOptions", "PackedLoader", "epoch_order"]
+@dataclass(frozen=True)
+class BatchCounts:
+    """What a batch holds beyond its (B, T) slots: `tokens` (example tokens, padding excluded),
+    `loss_tokens` (the sum of loss weights) and `attended` (query-key pairs the attention mask allows, for
+    the example tokens' queries): what tokens/s, MFU and the loss's normaliser count."""
+
+    tokens: int
+    loss_tokens: float
+    attended: int
+
+    def __add__(self, other: BatchCounts) -> BatchCounts:
+        return BatchCounts(
+            self.tokens + other.tokens, self.loss_tokens + other.loss_tokens, self.attended + other.attended
+        )
+
+
+def batch_counts(batch: dict[str, np.ndarray], pad_id: int) -> BatchCounts:
+    """`BatchCounts` of one batch from `PackedLoader.next_batch`, under the mask the model builds from it
+    (`CM3Transformer.forward`): causal over the row without `segment_ids`, causal inside each example with
+    them, and with `visible`/`sees`/`group` token i attends token j of its example iff visible[j] <= sees[i]
+    or both share a group >= 0."""
+    tokens = batch["tokens"]
+    real = tokens != pad_id  # padding holds <pad> inputs only; no example input is <pad>
+    n_tokens = int(real.sum())
+    loss_tokens = float(batch["weights"].sum(dtype=np.float64))
+    b, t = tokens.shape
+    if "segment_ids" not in batch:  # causal over each row; padding only at a row's end
+        used = real.sum(axis=1).astype(np.int64)
+        return BatchCounts(n_tokens, loss_tokens, int((used * (used + 1) // 2).sum()))
+    example = (np.arange(b, dtype=np.int64)[:, None] * (t + 1) + batch["segment_ids"])[real]
+    if "visible" not in batch:
+        sizes = np.bincount(example).astype(np.int64)
+        return BatchCounts(n_tokens, loss_tokens, int((sizes * (sizes + 1) // 2).sum()))
+    visible, sees, group = (batch[k][real].astype(np.int64) for k in ("visible", "sees", "group"))
+    attended = _count_at_most(example, visible, sees)
+    grouped = group >= 0  # plus the members of i's group it does not already see
+    member = example[grouped] * (t + 1) + group[grouped]
+    which = np.unique(member, return_inverse=True)[1]
+    group_pairs = int(np.bincount(which)[which].sum())
+    attended += group_pairs - _count_at_most(member, visible[grouped], sees[grouped])
+    return BatchCounts(n_tokens, loss_tokens, attended)
+
+
+def _count_at_most(key: np.ndarray, values: np.ndarray, limits: np.ndarray) -> int:
+    """Sum over i of #{j : key[j] == key[i] and values[j] <= limits[i]} (sorted once, no T x T matrix)."""
+    if not len(key):
+        return 0
+    shift = np.int64(1) << np.int64(32)  # visible and sees are below 2**31 (`objectives.HIDDEN` = 2**30)
+    sorted_keys = np.sort(key * shift + values)
+    upto = np.searchsorted(sorted_keys, key * shift + limits, side="right")
+    start = np.searchsorted(sorted_keys, key * shift + np.iinfo(np.int32).min, side="left")
+    return int((upto - start).sum())
+
+
+__all__ = [
+    "LOOKAHEAD",
+    "MODEL_INPUTS",
+    "BatchCounts",
+    "LoaderOptions",
+    "PackedLoader",
+    "batch_counts",
+    "epoch_order",
+]

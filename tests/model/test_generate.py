@@ -497,7 +497,9 @@ def test_the_causal_caption_ends_where_its_title_attribute_or_markup_does(loaded
     ):
         ids = tok.encode(generated)
         finished = next(
-            f for i in range(1, len(ids) + 1) if (f := stop.finished_text(tok, ids[:i], CodeState())) is not None
+            f
+            for i in range(1, len(ids) + 1)
+            if (f := stop.finished_text(tok, ids[:i], CodeState())) is not None
         )
         assert finished == caption
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from model import CM3Tokenizer
-from model.data import LoaderOptions, PackedLoader
+from model.data import LoaderOptions, PackedLoader, batch_counts
 from model.objectives import MAX_SPANS, OBJECTIVES, cm3_unmask, window_bounds, window_len
 from model.shards import TokenSplit
 
@@ -127,6 +127,34 @@ def test_long_documents_are_windowed_without_cutting_an_image(tok, train, seq_le
         fixed = [(a, min(a + w, len(doc))) for a in range(0, len(doc), w)]
         fixed_cut += n - images_in_windows(tok, doc, fixed)[1]
     assert images > 30 and fixed_cut > 0  # fixed windows of w tokens did cut some
+
+
+@pytest.mark.parametrize(
+    "objective, document_attention",
+    [("cm3", False), ("cm3", True), ("clm", False), ("t5", False), ("glm", False), ("unilmv2", False)],
+)
+def test_batch_counts_are_the_example_tokens_loss_tokens_and_pairs_of_the_dense_mask(
+    tok, train, objective, document_attention
+):
+    """The pairs counted without a T x T matrix equal those of the mask the model builds (dense form)."""
+    loader = PackedLoader(train, _options(tok, objective=objective, document_attention=document_attention))
+    for _ in range(3):
+        b = loader.next_batch()
+        t = b["tokens"].shape[1]
+        real = b["tokens"] != tok.pad_id
+        mask = np.tril(np.ones((t, t), dtype=bool))[None]
+        if "segment_ids" in b:
+            same = b["segment_ids"][:, :, None] == b["segment_ids"][:, None, :]
+            if "visible" in b:
+                seen = b["visible"][:, None, :] <= b["sees"][:, :, None]
+                grouped = (b["group"][:, :, None] == b["group"][:, None, :]) & (b["group"][:, :, None] >= 0)
+                mask = same & (seen | grouped)
+            else:
+                mask = same & mask
+        counts = batch_counts(b, tok.pad_id)
+        assert counts.attended == int((mask & real[:, :, None]).sum())
+        assert counts.tokens == int(real.sum()) < real.size  # some padding, not counted
+        assert counts.loss_tokens == b["weights"].sum()
 
 
 def test_loss_weight_is_zero_exactly_on_mask_targets_and_padding(tok, train):
