@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .objectives import (
-    MASKED_ATTENTION,
-    OBJECTIVES,
     Example,
+    Objective,
     SpecialIds,
     cut_counts,
     document_examples,
@@ -79,8 +78,7 @@ class PackedLoader:
     and unilmv2 the attention rule visible, sees, group (see `objectives.Example`); glm adds positions2."""
 
     def __init__(self, split: TokenSplit, options: LoaderOptions, rank: int = 0, world_size: int = 1) -> None:
-        if options.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {options.objective!r}; choose from {OBJECTIVES}")
+        spec = Objective.named(options.objective)
         if len(split) < world_size:
             raise ShardError(f"{len(split)} documents cannot feed {world_size} ranks")
         self.split = split
@@ -94,13 +92,12 @@ class PackedLoader:
         self._docs = np.zeros(0, dtype=np.int64)
         # documents read by this process, their windows, hard cuts and images cut (`objectives.cut_counts`)
         self.cuts: Counter[str] = Counter()
-        masked = options.objective in MASKED_ATTENTION
         self.batch_keys = ["tokens", "targets", "weights"]
-        if masked or options.document_attention:
+        if spec.bidirectional or options.document_attention:
             self.batch_keys += ["segment_ids", "positions"]
-        if options.objective in ("glm", "glm_doc"):
+        if spec.second_positions:
             self.batch_keys.append("positions2")
-        if masked:
+        if spec.bidirectional:
             self.batch_keys += ["visible", "sees", "group"]
 
     # ---- documents of this rank
