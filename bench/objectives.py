@@ -23,7 +23,7 @@ The corpus is the Python 3.11 documentation HTML of Debian's python3.11-doc pack
 script with apt-get if missing; never shipped), minimized by html_minimizer, written as document shards by
 the pipeline's shard writer, then through cm3-train's tokenizer and token shard writer.
 
-    nice -n 10 .venv/bin/python bench/objectives.py [--steps 40] [--seeds 0,1,2] [--objectives clm,cm3,...]
+    nice -n 10 .venv/bin/python bench/objectives.py [--steps 30] [--seeds 0,1,2] [--objectives clm,cm3,...]
 """
 
 from __future__ import annotations
@@ -311,11 +311,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=40, help="training steps of 8 x 256 tokens per run")
+    parser.add_argument("--steps", type=int, default=30, help="training steps of 8 x 256 tokens per run")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds per objective")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     parser.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size")
-    parser.add_argument("--l2r-windows", type=int, default=120, help="held-out windows read left to right")
+    parser.add_argument("--l2r-windows", type=int, default=80, help="held-out windows read left to right")
     args = parser.parse_args()
     torch.set_num_threads(1)
     sys.stdout.reconfigure(line_buffering=True)  # each run's line as it is done
