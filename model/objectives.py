@@ -3,7 +3,8 @@ window), drawn from a counter-based generator, so any window's corruption can be
 machine and any numpy version.
 
 - `cm3` (CM3 section 2): n = clamp(Poisson(1), 1, 16) spans with endpoints uniform in [0, s], disjoint and
-  ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span, then <eos>.
+  ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span, then <eos> (on
+  a document's last window only: <eos> ends documents, not windows).
 - `clm`: the document, then <eos>.
 - `t5` (T5 section 3.3.4 / 3.2.3): span corruption of 15 % of the tokens, mean span length 3, each span
   replaced by a unique sentinel; the targets are sentinel + span in order, then a final sentinel. On the
