@@ -2,18 +2,28 @@
 token shards for the same number of training tokens, once per objective (clm, cm3, t5, glm, glm_doc,
 unilmv2), then scored the same way on the same held-out documents:
 
-- left-to-right perplexity: every model read causally over windows of the held-out documents;
+- left-to-right perplexity, each model in its own objective's form of reading a window left to right
+  (clm, cm3: a plain causal pass; t5: the whole window as one noise span, `<X0>` -> `<X0> window <X1>`, the
+  prefix LM with an empty prefix; glm, glm_doc: the whole window as one span, Part A `[MASK]`, Part B
+  `[S] window` (GLM section 2.3's generation form); unilmv2: every token its own block in left-to-right
+  factorization order, the context all `[M]`, token k predicted by its `[P]` seeing tokens < k (section
+  3's partially autoregressive form)), the same tokens scored for every model (each window's first token is
+  left out: a causal pass has nothing to predict it from); and, for reference, every model read by a plain
+  causal pass (not the form t5, glm or unilmv2 were trained in);
 - infilling perplexity: one span (3-12 tokens, in the middle half) per 200-token held-out window (400 spans), masked,
   and the span's tokens scored given both sides, each model in its own objective's infilling form (cm3:
   left <mask:0> right <mask:0> span; t5: prefix left <X0> right, then <X0> span; glm: Part A
   left [MASK] right, then [S] span; unilmv2: the span as [M]s, scored by the autoencoding head). clm cannot
   see the right side: its figure is the span given the left side only, the baseline infilling must beat.
 
+Each objective is trained with several seeds (model initialisation, data order and masking); the table gives
+mean +- sample standard deviation over the seeds, and the share of row slots that carry loss in training.
+
 The corpus is the Python 3.11 documentation HTML of Debian's python3.11-doc package (installed by this
 script with apt-get if missing; never shipped), minimized by html_minimizer, written as document shards by
 the pipeline's shard writer, then through cm3-train's tokenizer and token shard writer.
 
-    nice -n 10 .venv/bin/python bench/objectives.py [--steps 100] [--objectives clm,cm3,...]
+    nice -n 10 .venv/bin/python bench/objectives.py [--steps 30] [--seeds 0,1,2] [--objectives clm,cm3,...]
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import argparse
 import json
 import math
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from html_minimizer import MinimizeError, minimize  # noqa: E402
 from model.config import TrainConfig  # noqa: E402
+from model.data import PackedLoader  # noqa: E402
 from model.objectives import (  # noqa: E402
     OBJECTIVES,
     Example,
@@ -56,6 +68,7 @@ DOC_ROOT = Path("/usr/share/doc/python3.11/html")
 N_EMBED = 16  # no images in this corpus; a token range for codes is kept as the layout requires
 MODEL = ["preset=small", "d_model=128", "n_layers=4", "n_heads=4", "d_ffn=512", "seq_len=256", "batch_size=8"]
 SEQ_LEN = 256
+L2R_WINDOW = 200  # fits every objective's own form in a row of SEQ_LEN positions (glm's window is 213)
 
 
 def python_docs() -> list[Path]:
@@ -134,7 +147,6 @@ def _forward(model, examples: list[Example], rule: bool) -> list[torch.Tensor]:
         n = len(e)
         batch["tokens"][i, :n] = torch.from_numpy(e.inputs)
         batch["positions"][i, :n] = torch.from_numpy(e.positions if e.positions is not None else np.arange(n))
-        batch["positions"][i, n:] = torch.arange(width - n)
         if rule:
             batch["segment_ids"][i, n:] = 1
             batch["visible"][i, :n] = torch.from_numpy(e.visible)
@@ -153,15 +165,44 @@ def _forward(model, examples: list[Example], rule: bool) -> list[torch.Tensor]:
     ]
 
 
-def left_to_right_nll(model, docs: list[np.ndarray]) -> tuple[float, int]:
-    windows = [d[i : i + SEQ_LEN + 1] for d in docs for i in range(0, len(d) - 1, SEQ_LEN)]
-    examples = [Example(w[:-1], w[1:], np.ones(len(w) - 1, np.float32)) for w in windows if len(w) > 1]
+def l2r_windows(docs: list[np.ndarray], limit: int) -> list[np.ndarray]:
+    """Consecutive windows of L2R_WINDOW tokens of the held-out documents, evenly thinned to `limit`."""
+    windows = [d[i : i + L2R_WINDOW] for d in docs for i in range(0, len(d) - 1, L2R_WINDOW)]
+    windows = [w for w in windows if len(w) > 1]
+    return windows[:: max(1, len(windows) // limit)][:limit]
+
+
+def l2r_example(form: str, window: np.ndarray, ids: SpecialIds) -> tuple[Example, np.ndarray]:
+    """`window` read left to right in an objective's own form (`form`: an objective, or "plain"), and the
+    positions whose targets are window[1:] (every form scores the same tokens)."""
+    n = len(window)
+    if form in ("plain", "clm", "cm3"):
+        return Example(window[:-1], window[1:], np.ones(n - 1, np.float32)), np.arange(n - 1)
+    if form == "t5":  # inputs <X0> <X0> w0 .. w_{n-1}: w_j is the target at j + 1
+        return t5_example(window, [0], [n], ids), np.arange(2, n + 1)
+    if form in ("glm", "glm_doc"):  # inputs [MASK] [S] w0 .. w_{n-1}: w_j is the target at j + 1
+        return glm_example(window, np.array([[0, n]]), WindowRandom(0), ids), np.arange(2, n + 1)
+    ex = unilm_example(window, [(k, k + 1) for k in range(n)], WindowRandom(0), ids)
+    ex.inputs[:n] = ids.mask  # the context all [M]; [P] of token k is at n + 2k
+    return ex, n + 2 * np.arange(1, n)
+
+
+def left_to_right_nll(model, form: str, windows: list[np.ndarray], ids: SpecialIds) -> tuple[float, int]:
     total, n = 0.0, 0
-    for i in range(0, len(examples), 16):
-        for lp in _forward(model, examples[i : i + 16], rule=False):
-            total -= float(lp.sum())
-            n += len(lp)
+    rule = form not in ("plain", "clm", "cm3")
+    for i in range(0, len(windows), 16):
+        built = [l2r_example(form, w, ids) for w in windows[i : i + 16]]
+        for lp, (_, at) in zip(_forward(model, [e for e, _ in built], rule), built, strict=True):
+            total -= float(lp[at].sum())
+            n += len(at)
     return total, n
+
+
+def loss_share(trainer: Trainer, batches: int = 40) -> float:
+    """The share of row slots whose target carries loss, over fresh batches of the run's own loader."""
+    loader = PackedLoader(trainer.train_split, trainer.loader_options)
+    weights = [loader.next_batch()["weights"] for _ in range(batches)]
+    return float(sum(w.sum() for w in weights) / sum(w.size for w in weights))
 
 
 def infill_cases(docs: list[np.ndarray], limit: int = 400) -> list[tuple[np.ndarray, int, int]]:
@@ -212,9 +253,10 @@ def infill_nll(model, objective: str, cases, ids: SpecialIds) -> tuple[float, in
     return total, n
 
 
-def run(objective: str, data: Path, steps: int, out: Path, val_docs, cases) -> dict:
+def run(objective: str, seed: int, data: Path, steps: int, out: Path, windows, cases) -> dict:
     overrides = [f"data={data}", f"out={out}", *MODEL, f"objective={objective}", f"max_steps={steps}"]
     overrides += [
+        f"seed={seed}",
         "device=cpu",
         "progress=false",
         "eval_every=0",
@@ -228,34 +270,57 @@ def run(objective: str, data: Path, steps: int, out: Path, val_docs, cases) -> d
     wall = time.perf_counter() - t
     model = trainer.raw_model.eval()
     ids = trainer.loader_options.special_ids
-    l2r, n_l2r = left_to_right_nll(model, val_docs)
+    own, n_l2r = left_to_right_nll(model, objective, windows, ids)
+    plain, _ = left_to_right_nll(model, "plain", windows, ids)
     fill, n_fill = infill_nll(model, objective, cases, ids)
     shutil.rmtree(out, ignore_errors=True)
     return {
         "objective": objective,
-        "train_loss": round(last["loss"], 3),
-        "l2r_ppl": round(math.exp(l2r / n_l2r), 2),
-        "infill_ppl": round(math.exp(fill / n_fill), 2),
-        "tokens_per_s": round(steps * 8 * SEQ_LEN / wall),
-        "wall_s": round(wall, 1),
+        "seed": seed,
+        "train_loss": last["loss"],
+        "loss_share": loss_share(trainer),
+        "l2r_ppl": math.exp(own / n_l2r),
+        "l2r_plain_ppl": math.exp(plain / n_l2r),
+        "infill_ppl": math.exp(fill / n_fill),
+        "tokens_per_s": last["tokens_per_s"],
+        "wall_s": wall,
         "l2r_tokens": n_l2r,
         "infill_tokens": n_fill,
     }
+
+
+def mean_sd(values: list[float], digits: int) -> str:
+    """`mean +- sample standard deviation` (the mean alone for one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} +- {statistics.stdev(values):,.{digits}f}"
+
+
+COLUMNS = (  # (header, result key, digits)
+    ("train loss", "train_loss", 3),
+    ("loss slots", "loss_share", 3),
+    ("L2R ppl, own form", "l2r_ppl", 1),
+    ("L2R ppl, plain causal", "l2r_plain_ppl", 1),
+    ("infill ppl", "infill_ppl", 1),
+    ("tokens/s", "tokens_per_s", 0),
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--steps", type=int, default=100, help="training steps of 8 x 256 tokens per objective"
-    )
+    parser.add_argument("--steps", type=int, default=30, help="training steps of 8 x 256 tokens per run")
+    parser.add_argument("--seeds", default="0,1,2", help="training seeds per objective")
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     parser.add_argument("--vocab", type=int, default=2048, help="BPE vocabulary size")
+    parser.add_argument("--l2r-windows", type=int, default=80, help="held-out windows read left to right")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    sys.stdout.reconfigure(line_buffering=True)  # each objective's row as it is done
+    sys.stdout.reconfigure(line_buffering=True)  # each run's line as it is done
     objectives = args.objectives.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         data, info = build_corpus(Path(tmp), args.vocab)
@@ -268,27 +333,31 @@ def main() -> None:
             f"{time.perf_counter() - t:.0f} s"
         )
         val_docs = [val.doc(i).astype(np.int64) for i in range(len(val))]
-        cases = infill_cases(val_docs)
+        windows, cases = l2r_windows(val_docs, args.l2r_windows), infill_cases(val_docs)
         tokens = args.steps * 8 * SEQ_LEN
         print(
-            f"model: {' '.join(MODEL)}; {args.steps} steps = {tokens:,} training tokens per objective, 1 thread"
+            f"model: {' '.join(MODEL)}; {args.steps} steps = {tokens:,} training tokens per run, 1 thread; "
+            f"seeds {seeds}; L2R: {len(windows)} windows of {L2R_WINDOW}; infilling: {len(cases)} spans"
         )
         results = []
-        print(
-            f"{'objective':<10} {'train loss':>10} {'L2R ppl':>9} {'infill ppl':>10} {'tokens/s':>9} {'wall s':>7}"
-        )
         for objective in objectives:
-            r = run(objective, data, args.steps, Path(tmp) / f"run-{objective}", val_docs, cases)
-            results.append(r)
-            print(
-                f"{objective:<10} {r['train_loss']:>10.3f} {r['l2r_ppl']:>9.2f} {r['infill_ppl']:>10.2f} "
-                f"{r['tokens_per_s']:>9,} {r['wall_s']:>7.1f}"
-            )
-        print(
-            json.dumps(
-                {"corpus": info, "training_tokens": tokens, "infill_spans": len(cases), "results": results}
-            )
-        )
+            for seed in seeds:
+                r = run(
+                    objective, seed, data, args.steps, Path(tmp) / f"run-{objective}-{seed}", windows, cases
+                )
+                results.append(r)
+                print(
+                    "  "
+                    + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items())
+                )
+        print("| objective | " + " | ".join(h for h, _, _ in COLUMNS) + " |")
+        print("|---" * (len(COLUMNS) + 1) + "|")
+        for objective in objectives:
+            rows = [r for r in results if r["objective"] == objective]
+            cells = [mean_sd([r[key] for r in rows], digits) for _, key, digits in COLUMNS]
+            cells[1] = mean_sd([100 * r["loss_share"] for r in rows], 1) + " %"
+            print(f"| `{objective}` | " + " | ".join(cells) + " |")
+        print(json.dumps({"corpus": info, "training_tokens": tokens, "seeds": seeds, "results": results}))
 
 
 if __name__ == "__main__":

@@ -37,10 +37,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.config import TrainConfig  # noqa: E402
-from model.data import LoaderOptions, PackedLoader  # noqa: E402
+from model.data import BatchCounts, LoaderOptions, PackedLoader  # noqa: E402
 from model.shards import TokenSplit  # noqa: E402
 from model.tokenizer import CM3Tokenizer  # noqa: E402
-from model.trainer import Trainer  # noqa: E402
+from model.trainer import Trainer, train_flops  # noqa: E402
 
 N_EMBED = 8192  # image codes, as the paper's VQGAN
 
@@ -192,12 +192,11 @@ ATTENTION_VARIANTS = {
 
 
 def bench_attention_paths(data: Path, overrides: list[str], rounds: int, steps: int) -> dict:
-    """Training tokens/s (row slots, padding included) per attention path, same data and initial weights,
-    interleaved rounds; `overrides` set the model, shape, device, precision and compile. MFU where the
+    """Training tokens/s (example tokens, padding excluded: `Trainer.counts`) per attention path, same data
+    and initial weights, interleaved rounds (medians of each round's rate); `overrides` set the model, shape, device, precision and compile. MFU where the
     device's peak is known."""
     cuda = "device=cuda" in overrides
     variants = {name: extra for name, extra in ATTENTION_VARIANTS.items() if cuda or name != "flex"}
-    times: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as out:
         base = [f"data={data}", "max_steps=100000", "progress=false", "eval_every=0", "ckpt_every=0"]
         trainers = {
@@ -207,22 +206,25 @@ def bench_attention_paths(data: Path, overrides: list[str], rounds: int, steps: 
         for trainer in trainers.values():
             for _ in range(3 if cuda else 1):  # compile, autotune, allocator
                 trainer.train_step()
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}  # (tokens/s, FLOP/s)
         for _ in range(rounds):
             for name, trainer in trainers.items():
                 if cuda:
                     torch.cuda.synchronize()
+                trainer.counts = BatchCounts(0, 0.0, 0)
                 t = time.perf_counter()
                 for _ in range(steps):
                     trainer.train_step()
                 if cuda:
                     torch.cuda.synchronize()
-                times[name].append(time.perf_counter() - t)
-        cfg = trainers["dense (reference)"].cfg
-        tokens = cfg.batch_size * cfg.seq_len * steps
+                elapsed = time.perf_counter() - t
+                flops = train_flops(trainer.model_cfg, trainer.matmul_params, trainer.counts)
+                rates[name].append((trainer.counts.tokens / elapsed, flops / elapsed))
         result = {}
         for name, trainer in trainers.items():
-            tok_s = tokens / statistics.median(times[name])
-            mfu = tok_s * trainer.flops_per_token / trainer.peak if trainer.peak else None
+            tok_s = statistics.median(rate for rate, _ in rates[name])
+            flop_s = statistics.median(flop_s for _, flop_s in rates[name])
+            mfu = flop_s / trainer.peak if trainer.peak else None
             result[name] = {
                 "tokens_per_s": round(tok_s),
                 "mfu_pct": None if mfu is None else round(100 * mfu, 1),
@@ -255,6 +257,7 @@ def bench_packing(data: Path, tok: CM3Tokenizer, rounds: int) -> dict:
             tok.pad_id,
             tok.vocab_size,
             doc_attention,
+            tag_open=tok.tag_open_ids(),
         )
         rates = []
         for r in range(rounds):
@@ -287,16 +290,13 @@ def bench_gpu_mfu(data: Path, steps: int) -> dict:
         for _ in range(10):  # compile + warm-up
             trainer.train_step()
         torch.cuda.synchronize()
+        trainer.throughput(1.0)  # restart the counts: only the timed steps below
         t = time.perf_counter()
         for _ in range(steps):
             trainer.train_step()
         torch.cuda.synchronize()
-        tok_s = 8 * 2048 * steps / (time.perf_counter() - t)
-    return {
-        "gpu": torch.cuda.get_device_name(),
-        "tokens_per_s": round(tok_s),
-        "mfu_pct": round(100 * tok_s * trainer.flops_per_token / trainer.peak, 1),
-    }
+        tok_s, mfu = trainer.throughput(time.perf_counter() - t)  # example tokens, the mask's attention
+    return {"gpu": torch.cuda.get_device_name(), "tokens_per_s": round(tok_s), "mfu_pct": round(100 * mfu, 1)}
 
 
 STEP_OVERRIDES = ["device=cpu", "preset=small", "d_model=128", "d_ffn=512", "seq_len=256", "batch_size=8"]

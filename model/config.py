@@ -16,7 +16,7 @@ import yaml
 
 from image_tokenizer.config_files import parse_config, read_config_file, shorten
 
-from .objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES, window_len
+from .objectives import N_EXTRA_IDS, OBJECTIVES, Objective, window_len
 
 
 @dataclass(frozen=True)
@@ -218,9 +218,10 @@ class TrainConfig:
     def model_config(self, vocab_size: int, pad_id: int | None = None) -> CM3Config:
         """The model for the tokenizer's `vocab_size`; t5, glm and unilmv2 add the objectives' extra ids
         (sentinels, [MASK], [S], [P]) after it, so cm3/clm models and checkpoints keep their shape."""
+        objective = Objective.named(self.objective)
         return CM3Config(
-            vocab_size=vocab_size + (N_EXTRA_IDS if self.objective in MASKED_ATTENTION else 0),
-            block_positions=self.objective in ("glm", "glm_doc"),
+            vocab_size=vocab_size + (N_EXTRA_IDS if objective.bidirectional else 0),
+            block_positions=objective.second_positions,
             max_seq_len=self.seq_len,
             positions=self.positions,
             dropout=self.dropout,

@@ -2,7 +2,8 @@
 
 Each epoch visits the documents in an order keyed by (seed, epoch); rank r of w takes every w-th document
 of that order, so ranks read disjoint documents. The objective turns each document into examples that
-each fit one row of `seq_len` inputs (`objectives.window_len`), and rows are filled with whole examples:
+each fit one row of `seq_len` inputs (`objectives.window_len`; a long document is cut into windows at element
+boundaries, `objectives.window_bounds`, counted in `PackedLoader.cuts`), and rows are filled with whole examples:
 the first of the next `LOOKAHEAD` pending examples that still fits goes in, and a row that none fits is
 padded (weight 0). No example is ever cut, so a CM3 span always shares its row with its <mask:i>
 placeholder. The loader's state (epoch, cursor, the pending examples) goes into checkpoints, so a resumed
@@ -16,11 +17,20 @@ shared out whole.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
-from .objectives import MASKED_ATTENTION, OBJECTIVES, Example, SpecialIds, document_examples
+from .objectives import (
+    Example,
+    Objective,
+    SpecialIds,
+    cut_counts,
+    document_examples,
+    window_bounds,
+    window_len,
+)
 from .shards import ShardError, TokenSplit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -58,10 +68,13 @@ class LoaderOptions:
     extra_offset: int  # the tokenizer's vocab_size: first id of the objectives' extra specials
     document_attention: bool = False
     shuffle: bool = True
+    tag_open: frozenset[int] = frozenset()  # `CM3Tokenizer.tag_open_ids()`: where long documents are cut
 
     @property
     def special_ids(self) -> SpecialIds:
-        return SpecialIds(self.pad_id, self.eos_id, self.mask_offset, self.n_masks, self.extra_offset)
+        return SpecialIds(
+            self.pad_id, self.eos_id, self.mask_offset, self.n_masks, self.extra_offset, self.tag_open
+        )
 
 
 class PackedLoader:
@@ -70,8 +83,7 @@ class PackedLoader:
     and unilmv2 the attention rule visible, sees, group (see `objectives.Example`); glm adds positions2."""
 
     def __init__(self, split: TokenSplit, options: LoaderOptions, rank: int = 0, world_size: int = 1) -> None:
-        if options.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {options.objective!r}; choose from {OBJECTIVES}")
+        spec = Objective.named(options.objective)
         if len(split) < world_size:
             raise ShardError(f"{len(split)} documents cannot feed {world_size} ranks")
         self.split = split
@@ -85,13 +97,14 @@ class PackedLoader:
         self._docs = np.zeros(0, dtype=np.int64)
         # (epoch, old world size, documents each old rank had read in that epoch) of elastic resumes
         self._read_layers: list[tuple[int, int, np.ndarray]] = []
-        masked = options.objective in MASKED_ATTENTION
+        # documents read by this process, their windows, hard cuts and images cut (`objectives.cut_counts`)
+        self.cuts: Counter[str] = Counter()
         self.batch_keys = ["tokens", "targets", "weights"]
-        if masked or options.document_attention:
+        if spec.bidirectional or options.document_attention:
             self.batch_keys += ["segment_ids", "positions"]
-        if options.objective in ("glm", "glm_doc"):
+        if spec.second_positions:
             self.batch_keys.append("positions2")
-        if masked:
+        if spec.bidirectional:
             self.batch_keys += ["visible", "sees", "group"]
 
     # ---- documents of this rank
@@ -129,14 +142,20 @@ class PackedLoader:
                 continue
             d = int(docs[self.cursor])
             self.cursor += 1
+            doc = self.split.doc(d).astype(np.int64)
+            ids = o.special_ids
+            self.cuts["documents"] += 1
+            self.cuts.update(
+                cut_counts(doc, window_bounds(doc, window_len(o.objective, o.seq_len), ids), ids)
+            )
             self._pending += document_examples(
                 o.objective,
-                self.split.doc(d).astype(np.int64),
+                doc,
                 seq_len=o.seq_len,
                 seed=o.seed,
                 epoch=self.epoch,
                 doc_key=int(self.split.keys[d]),
-                ids=o.special_ids,
+                ids=ids,
             )
 
     def _row(self) -> list[Example]:
@@ -292,4 +311,66 @@ def _examples(pending: dict) -> list[Example]:
     ]
 
 
-__all__ = ["LOOKAHEAD", "MODEL_INPUTS", "LoaderOptions", "PackedLoader", "epoch_order"]
+@dataclass(frozen=True)
+class BatchCounts:
+    """What a batch holds beyond its (B, T) slots: `tokens` (example tokens, padding excluded),
+    `loss_tokens` (the sum of loss weights) and `attended` (query-key pairs the attention mask allows, for
+    the example tokens' queries): what tokens/s, MFU and the loss's normaliser count."""
+
+    tokens: int
+    loss_tokens: float
+    attended: int
+
+    def __add__(self, other: BatchCounts) -> BatchCounts:
+        return BatchCounts(
+            self.tokens + other.tokens, self.loss_tokens + other.loss_tokens, self.attended + other.attended
+        )
+
+
+def batch_counts(batch: dict[str, np.ndarray], pad_id: int) -> BatchCounts:
+    """`BatchCounts` of one batch from `PackedLoader.next_batch`, under the mask the model builds from it
+    (`CM3Transformer.forward`): causal over the row without `segment_ids`, causal inside each example with
+    them, and with `visible`/`sees`/`group` token i attends token j of its example iff visible[j] <= sees[i]
+    or both share a group >= 0."""
+    tokens = batch["tokens"]
+    real = tokens != pad_id  # padding holds <pad> inputs only; no example input is <pad>
+    n_tokens = int(real.sum())
+    loss_tokens = float(batch["weights"].sum(dtype=np.float64))
+    b, t = tokens.shape
+    if "segment_ids" not in batch:  # causal over each row; padding only at a row's end
+        used = real.sum(axis=1).astype(np.int64)
+        return BatchCounts(n_tokens, loss_tokens, int((used * (used + 1) // 2).sum()))
+    example = (np.arange(b, dtype=np.int64)[:, None] * (t + 1) + batch["segment_ids"])[real]
+    if "visible" not in batch:
+        sizes = np.bincount(example).astype(np.int64)
+        return BatchCounts(n_tokens, loss_tokens, int((sizes * (sizes + 1) // 2).sum()))
+    visible, sees, group = (batch[k][real].astype(np.int64) for k in ("visible", "sees", "group"))
+    attended = _count_at_most(example, visible, sees)
+    grouped = group >= 0  # plus the members of i's group it does not already see
+    member = example[grouped] * (t + 1) + group[grouped]
+    which = np.unique(member, return_inverse=True)[1]
+    group_pairs = int(np.bincount(which)[which].sum())
+    attended += group_pairs - _count_at_most(member, visible[grouped], sees[grouped])
+    return BatchCounts(n_tokens, loss_tokens, attended)
+
+
+def _count_at_most(key: np.ndarray, values: np.ndarray, limits: np.ndarray) -> int:
+    """Sum over i of #{j : key[j] == key[i] and values[j] <= limits[i]} (sorted once, no T x T matrix)."""
+    if not len(key):
+        return 0
+    shift = np.int64(1) << np.int64(32)  # visible and sees are below 2**31 (`objectives.HIDDEN` = 2**30)
+    sorted_keys = np.sort(key * shift + values)
+    upto = np.searchsorted(sorted_keys, key * shift + limits, side="right")
+    start = np.searchsorted(sorted_keys, key * shift + np.iinfo(np.int32).min, side="left")
+    return int((upto - start).sum())
+
+
+__all__ = [
+    "LOOKAHEAD",
+    "MODEL_INPUTS",
+    "BatchCounts",
+    "LoaderOptions",
+    "PackedLoader",
+    "batch_counts",
+    "epoch_order",
+]

@@ -21,13 +21,13 @@ class PromptError(ValueError):
 
 @dataclass(frozen=True)
 class StopRule:
-    """Generation ends at one of `token_ids` (not part of the text), when the text contains `text`
-    (cut before it), after `images` completed images (0: never), or, with `image_tag`, when the
-    `<img ...>` tag holding a completed image closes (cut after its `>`: free continuation of `<img`,
-    CM3 section 4.1.1)."""
+    """Generation ends at one of `token_ids` (not part of the text), when the text contains one of
+    `texts` (cut before the first), after `images` completed images (0: never), or, with `image_tag`,
+    when the `<img ...>` tag holding a completed image closes (cut after its `>`: free continuation of
+    `<img`, CM3 section 4.1.1)."""
 
     token_ids: frozenset[int] = frozenset()
-    text: str | None = None
+    texts: tuple[str, ...] = ()
     images: int = 0
     image_tag: bool = False
 
@@ -41,11 +41,11 @@ class StopRule:
             codes = " ".join(map(str, state.images[-1]))
             cut = decoded.find(">", decoded.rfind(codes) + len(codes))
             return decoded[: cut + 1] if cut >= 0 else decoded  # a `<` ended the tag instead
-        if self.text is not None:
+        if self.texts:
             decoded = tok.decode(ids)
-            cut = decoded.find(self.text)
-            if cut >= 0:
-                return decoded[:cut]
+            cuts = [cut for cut in (decoded.find(t) for t in self.texts) if cut >= 0]
+            if cuts:
+                return decoded[: min(cuts)]
         return None
 
 
@@ -211,8 +211,8 @@ def beam_search(
     device = model.embed.weight.device
     width = options.num_beams
     stop_ids = stop.token_ids
-    if stop.text is not None:  # a token carrying the stop text ends the continuation too
-        stop_ids = stop_ids | {i for i, t in enumerate(constraint.texts) if stop.text in t}
+    if stop.texts:  # a token carrying a stop text ends the continuation too
+        stop_ids = stop_ids | {i for i, t in enumerate(constraint.texts) if any(s in t for s in stop.texts)}
     stop_mask = _token_mask(tok.vocab_size, frozenset(stop_ids))
     cache, logits = _prefill(model, prompt_ids, 1, max_new_tokens)
     beams: list[tuple[tuple[int, ...], float, CodeState]] = [((), 0.0, state)]

@@ -3,7 +3,8 @@ window), drawn from a counter-based generator, so any window's corruption can be
 machine and any numpy version.
 
 - `cm3` (CM3 section 2): n = clamp(Poisson(1), 1, 16) spans with endpoints uniform in [0, s], disjoint and
-  ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span, then <eos>.
+  ordered; span i is replaced by <mask:i>, and <mask:i> + span i are appended for each span, then <eos> (on
+  a document's last window only: <eos> ends documents, not windows).
 - `clm`: the document, then <eos>.
 - `t5` (T5 section 3.3.4 / 3.2.3): span corruption of 15 % of the tokens, mean span length 3, each span
   replaced by a unique sentinel; the targets are sentinel + span in order, then a final sentinel. On the
@@ -17,21 +18,21 @@ machine and any numpy version.
   autoregressive through [P] pseudo masks appended with the original tokens, under Figure 5's attention
   mask; L = L_AE + L_PAR (equation 7).
 
-Every objective turns a document into `Example`s whose inputs fit one training row of `seq_len` tokens
-whole: a packed row never cuts a sentinel away from its span (see `window_len`).
+`REGISTRY` holds each objective's window rule, example builder and what the loader and model need to know
+(`Objective`). Every objective turns a document into `Example`s whose inputs fit one training row of `seq_len` tokens
+whole: a packed row never cuts a sentinel away from its span (see `window_len`). A document longer than one
+window is cut at element boundaries, never inside an image's codes or its `<img>` tag (`window_bounds`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 MAX_SPANS = 16
-OBJECTIVES = ("cm3", "clm", "t5", "glm", "glm_doc", "unilmv2")
-# Objectives whose examples carry their own attention rule (bidirectional parts) and extra special ids.
-MASKED_ATTENTION = ("t5", "glm", "glm_doc", "unilmv2")
 T5_SENTINELS = 128  # T5 uses 100; 15 % in spans of mean 3 at 2048 tokens needs 103
 NOISE_DENSITY = 0.15
 T5_MEAN_SPAN = 3
@@ -119,13 +120,20 @@ class WindowRandom:
 
 @dataclass(frozen=True)
 class SpecialIds:
-    """Ids the objectives insert: the tokenizer's <pad>, <eos>, <mask:i>, and the extra ids after its vocab."""
+    """Ids the objectives insert: the tokenizer's <pad>, <eos>, <mask:i>, and the extra ids after its vocab;
+    `tag_open`: the text ids in which an HTML tag opens (`CM3Tokenizer.tag_open_ids`), where windows cut."""
 
     pad_id: int
     eos_id: int
     mask_offset: int
     n_masks: int
     extra_offset: int  # the tokenizer's vocab_size
+    tag_open: frozenset[int] = frozenset()
+
+    @property
+    def image_offset(self) -> int:
+        """First image-code id: the tokenizer lays the codes out after the masks, up to its vocab_size."""
+        return self.mask_offset + self.n_masks
 
     @property
     def t5_sentinel(self) -> int:
@@ -225,6 +233,73 @@ def cm3_unmask(sequence: np.ndarray, mask_offset: int, n_masks: int, eos_id: int
     return np.concatenate(pieces) if pieces else seq
 
 
+# ---------------------------------------------------------------- windows
+def element_starts(doc: np.ndarray, ids: SpecialIds) -> np.ndarray:
+    """Sorted positions p > 0 where a window may begin: token p opens a tag (its text holds a `<`; minimal
+    HTML escapes every other `<`). Byte-level BPE may merge the end of one tag with the start of the next
+    (`"><img`): such a token starts the window, so an `<img ... src="` always shares a window with its codes,
+    and only the `">` closing the image before may begin the next window."""
+    if not ids.tag_open or len(doc) < 2:
+        return np.zeros(0, dtype=np.int64)
+    opens = np.isin(doc[1:], np.fromiter(ids.tag_open, dtype=np.int64, count=len(ids.tag_open)))
+    return np.flatnonzero(opens) + 1
+
+
+def _is_code(doc: np.ndarray, ids: SpecialIds) -> np.ndarray:
+    return (doc >= ids.image_offset) & (doc < ids.extra_offset)
+
+
+def window_bounds(doc: np.ndarray, window_len: int, ids: SpecialIds) -> list[tuple[int, int]]:
+    """[start, end) windows of at most `window_len` tokens that hold every token of the document once, in
+    order. Each window ends where the last element that starts inside it begins (`element_starts`), so no
+    window cuts an image's `<img ... src="` + 256 codes + `">`, nor any tag. Only where no element starts
+    inside a window (one element, e.g. a long paragraph, longer than a window) is it cut hard at
+    `window_len`, moved back to the start of an image's code run it would split (`cut_counts` counts both).
+    """
+    n = len(doc)
+    if n <= window_len:
+        return [(0, n)]
+    starts = element_starts(doc, ids)
+    is_code = _is_code(doc, ids)
+    bounds, at = [], 0
+    while n - at > window_len:
+        limit = at + window_len
+        i = int(np.searchsorted(starts, limit, side="right")) - 1
+        if i >= 0 and starts[i] > at:
+            end = int(starts[i])
+        else:
+            end = limit
+            if is_code[end - 1] and is_code[end]:  # inside a code run: start the next window with it
+                run_start = end - int(np.argmin(is_code[at:end][::-1]))
+                end = run_start if at < run_start else end
+        bounds.append((at, end))
+        at = end
+    bounds.append((at, n))
+    return bounds
+
+
+def cut_counts(doc: np.ndarray, bounds: list[tuple[int, int]], ids: SpecialIds) -> dict[str, int]:
+    """How a document's windows fell: `windows`, `hard_cuts` (a window that ends inside an element),
+    `images` and `images_cut` (a window starts after an image's `<img` tag opened and before its last code,
+    so no window holds its tag and its 256 codes together)."""
+    starts = element_starts(doc, ids)
+    is_code = _is_code(doc, ids)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_code.astype(np.int8), [0]])))
+    runs = edges.reshape(-1, 2)  # [first code, one past the last code) of each image
+    cuts = np.asarray([start for start, _ in bounds[1:]], dtype=np.int64)
+    images_cut = 0
+    for first, end in runs:
+        i = int(np.searchsorted(starts, first, side="right")) - 1
+        opened = int(starts[i]) if i >= 0 else first  # the start of the image's `<img` element
+        images_cut += bool(((cuts > opened) & (cuts < end)).any())
+    return {
+        "windows": len(bounds),
+        "hard_cuts": int((~np.isin(cuts, starts)).sum()),
+        "images": len(runs),
+        "images_cut": images_cut,
+    }
+
+
 def apply_objective(
     objective: str,
     doc: np.ndarray,
@@ -233,28 +308,34 @@ def apply_objective(
     seed: int,
     epoch: int,
     doc_key: int,
-    mask_offset: int,
-    eos_id: int,
+    ids: SpecialIds,
 ) -> list[np.ndarray]:
-    """The cm3 or clm token sequences of one document: one per window of at most `window_len` tokens.
+    """The cm3 or clm token sequences of one document: one per window of `window_bounds`.
 
-    cm3 masks each window independently and ends each with <eos>; clm ends only the document's last
-    window with <eos>.
+    cm3 masks each window independently (its spans drawn from the window's own key); only the document's
+    last window ends with <eos>, for both: <eos> means end of document (CM3 section 2's "unique end of
+    document token"), never end of window.
     """
-    if objective not in ("cm3", "clm"):
+    if objective not in _SEQUENCES:
         raise ValueError(f"apply_objective makes cm3 and clm sequences, not {objective!r}")
-    n_windows = max(1, -(-len(doc) // window_len))
-    out = []
-    for w in range(n_windows):
-        window = doc[w * window_len : (w + 1) * window_len]
-        if objective == "cm3":
-            spans = draw_spans(WindowRandom(seed, epoch, doc_key, w), len(window))
-            out.append(cm3_mask(window, spans, mask_offset, eos_id))
-        elif w == n_windows - 1:
-            out.append(np.concatenate([window, np.asarray([eos_id], dtype=doc.dtype)]))
-        else:
-            out.append(window)
-    return out
+    bounds = window_bounds(doc, window_len, ids)
+    sequence = _SEQUENCES[objective]
+    return [
+        sequence(doc[start:end], WindowRandom(seed, epoch, doc_key, w), w == len(bounds) - 1, ids)
+        for w, (start, end) in enumerate(bounds)
+    ]
+
+
+def _cm3_sequence(window: np.ndarray, rng: WindowRandom, last: bool, ids: SpecialIds) -> np.ndarray:
+    seq = cm3_mask(window, draw_spans(rng, len(window)), ids.mask_offset, ids.eos_id)
+    return seq if last else seq[:-1]
+
+
+def _clm_sequence(window: np.ndarray, rng: WindowRandom, last: bool, ids: SpecialIds) -> np.ndarray:
+    return np.concatenate([window, np.asarray([ids.eos_id], dtype=window.dtype)]) if last else window
+
+
+_SEQUENCES = {"cm3": _cm3_sequence, "clm": _clm_sequence}
 
 
 # ---------------------------------------------------------------- t5
@@ -435,95 +516,134 @@ def unilm_example(
     )
 
 
-# ---------------------------------------------------------------- windows and examples
-def window_len(objective: str, seq_len: int) -> int:
-    """Longest document window whose example still fits a row of `seq_len` inputs whole.
-
-    cm3 adds 2n + 1 <= 33 tokens and drops one (the shifted targets); t5 adds 2n + 1 with n = round(15 % / 3);
-    glm adds 2 per span (at most 10 % of the window's length in spans, enforced); glm_doc adds 2; unilmv2
-    adds 2 per masked token (< 15 % + 6).
-    """
-    if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; choose from {OBJECTIVES}")
-    if objective == "clm":
-        return seq_len
-    if objective == "cm3":
-        w = seq_len - 2 * MAX_SPANS
-    elif objective == "t5":
-        w = seq_len
-        while w > 1 and w + 2 * max(round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN), 1) > seq_len:
-            w -= 1
-    elif objective in ("glm", "glm_doc"):
-        w = math.floor(seq_len / 1.2)
-    else:
-        w = seq_len
-        while w > 1 and w + 2 * (math.ceil(w * NOISE_DENSITY) + 5) > seq_len:
-            w -= 1
-    if w < 8:
-        raise ValueError(f"seq_len {seq_len} is too short for the {objective} objective")
-    if objective == "t5" and round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN) + 1 > T5_SENTINELS:
+# ---------------------------------------------------------------- the registry
+def _t5_window(seq_len: int) -> int:
+    """t5 adds 2n + 1 with n = round(15 % / 3) spans."""
+    w = seq_len
+    while w > 1 and w + 2 * max(round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN), 1) > seq_len:
+        w -= 1
+    if round(round(w * NOISE_DENSITY) / T5_MEAN_SPAN) + 1 > T5_SENTINELS:
         raise ValueError(f"seq_len {seq_len} needs more than {T5_SENTINELS} t5 sentinels")
     return w
 
 
-def _causal(seq: np.ndarray, ids: SpecialIds, objective: str) -> Example:
+def _unilm_window(seq_len: int) -> int:
+    """unilmv2 adds 2 per masked token (< 15 % + 6)."""
+    w = seq_len
+    while w > 1 and w + 2 * (math.ceil(w * NOISE_DENSITY) + 5) > seq_len:
+        w -= 1
+    return w
+
+
+def _causal(seq: np.ndarray, ids: SpecialIds, ignore_masks: bool) -> Example:
     targets = seq[1:]
-    if objective == "cm3":  # the model is never asked to guess where a span starts (CM3 section 2)
+    if ignore_masks:  # the model is never asked to guess where a span starts (CM3 section 2)
         weights = ~((targets >= ids.mask_offset) & (targets < ids.mask_offset + ids.n_masks))
     else:
         weights = np.ones(len(targets), dtype=bool)
     return Example(inputs=seq[:-1], targets=targets, weights=weights.astype(np.float32))
 
 
+def _cm3_example(window, rng, last, seq_len, ids) -> Example:
+    return _causal(_cm3_sequence(window, rng, last, ids), ids, ignore_masks=True)
+
+
+def _clm_example(window, rng, last, seq_len, ids) -> Example:
+    return _causal(_clm_sequence(window, rng, last, ids), ids, ignore_masks=False)
+
+
+def _t5_example(window, rng, last, seq_len, ids) -> Example:
+    return t5_example(window, *t5_span_lengths(rng, len(window)), ids)
+
+
+def _glm_example(window, rng, last, seq_len, ids) -> Example:
+    return glm_example(window, glm_spans(rng, len(window), max(1, (seq_len - len(window)) // 2)), rng, ids)
+
+
+def _glm_doc_example(window, rng, last, seq_len, ids) -> Example:
+    if rng.uniform() < 0.5:
+        return glm_example(window, glm_document_span(rng, len(window)), rng, ids)
+    return glm_example(window, glm_spans(rng, len(window), max(1, (seq_len - len(window)) // 2)), rng, ids)
+
+
+def _unilm_example(window, rng, last, seq_len, ids) -> Example:
+    return unilm_example(window, unilm_blocks(rng, len(window)), rng, ids)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the loader, the config and the model need to know of one objective.
+
+    `window(seq_len)`: the longest document window whose example still fits a row of `seq_len` inputs.
+    `example(window, rng, last, seq_len, ids)`: the window's example (`last`: the document's last window).
+    `bidirectional`: examples carry their own attention rule (`visible`/`sees`/`group`) and the model adds
+    `N_EXTRA_IDS` after the tokenizer's vocabulary. `second_positions`: GLM's 2D positions (`positions2`
+    and the model's `block_positions` table)."""
+
+    window: Callable[[int], int]
+    example: Callable[[np.ndarray, WindowRandom, bool, int, SpecialIds], Example]
+    bidirectional: bool = False
+    second_positions: bool = False
+
+    @staticmethod
+    def named(name: str) -> Objective:
+        """The registry's entry for `name`; ValueError naming the choices for any other name."""
+        if name not in REGISTRY:
+            raise ValueError(f"unknown objective {name!r}; choose from {OBJECTIVES}")
+        return REGISTRY[name]
+
+
+# cm3 adds 2n + 1 <= 33 tokens and drops one (the shifted targets); glm adds 2 per span (at most 10 % of the
+# window's length in spans, enforced); glm_doc adds 2
+REGISTRY: dict[str, Objective] = {
+    "cm3": Objective(lambda seq_len: seq_len - 2 * MAX_SPANS, _cm3_example),
+    "clm": Objective(lambda seq_len: seq_len, _clm_example),
+    "t5": Objective(_t5_window, _t5_example, bidirectional=True),
+    "glm": Objective(lambda seq_len: math.floor(seq_len / 1.2), _glm_example, True, True),
+    "glm_doc": Objective(lambda seq_len: math.floor(seq_len / 1.2), _glm_doc_example, True, True),
+    "unilmv2": Objective(_unilm_window, _unilm_example, bidirectional=True),
+}
+OBJECTIVES = tuple(REGISTRY)
+
+
+def window_len(name: str, seq_len: int) -> int:
+    """Longest document window whose example still fits a row of `seq_len` inputs whole."""
+    w = Objective.named(name).window(seq_len)
+    if w < 8:
+        raise ValueError(f"seq_len {seq_len} is too short for the {name} objective")
+    return w
+
+
 def document_examples(
-    objective: str, doc: np.ndarray, *, seq_len: int, seed: int, epoch: int, doc_key: int, ids: SpecialIds
+    name: str, doc: np.ndarray, *, seq_len: int, seed: int, epoch: int, doc_key: int, ids: SpecialIds
 ) -> list[Example]:
     """The training examples of one document, each of at most `seq_len` inputs: one per window."""
-    w_len = window_len(objective, seq_len)
-    if objective in ("cm3", "clm"):
-        seqs = apply_objective(
-            objective,
-            doc,
-            window_len=w_len,
-            seed=seed,
-            epoch=epoch,
-            doc_key=doc_key,
-            mask_offset=ids.mask_offset,
-            eos_id=ids.eos_id,
-        )
-        return [_causal(s, ids, objective) for s in seqs if len(s) > 1]
+    make = Objective.named(name).example
+    bounds = window_bounds(doc, window_len(name, seq_len), ids)
     out = []
-    for w in range(max(1, -(-len(doc) // w_len))):
-        window = doc[w * w_len : (w + 1) * w_len]
-        if not len(window):
-            continue
-        rng = WindowRandom(seed, epoch, doc_key, w)
-        if objective == "t5":
-            out.append(t5_example(window, *t5_span_lengths(rng, len(window)), ids))
-        elif objective == "unilmv2":
-            out.append(unilm_example(window, unilm_blocks(rng, len(window)), rng, ids))
-        else:
-            max_spans = max(1, (seq_len - len(window)) // 2)
-            if objective == "glm_doc" and rng.uniform() < 0.5:
-                spans = glm_document_span(rng, len(window))
-            else:
-                spans = glm_spans(rng, len(window), max_spans)
-            out.append(glm_example(window, spans, rng, ids))
+    for w, (start, end) in enumerate(bounds):
+        window = doc[start:end]
+        if len(window):
+            ex = make(window, WindowRandom(seed, epoch, doc_key, w), w == len(bounds) - 1, seq_len, ids)
+            if len(ex):
+                out.append(ex)
     return out
 
 
 __all__ = [
-    "MASKED_ATTENTION",
     "MAX_SPANS",
     "N_EXTRA_IDS",
     "OBJECTIVES",
+    "REGISTRY",
     "T5_SENTINELS",
     "Example",
+    "Objective",
     "SpecialIds",
     "WindowRandom",
     "apply_objective",
     "cm3_mask",
     "cm3_unmask",
+    "cut_counts",
     "document_examples",
     "draw_spans",
     "glm_document_span",
@@ -533,5 +653,7 @@ __all__ = [
     "t5_span_lengths",
     "unilm_blocks",
     "unilm_example",
+    "element_starts",
+    "window_bounds",
     "window_len",
 ]

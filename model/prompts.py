@@ -24,6 +24,11 @@ MAX_SAMPLES = 256
 MAX_CANDIDATES = 4096
 # CM3 section 4.2.3's captioning prompts start the caption with this text (in `alt` and in `title`)
 PHOTO_PREFIX = "Photo: A photo taken of"
+# CM3 section 4.2.1's conditional infilling prompt: `<img alt="Photo: {text}" src="{prefix}<mask:0>...`
+INFILL_ALT_PREFIX = "Photo: "
+# a caption written into an attribute ends where the attribute does (`"`), or where markup starts (`<`,
+# `>`: a caption that runs on into `</figcaption>...` is not a caption)
+CAPTION_STOP_TEXTS = ('"', "<", ">")
 
 
 @dataclass(frozen=True)
@@ -202,8 +207,9 @@ def text_infill(tok, constraint: CodeConstraint, request: Mapping, codes_of_imag
 
 
 def image_infill(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None) -> Prompt:
-    """{codes|image, span: [start, end], text?}: `<img [alt="{text}"] src="{prefix}<mask:0>{postfix}"><mask:0>`
-    -> end - start codes, then <eos> (sections 4.1.2 and 4.2.1)."""
+    """{codes|image, span: [start, end], text?}: `<img src="{prefix}<mask:0>{postfix}"><mask:0>` (section
+    4.1.2), with `text` `<img alt="Photo: {text}" src=...` (section 4.2.1's conditional infilling prompt)
+    -> end - start codes, then <eos>."""
     codes = _codes_field(tok, request, codes_of_image)
     span = request.get("span")
     if not (isinstance(span, list) and len(span) == 2 and all(isinstance(s, int) for s in span)):
@@ -211,7 +217,7 @@ def image_infill(tok, constraint: CodeConstraint, request: Mapping, codes_of_ima
     start, end = span
     if not 0 <= start < end <= CODES_PER_IMAGE:
         raise PromptError(f"span {span} must satisfy 0 <= start < end <= {CODES_PER_IMAGE}")
-    alt = f' alt="{attr(_text_field(request, "text"))}"' if "text" in request else ""
+    alt = f' alt="{attr(INFILL_ALT_PREFIX + _text_field(request, "text"))}"' if "text" in request else ""
     prefix, postfix = codes[:start], codes[end:]
     ids = (
         tok.encode(f'<img{alt} src="')
@@ -279,7 +285,7 @@ def _causal_caption(tok, constraint: CodeConstraint, codes: Sequence[int], prefi
         "causal_caption",
         tuple(ids),
         constraint.walk(ids),
-        StopRule(frozenset([tok.eos_id]), text='"'),
+        StopRule(frozenset([tok.eos_id]), texts=CAPTION_STOP_TEXTS),
         "beam",
         document=lambda cont: f'<img src="{src}" title="{attr(prefix)}{attr(cont.text)}">',
         codes=tuple(codes),

@@ -77,6 +77,12 @@ class CM3Tokenizer:
     def is_text_id(self, token_id: int) -> bool:
         return 0 <= token_id < self.n_text
 
+    def tag_open_ids(self) -> frozenset[int]:
+        """Text ids whose text holds a `<`: where an HTML tag opens (minimal HTML escapes any other `<`), so
+        where a long document's windows may be cut (`objectives.window_bounds`). Byte-level BPE spells
+        printable ASCII as itself."""
+        return frozenset(i for i in range(self.n_text) if "<" in self.bpe.id_to_token(i))
+
     def special_token(self, token_id: int) -> str:
         if token_id == self.pad_id:
             return "<pad>"

@@ -36,7 +36,7 @@ from .checkpoint import (
     write_model_config,
 )
 from .config import CM3Config, TrainConfig
-from .data import MODEL_INPUTS, LoaderOptions, PackedLoader
+from .data import MODEL_INPUTS, BatchCounts, LoaderOptions, PackedLoader, batch_counts
 from .shards import TokenSplit, read_token_manifest
 from .tokenizer import CM3Tokenizer
 from .transformer import CM3Transformer
@@ -77,9 +77,12 @@ def peak_flops(device: torch.device) -> float | None:
     return next((flops for key, flops in PEAK_BF16_FLOPS if key in name), None)
 
 
-def flops_per_token(cfg: CM3Config, n_params: int, seq_len: int) -> float:
-    """Training FLOPs per token: 6 per weight (forward + backward) plus attention scores (PaLM appendix B)."""
-    return 6 * n_params + 12 * cfg.n_layers * cfg.d_model * seq_len
+def train_flops(cfg: CM3Config, n_params: int, counts: BatchCounts) -> float:
+    """Training FLOPs of the example tokens in `counts` (PaLM appendix B): 6 per weight per token (forward
+    + backward) plus 12 * n_layers * d_model per query-key pair the attention mask allows (QK^T and AV,
+    forward and backward); PaLM's 12 * L * d * T per token is the same for a full T x T mask. Padding
+    slots and masked-out pairs are not counted: useful work, not work the kernel happened to do."""
+    return 6 * n_params * counts.tokens + 12 * cfg.n_layers * cfg.d_model * counts.attended
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -230,6 +233,7 @@ class Trainer:
             document_attention=cfg.document_attention,
             pad_id=tok.pad_id,
             extra_offset=tok.vocab_size,
+            tag_open=tok.tag_open_ids(),
         )
         self.train_split = TokenSplit.open(data, "train")
         self.loader = PackedLoader(self.train_split, self.loader_options, self.rt.rank, self.rt.world_size)
@@ -251,7 +255,7 @@ class Trainer:
         matmul_params = self.n_params - (
             self.raw_model.pos_embed.weight.numel() if self.model_cfg.positions == "learned" else 0
         )
-        self.flops_per_token = flops_per_token(self.model_cfg, matmul_params, cfg.seq_len)
+        self.matmul_params = matmul_params
         decay = [p for p in self.model.parameters() if p.dim() >= 2]
         no_decay = [p for p in self.model.parameters() if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
@@ -263,6 +267,7 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.step = 0
+        self.counts = BatchCounts(0, 0.0, 0)  # this process's, since the last logged step
         self.peak = peak_flops(self.rt.device) if self.rt.autocast_dtype == torch.bfloat16 else None
         self.checkpoints = CheckpointManager(
             self.out,
@@ -365,18 +370,33 @@ class Trainer:
             finally:
                 self.model.set_requires_gradient_sync(True)
 
+    def _global_loss_tokens(self, loss_tokens: float) -> torch.Tensor:
+        """The loss tokens of the whole step (every micro-batch of every rank), as a device tensor: summed
+        with an all_reduce that the GPU runs without the host waiting on it."""
+        count = torch.tensor(loss_tokens, dtype=torch.float32, device=self.rt.device)
+        if self.rt.world_size > 1:
+            dist.all_reduce(count)
+        return count.clamp_min(1.0)
+
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One update over grad_accum micro-batches; returns (mean loss on this rank, grad norm) as
-        device tensors, so that the host only waits for the GPU when a step is logged."""
+        """One update over grad_accum micro-batches: the loss is the sum of token losses over the global
+        batch (all micro-batches, all ranks) divided by its number of loss tokens, so gradient
+        accumulation and the number of processes do not change it (DDP and FSDP average gradients over
+        ranks, hence the factor world_size). Returns (this rank's share of that loss times world_size,
+        grad norm) as device tensors, so that the host only waits for the GPU when a step is logged; adds
+        the step's `BatchCounts` to `self.counts`."""
         self.model.train()
+        batches = [self.loader.next_batch() for _ in range(self.cfg.grad_accum)]
+        counts = [batch_counts(b, self.tokenizer.pad_id) for b in batches]
+        self.counts = sum(counts, self.counts)
+        scale = self.rt.world_size / self._global_loss_tokens(sum(c.loss_tokens for c in counts))
         total = torch.zeros((), device=self.rt.device)
-        accum = self.cfg.grad_accum
-        for micro in range(accum):
-            with self._gradient_sync(micro == accum - 1):
-                loss_sum, weight = self._loss(self.loader.next_batch())
-                loss = loss_sum / weight.clamp_min(1.0)
-                (loss / accum).backward()
-            total += loss.detach() / accum
+        for micro, batch in enumerate(batches):
+            with self._gradient_sync(micro == len(batches) - 1):
+                loss_sum, _ = self._loss(batch)
+                loss = loss_sum * scale
+                loss.backward()
+            total += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -465,7 +485,6 @@ class Trainer:
                 rt.world_size,
                 rt.device,
             )
-        tokens_per_step = cfg.batch_size * cfg.seq_len * cfg.grad_accum * rt.world_size
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -476,27 +495,44 @@ class Trainer:
         )
         # log lines (checkpoints, validation) go above the bar instead of through it
         with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
-            last = self._loop(bar, tokens_per_step)
+            last = self._loop(bar)
             self.checkpoints.wait()  # the last checkpoint is complete and published before fit returns
         bar.close()
+        cuts = self.loader.cuts
+        if rt.is_main and cuts["documents"]:
+            log.info(
+                "windows (this process): %d documents -> %d windows, %d hard cuts (an element longer than a "
+                "window), %d of %d images cut (longer than a window)",
+                *(cuts[k] for k in ("documents", "windows", "hard_cuts", "images_cut", "images")),
+            )
         return last
 
-    def _loop(self, bar: tqdm, tokens_per_step: int) -> dict:
+    def throughput(self, elapsed: float) -> tuple[float, float | None]:
+        """(example tokens/s over all processes, MFU) of the steps since the last call, `elapsed` seconds
+        (from `self.counts`, which restart)."""
+        counts, self.counts = self.counts, BatchCounts(0, 0.0, 0)
+        totals = [float(counts.tokens), train_flops(self.model_cfg, self.matmul_params, counts)]
+        if self.rt.world_size > 1:
+            t = torch.tensor(totals, dtype=torch.float64, device=self.rt.device)
+            dist.all_reduce(t)
+            totals = t.tolist()
+        mfu = totals[1] / elapsed / (self.rt.world_size * self.peak) if self.peak else None
+        return totals[0] / elapsed, mfu
+
+    def _loop(self, bar: tqdm) -> dict:
         cfg, rt = self.cfg, self.rt
         last: dict = {}
-        window_start, window_steps = time.perf_counter(), 0
+        window_start = time.perf_counter()
+        self.counts = BatchCounts(0, 0.0, 0)
         run_start, run_first_step = window_start, self.step  # the ETA: this process's mean step time
         while self.step < cfg.max_steps:
             loss, grad_norm = self.train_step()
-            window_steps += 1
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
                 loss, grad_norm = self._mean_across_ranks(float(loss)), float(grad_norm)
                 if rt.device.type == "cuda":
                     torch.cuda.synchronize()
-                elapsed = time.perf_counter() - window_start
-                tok_s = tokens_per_step * window_steps / elapsed
-                mfu = tok_s / rt.world_size * self.flops_per_token / self.peak if self.peak else None
+                tok_s, mfu = self.throughput(time.perf_counter() - window_start)
                 last = {
                     "step": self.step,
                     "loss": loss,
@@ -520,7 +556,7 @@ class Trainer:
                         mfu_text,
                         tqdm.format_interval(per_step * (cfg.max_steps - self.step)),
                     )
-                window_start, window_steps = time.perf_counter(), 0
+                window_start = time.perf_counter()
             if cfg.eval_every > 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.max_steps):
                 metrics = self.evaluate()
                 if metrics:
@@ -532,7 +568,8 @@ class Trainer:
                         )
             if (cfg.ckpt_every > 0 and self.step % cfg.ckpt_every == 0) or self.step == cfg.max_steps:
                 self.save_checkpoint()
-                window_start, window_steps = time.perf_counter(), 0
+                window_start = time.perf_counter()
+                self.counts = BatchCounts(0, 0.0, 0)
         return last
 
 
@@ -550,8 +587,8 @@ __all__ = [
     "PEAK_BF16_FLOPS",
     "Trainer",
     "check_device",
-    "flops_per_token",
     "fsdp_options",
+    "train_flops",
     "lr_factor",
     "one_document_per_row",
     "peak_flops",

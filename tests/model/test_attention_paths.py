@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from model import CM3Config, CM3Tokenizer, CM3Transformer
 from model.data import MODEL_INPUTS, LoaderOptions, PackedLoader
-from model.objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES
+from model.objectives import N_EXTRA_IDS, OBJECTIVES, REGISTRY
 from model.shards import TokenSplit
 from model.trainer import one_document_per_row
 
@@ -51,7 +51,7 @@ def packed_batch(token_shards, tok, objective: str) -> dict[str, torch.Tensor]:
 def model_for(tok, objective: str, **paths) -> CM3Transformer:
     torch.manual_seed(0)
     cfg = CM3Config(
-        vocab_size=tok.vocab_size + (N_EXTRA_IDS if objective in MASKED_ATTENTION else 0),
+        vocab_size=tok.vocab_size + (N_EXTRA_IDS if REGISTRY[objective].bidirectional else 0),
         d_model=32,
         n_layers=2,
         n_heads=2,

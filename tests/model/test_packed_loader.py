@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from model import CM3Tokenizer
-from model.data import LoaderOptions, PackedLoader
-from model.objectives import MAX_SPANS, OBJECTIVES, cm3_unmask, window_len
+from model.data import LoaderOptions, PackedLoader, batch_counts
+from model.objectives import MAX_SPANS, OBJECTIVES, cm3_unmask, window_bounds, window_len
 from model.shards import TokenSplit
 
 
@@ -33,6 +33,7 @@ def _options(tok, **kw):
         eos_id=tok.eos_id,
         pad_id=tok.pad_id,
         extra_offset=tok.vocab_size,
+        tag_open=tok.tag_open_ids(),
     )
     return LoaderOptions(**{**base, **kw})
 
@@ -51,13 +52,13 @@ def _is_mask(tok, ids):
 
 def test_every_cm3_span_shares_its_row_and_segment_with_its_placeholder(tok, train):
     loader = PackedLoader(train, _options(tok, seq_len=512, batch_size=8, document_attention=True))
-    counts = Counter()
+    counts, ends = Counter(), Counter()
     for _ in range(150):
         b = loader.next_batch()
         for row in range(8):
             for start, end in _segments(b, row):
                 seq = np.concatenate([b["tokens"][row, start:end], b["targets"][row, end - 1 : end]])
-                assert seq[-1] == tok.eos_id  # the whole sequence, up to its <eos>, is in this row
+                ends[seq[-1] == tok.eos_id] += 1  # a document's last window ends with <eos>, no other
                 masks = np.flatnonzero(_is_mask(tok, seq))
                 n = len(masks) // 2
                 placeholders, headers = seq[masks[:n]], seq[masks[n:]]
@@ -77,34 +78,83 @@ def test_every_cm3_span_shares_its_row_and_segment_with_its_placeholder(tok, tra
     total = sum(observed)
     chi2 = sum((o - total * q) ** 2 / (total * q) for o, q in zip(observed, p, strict=True))
     assert total > 1000 and max(counts) <= MAX_SPANS and min(counts) >= 1
+    assert ends[True] > ends[False] > 0
     assert chi2 < 16.3, (chi2, sorted(counts.items()))  # 3 degrees of freedom, p ~ 0.001
 
 
 def test_rows_hold_whole_masked_windows_that_unmask_to_the_documents_in_order(tok, train):
-    loader = PackedLoader(train, _options(tok))
+    loader = PackedLoader(train, _options(tok, document_attention=True))
     batches = [loader.next_batch() for _ in range(30)]
     sequences = []
     for b in batches:
         assert b["tokens"].shape == b["targets"].shape == b["weights"].shape == (4, 128)
         for row in range(4):
-            tokens, targets = b["tokens"][row], b["targets"][row]
+            tokens = b["tokens"][row]
             used = np.flatnonzero(tokens != tok.pad_id)
             assert np.all(tokens[used[-1] + 1 :] == tok.pad_id)  # padding only at a row's end
-            ends = np.flatnonzero(targets[: used[-1] + 1] == tok.eos_id)
-            assert ends[-1] == used[-1]  # no sequence is cut at the row's end
-            for a, z in zip(np.concatenate([[0], ends[:-1] + 1]), ends, strict=True):
-                sequences.append(np.concatenate([tokens[a : z + 1], [tok.eos_id]]))
+            for start, end in _segments(b, row):  # one example per segment, never cut at the row's end
+                sequences.append(np.concatenate([tokens[start:end], b["targets"][row, end - 1 : end]]))
     w = window_len("cm3", 128)
     windows = []
     for d in loader.documents(0):
         doc = train.doc(int(d)).astype(np.int64)
-        windows.extend(doc[i : i + w] for i in range(0, len(doc), w))
+        windows.extend(doc[a:z] for a, z in window_bounds(doc, w, loader.options.special_ids))
     got = [tuple(cm3_unmask(s, tok.mask_offset, tok.n_masks, tok.eos_id).tolist()) for s in sequences]
     want = [tuple(x.tolist()) for x in windows]
     # rows take the first pending examples that fit: every window once, in order up to a short look-ahead
     assert all(g in want[: i + 20] for i, g in enumerate(got))
     assert len(set(got)) == len(got) and set(want[: len(got) - 20]) <= set(got)
     assert len(sequences) > 60
+    # at seq_len 128 no image (256 codes) fits a window: each is cut, and counted
+    assert loader.cuts["images_cut"] == loader.cuts["images"] > 0
+    assert loader.cuts["windows"] > loader.cuts["documents"]
+
+
+@pytest.mark.parametrize("seq_len", [512, 2048])
+def test_long_documents_are_windowed_without_cutting_an_image(tok, train, seq_len, images_in_windows):
+    docs = [train.doc(i).astype(np.int64) for i in range(len(train))]
+    long_docs = [np.concatenate(docs[i : i + 12]) for i in range(0, len(docs), 12)]  # ~5-10 windows each
+    w = window_len("cm3", seq_len)
+    ids = _options(tok, seq_len=seq_len).special_ids
+    fixed_cut = images = 0
+    for doc in long_docs:
+        bounds = window_bounds(doc, w, ids)
+        assert [t for a, z in bounds for t in range(a, z)] == list(range(len(doc)))  # each token once
+        assert len(bounds) > 2 and all(z - a <= w for a, z in bounds)
+        n, whole = images_in_windows(tok, doc, bounds)
+        assert whole == n  # 0 % of images cut
+        images += n
+        fixed = [(a, min(a + w, len(doc))) for a in range(0, len(doc), w)]
+        fixed_cut += n - images_in_windows(tok, doc, fixed)[1]
+    assert images > 30 and fixed_cut > 0  # fixed windows of w tokens did cut some
+
+
+@pytest.mark.parametrize(
+    "objective, document_attention",
+    [("cm3", False), ("cm3", True), ("clm", False), ("t5", False), ("glm", False), ("unilmv2", False)],
+)
+def test_batch_counts_are_the_example_tokens_loss_tokens_and_pairs_of_the_dense_mask(
+    tok, train, objective, document_attention
+):
+    """The pairs counted without a T x T matrix equal those of the mask the model builds (dense form)."""
+    loader = PackedLoader(train, _options(tok, objective=objective, document_attention=document_attention))
+    for _ in range(3):
+        b = loader.next_batch()
+        t = b["tokens"].shape[1]
+        real = b["tokens"] != tok.pad_id
+        mask = np.tril(np.ones((t, t), dtype=bool))[None]
+        if "segment_ids" in b:
+            same = b["segment_ids"][:, :, None] == b["segment_ids"][:, None, :]
+            if "visible" in b:
+                seen = b["visible"][:, None, :] <= b["sees"][:, :, None]
+                grouped = (b["group"][:, :, None] == b["group"][:, None, :]) & (b["group"][:, :, None] >= 0)
+                mask = same & (seen | grouped)
+            else:
+                mask = same & mask
+        counts = batch_counts(b, tok.pad_id)
+        assert counts.attended == int((mask & real[:, :, None]).sum())
+        assert counts.tokens == int(real.sum()) < real.size  # some padding, not counted
+        assert counts.loss_tokens == b["weights"].sum()
 
 
 def test_loss_weight_is_zero_exactly_on_mask_targets_and_padding(tok, train):

@@ -34,6 +34,16 @@ def test_layout_text_then_specials_then_image_codes(tok, doc_shards):
         tok.mask_id(tok.n_masks)
 
 
+def test_tag_open_ids_are_the_text_ids_in_which_a_tag_opens(tok):
+    opens = tok.tag_open_ids()
+    assert opens == {i for i in range(tok.n_text) if "<" in tok.decode([i])}
+    html = '<p>A cat &lt; a dog.</p><img alt="x &lt; y" src="1"><p>End.</p>'
+    ids = tok.encode(html)
+    at_tags = [i for i, t in enumerate(ids) if t in opens]
+    # the tokens holding the 5 tags' `<`; the escaped `&lt;` in text and attributes opens none
+    assert sum(tok.decode([ids[i]]).count("<") for i in at_tags) == 5 and at_tags[0] == 0
+
+
 def test_image_src_becomes_256_image_ids(tok):
     codes = _codes(1)
     html = f'<p>A cat.</p><img alt="a cat" src="{" ".join(map(str, codes))}"><p>End.</p>'

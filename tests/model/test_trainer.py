@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from model import TrainConfig, load_checkpoint
 from model.checkpoint import list_checkpoints, read_model_state
-from model.trainer import Trainer, flops_per_token, lr_factor, peak_flops
+from model.data import BatchCounts
+from model.trainer import Trainer, lr_factor, peak_flops, train_flops
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -207,10 +208,43 @@ def test_lr_schedule_warmup_then_polynomial_decay():
     assert all(a >= b for a, b in zip(factors[9:], factors[10:], strict=False))
 
 
-def test_mfu_inputs():
+def test_mfu_counts_example_tokens_and_the_attention_pairs_the_mask_allows():
     assert peak_flops(torch.device("cpu")) is None
     cfg = TrainConfig(preset="125m").model_config(50_000)
-    assert flops_per_token(cfg, 10**8, 2048) == 6 * 10**8 + 12 * 12 * 768 * 2048
+    # PaLM appendix B's 6N + 12 L d T per token is a full T x T mask: T tokens, T * T pairs
+    full = BatchCounts(tokens=2048, loss_tokens=2048, attended=2048 * 2048)
+    assert train_flops(cfg, 10**8, full) == 2048 * (6 * 10**8 + 12 * 12 * 768 * 2048)
+    # one causal row of 2000 tokens and 48 padding slots: 2000 tokens, 2000 * 2001 / 2 pairs
+    causal = BatchCounts(tokens=2000, loss_tokens=2000, attended=2000 * 2001 // 2)
+    assert train_flops(cfg, 10**8, causal) == 2000 * 6 * 10**8 + 12 * 12 * 768 * 2000 * 2001 // 2
+
+
+@pytest.mark.parametrize("objective", ["cm3", "t5"])
+def test_grad_accumulation_does_not_change_the_loss_or_the_gradients(token_shards, tmp_path, objective):
+    """1 x batch 4 and 4 x batch 1 over the same rows: one loss over all the step's loss tokens, whichever
+    way the rows were split (the rows hold different numbers of loss tokens, so a mean per micro-batch
+    would differ)."""
+    common = [f"objective={objective}", "seq_len=256", "max_steps=1", "warmup_steps=0", "clip_norm=1e9"]
+    whole = Trainer(_config(token_shards, tmp_path / "a", "batch_size=4", "grad_accum=1", *common))
+    split = Trainer(_config(token_shards, tmp_path / "b", "batch_size=1", "grad_accum=4", *common))
+    rows = whole.loader.next_batch()
+    whole.loader = type(whole.loader)(whole.train_split, whole.loader_options)  # the same rows again
+    assert (
+        all((rows["weights"][r] == split.loader.next_batch()["weights"][0]).all() for r in range(4))
+        and len({rows["weights"][r].sum() for r in range(4)}) > 1
+    )
+    split.loader = type(split.loader)(split.train_split, split.loader_options)
+    grads = []
+    for trainer in (whole, split):  # the gradients the optimizer steps with
+        trainer.optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs, t=trainer: grads.append([p.grad.clone() for p in t.model.parameters()])
+        )
+    loss_a, norm_a = whole.train_step()
+    loss_b, norm_b = split.train_step()
+    assert float(loss_a) == pytest.approx(float(loss_b), rel=1e-5)
+    assert float(norm_a) == pytest.approx(float(norm_b), rel=1e-5)
+    for g, h in zip(*grads, strict=True):
+        assert torch.allclose(g, h, rtol=1e-4, atol=1e-7)
 
 
 def _cli(*args: str) -> list[str]:
@@ -302,6 +336,24 @@ def test_two_processes_ddp_and_fsdp_on_loopback_agree(token_shards, tmp_path):
     assert losses["fsdp"] == pytest.approx(losses["ddp"], rel=1e-4)
     for name, value in weights["ddp"].items():
         torch.testing.assert_close(weights["fsdp"][name], value, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_loss_is_over_the_global_batch_whatever_the_accumulation(token_shards, tmp_path):
+    """torchrun, 2 processes (gloo): 1 x batch 2 and 2 x batch 1 per rank read the same rows; the loss is
+    the sum over both ranks' loss tokens / their total (all_reduced), so both runs log the same losses."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["-m", "model.cli", "train", "--data", str(token_shards), *TINY, "seq_len=256", "max_steps=3"]
+    args += ["log_every=1", "eval_every=0", "ckpt_every=0", "warmup_steps=0"]
+    losses = {}
+    for batch, accum in ((2, 1), (1, 2)):
+        run = tmp_path / f"b{batch}x{accum}"
+        command = cmd + args + [f"batch_size={batch}", f"grad_accum={accum}", f"out={run}"]
+        proc = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        losses[batch, accum] = [r["loss"] for r in log if "loss" in r]
+    assert len(losses[2, 1]) == 3 and losses[1, 2] == pytest.approx(losses[2, 1], rel=1e-5)
 
 
 def test_cli_reports_bad_input_as_errors(tmp_path, capsys):
