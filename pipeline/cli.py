@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -232,6 +233,27 @@ def run_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep near-duplicate documents (MinHash over word 5-grams; on by default)",
     )
+    local = parser.add_argument_group("running on this machine (pipeline/README.md#memory-on-one-machine)")
+    local.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="--runner dask: worker processes of the LocalCluster cm3-data starts (default: one per core)",
+    )
+    local.add_argument(
+        "--worker-memory",
+        type=memory_size,
+        default=None,
+        metavar="SIZE",
+        help="--runner dask: memory limit per worker, such as 2GB; shuffle data beyond half of it spills to "
+        "disk beside --output (default: 80%% of the available memory, shared)",
+    )
+    local.add_argument(
+        "--force",
+        action="store_true",
+        help="run on the direct runner even when the input looks too large for this machine's memory",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "--verbose", action="store_true", help="also Beam's own log lines (hidden by default)"
@@ -352,6 +374,18 @@ def base_url(value: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+def memory_size(value: str) -> int:
+    from pipeline.one_machine import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if size < 100_000_000:
+        raise argparse.ArgumentTypeError(f"must be at least 100MB (a worker's own imports), got {value!r}")
+    return size
+
+
 def fraction(value: str) -> float:
     try:
         number = float(value)
@@ -404,7 +438,10 @@ def image_batch_size(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}") from None
 
 
-RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+RUNNER_ALIASES = {
+    "DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner",
+    "dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
+}
 
 
 def beam_options(beam_args: list[str]) -> list[str]:
@@ -424,7 +461,7 @@ def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list
     must stop the job, not pass to Beam as ignored options."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    if any("DaskRunner" in arg or "dask_runner" in arg for arg in beam_args):
+    if any("dask_runner" in arg for arg in beam_options(beam_args)):
         import apache_beam.runners.dask.dask_runner  # noqa: F401  (defines the --dask_* options)
     beam_parser = _BeamArgumentParser(allow_abbrev=False)
     for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
@@ -449,9 +486,33 @@ def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list
     return lines
 
 
-def _heartbeat(stop: threading.Event, started: float) -> None:
-    while not stop.wait(15):
-        print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+def _progress_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def progress_lines(quiet: bool, local: bool, input_bytes: int):
+    """Progress lines every 15 s while the block runs (pipeline/progress.py): counts summed from the files
+    of the processes of this machine's runners, the elapsed time only for workers elsewhere."""
+    from pipeline import progress
+
+    if quiet:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="cm3-progress-") as directory:
+        poller = progress.Poller(directory if local else None, input_bytes)
+        previous = os.environ.get(progress.ENV)
+        if local:
+            os.environ[progress.ENV] = directory  # inherited by the worker processes started from now on
+        threading.Thread(target=poller.run, args=(_progress_line,), daemon=True).start()
+        try:
+            yield
+        finally:
+            poller.stop.set()
+            if previous is None:
+                os.environ.pop(progress.ENV, None)
+            else:
+                os.environ[progress.ENV] = previous
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -580,6 +641,67 @@ def runs_on_this_machine(options) -> bool:
     return name.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
+def job_input_bytes(files: list[tuple[str, int]]) -> int:
+    return sum(size for _, size in files)
+
+
+def local_memory_problem(options, input_bytes: int, args) -> str | None:
+    """One line when the job cannot run in this machine's memory as asked: the direct runner on an input
+    whose measured footprint exceeds the available memory (unless --force), or Dask workers whose limits
+    add up to more than is available; also --workers/--worker-memory given for another runner."""
+    from pipeline import one_machine
+
+    local_dask = one_machine.wants_local_dask(options)
+    if not local_dask and (args.workers or args.worker_memory):
+        return "--workers and --worker-memory set up the cluster of --runner dask (without --dask_client_address)"
+    mode = one_machine.direct_mode(options)
+    if mode is None and not local_dask:
+        return None
+    available = one_machine.available_memory()
+    if local_dask:
+        workers = args.workers or one_machine.default_workers()
+        limit = args.worker_memory or one_machine.default_worker_memory(workers, available)
+        if workers * limit > available and not args.force:
+            return (
+                f"{workers} workers x {limit / (1 << 30):.1f} GB exceed the {available / (1 << 30):.1f} GB "
+                "available; lower --workers or --worker-memory (--force runs it anyway)"
+            )
+        return None
+    return None if args.force else one_machine.memory_problem(mode, input_bytes, available)
+
+
+@contextlib.contextmanager
+def local_cluster(options, args):
+    """The Dask runner without a cluster address: a LocalCluster of --workers processes limited to
+    --worker-memory each, spilling beside --output, for the block; yields the options pointing at it.
+    Any other runner: the options as they are."""
+    from pipeline import one_machine
+
+    if not one_machine.wants_local_dask(options):
+        yield options
+        return
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    workers = args.workers or one_machine.default_workers()
+    limit = args.worker_memory or one_machine.default_worker_memory(workers, one_machine.available_memory())
+    spill_parent = None
+    if "://" not in args.output:
+        spill_parent = os.path.dirname(os.path.abspath(args.output))
+    with one_machine.local_dask_cluster(workers, limit, spill_parent) as address:
+        dask_options = options.view_as(DaskOptions)
+        dask_options.address = address
+        if not (dask_options.npartitions or dask_options.partition_size):
+            dask_options.partition_size = 1  # one input file per partition (Beam's default: 128 per one)
+        yield options
+        spilled = one_machine.spilled_bytes(address)
+        if spilled:
+            print(
+                f"[cm3-data] the Dask workers spilled {spilled / 1e6:.1f} MB of task results to disk "
+                f"(--worker-memory {limit / 1e9:.2f} GB each)",
+                file=sys.stderr,
+            )
+
+
 def device_problem(device: str) -> str | None:
     """One line when a cuda VQGAN device has no GPU here (checked when the workers run on this machine)."""
     if not device.startswith("cuda"):
@@ -662,6 +784,10 @@ def run_command(argv: list[str]) -> int:
     if problem:
         print(f"cm3-data run: {problem}", file=sys.stderr)
         return 2
+    refusal = local_memory_problem(options, job_input_bytes(files), args)
+    if refusal:
+        print(f"cm3-data run: {refusal}", file=sys.stderr)
+        return 2
     partial = shards.partial_output(args.output)
     if "://" not in args.output:
         try:
@@ -715,11 +841,9 @@ def run_command(argv: list[str]) -> int:
             print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
         print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
         started = time.monotonic()
-        stop = threading.Event()
-        if not args.quiet:
-            threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
-        try:
-            with quiet_workers(not args.verbose):
+        local = runs_on_this_machine(options)
+        with progress_lines(args.quiet, local, job.input_bytes):
+            with quiet_workers(not args.verbose), local_cluster(options, args) as options:
                 pipeline = beam.Pipeline(options=options)
                 build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
                 result = pipeline.run()
@@ -727,8 +851,6 @@ def run_command(argv: list[str]) -> int:
                 client = getattr(result, "client", None)
                 if client is not None:  # the Dask runner leaves its distributed.Client (and cluster) open
                     client.close()
-        finally:
-            stop.set()
         summary = json.loads(shards.read_bytes(shards.report_json_path(partial)))
         empty = nothing_read(patterns, len(files), summary["counts"])
         if empty:

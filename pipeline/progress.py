@@ -1,0 +1,145 @@
+"""Progress of a running job, through a side channel every local runner allows: Beam's DirectRunner (either
+mode) reports no metrics until the job ends, and the Dask runner none at all, but every process that runs
+our steps can write a small file. When `cm3-data run` sets CM3_PROGRESS_DIR (runs whose workers are on this
+machine), each process adds its counts (the same `Count` events as the report) to its own JSON file, at most
+once a second; the launcher sums the files and prints one line every 15 s. Elsewhere (Dataflow, a remote
+Dask cluster) nothing is written: the runner's own console shows progress there.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ENV = "CM3_PROGRESS_DIR"
+WRITE_INTERVAL = 1.0  # seconds between two writes of a process's file
+LINE_INTERVAL = 15.0  # seconds between two progress lines
+INPUT_BYTES = "progress.input_bytes"  # bytes of the input files read to their end
+SHARDS = "progress.shards"
+
+
+class _ProcessCounts:
+    """This process's counts, written to DIR/<pid>.json (atomically) at most every WRITE_INTERVAL s."""
+
+    def __init__(self, directory: str):
+        self.path = Path(directory) / f"{os.getpid()}.json"
+        self.pid = os.getpid()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.lock = threading.Lock()
+        self.written = 0.0
+
+    def add(self, counts: Mapping[str, int]) -> None:
+        with self.lock:
+            self.counts.update(counts)
+            now = time.monotonic()
+            if now - self.written < WRITE_INTERVAL:
+                return
+            self.written = now
+            partial = self.path.with_suffix(".tmp")
+            try:
+                partial.write_text(json.dumps(self.counts))
+                os.replace(partial, self.path)
+            except OSError:  # the launcher removed the directory (the job ended): progress is optional
+                pass
+
+
+_process: _ProcessCounts | None = None
+
+
+def add(counts: Mapping[str, int]) -> None:
+    """Count progress in this process (a no-op unless the launcher asked for progress files)."""
+    global _process
+    directory = os.environ.get(ENV)
+    if not directory:
+        return
+    if _process is None or _process.pid != os.getpid():  # a forked child starts its own file
+        _process = _ProcessCounts(directory)
+    _process.add(counts)
+
+
+def file_read(path: str) -> None:
+    """Count an input file read to its end, by its size (for the share of the input read)."""
+    if not os.environ.get(ENV):
+        return
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        size = FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    except Exception:  # progress only: a file that cannot be listed now counts nothing
+        return
+    add({INPUT_BYTES: size})
+
+
+def totals(directory: str) -> collections.Counter[str]:
+    """The counts of every process so far (a file being replaced or half-written is skipped this time)."""
+    summed: collections.Counter[str] = collections.Counter()
+    for path in Path(directory).glob("*.json"):
+        try:
+            summed.update(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    return summed
+
+
+def pages_done(counts: Mapping[str, int]) -> int:
+    """Pages through the minimizer (each page passes it once: ok or a typed error)."""
+    return sum(n for name, n in counts.items() if name == "minimize.ok" or name.startswith("minimize.error."))
+
+
+def progress_line(counts: Mapping[str, int], elapsed: float, pages_per_s: float, input_bytes: int) -> str:
+    """'12m05s: 48,210 pages (66.5/s), 9,870 kept by C4; images 2,310 obtained, 2,004 encoded; 3 shards
+    written; input 41% read (1.4 of 3.4 GB), about 17m left'."""
+    minutes, seconds = divmod(int(elapsed), 60)
+    line = f"{minutes}m{seconds:02d}s: {pages_done(counts):,} pages ({pages_per_s:.1f}/s), "
+    line += f"{counts.get('c4.kept', 0):,} kept by C4"
+    obtained = sum(n for name, n in counts.items() if name.startswith("images.source."))
+    if obtained or counts.get("images.encoded"):
+        line += f"; images {obtained:,} obtained, {counts.get('images.encoded', 0):,} encoded"
+    line += f"; {counts.get(SHARDS, 0)} shards written"
+    read = counts.get(INPUT_BYTES, 0)
+    if input_bytes:
+        share = min(read / input_bytes, 1.0)
+        line += f"; input {share:.0%} read ({read / 2**30:.1f} of {input_bytes / 2**30:.1f} GB)"
+        if 0 < share < 1:
+            line += f", about {format_duration(elapsed / share - elapsed)} left"
+    return line
+
+
+def format_duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{max(minutes, 1)}m"
+
+
+class Poller:
+    """The launcher's side: every LINE_INTERVAL s, one line from the summed files (or the elapsed time while
+    none has been written yet), until stopped."""
+
+    def __init__(self, directory: str | None, input_bytes: int):
+        self.directory = directory
+        self.input_bytes = input_bytes
+        self.interval = LINE_INTERVAL
+        self.stop = threading.Event()
+        self.started = time.monotonic()
+        self._pages = 0
+        self._at = self.started
+
+    def line(self) -> str:
+        now = time.monotonic()
+        if self.directory is None:
+            return f"still running: {now - self.started:.0f}s (the workers are elsewhere: see the runner's console)"
+        counts = totals(self.directory)
+        if not counts:
+            return f"still running: {now - self.started:.0f}s (no progress reported yet)"
+        pages = pages_done(counts)
+        rate = (pages - self._pages) / max(now - self._at, 1e-9)
+        self._pages, self._at = pages, now
+        return progress_line(counts, now - self.started, rate, self.input_bytes)
+
+    def run(self, write) -> None:
+        while not self.stop.wait(self.interval):
+            write(f"[cm3-data] {self.line()}")
