@@ -637,7 +637,9 @@ def runs_on_this_machine(options) -> bool:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     name = runner if isinstance(runner, str) else type(runner).__name__
     if "Dask" in name:
-        return not options.get_all_options(retain_unknown_options=True).get("dask_client_address")
+        from pipeline.one_machine import dask_address
+
+        return not dask_address(options)
     return name.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
 
 
@@ -688,12 +690,12 @@ def local_cluster(options, args):
     if "://" not in args.output:
         spill_parent = os.path.dirname(os.path.abspath(args.output))
     with one_machine.local_dask_cluster(workers, limit, spill_parent) as address:
-        dask_options = options.view_as(DaskOptions)
-        dask_options.address = address
-        if not (dask_options.npartitions or dask_options.partition_size):
-            dask_options.partition_size = 1  # one input file per partition (Beam's default: 128 per one)
+        options.view_as(DaskOptions).address = address
         yield options
-        spilled = one_machine.spilled_bytes(address)
+        try:
+            spilled = one_machine.spilled_bytes(address)
+        except (OSError, TimeoutError):  # a fact for the user, not worth failing a finished job over
+            spilled = 0
         if spilled:
             print(
                 f"[cm3-data] the Dask workers spilled {spilled / 1e6:.1f} MB of task results to disk "

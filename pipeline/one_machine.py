@@ -127,9 +127,15 @@ def wants_local_dask(options) -> bool:
 
     runner = options.view_as(StandardOptions).runner or ""
     name = runner if isinstance(runner, str) else type(runner).__name__
-    return "Dask" in name and not options.get_all_options(retain_unknown_options=True).get(
-        "dask_client_address"
-    )
+    return "Dask" in name and not dask_address(options)
+
+
+def dask_address(options) -> str | None:
+    """--dask_client_address, read through Beam's DaskOptions (whose field is `address`: once that class is
+    imported, the flag no longer appears under its own name among the options)."""
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    return options.view_as(DaskOptions).address
 
 
 def default_workers() -> int:

@@ -93,7 +93,8 @@ def pages_done(counts: Mapping[str, int]) -> int:
 
 def progress_line(counts: Mapping[str, int], elapsed: float, pages_per_s: float, input_bytes: int) -> str:
     """'12m05s: 48,210 pages (66.5/s), 9,870 kept by C4; images 2,310 obtained, 2,004 encoded; 3 shards
-    written; input 41% read (1.4 of 3.4 GB), about 17m left'."""
+    written; input 41% read (1.4 GB of 3.4 GB), about 17m left' (a file counts as read once read to its end;
+    a runner that computes a step twice, as Beam's Dask runner does for side inputs, counts it twice)."""
     minutes, seconds = divmod(int(elapsed), 60)
     line = f"{minutes}m{seconds:02d}s: {pages_done(counts):,} pages ({pages_per_s:.1f}/s), "
     line += f"{counts.get('c4.kept', 0):,} kept by C4"
@@ -104,10 +105,14 @@ def progress_line(counts: Mapping[str, int], elapsed: float, pages_per_s: float,
     read = counts.get(INPUT_BYTES, 0)
     if input_bytes:
         share = min(read / input_bytes, 1.0)
-        line += f"; input {share:.0%} read ({read / 2**30:.1f} of {input_bytes / 2**30:.1f} GB)"
+        line += f"; input {share:.0%} read ({format_bytes(read)} of {format_bytes(input_bytes)})"
         if 0 < share < 1:
             line += f", about {format_duration(elapsed / share - elapsed)} left"
     return line
+
+
+def format_bytes(n: int) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 
 def format_duration(seconds: float) -> str:

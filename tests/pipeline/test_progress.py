@@ -61,13 +61,15 @@ def test_the_line_says_what_is_happening():
     line = progress.progress_line(counts, 725, 66.5, 4 << 30)
     assert line == (
         "12m05s: 48,210 pages (66.5/s), 9,870 kept by C4; images 2,310 obtained, 2,004 encoded; "
-        "3 shards written; input 25% read (1.0 of 4.0 GB), about 36m left"
+        "3 shards written; input 25% read (1.0 GB of 4.0 GB), about 36m left"
     )
 
 
 def test_images_are_left_out_of_a_job_without_them_and_the_estimate_once_all_is_read():
-    line = progress.progress_line({"minimize.ok": 10, progress.INPUT_BYTES: 5}, 30, 0.3, 5)
-    assert line == "0m30s: 10 pages (0.3/s), 0 kept by C4; 0 shards written; input 100% read (0.0 of 0.0 GB)"
+    line = progress.progress_line({"minimize.ok": 10, progress.INPUT_BYTES: 5 << 20}, 30, 0.3, 5 << 20)
+    assert (
+        line == "0m30s: 10 pages (0.3/s), 0 kept by C4; 0 shards written; input 100% read (5.0 MB of 5.0 MB)"
+    )
 
 
 def test_the_poller_gives_the_rate_since_its_last_line(tmp_path, monkeypatch):
