@@ -1,8 +1,8 @@
 """Progress of a running job, through a side channel every local runner allows: Beam's DirectRunner (either
 mode) reports no metrics until the job ends, and the Dask runner none at all, but every process that runs
 our steps can write a small file. When `cm3-data run` sets CM3_PROGRESS_DIR (runs whose workers are on this
-machine), each process adds its counts (the same `Count` events as the report) to its own JSON file, at most
-once a second; the launcher sums the files and prints one line every 15 s. Elsewhere (Dataflow, a remote
+machine), each process adds its counts (the same `Count` events as the report) to its own JSON file, written
+once a second when they changed; the launcher sums the files and prints one line every 15 s. Elsewhere (Dataflow, a remote
 Dask cluster) nothing is written: the runner's own console shows progress there.
 """
 
@@ -24,28 +24,35 @@ SHARDS = "progress.shards"
 
 
 class _ProcessCounts:
-    """This process's counts, written to DIR/<pid>.json (atomically) at most every WRITE_INTERVAL s."""
+    """This process's counts, written to DIR/<pid>.json (atomically) by a daemon thread every
+    WRITE_INTERVAL s when they changed, so that adding a count costs no file write."""
 
     def __init__(self, directory: str):
         self.path = Path(directory) / f"{os.getpid()}.json"
         self.pid = os.getpid()
         self.counts: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
-        self.written = 0.0
+        self.changed = False
+        threading.Thread(target=self._write_every_interval, daemon=True).start()
 
     def add(self, counts: Mapping[str, int]) -> None:
         with self.lock:
             self.counts.update(counts)
-            now = time.monotonic()
-            if now - self.written < WRITE_INTERVAL:
-                return
-            self.written = now
+            self.changed = True
+
+    def _write_every_interval(self) -> None:
+        while True:
+            time.sleep(WRITE_INTERVAL)
+            with self.lock:
+                if not self.changed:
+                    continue
+                text, self.changed = json.dumps(self.counts), False
             partial = self.path.with_suffix(".tmp")
             try:
-                partial.write_text(json.dumps(self.counts))
+                partial.write_text(text)
                 os.replace(partial, self.path)
             except OSError:  # the launcher removed the directory (the job ended): progress is optional
-                pass
+                return
 
 
 _process: _ProcessCounts | None = None
