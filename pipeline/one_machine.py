@@ -35,8 +35,8 @@ class Footprint:
 # bench/job_memory.py, images on (the VQGAN encodes in every worker), 1x / 4x / 16x: the fit of the whole
 # tree's peak RSS against the input's bytes (pipeline/README.md, "Memory on one machine")
 DIRECT_FOOTPRINTS = {
-    "in_memory": Footprint(base_mb=700, mb_per_input_gb=9_000),
-    "multi_processing": Footprint(base_mb=1_700, mb_per_input_gb=15_000),
+    "in_memory": Footprint(base_mb=540, mb_per_input_gb=17_800),
+    "multi_processing": Footprint(base_mb=1_540, mb_per_input_gb=33_200),  # 2 workers
 }
 
 
