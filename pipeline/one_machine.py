@@ -167,7 +167,8 @@ def local_dask_cluster(workers: int, worker_memory: int, spill_parent: str | Non
             memory_limit=worker_memory,
             local_directory=spill,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # the scheduler's HTTP server on a free port (it warns if 8787 is taken)
+            scheduler_kwargs={"dashboard": False},
             silence_logs=40,
             preload=["pipeline.one_machine"],
         ) as cluster,
