@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from c4_filters import C4Options  # noqa: E402
 from html_minimizer import Limits, MinimizeError, minimize  # noqa: E402
-from pipeline import shards, stages  # noqa: E402
+from pipeline import doc_steps, shards  # noqa: E402
 from pipeline.cli import sample_inputs  # noqa: E402
-from pipeline.readers import ImageRecord, Page, read_input  # noqa: E402
+from pipeline.items import ImageRecord, Page  # noqa: E402
+from pipeline.readers import read_input  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "boilerplate-dev" / "pages"
 # Common Crawl's published statistics for CC-MAIN-2024-10: 3.16 billion pages in ~90,000 WARC files of
@@ -75,8 +76,8 @@ def measure(pages: list[Page], repeats: int) -> dict:
     docs = [
         item
         for page in pages
-        for item in stages.minimize_and_clean(page, options["langdetect"], limits)
-        if isinstance(item, stages.Doc)
+        for item in doc_steps.minimize_and_clean(page, options["langdetect"], limits)
+        if isinstance(item, doc_steps.Doc)
     ]
     stages_s: dict[str, list[float]] = {}
 
@@ -89,20 +90,22 @@ def measure(pages: list[Page], repeats: int) -> dict:
         record("minimize", lambda: [minimize(p.body, p.url, charset=p.charset, limits=limits) for p in pages])
         for name, c4 in options.items():
             record(f"C4 rules ({name})", lambda c4=c4: [clean_html(m.html, c4) for m in minimal])
-        record("span hashes", lambda: [list(stages.doc_spans(d)) for d in docs])
-        record("image refs + rewrite", lambda: [list(stages.rewrite_images(d, {}, False)) for d in docs])
+        record("span hashes", lambda: [list(doc_steps.doc_spans(d)) for d in docs])
+        record("image refs + rewrite", lambda: [list(doc_steps.rewrite_images(d, {}, False)) for d in docs])
         record(
             "shard row + Parquet",
-            lambda: shards.write_parquet(io.BytesIO(), shards.sorted_rows([stages.doc_row(d) for d in docs])),
+            lambda: shards.write_parquet(
+                io.BytesIO(), shards.sorted_rows([doc_steps.doc_row(d) for d in docs])
+            ),
         )
     per_page = {name: statistics.median(values) / len(pages) for name, values in stages_s.items()}
     # the dedup shuffles: what one page puts through them, pickled as Beam's fallback coder does
     url_bytes = sum(len(pickle.dumps((d.url, d))) for d in docs)
-    span_items = [item for d in docs for item in stages.doc_spans(d)]
+    span_items = [item for d in docs for item in doc_steps.doc_spans(d)]
     span_bytes = sum(len(pickle.dumps(item)) for item in span_items) + sum(
         len(pickle.dumps((d.url, d))) for d in docs
     )
-    image_refs = sum(len(stages.image_srcs(d.html)) for d in docs)
+    image_refs = sum(len(doc_steps.image_srcs(d.html)) for d in docs)
     return {
         "pages": len(pages),
         "kept": len(docs),
@@ -111,7 +114,7 @@ def measure(pages: list[Page], repeats: int) -> dict:
         "span_shuffle_bytes_per_kept_page": span_bytes / len(docs),
         "spans_per_kept_page": len(span_items) / len(docs),
         "image_refs_per_kept_page": image_refs / len(docs),
-        "row_bytes_per_kept_page": statistics.mean(shards.row_size(stages.doc_row(d)) for d in docs),
+        "row_bytes_per_kept_page": statistics.mean(shards.row_size(doc_steps.doc_row(d)) for d in docs),
     }
 
 

@@ -71,7 +71,8 @@ def photo_pool(directory: Path) -> list[Path]:
 def corpus_photos() -> list:
     """The JPEG records of the bundled sample WARC (news photos)."""
     from image_tokenizer import ImageDecodeError, decode_image
-    from pipeline.readers import ImageRecord, read_input
+    from pipeline.items import ImageRecord
+    from pipeline.readers import read_input
 
     warc = REPO / "pipeline" / "data" / "sample_corpus" / "news.warc.gz"
     found = []

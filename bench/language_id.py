@@ -35,7 +35,8 @@ from c4_filters import C4Options, clean_html  # noqa: E402
 from c4_filters.language import fasttext_top_language, top_language  # noqa: E402
 from c4_filters.rules import LANGUAGE_IDS, identify_language  # noqa: E402
 from html_minimizer import MinimizeError, minimize  # noqa: E402
-from pipeline.readers import Page, read_input  # noqa: E402
+from pipeline.items import Page  # noqa: E402
+from pipeline.readers import read_input  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BOILERPLATE_DEV = ROOT.parent / "shared" / "data" / "boilerplate-dev"

@@ -49,8 +49,8 @@ from model.objectives import (  # noqa: E402
 )
 from model.shards import TokenSplit, tokenize_shards, train_tokenizer  # noqa: E402
 from model.trainer import Trainer  # noqa: E402
+from pipeline.doc_steps import doc_id  # noqa: E402
 from pipeline.shards import FORMAT, SPLITS, finish_shards, write_manifest, write_shard  # noqa: E402
-from pipeline.stages import doc_id  # noqa: E402
 
 DOC_ROOT = Path("/usr/share/doc/python3.11/html")
 N_EMBED = 16  # no images in this corpus; a token range for codes is kept as the layout requires

@@ -26,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from c4_filters import C4Options  # noqa: E402
 from html_minimizer import Limits  # noqa: E402
-from pipeline import shards, stages  # noqa: E402
+from pipeline import doc_steps, shards  # noqa: E402
 from pipeline.cli import main as cli_main  # noqa: E402
+from pipeline.items import Page  # noqa: E402
 from pipeline.make_sample_corpus import corpus_copy  # noqa: E402
-from pipeline.readers import Page, read_input  # noqa: E402
+from pipeline.readers import read_input  # noqa: E402
 
 
 def make_corpus(directory: Path, copies: int) -> list[str]:
@@ -71,30 +72,30 @@ def in_process_seconds(inputs: list[str]) -> tuple[float, int]:
         for item in read_input(path):
             if isinstance(item, Page):
                 pages += 1
-                for out in stages.minimize_and_clean(item, c4, limits):
-                    if isinstance(out, stages.Doc):
+                for out in doc_steps.minimize_and_clean(item, c4, limits):
+                    if isinstance(out, doc_steps.Doc):
                         docs.setdefault(out.url, []).append(out)
     unique = [
         doc
         for url, group in docs.items()
-        for doc in stages.url_winner(url, group)
-        if isinstance(doc, stages.Doc)
+        for doc in doc_steps.url_winner(url, group)
+        if isinstance(doc, doc_steps.Doc)
     ]
     spans: dict[int, list] = {}
     for doc in unique:
-        for span, occurrence in stages.doc_spans(doc, c4):
+        for span, occurrence in doc_steps.doc_spans(doc, c4):
             spans.setdefault(span, []).append(occurrence)
     drop: dict[str, list[int]] = {}
     for occurrences in spans.values():
-        for url, start in stages.span_losers(occurrences):
+        for url, start in doc_steps.span_losers(occurrences):
             drop.setdefault(url, []).append(start)
     rows = []
     for doc in unique:
-        for kept in stages.apply_span_dedup(doc, drop.get(doc.url, []), c4):
-            if isinstance(kept, stages.Doc):
-                for final in stages.rewrite_images(kept, {}, False):
-                    if isinstance(final, stages.Doc):
-                        rows.append(stages.doc_row(final))
+        for kept in doc_steps.apply_span_dedup(doc, drop.get(doc.url, []), c4):
+            if isinstance(kept, doc_steps.Doc):
+                for final in doc_steps.rewrite_images(kept, {}, False):
+                    if isinstance(final, doc_steps.Doc):
+                        rows.append(doc_steps.doc_row(final))
     shards.write_parquet(io.BytesIO(), shards.sorted_rows(rows))
     return time.perf_counter() - start, pages
 

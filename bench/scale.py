@@ -75,7 +75,7 @@ def html(i: int) -> str:
 
 
 def doc_rows(n: int):
-    from pipeline.stages import doc_id
+    from pipeline.doc_steps import doc_id
 
     for i in range(n):
         url = f"https://d.example/{i:09d}"
@@ -93,7 +93,7 @@ def doc_rows(n: int):
 
 def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir: str) -> dict:
     """The job's code for each grouped step, fed one-shot iterators (what a runner hands over)."""
-    from pipeline import hygiene, images, shards, stages, steps
+    from pipeline import beam_steps, doc_steps, hygiene, images, shards
 
     def encode():
         for _ in images.encode_images(crops(n_images), model, batch_size):
@@ -102,7 +102,7 @@ def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir:
     def codes_to_docs():
         outcome = images.ImageOutcome("https://img.example/logo.png", "1 2 3", "ok")
         refs = (f"https://d.example/{i:09d}" for i in range(n_docs))
-        for _ in steps._codes_to_docs(
+        for _ in beam_steps._codes_to_docs(
             ("https://img.example/logo.png", {"ref": refs, "outcome": iter([outcome])})
         ):
             pass
@@ -111,23 +111,23 @@ def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir:
         shards.write_shard(out_dir, "train", 0, 1, doc_rows(n_docs))
 
     def span_group():
-        for _ in stages.span_losers((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs)):
+        for _ in doc_steps.span_losers((f"https://d.example/{i:09d}", i % 7) for i in range(n_docs)):
             pass
 
     def url_group():
-        docs = (stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs))
-        for _ in stages.url_winner("https://d.example/crawled", docs):
+        docs = (doc_steps.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs))
+        for _ in doc_steps.url_winner("https://d.example/crawled", docs):
             pass
 
     def phash_group():  # one picture served under every image URL: the representative's crop
         members = ((url, crop) for url, crop in crops(n_images))
-        for _ in steps._group_representative(("phash:0123456789abcdef", members)):
+        for _ in beam_steps._group_representative(("phash:0123456789abcdef", members)):
             pass
 
     def phash_members():  # its codes routed to every URL of the group
         outcome = images.ImageOutcome("phash:0123456789abcdef", "1 2 3", "ok")
         urls = (f"https://img.example/{i:09d}.jpg" for i in range(n_docs))
-        for _ in steps._outcomes_to_members(
+        for _ in beam_steps._outcomes_to_members(
             ("phash:0123456789abcdef", {"codes": iter([outcome]), "member": urls})
         ):
             pass
@@ -156,7 +156,7 @@ def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_
 
     from c4_filters import stable_hash
     from image_tokenizer import to_pixels
-    from pipeline import shards, stages
+    from pipeline import doc_steps, shards
 
     def encode():
         items = sorted(crops(n_images), key=lambda item: item[0])
@@ -178,7 +178,7 @@ def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_
         sorted(occurrences, key=lambda o: (stable_hash(o[0]), o[0], o[1]))
 
     def url_group():
-        docs = [stages.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs)]
+        docs = [doc_steps.Doc("https://d.example/crawled", "warc", html(i)) for i in range(n_docs)]
         min(docs, key=lambda d: (d.source, d.html))
 
     def phash_group():

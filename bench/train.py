@@ -5,7 +5,12 @@
    size and the same initialisation on pre-made random batches; interleaved rounds, medians.
 2. Masking + packing throughput (PackedLoader.next_batch) in tokens/s on one core.
 3. With --device cuda: MFU of the 125M preset at seq 2048 in bf16 (never estimated without a GPU).
-4. With --against REV: the same cm3 training step of this tree and of git revision REV (checked out in a
+4. Attention paths (model/transformer.py): the same training step with the dense boolean mask (the
+   reference), `attention=auto` (SDPA's causal kernel for batches of one-document rows, else flex on GPU,
+   dense on CPU), `flex` (GPU only: torch has no flex backward on CPU) and, as the kernel's upper bound, the
+   causal kernel without document masks (document_attention=false, another rule); interleaved rounds,
+   medians, ratio to dense. On CPU for the small model; bench/gpu.py runs it for 125m on a GPU.
+5. With --against REV: the same cm3 training step of this tree and of git revision REV (checked out in a
    temporary worktree), each in its own process, alternating rounds on the same token shards: how much the
    change since REV costs the cm3 path.
 
@@ -178,6 +183,63 @@ def bench_cpu_step(data: Path, rounds: int, steps: int) -> dict:
     }
 
 
+ATTENTION_VARIANTS = {
+    "dense (reference)": ["attention=dense"],
+    "auto": ["attention=auto"],
+    "flex": ["attention=flex"],
+    "causal kernel, no document mask": ["document_attention=false"],
+}
+
+
+def bench_attention_paths(data: Path, overrides: list[str], rounds: int, steps: int) -> dict:
+    """Training tokens/s (row slots, padding included) per attention path, same data and initial weights,
+    interleaved rounds; `overrides` set the model, shape, device, precision and compile. MFU where the
+    device's peak is known."""
+    cuda = "device=cuda" in overrides
+    variants = {name: extra for name, extra in ATTENTION_VARIANTS.items() if cuda or name != "flex"}
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    with tempfile.TemporaryDirectory() as out:
+        base = [f"data={data}", "max_steps=100000", "progress=false", "eval_every=0", "ckpt_every=0"]
+        trainers = {
+            name: Trainer(TrainConfig.load(None, [*base, *overrides, *extra, f"out={out}/{i}"]))
+            for i, (name, extra) in enumerate(variants.items())
+        }
+        for trainer in trainers.values():
+            for _ in range(3 if cuda else 1):  # compile, autotune, allocator
+                trainer.train_step()
+        for _ in range(rounds):
+            for name, trainer in trainers.items():
+                if cuda:
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                for _ in range(steps):
+                    trainer.train_step()
+                if cuda:
+                    torch.cuda.synchronize()
+                times[name].append(time.perf_counter() - t)
+        cfg = trainers["dense (reference)"].cfg
+        tokens = cfg.batch_size * cfg.seq_len * steps
+        result = {}
+        for name, trainer in trainers.items():
+            tok_s = tokens / statistics.median(times[name])
+            mfu = tok_s * trainer.flops_per_token / trainer.peak if trainer.peak else None
+            result[name] = {
+                "tokens_per_s": round(tok_s),
+                "mfu_pct": None if mfu is None else round(100 * mfu, 1),
+            }
+        dense = result["dense (reference)"]["tokens_per_s"]
+        for row in result.values():
+            row["vs_dense"] = round(row["tokens_per_s"] / dense, 3)
+        return result
+
+
+def print_attention_paths(title: str, result: dict) -> None:
+    print(title)
+    for name, row in result.items():
+        mfu = f", MFU {row['mfu_pct']} %" if row["mfu_pct"] is not None else ""
+        print(f"  {name:<34} {row['tokens_per_s']:>10,} tokens/s{mfu}, {row['vs_dense']:.2f}x dense")
+
+
 def bench_packing(data: Path, tok: CM3Tokenizer, rounds: int) -> dict:
     split = TokenSplit.open(data, "train")
     result = {}
@@ -313,6 +375,12 @@ def main() -> None:
                 f"  cm3-train step incl. data: {name:<28} {step['tokens_per_s'][name]:>8,} tokens/s, "
                 f"overhead {overhead:.1f} % (target <= 10 %)"
             )
+        cpu_paths = bench_attention_paths(data, STEP_OVERRIDES[:6], args.rounds, args.steps)
+        print_attention_paths(
+            f"attention paths, CPU training step (same model and batches), median of {args.rounds} rounds "
+            "(flex: not measured, torch has no flex backward on CPU):",
+            cpu_paths,
+        )
         against = None
         if args.against:
             against = bench_against(data, args.against, args.rounds, 10 * args.steps)
@@ -320,7 +388,16 @@ def main() -> None:
             print(
                 f"cm3 step (defaults of each tree), tokens/s: {rates}: {against['ratio']:.3f}x (target >= 0.95)"
             )
-        print(json.dumps({"packing_tokens_per_s": packing, "cpu_step": step, "against": against}))
+        print(
+            json.dumps(
+                {
+                    "packing_tokens_per_s": packing,
+                    "cpu_step": step,
+                    "cpu_attention_paths": cpu_paths,
+                    "against": against,
+                }
+            )
+        )
         if args.device == "cuda" and torch.cuda.is_available():
             gpu = bench_gpu_mfu(data, steps=20)
             print(

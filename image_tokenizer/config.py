@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .config_files import read_config_file
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CHECKPOINT = str(DATA_DIR / "small_vqgan_f16.ckpt")
@@ -35,4 +35,7 @@ def vqgan_params(checkpoint: str | None = None, config: str | None = None) -> di
     config_path = Path(config) if config else Path(checkpoint or DEFAULT_CHECKPOINT).with_suffix(".yaml")
     if not config_path.is_file():
         raise FileNotFoundError(f"taming yaml config not found: {config_path} (pass config=...)")
-    return model_params_from_config(yaml.safe_load(config_path.read_text()))
+    config = read_config_file(config_path, "taming yaml config")  # one rule for every config file
+    if not isinstance(config, Mapping):
+        raise ValueError(f"taming yaml config {config_path}: expected a mapping")
+    return model_params_from_config(config)

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from image_tokenizer.config_files import parse_config, read_config_file, shorten
+
 from .objectives import MASKED_ATTENTION, N_EXTRA_IDS, OBJECTIVES, window_len
 
 
@@ -152,6 +154,16 @@ class TrainConfig:
         on_resume=True,
     )
     compile: bool = _key(False, "torch.compile the model", on_resume=True)
+    attention: str = _key(
+        "auto",
+        "masked attention path; auto: SDPA's causal kernel for batches whose rows hold one document, "
+        "else flex on GPU, dense on CPU (torch has no flex backward there)",
+        choices=("auto", "dense", "flex"),
+        on_resume=True,
+    )
+    activation_checkpointing: bool = _key(
+        False, "recompute each block's activations in the backward pass (memory for compute)", on_resume=True
+    )
     # evaluation, logging, checkpoints
     eval_every: int = _key(500, "validation loss every N steps (0: never)", low=0, on_resume=True)
     eval_batches: int = _key(20, "validation batches per evaluation", low=0, on_resume=True)
@@ -243,11 +255,7 @@ class TrainConfig:
         """Read a yaml/json file (json is yaml) and apply `key=value` overrides, type-checked."""
         values: dict[str, Any] = {}
         if path is not None:
-            try:
-                text = Path(path).read_text()
-            except OSError as e:
-                raise ValueError(f"cannot read --config {path}: {e.strerror}") from None
-            loaded = _yaml(text, str(path)) or {}
+            loaded = read_config_file(path, "--config") or {}  # ValueError, one line: bombs, dup keys ...
             if not isinstance(loaded, dict):
                 raise ValueError(f"{path}: expected a mapping of config keys")
             values.update(loaded)
@@ -255,7 +263,7 @@ class TrainConfig:
             key, sep, raw = item.partition("=")
             if not sep:
                 raise ValueError(f"override {item!r} is not key=value")
-            values[key.strip()] = _yaml(raw, item)
+            values[key.strip()] = parse_config(raw, shorten(item))
         return cls.from_dict(values)
 
     @classmethod
@@ -321,13 +329,6 @@ def config_help() -> str:
             f" {star}{f.name:<18} {shown:<12} {text}", width=108, subsequent_indent=" " * 34
         )
     return "\n".join(lines)
-
-
-def _yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ValueError(f"{where}: not valid yaml: {e}") from e
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

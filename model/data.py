@@ -7,6 +7,11 @@ the first of the next `LOOKAHEAD` pending examples that still fits goes in, and 
 padded (weight 0). No example is ever cut, so a CM3 span always shares its row with its <mask:i>
 placeholder. The loader's state (epoch, cursor, the pending examples) goes into checkpoints, so a resumed
 run sees the very next batch; the corruption itself is a pure function of (seed, epoch, document, window).
+
+A run resumed on another number of processes (`PackedLoader.load_elastic`) reads each document exactly
+once all the same: the epoch's documents that no old rank had read yet (a "read layer": the old world size
+and how far each old rank had come) are dealt out again by rank, and the old ranks' pending examples are
+shared out whole.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class PackedLoader:
         self._pending: list[Example] = []
         self._docs_epoch = -1
         self._docs = np.zeros(0, dtype=np.int64)
+        # (epoch, old world size, documents each old rank had read in that epoch) of elastic resumes
+        self._read_layers: list[tuple[int, int, np.ndarray]] = []
         masked = options.objective in MASKED_ATTENTION
         self.batch_keys = ["tokens", "targets", "weights"]
         if masked or options.document_attention:
@@ -90,11 +97,21 @@ class PackedLoader:
     # ---- documents of this rank
     def documents(self, epoch: int) -> np.ndarray:
         """Indices of the documents this rank reads in `epoch`, in reading order."""
+        return self._unread(epoch)[self.rank :: self.world_size]
+
+    def _unread(self, epoch: int) -> np.ndarray:
+        """The epoch's documents in order, less those that processes of an earlier run had read."""
         n = len(self.split)
         order = (
             epoch_order(self.split.keys, self.options.seed, epoch) if self.options.shuffle else np.arange(n)
         )
-        return order[self.rank :: self.world_size]
+        for layer_epoch, world_size, counts in self._read_layers:
+            if layer_epoch == epoch:
+                keep = np.ones(len(order), dtype=bool)
+                for rank, count in enumerate(counts):
+                    keep[np.arange(rank, len(order), world_size)[:count]] = False
+                order = order[keep]
+        return order
 
     def _rank_docs(self) -> np.ndarray:
         if self._docs_epoch != self.epoch:
@@ -184,6 +201,24 @@ class PackedLoader:
             "n_docs": len(self.split),
         }
 
+    def _layers_state(self) -> dict:
+        layers = self._read_layers
+        return {
+            "epochs": np.asarray([e for e, _, _ in layers], dtype=np.int64),
+            "world_sizes": np.asarray([w for _, w, _ in layers], dtype=np.int64),
+            "counts": np.concatenate([c for _, _, c in layers]) if layers else np.zeros(0, dtype=np.int64),
+        }
+
+    def _load_layers(self, state: dict | None) -> None:
+        self._read_layers = []
+        if state is None:
+            return
+        counts, at = np.asarray(state["counts"], dtype=np.int64), 0
+        for epoch, world_size in zip(state["epochs"], state["world_sizes"], strict=True):
+            self._read_layers.append((int(epoch), int(world_size), counts[at : at + int(world_size)]))
+            at += int(world_size)
+        self._docs_epoch = -1
+
     def state_dict(self) -> dict:
         pending = {"lengths": np.asarray([len(ex) for ex in self._pending], dtype=np.int64)}
         for name in _EXAMPLE_FIELDS:
@@ -195,6 +230,7 @@ class PackedLoader:
             "epoch": self.epoch,
             "cursor": self.cursor,
             "pending": pending,
+            "read_layers": self._layers_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -207,16 +243,53 @@ class PackedLoader:
             raise ValueError("loader state is from a version that cut examples across rows; start a new run")
         self.epoch = int(state["epoch"])
         self.cursor = int(state["cursor"])
-        pending = state["pending"]
-        bounds = np.concatenate([[0], np.cumsum(np.asarray(pending["lengths"]))]).astype(np.int64)
-        self._pending = []
-        for i in range(len(bounds) - 1):
-            part = {
+        self._pending = _examples(state["pending"])
+        self._load_layers(state.get("read_layers"))
+
+    def load_elastic(self, states: list[dict]) -> None:
+        """Continues from the states of every rank of a run on `len(states)` processes (this loader's
+        rank and world size may differ): the documents none of them had read, dealt out by this run's
+        ranks, after the pending examples of old ranks rank, rank + world_size, ..."""
+        mine = {k: v for k, v in self._fingerprint().items() if k not in ("rank", "world_size")}
+        for state in states:
+            saved = {k: v for k, v in state["fingerprint"].items() if k not in ("rank", "world_size")}
+            if saved != mine:
+                raise ValueError(
+                    f"loader state was saved for {saved}, this loader is {mine}; resume with the same "
+                    "data, objective, batch shape and seed"
+                )
+        old = PackedLoader(self.split, self.options, 0, len(states))  # to count what the old ranks read
+        old._load_layers(states[0].get("read_layers"))
+        epochs = [int(s["epoch"]) for s in states]
+        layers = [layer for layer in old._read_layers if layer[0] >= min(epochs)]
+        for epoch in range(min(epochs), max(epochs) + 1):
+            counts = []
+            for rank, state in enumerate(states):
+                old.rank = rank
+                whole = len(old.documents(epoch))
+                counts.append(
+                    whole if epochs[rank] > epoch else int(state["cursor"]) if epochs[rank] == epoch else 0
+                )
+            layers.append((epoch, len(states), np.asarray(counts, dtype=np.int64)))
+        self._read_layers = layers
+        self._docs_epoch = -1
+        self.epoch, self.cursor = min(epochs), 0
+        self._pending = [ex for s in states[self.rank :: self.world_size] for ex in _examples(s["pending"])]
+
+
+def _examples(pending: dict) -> list[Example]:
+    """The pending examples of a saved loader state (concatenated fields, cut at `lengths`)."""
+    bounds = np.concatenate([[0], np.cumsum(np.asarray(pending["lengths"]))]).astype(np.int64)
+    return [
+        Example(
+            **{
                 name: np.asarray(pending[name][bounds[i] : bounds[i + 1]])
                 for name in _EXAMPLE_FIELDS
                 if name in pending
             }
-            self._pending.append(Example(**part))
+        )
+        for i in range(len(bounds) - 1)
+    ]
 
 
 __all__ = ["LOOKAHEAD", "MODEL_INPUTS", "LoaderOptions", "PackedLoader", "epoch_order"]

@@ -11,6 +11,7 @@ import argparse
 import functools
 import html
 import json
+import os
 import re
 import sys
 import time
@@ -25,11 +26,11 @@ from .generate import (
     BeamOptions,
     CodeConstraint,
     GenerationSettings,
-    PromptError,
     SamplingOptions,
     run_request,
 )
 from .outputs import OutputError, check_apart, check_output, is_nonempty, remove_output
+from .prompts import MAX_SAMPLES
 
 _SRC_ATTR = re.compile(r'src="([^"]*)"')
 _CODE_RUN = re.compile(r"\d+(?: \d+){255}")
@@ -176,22 +177,80 @@ def parse_eval_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+# Bounds on what a prompts file may make this process hold, checked before it is held.
+MAX_PROMPTS_BYTES = 64 << 20  # a whole prompts file (or stdin)
+MAX_REQUEST_CHARS = 4 << 20  # one line: a long document to summarize is well under
+MAX_REQUEST_DEPTH = 16  # nested lists/objects in one request (the deepest mode needs 3)
+MAX_IMAGE_BYTES = 16 << 20  # an `image` file, as the pipeline's fetch cap (FetchOptions.max_bytes)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _value_problem(value) -> str | None:
+    """Why a parsed request cannot be run or echoed (nesting, a lone surrogate, which no UTF-8 output can
+    hold), None if it can. Iterative: a hostile value never recurses."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_REQUEST_DEPTH:
+            return f"nested deeper than {MAX_REQUEST_DEPTH} levels"
+        if isinstance(item, dict):
+            stack.extend((key, depth) for key in item)
+            stack.extend((inner, depth + 1) for inner in item.values())
+        elif isinstance(item, list):
+            stack.extend((inner, depth + 1) for inner in item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return f"a string holds a lone surrogate (\\u{ord(item[err.start]):04x}), which is not text"
+    return None
+
+
 def read_requests(lines: list[str]) -> list[tuple[dict | None, str | None]]:
-    """(request, None) or (None, error) for every non-blank line."""
+    """(request, None) or (None, error) for every non-blank line; a line that cannot be a request (not JSON,
+    Infinity/NaN, too long, too deep, a lone surrogate) is an error of its own, never the run's."""
     out: list[tuple[dict | None, str | None]] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if len(line) > MAX_REQUEST_CHARS:
+            out.append(
+                (None, f"line {number}: {len(line)} characters; a request has at most {MAX_REQUEST_CHARS}")
+            )
+            continue
         try:
-            request = json.loads(line)
-        except json.JSONDecodeError as err:
-            out.append((None, f"line {number}: not JSON: {err}"))
+            request = json.loads(line, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as err:  # JSONDecodeError, Infinity, 10**5 digits, [[[[...
+            out.append((None, f"line {number}: not JSON: {' '.join(str(err).split())[:200]}"))
             continue
         if not isinstance(request, dict):
             out.append((None, f"line {number}: expected a JSON object"))
             continue
+        problem = _value_problem(request)
+        if problem:
+            out.append((None, f"line {number}: {problem}"))
+            continue
         out.append((request, None))
     return out
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The bytes of the regular file `path`, read with a bounded read: `/dev/zero`, a FIFO or a directory
+    is refused, so is a file over `limit` bytes (OSError naming `what`)."""
+    import stat
+
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO without a writer does not block
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise OSError(f"{what} {path} is not a regular file")
+    with open(descriptor, "rb") as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"{what} {path} is larger than {limit} bytes")
+    return data
 
 
 def page_html(mode: str, body: str) -> str:
@@ -333,6 +392,9 @@ def _open_run(args: argparse.Namespace):
         raise _Refused(f"--device {args.device}: {err} ({DEVICE_HELP})") from None
     if args.num_samples < 1 or args.max_new_tokens < 1:
         raise _Refused("--num-samples and --max-new-tokens must be >= 1")
+    for flag, value in (("--num-samples", args.num_samples), ("--num-beams", args.num_beams)):
+        if value > MAX_SAMPLES:  # one KV-cache row each, allocated at once
+            raise _Refused(f"{flag} {value}: at most {MAX_SAMPLES}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise _Refused(f"--device {args.device}: no GPU is visible to torch")
     if args.rerank == "clip" and not args.clip:
@@ -342,12 +404,16 @@ def _open_run(args: argparse.Namespace):
         if args.prompt:
             lines, base = args.prompt, Path(".")
         elif args.prompts == "-":
-            lines, base = sys.stdin.read().splitlines(), Path(".")
+            data = sys.stdin.buffer.read(MAX_PROMPTS_BYTES + 1)
+            if len(data) > MAX_PROMPTS_BYTES:
+                raise OSError(f"stdin holds more than {MAX_PROMPTS_BYTES} bytes of prompts")
+            lines, base = data.decode("utf-8").splitlines(), Path(".")
         else:
             path = Path(args.prompts)
-            lines, base = path.read_text(encoding="utf-8").splitlines(), path.parent
+            data = read_bounded(path, MAX_PROMPTS_BYTES, "the prompts file")
+            lines, base = data.decode("utf-8").splitlines(), path.parent
     except UnicodeDecodeError as err:
-        raise _Refused(f"{args.prompts}: prompts are not UTF-8 ({err})") from None
+        raise _Refused(f"{args.prompts}: prompts are not UTF-8 (byte {err.start})") from None
     except OSError as err:
         raise _Refused(f"cannot read {args.prompts}: {err.strerror or err}") from None
     try:
@@ -363,6 +429,10 @@ def _open_run(args: argparse.Namespace):
         raise _Refused(f"cannot load the VQGAN: {type(err).__name__}: {err}") from None
     if vq.n_embed != tok.n_embed:
         raise _Refused(f"VQGAN has {vq.n_embed} codes, the tokenizer {tok.n_embed}")
+    if args.max_new_tokens >= model.config.max_seq_len:  # its KV cache is allocated up front
+        raise _Refused(
+            f"--max-new-tokens {args.max_new_tokens}: the model's max_seq_len is {model.config.max_seq_len}"
+        )
     try:
         if args.rerank == "clip":
             reranker = ClipReranker(args.clip, vq.decode, device=args.device)
@@ -378,7 +448,7 @@ def _codes_reader(vq, base: Path):
     from image_tokenizer import decode_image, preprocess
 
     def codes_of_image(path: str) -> list[int]:
-        image = decode_image((base / path).read_bytes())
+        image = decode_image(read_bounded(base / path, MAX_IMAGE_BYTES, "image"))
         return vq.encode(preprocess(image, seed_key=str(path))[None])[0].tolist()
 
     return codes_of_image
@@ -424,8 +494,10 @@ def _generate(args: argparse.Namespace) -> int:
                             model, tok, constraint, request, index, settings, codes_of_image, reranker
                         )
                     )
-                except (PromptError, ValueError, OSError) as err:
-                    error = f"{type(err).__name__}: {err}"
+                except Exception as err:  # noqa: BLE001 (this request fails alone, in one line)
+                    if args.debug:
+                        raise
+                    error = f"{type(err).__name__}: {' '.join(str(err).split())[:500]}"
             if error is not None:
                 failed += 1
                 record["error"] = error

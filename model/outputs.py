@@ -7,11 +7,12 @@ file), never an unrelated one named by mistake."""
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from image_tokenizer.leftovers import clean_leftovers, owned_suffix
 
 T = TypeVar("T")
 
@@ -53,8 +54,12 @@ def check_apart(out: str | Path, inputs: dict[str, str | Path], flag: str = "--o
             raise OutputError(f"{flag} {out} would replace {name} {path}; write the output elsewhere")
 
 
+SIBLINGS = ("partial", "replaced", "removed")
+
+
 def _sibling(path: Path, what: str) -> Path:
-    return path.with_name(f".{path.name}.{what}-{os.getpid()}-{secrets.token_hex(4)}")
+    """`.NAME.{what}-{host}-{pid}-{hex}`: the owner in the name, so a later run can clean it if killed."""
+    return path.with_name(f".{path.name}.{what}-{owned_suffix()}")
 
 
 def build_output(path: str | Path, build: Callable[[Path], T]) -> T:
@@ -63,6 +68,7 @@ def build_output(path: str | Path, build: Callable[[Path], T]) -> T:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path.parent, tuple(f".{path.name}.{what}-" for what in SIBLINGS))  # of killed runs
         tmp = _sibling(path, "partial")
         tmp.mkdir()
     except OSError as e:

@@ -18,6 +18,10 @@ from .decoding import Continuation, PrefixTrie, PromptError, StopRule
 from .image_constraint import CODES_PER_IMAGE, CodeConstraint, CodeState
 
 _MASK_TEXT = re.compile(r"<mask:(\d+)>")
+# Sizes a request may ask for, checked before anything is allocated: `samples: 10**6` would otherwise ask
+# for a KV cache of 10**6 rows (146 GB on the small model). The paper's costliest prompt is 64 + 64 samples.
+MAX_SAMPLES = 256
+MAX_CANDIDATES = 4096
 # CM3 section 4.2.3's captioning prompts start the caption with this text (in `alt` and in `title`)
 PHOTO_PREFIX = "Photo: A photo taken of"
 
@@ -81,11 +85,14 @@ def _codes_field(tok, request: Mapping, codes_of_image) -> list[int]:
     if "codes" in request:
         codes = request["codes"]
         if isinstance(codes, str):
-            codes = codes.split()
+            codes = codes.split(maxsplit=CODES_PER_IMAGE)
+        if not isinstance(codes, list) or len(codes) != CODES_PER_IMAGE:  # counted before converting
+            got = f"{len(codes)} of them" if isinstance(codes, list) else type(codes).__name__
+            raise PromptError(f"codes must be {CODES_PER_IMAGE} integers, got {got}")
         try:
-            codes = [int(c) for c in codes]
-        except (TypeError, ValueError) as err:
-            raise PromptError(f"codes must be integers: {err}") from None
+            codes = [_code(c) for c in codes]
+        except (TypeError, ValueError, OverflowError) as err:
+            raise PromptError(f"codes must be integers: {str(err)[:120]}") from None
     elif "image" in request:
         if codes_of_image is None:
             raise PromptError("an `image` field needs a VQGAN to encode it")
@@ -96,6 +103,13 @@ def _codes_field(tok, request: Mapping, codes_of_image) -> list[int]:
         raise PromptError(f"expected {CODES_PER_IMAGE} codes, got {len(codes)}")
     _image_ids(tok, codes)
     return codes
+
+
+def _code(value) -> int:
+    """An image code written as an integer or its digits (not a bool, not 3.7)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"{type(value).__name__} {str(value)[:40]}")
+    return int(value)
 
 
 def _text_field(request: Mapping, name: str) -> str:
@@ -109,13 +123,21 @@ def _candidates_field(request: Mapping) -> list[str]:
     values = request.get("candidates")
     if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
         raise PromptError("needs `candidates`: a non-empty list of non-empty strings")
+    if len(values) > MAX_CANDIDATES:
+        raise PromptError(f"`candidates` holds {len(values)} strings; at most {MAX_CANDIDATES}")
     return values
 
 
-def _int_field(request: Mapping, name: str, default: int, low: int) -> int:
+def _int_field(request: Mapping, name: str, default: int, low: int, high: int | None = None) -> int:
     value = request.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise PromptError(f"`{name}` must be an integer >= {low}, got {value!r}")
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        limits = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise PromptError(f"`{name}` must be an integer {limits}, got {str(value)[:40]}")
     return value
 
 
@@ -160,7 +182,7 @@ def conditional_image(tok, constraint: CodeConstraint, request: Mapping, codes_o
     re-ranked (--rerank) and the best `top` kept (section 4.2.2: 32 samples, top 4)."""
     text = _text_field(request, "text")
     prompt = _image_prompt("conditional_image", tok, constraint, f' alt="{attr(text)}"')
-    return replace(prompt, top=_int_field(request, "top", 0, 0), text=text)
+    return replace(prompt, top=_int_field(request, "top", 0, 0, MAX_SAMPLES), text=text)
 
 
 def text_infill(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=None) -> Prompt:
@@ -286,7 +308,7 @@ def caption(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=No
     `top` (default 1) kept (the costly method: 64 + 64 re-ranked by CLIP)."""
     codes = _codes_field(tok, request, codes_of_image)
     prefix = _caption_prefix(request)
-    samples = _int_field(request, "samples", 0, 0)
+    samples = _int_field(request, "samples", 0, 0, MAX_SAMPLES)
     return Prompt(
         "caption",
         (),
@@ -298,7 +320,7 @@ def caption(tok, constraint: CodeConstraint, request: Mapping, codes_of_image=No
             _causal_caption(tok, constraint, codes, prefix),
         ),
         samples=samples,
-        top=_int_field(request, "top", 1, 1) if samples else 0,
+        top=_int_field(request, "top", 1, 1, MAX_SAMPLES) if samples else 0,
         codes=tuple(codes),
     )
 

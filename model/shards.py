@@ -63,12 +63,71 @@ def docs_manifest_path(data_dir: str | Path) -> Path:
 
 
 def _read_manifest(path: Path, fmt: str, missing: str) -> dict:
+    """The manifest at `path`, its shape checked (missing keys, `null`s, wrong types, file names that are
+    paths): ShardError with one line instead of a KeyError deep in a reader."""
     if not path.exists():
         raise ShardError(f"{path.parent}: no manifest.json ({missing})")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != fmt:
-        raise ShardError(f"{path}: format {manifest.get('format')!r} is not {fmt}")
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as err:
+        raise ShardError(f"{path}: not JSON ({' '.join(str(err).split())[:200]})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ShardError(f"{path}: format {str(found)[:80]!r} is not {fmt}")
+    problem = _shape_problem(manifest, _TOKEN_SHAPE if fmt == TOKENS_FORMAT else _DOCS_SHAPE)
+    if problem:
+        raise ShardError(f"{path}: {problem} (damaged, or not written by this version)")
     return manifest
+
+
+_COUNT, _TEXT, _NAME = "count", "text", "name"  # a non-negative int; a string; a plain file name
+_FILES = {"tokens": _NAME, "offsets": _NAME, "keys": _NAME}
+_TOKEN_SHAPE = {
+    "splits": (
+        "each",
+        {"files": _FILES, "sha256": dict.fromkeys(_FILES, _TEXT), "docs": _COUNT, "tokens": _COUNT},
+    ),
+    "vocab": {"vocab_size": _COUNT},
+}
+_DOCS_SHAPE = {
+    "splits": ("each", {"shards": ("list", {"file": _NAME, "rows": _COUNT})}),
+    "image_codes": {"n_embed": _COUNT},
+}
+
+
+def _shape_problem(value, shape, where: str = "") -> str | None:
+    """The first place where `value` does not have `shape` (a dict of required keys, ("each", shape) for
+    every value of a dict, ("list", shape) for every item of a list, or a leaf kind), None if it does."""
+    name = where or "the manifest"
+    if isinstance(shape, dict):
+        if not isinstance(value, dict):
+            return f"{name} is not an object"
+        for key, inner in shape.items():
+            if key not in value:
+                return f"{where + '.' if where else ''}{key} is missing"
+            problem = _shape_problem(value[key], inner, f"{where + '.' if where else ''}{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(shape, tuple):
+        kind, inner = shape
+        items = value.items() if kind == "each" and isinstance(value, dict) else None
+        if kind == "list" and isinstance(value, list):
+            items = enumerate(value)
+        if items is None:
+            return f"{name} is not {'an object' if kind == 'each' else 'a list'}"
+        for key, item in items:
+            problem = _shape_problem(item, inner, f"{where}[{key}]" if kind == "list" else f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    if shape == _COUNT and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return f"{name} is not a non-negative integer"
+    if shape in (_TEXT, _NAME) and not isinstance(value, str):
+        return f"{name} is not a string"
+    if shape == _NAME and (not value or "/" in value or "\\" in value or value in (".", "..")):
+        return f"{name} is not a plain file name"
+    return None
 
 
 def read_docs_manifest(data_dir: str | Path) -> dict:

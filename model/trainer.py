@@ -1,8 +1,9 @@
 """`cm3-train train`: one process or many under torchrun (DDP, or FSDP for large presets).
 
 Adam (0.9, 0.98), linear warm-up then polynomial decay, grad-norm clipping, gradient accumulation, bf16
-autocast on GPU, validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
-optimizer, scheduler, RNG and each rank's exact data position (torchtitan-style full state dicts).
+on GPU (autocast; under FSDP its mixed-precision policy), validation perplexity, tokens/s and MFU logs, and checkpoints that restore the model,
+optimizer, scheduler, RNG and each rank's exact data position (sharded, torch.distributed.checkpoint,
+written in the background; resumable on another number of processes, each document read once per epoch).
 """
 
 from __future__ import annotations
@@ -22,17 +23,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.distributed.checkpoint.state_dict import (
-    StateDictOptions,
-    get_model_state_dict,
-    get_optimizer_state_dict,
-    set_model_state_dict,
-    set_optimizer_state_dict,
-)
+from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .checkpoint import CheckpointManager, RNGState, read_config, write_model_config
+from .checkpoint import (
+    CheckpointManager,
+    ModelState,
+    OptimizerState,
+    RNGState,
+    read_config,
+    write_model_config,
+)
 from .config import CM3Config, TrainConfig
 from .data import MODEL_INPUTS, LoaderOptions, PackedLoader
 from .shards import TokenSplit, read_token_manifest
@@ -88,6 +90,39 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     span = max(1, cfg.max_steps - cfg.warmup_steps)
     remaining = max(0.0, 1.0 - (step - cfg.warmup_steps) / span)
     return end + (1.0 - end) * remaining**cfg.lr_power
+
+
+def resolve_attention(choice: str, device: torch.device, dropout: float) -> str:
+    """The model's masked-attention path for the `attention` key: flex (fused block-sparse kernels) where
+    it trains, dense (the reference boolean mask) elsewhere; ValueError with one line for flex where
+    torch cannot train it."""
+    if choice == "flex" and device.type != "cuda":
+        raise ValueError(
+            f"attention=flex needs a GPU: torch {torch.__version__} has no FlexAttention backward on CPU; "
+            "use attention=auto or dense"
+        )
+    if choice == "auto":
+        return "flex" if device.type == "cuda" and dropout == 0 else "dense"
+    return choice
+
+
+def one_document_per_row(batch: dict[str, np.ndarray], pad_id: int) -> bool:
+    """Whether every row holds at most one example (then padding) under a causal rule: plain causal
+    attention is then exact on every token that carries loss, and needs no mask (False: there is no mask
+    to drop, or it is not causal)."""
+    if "segment_ids" not in batch or "visible" in batch:
+        return False
+    return bool(np.all((batch["segment_ids"] == 0) | (batch["tokens"] == pad_id)))
+
+
+def fsdp_options(autocast_dtype: torch.dtype | None) -> dict:
+    """fully_shard's options: under bf16, FSDP2 gathers parameters in bf16 for compute and reduces
+    gradients in fp32 (torchtitan's policy), instead of fp32 shards cast by autocast in every op."""
+    if autocast_dtype is None:
+        return {}
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return {"mp_policy": MixedPrecisionPolicy(param_dtype=autocast_dtype, reduce_dtype=torch.float32)}
 
 
 @dataclass
@@ -156,37 +191,6 @@ def _to_numpy(obj):
     return obj
 
 
-_FULL_STATE = StateDictOptions(full_state_dict=True, cpu_offload=True)
-
-
-class _ModelState:
-    """The model's full (unsharded) state dict on the host: the same model.pt whether it trained on one
-    process, under DDP or FSDP; gathering it is a collective."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.model = model
-
-    def state_dict(self) -> dict:
-        return get_model_state_dict(self.model, options=_FULL_STATE)
-
-    def load_state_dict(self, state: dict) -> None:
-        set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
-
-
-class _OptimizerState:
-    """The optimizer's full state dict, keyed by parameter name (torch.distributed.checkpoint)."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
-
-    def state_dict(self) -> dict:
-        return get_optimizer_state_dict(self.model, self.optimizer, options=_FULL_STATE)
-
-    def load_state_dict(self, state: dict) -> None:
-        options = StateDictOptions(full_state_dict=True)
-        set_optimizer_state_dict(self.model, self.optimizer, state, options=options)
-
-
 class _LoaderState:
     """The loader's position with its numpy arrays as tensors (checkpoints load with weights_only)."""
 
@@ -198,6 +202,9 @@ class _LoaderState:
 
     def load_state_dict(self, state: dict) -> None:
         self.loader.load_state_dict(_to_numpy(state))
+
+    def load_elastic(self, states: list[dict]) -> None:
+        self.loader.load_elastic([_to_numpy(state) for state in states])
 
 
 class Trainer:
@@ -231,6 +238,11 @@ class Trainer:
         # image tokens the model will see (None: token shards written before they were counted)
         self.data_info = {"image_tokens": manifest["splits"]["train"].get("image_tokens")}
 
+        self.model_paths = {
+            "attention": resolve_attention(cfg.attention, self.rt.device, cfg.dropout),
+            "activation_checkpointing": cfg.activation_checkpointing,
+        }
+        self.sharded_precision = False  # FSDP2 casts parameters itself (MixedPrecisionPolicy), no autocast
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.model = self._build_model()
         self.raw_model = self.model.module if hasattr(self.model, "module") else self.model
@@ -254,19 +266,19 @@ class Trainer:
         self.peak = peak_flops(self.rt.device) if self.rt.autocast_dtype == torch.bfloat16 else None
         self.checkpoints = CheckpointManager(
             self.out,
-            # trainer.pt first: a wrong number of processes is refused before the big files are read
             {
                 "trainer": self,
-                "model": _ModelState(self.model),
-                "optimizer": _OptimizerState(self.model, self.optimizer),
+                "model": ModelState(self.model),
+                "optimizer": OptimizerState(self.model, self.optimizer),
             },
-            {"loader": _LoaderState(self.loader), "rng": RNGState(self.rt.device)},
+            {"loader": _LoaderState(self.loader), "rng": RNGState(self.rt.device, self.rt.rank)},
             rank=self.rt.rank,
             world_size=self.rt.world_size,
             keep_last=cfg.keep_last,
             extra_files=lambda d: write_model_config(
                 d, self.model_cfg, self.tokenizer, cfg.to_dict(), self.data_info
             ),
+            async_save=True,  # training goes on while the shards are written (copied to host memory first)
         )
         self._resume()
 
@@ -288,10 +300,12 @@ class Trainer:
                     "parallel=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)"
                 ) from e
             with torch.device("meta"):
-                model = CM3Transformer(self.model_cfg)
+                model = CM3Transformer(self.model_cfg, **self.model_paths)
+            shard_options = fsdp_options(rt.autocast_dtype)
             for block in model.layers:
-                fully_shard(block)
-            fully_shard(model)
+                fully_shard(block, **shard_options)
+            fully_shard(model, **shard_options)
+            self.sharded_precision = "mp_policy" in shard_options
             model.to_empty(device=rt.device)
             # rank 0 initialises the whole model in host memory and broadcasts the shards: the same
             # weights as a single-process run with this seed, whatever the number of processes
@@ -302,7 +316,7 @@ class Trainer:
             if cfg.compile:
                 model.compile()
             return model
-        model = CM3Transformer(self.model_cfg).to(rt.device)
+        model = CM3Transformer(self.model_cfg, **self.model_paths).to(rt.device)
         if cfg.compile:
             model.compile()
         if rt.world_size == 1:
@@ -315,7 +329,7 @@ class Trainer:
 
     # ---- one optimisation step
     def _autocast(self):
-        if self.rt.autocast_dtype is None:
+        if self.rt.autocast_dtype is None or self.sharded_precision:
             return contextlib.nullcontext()
         return torch.autocast(self.rt.device.type, dtype=self.rt.autocast_dtype)
 
@@ -327,8 +341,11 @@ class Trainer:
             k: (torch.from_numpy(v).pin_memory() if pin else torch.from_numpy(v)).to(dev, non_blocking=pin)
             for k, v in batch.items()
         }
+        inputs = [k for k in MODEL_INPUTS if k in t]
+        if self.cfg.attention == "auto" and one_document_per_row(batch, self.tokenizer.pad_id):
+            inputs.remove("segment_ids")  # causal attention is exact here: SDPA's flash kernel
         with self._autocast():
-            logits = self.model(t["tokens"], **{k: t[k] for k in MODEL_INPUTS if k in t})
+            logits = self.model(t["tokens"], **{k: t[k] for k in inputs})
         losses = F.cross_entropy(logits.float().flatten(0, 1), t["targets"].flatten(), reduction="none")
         weights = t["weights"].flatten()
         return (losses * weights).sum(), weights.sum()
@@ -386,19 +403,16 @@ class Trainer:
 
     # ---- checkpoints
     def state_dict(self) -> dict:
-        """trainer.pt: the step, the learning-rate schedule and the number of processes."""
-        return {"step": self.step, "scheduler": self.scheduler.state_dict(), "world_size": self.rt.world_size}
+        """The trainer's part of a checkpoint: the step and the learning-rate schedule."""
+        return {"step": self.step, "scheduler": self.scheduler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        if state["world_size"] != self.rt.world_size:
-            raise ValueError(
-                f"the checkpoint was written by {state['world_size']} processes; resume with the same number"
-            )
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
 
-    def save_checkpoint(self) -> Path | None:
-        return self.checkpoints.save(self.step)
+    def save_checkpoint(self) -> None:
+        """Starts writing a checkpoint of this step (published when complete: `checkpoints.wait()`)."""
+        self.checkpoints.save(self.step)
 
     def _same_model(self, ckpt: Path) -> None:
         saved_model = CM3Config.from_dict(read_config(ckpt)["model"])
@@ -463,6 +477,7 @@ class Trainer:
         # log lines (checkpoints, validation) go above the bar instead of through it
         with logging_redirect_tqdm() if not bar.disable else contextlib.nullcontext():
             last = self._loop(bar, tokens_per_step)
+            self.checkpoints.wait()  # the last checkpoint is complete and published before fit returns
         bar.close()
         return last
 
@@ -536,7 +551,9 @@ __all__ = [
     "Trainer",
     "check_device",
     "flops_per_token",
+    "fsdp_options",
     "lr_factor",
+    "one_document_per_row",
     "peak_flops",
     "train",
 ]

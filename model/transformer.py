@@ -1,8 +1,13 @@
 """Decoder-only transformer (pre-LayerNorm, tied embeddings, GELU MLP) with a preallocated KV cache.
 
-Causal by default (the fast path: no mask tensor); packed documents get a block-diagonal causal mask from
-`segment_ids`, and the objectives with bidirectional parts (T5's prefix LM, GLM, UniLMv2) a per-example
-mask from the `visible`/`sees`/`group` rule of `model.objectives.Example`."""
+Causal by default (the fast path: no mask, SDPA's `is_causal`, flash kernels on GPU); packed documents get a
+block-diagonal causal mask from `segment_ids`, and the objectives with bidirectional parts (T5's prefix LM,
+GLM, UniLMv2) a per-example mask from the `visible`/`sees`/`group` rule of `model.objectives.Example`.
+Those masks take one of two paths (`attention`): `dense`, a (B, 1, T, T) boolean mask for SDPA (the
+reference; it rules out the flash kernel), or `flex`, the same rule as a FlexAttention `mask_mod` whose
+block mask skips the blocks no query sees (fused kernels on GPU; torch has no flex backward on CPU).
+`activation_checkpointing` recomputes each block's activations in the backward pass instead of keeping them.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,42 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+from torch.utils.checkpoint import checkpoint
 
 from .config import CM3Config
+
+ATTENTION_PATHS = ("dense", "flex")
+_compiled_flex = None
+
+
+def _flex(q, k, v, block_mask: BlockMask) -> torch.Tensor:
+    """flex_attention, compiled on GPU (uncompiled it materialises every score: a check, not a kernel)."""
+    global _compiled_flex
+    if q.device.type != "cuda":
+        return flex_attention(q, k, v, block_mask=block_mask)
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
+    return _compiled_flex(q, k, v, block_mask=block_mask)
+
+
+def document_mask_mod(segment_ids, visible=None, sees=None, group=None):
+    """The dense mask's rule as a FlexAttention `mask_mod(b, h, q, kv)`: inside equal segment ids, causal;
+    with visible/sees/group, query q sees key kv iff visible[kv] <= sees[q] or both share a group >= 0
+    (the prefix-LM, GLM and UniLMv2 rules of `model.objectives.Example`)."""
+    if visible is None:
+
+        def causal_documents(b, h, q, kv):
+            return (segment_ids[b, q] == segment_ids[b, kv]) & (kv <= q)
+
+        return causal_documents
+
+    def example_rule(b, h, q, kv):
+        seen = visible[b, kv] <= sees[b, q]
+        grouped = (group[b, q] == group[b, kv]) & (group[b, q] >= 0)
+        return (segment_ids[b, q] == segment_ids[b, kv]) & (seen | grouped)
+
+    return example_rule
 
 
 class KVCache:
@@ -67,6 +106,9 @@ class SelfAttention(nn.Module):
     ) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if isinstance(attn_mask, BlockMask):
+            y = _flex(q, k, v, attn_mask)
+            return self.out(y.transpose(1, 2).reshape(b, t, d))
         is_causal = attn_mask is None
         if kv_cache is not None:
             start = kv_cache.length
@@ -106,11 +148,22 @@ class Block(nn.Module):
 
 
 class CM3Transformer(nn.Module):
-    """`model(tokens) -> logits`; `model(step, kv_cache=cache)` for incremental decoding."""
+    """`model(tokens) -> logits`; `model(step, kv_cache=cache)` for incremental decoding.
 
-    def __init__(self, cfg: CM3Config) -> None:
+    `attention` (dense | flex) and `activation_checkpointing` choose how, not what, it computes: they are
+    not part of the config a checkpoint records."""
+
+    def __init__(
+        self, cfg: CM3Config, *, attention: str = "dense", activation_checkpointing: bool = False
+    ) -> None:
         super().__init__()
+        if attention not in ATTENTION_PATHS:
+            raise ValueError(f"attention must be one of {ATTENTION_PATHS}, not {attention!r}")
+        if attention == "flex" and cfg.dropout > 0:
+            raise ValueError("attention=flex has no attention dropout; use dropout=0 or attention=dense")
         self.config = cfg
+        self.attention = attention
+        self.activation_checkpointing = activation_checkpointing
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.embed_scale = math.sqrt(cfg.d_model)
         if cfg.positions == "learned":
@@ -210,8 +263,13 @@ class CM3Transformer(nn.Module):
                 raise ValueError("positions2 needs a model built with block_positions=True")
             pos = pos + self.block_pos_embed(positions2)
         x = self.drop(self.embed(tokens) * self.embed_scale + pos)
+        if visible is not None and segment_ids is None:
+            raise ValueError("visible/sees/group need segment_ids")
         attn_mask = None
-        if segment_ids is not None:
+        if segment_ids is not None and self.attention == "flex":
+            rule = document_mask_mod(segment_ids, visible, sees, group)
+            attn_mask = create_block_mask(rule, b, None, t, t, device=tokens.device)
+        elif segment_ids is not None:
             same = segment_ids[:, :, None] == segment_ids[:, None, :]
             if visible is None:
                 attn_mask = (same & torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril())[:, None]
@@ -219,13 +277,15 @@ class CM3Transformer(nn.Module):
                 seen = visible[:, None, :] <= sees[:, :, None]
                 grouped = (group[:, :, None] == group[:, None, :]) & (group[:, :, None] >= 0)
                 attn_mask = (same & (seen | grouped))[:, None]
-        elif visible is not None:
-            raise ValueError("visible/sees/group need segment_ids")
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            x = layer(x, attn_mask, kv_cache, i)
+            if recompute:
+                x = checkpoint(layer, x, attn_mask, kv_cache, i, use_reentrant=False)
+            else:
+                x = layer(x, attn_mask, kv_cache, i)
         if kv_cache is not None:
             kv_cache.length = start + t
         return F.linear(self.final_norm(x), self.embed.weight)
 
 
-__all__ = ["CM3Transformer", "KVCache"]
+__all__ = ["ATTENTION_PATHS", "CM3Transformer", "KVCache", "document_mask_mod"]

@@ -11,19 +11,29 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from image_tokenizer.cli_parser import OneLineParser
 from image_tokenizer.version import version_line
+from pipeline import counters
+
+if TYPE_CHECKING:  # imported with Beam, when a job is built
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.graph import JobOptions
 
 SAMPLE_CORPUS = Path(__file__).resolve().parent / "data" / "sample_corpus"
 
@@ -37,7 +47,8 @@ EXAMPLES = """examples:
   cm3-data optout out/shards --urls optout-urls.txt --domains optout-domains.txt --output out/shards-2
 
 An unexpected failure is one line (exit 1); add --debug to any command for the traceback, and --verbose for
-Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was.
+Beam's own log lines (hidden by default). Ctrl-C stops a command (exit 130) and leaves its output as it was;
+so does a full disk or quota during `run` (exit 5, one line with the free space).
 """
 
 # our packages: their log lines are shown; Beam's (and its worker processes') only with --verbose
@@ -93,7 +104,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--target-shard-mb",
         type=positive_int,
-        default=256,
+        default=None,
         metavar="MB",
         help="size of a shard's rows before compression; the number of shards follows from the data "
         "(default 256; files are smaller after zstd)",
@@ -115,7 +126,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--validation-fraction",
         type=fraction,
-        default=0.05,
+        default=None,
         help="share of documents (by URL hash) in the validation split (default 0.05)",
     )
     parser.add_argument(
@@ -153,7 +164,7 @@ def run_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--vqgan-device",
         type=vqgan_device,
-        default="auto",
+        default=None,
         metavar="{auto,cpu,cuda,cuda:N}",
         help="where workers run the VQGAN; auto (default): cuda if the worker's torch sees a GPU, else cpu. "
         "GPU jobs pass cuda explicitly, which also selects GPU-sized batches",
@@ -191,11 +202,13 @@ def run_parser() -> argparse.ArgumentParser:
         help='JSON or YAML with "c4" (C4Options) and "limits" (minimizer Limits) overrides; unknown keys are '
         "an error. The values used are recorded in _meta/manifest.json",
     )
+    # the flags of JobOptions' and Hygiene's fields default to None: a flag not given leaves the dataclass
+    # default (job_flag_options), the one place the values live (the help texts quote them: a test checks)
     hygiene = parser.add_argument_group("corpus hygiene (pipeline/README.md#corpus-hygiene)")
     hygiene.add_argument(
         "--max-image-url-repeats",
         type=non_negative_int,
-        default=10,
+        default=None,
         metavar="K",
         help="remove an image URL used by more than K documents from all of them (site furniture; "
         "OBELICS: 10, the default; 0 = off)",
@@ -203,7 +216,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--min-image-side",
         type=non_negative_int,
-        default=150,
+        default=None,
         metavar="PX",
         help="remove images whose decoded short side is under PX, never encoding them (OBELICS: 150, the "
         "default; 0 = off)",
@@ -211,7 +224,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--max-image-aspect-ratio",
         type=aspect_ratio,
-        default=3.0,
+        default=None,
         metavar="R",
         help="remove images whose long side is over R times the short one (default 3; 0 = off; the image "
         "tokenizer refuses beyond 10 in any case)",
@@ -219,7 +232,7 @@ def run_parser() -> argparse.ArgumentParser:
     hygiene.add_argument(
         "--max-images-per-doc",
         type=non_negative_int,
-        default=30,
+        default=None,
         metavar="N",
         help="keep a document's first N distinct images, in document order (default 30; 0 = all)",
     )
@@ -308,6 +321,45 @@ def positive_seconds(value: str) -> float:
     return number
 
 
+def _given(values: dict) -> dict:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def job_flag_options(args: argparse.Namespace) -> dict:
+    """JobOptions fields from the output, image and hygiene flags given; a flag not given keeps the
+    dataclass default (JobOptions', Hygiene's), so the defaults are written down once."""
+    from pipeline.hygiene import Hygiene
+
+    hygiene = _given(
+        {
+            "max_image_url_repeats": args.max_image_url_repeats,
+            "min_image_side": args.min_image_side,
+            "max_image_aspect_ratio": args.max_image_aspect_ratio,
+            "max_images_per_doc": args.max_images_per_doc,
+            "image_dedup": False if args.no_image_dedup else None,
+            "doc_dedup": False if args.no_doc_dedup else None,
+        }
+    )
+    return _given(
+        {
+            "target_shard_mb": args.target_shard_mb,
+            "train_shards": args.train_shards,
+            "validation_shards": args.validation_shards,
+            "validation_fraction": args.validation_fraction,
+            "limit": args.limit,
+            "images": False if args.no_images else None,
+            "fetch_images": False if args.no_fetch else None,
+            "allow_private_image_hosts": True if args.allow_private_image_hosts else None,
+            "vqgan_checkpoint": args.vqgan_checkpoint,
+            "vqgan_config": args.vqgan_config,
+            "vqgan_device": args.vqgan_device,
+            "image_batch_size": args.image_batch_size,
+            "base_url": args.base_url,
+            "hygiene": Hygiene(**hygiene),
+        }
+    )
+
+
 def fetch_job_options(args: argparse.Namespace) -> dict:
     """JobOptions fields from the fetch flags given (the dataclass keeps its defaults for the others);
     ValueError for --fetch-proxy env without a proxy in the environment."""
@@ -323,7 +375,7 @@ def fetch_job_options(args: argparse.Namespace) -> dict:
         "fetch_proxy": proxy,
         "max_image_failure_rate": args.max_image_failure_rate,
     }
-    return {name: value for name, value in given.items() if value is not None}
+    return _given(given)
 
 
 def int_at_least(minimum: int, what: str):
@@ -399,20 +451,20 @@ def fraction(value: str) -> float:
 def rule_options(path: str | None, language_id: str | None, languages: str | None = None):
     """(C4Options, Limits) from an options file (JSON or YAML: {"c4": {...}, "limits": {...}}),
     --language-id and --languages; ValueError with one line for anything wrong."""
-    import yaml
-
     from c4_filters import C4Options
     from html_minimizer import Limits
+    from image_tokenizer.config_files import read_config_file, shorten
 
     values: dict = {}
     if path is not None:
-        try:
-            with open(path, encoding="utf-8") as stream:
-                values = yaml.safe_load(stream) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:  # YAML's messages span lines
-            raise ValueError(f"cannot read --options-file {path}: {' '.join(str(error).split())}") from None
+        values = read_config_file(path, "--options-file") or {}  # ValueError, one line: bombs, dup keys ...
         if not isinstance(values, dict) or set(values) - {"c4", "limits"}:
             raise ValueError(f'--options-file {path}: expected a mapping with "c4" and/or "limits"')
+        for key, value in values.items():
+            if not isinstance(value, dict | None):
+                raise ValueError(
+                    f"--options-file {path}: {key} must be a mapping of options, not {shorten(repr(value))}"
+                )
     c4 = dict(values.get("c4") or {})
     if language_id is not None:
         c4["language_id"] = language_id
@@ -424,8 +476,8 @@ def rule_options(path: str | None, language_id: str | None, languages: str | Non
             raise ValueError(f"--languages {languages}: {error}") from None
     try:
         return C4Options.from_dict(c4), Limits.from_dict(values.get("limits") or {})
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"--options-file {path}: {error}") from None
+    except (TypeError, ValueError) as error:  # quotes the value: a 1 MB list is cut short
+        raise ValueError(f"--options-file {path}: {shorten(str(error), 400)}") from None
 
 
 def image_batch_size(value: str) -> int | None:
@@ -647,48 +699,55 @@ def job_input_bytes(files: list[tuple[str, int]]) -> int:
     return sum(size for _, size in files)
 
 
+def dask_cluster_size(options, args) -> tuple[int, int] | None:
+    """(workers, bytes of memory each) of the LocalCluster `--runner dask` starts here; None for a runner
+    that needs none (another runner, or Dask with --dask_client_address)."""
+    from pipeline import one_machine
+
+    if not one_machine.wants_local_dask(options):
+        return None
+    workers = args.workers or one_machine.default_workers()
+    available = one_machine.available_memory()
+    return workers, args.worker_memory or one_machine.default_worker_memory(workers, available)
+
+
 def local_memory_problem(options, input_bytes: int, args) -> str | None:
     """One line when the job cannot run in this machine's memory as asked: the direct runner on an input
     whose measured footprint exceeds the available memory (unless --force), or Dask workers whose limits
     add up to more than is available; also --workers/--worker-memory given for another runner."""
     from pipeline import one_machine
 
-    local_dask = one_machine.wants_local_dask(options)
-    if not local_dask and (args.workers or args.worker_memory):
+    cluster = dask_cluster_size(options, args)
+    if cluster is None and (args.workers or args.worker_memory):
         return "--workers and --worker-memory set up the cluster of --runner dask (without --dask_client_address)"
     mode = one_machine.direct_mode(options)
-    if mode is None and not local_dask:
+    if (mode is None and cluster is None) or args.force:
         return None
     available = one_machine.available_memory()
-    if local_dask:
-        workers = args.workers or one_machine.default_workers()
-        limit = args.worker_memory or one_machine.default_worker_memory(workers, available)
-        if workers * limit > available and not args.force:
-            return (
-                f"{workers} workers x {limit / (1 << 30):.1f} GB exceed the {available / (1 << 30):.1f} GB "
-                "available; lower --workers or --worker-memory (--force runs it anyway)"
-            )
-        return None
-    return None if args.force else one_machine.memory_problem(mode, input_bytes, available)
+    if cluster is not None:
+        workers, limit = cluster
+        if workers * limit <= available:
+            return None
+        return (
+            f"{workers} workers x {limit / (1 << 30):.1f} GB exceed the {available / (1 << 30):.1f} GB "
+            "available; lower --workers or --worker-memory (--force runs it anyway)"
+        )
+    return one_machine.memory_problem(mode, input_bytes, available)
 
 
 @contextlib.contextmanager
-def local_cluster(options, args):
-    """The Dask runner without a cluster address: a LocalCluster of --workers processes limited to
-    --worker-memory each, spilling beside --output, for the block; yields the options pointing at it.
-    Any other runner: the options as they are."""
+def local_cluster(options, cluster: tuple[int, int] | None, output: str):
+    """With `cluster` (workers, memory each): a Dask LocalCluster of that size for the block, spilling
+    beside `output`; yields the options pointing at it. Without: the options as they are."""
     from pipeline import one_machine
 
-    if not one_machine.wants_local_dask(options):
+    if cluster is None:
         yield options
         return
     from apache_beam.runners.dask.dask_runner import DaskOptions
 
-    workers = args.workers or one_machine.default_workers()
-    limit = args.worker_memory or one_machine.default_worker_memory(workers, one_machine.available_memory())
-    spill_parent = None
-    if "://" not in args.output:
-        spill_parent = os.path.dirname(os.path.abspath(args.output))
+    workers, limit = cluster
+    spill_parent = None if "://" in output else os.path.dirname(os.path.abspath(output))
     with one_machine.local_dask_cluster(workers, limit, spill_parent) as address:
         options.view_as(DaskOptions).address = address
         yield options
@@ -728,11 +787,35 @@ def nothing_read(patterns: list[str], n_files: int, counts: dict[str, int]) -> s
     """One line when the job read no page: which inputs, and the counted reasons (the output is dropped)."""
     from pipeline.report import read_losses
 
-    if any(name.startswith("read.pages.") and n for name, n in counts.items()):
+    if any(name.startswith(counters.READ_PAGES) and n for name, n in counts.items()):
         return None
     reasons = ", ".join(f"{name} {n}" for name, n in read_losses(counts).items()) or "no page records in them"
     shown = ", ".join(patterns[:3]) + (", ..." if len(patterns) > 3 else "")
     return f"no page read from {shown} ({n_files} file{'s' * (n_files != 1)}): {reasons}"
+
+
+class UsageError(Exception):
+    """A job that cannot start, in one line, with the exit code `cm3-data run` returns for it."""
+
+    def __init__(self, message: str, code: int = 2):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A job ready to run: its options, Beam's options, the VQGAN it encodes with, and what the console
+    lines say. Its partial output (`job.output`, beside `output`) exists; `run_job` removes or swaps it in."""
+
+    job: JobOptions
+    beam: PipelineOptions
+    image_codes: dict
+    output: str  # where the finished output goes
+    patterns: list[str]
+    n_files: int
+    sample_corpus: bool  # no --input: the bundled sample corpus
+    existing: bool  # --output held an earlier output (kept as it was when the run fails)
+    cluster: tuple[int, int] | None = None  # --runner dask here: (workers, memory limit of each)
 
 
 def run_command(argv: list[str]) -> int:
@@ -746,136 +829,185 @@ def run_command(argv: list[str]) -> int:
         print("cm3-data run: --output DIR is required (see cm3-data run --help)", file=sys.stderr)
         return 2
     setup_logging(args.verbose, args.quiet)
+    try:
+        launch = build_job(args, beam_args)
+    except UsageError as error:
+        print(f"cm3-data run: {error}", file=sys.stderr)
+        return error.code
+    return run_job(launch, quiet=args.quiet, verbose=args.verbose)
 
-    import apache_beam as beam
+
+def build_job(args: argparse.Namespace, beam_args: list[str]) -> Launch:
+    """The job the flags describe, checked before anything is written (inputs, options, output, device,
+    VQGAN); last, its partial output is created. UsageError (one line) for anything wrong."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from pipeline import images, shards
-    from pipeline.graph import JobOptions, build_pipeline
-    from pipeline.hygiene import Hygiene
+    from pipeline.graph import JobOptions
     from pipeline.readers import expand_inputs, html_file_urls, input_glob
-    from pipeline.report import fetch_failure, report_table
 
     patterns = args.input or sample_inputs()
     existing = not shards.is_empty(args.output)
-    untouched = f"--output {args.output} is as it was" if existing else "nothing written"
     if not args.overwrite and existing:
-        print(
-            f"cm3-data run: --output {args.output} is not empty; choose another --output or pass --overwrite "
-            "to replace it whole",
-            file=sys.stderr,
+        raise UsageError(
+            f"--output {args.output} is not empty; choose another --output or pass --overwrite to replace it "
+            "whole",
+            code=3,
         )
-        return 3
     try:
         files = expand_inputs(patterns)
         c4, limits = rule_options(args.options_file, args.language_id, args.languages)
         fetching = fetch_job_options(args)
     except (FileNotFoundError, ValueError) as error:
-        print(f"cm3-data run: {error}", file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     if "://" not in args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
-        print(f"cm3-data run: --output {args.output} is a file, not a directory", file=sys.stderr)
-        return 2
+        raise UsageError(f"--output {args.output} is a file, not a directory")
     if args.overwrite and any(shards.inside(args.output, path) for path, _ in files):
-        print(f"cm3-data run: --overwrite would delete inputs inside --output {args.output}", file=sys.stderr)
-        return 2
+        raise UsageError(f"--overwrite would delete inputs inside --output {args.output}")
+    partial = shards.partial_output(args.output)
+    job = JobOptions(
+        inputs=tuple(patterns),
+        output=partial,
+        c4=c4,
+        limits=limits,
+        files=tuple(path for path, _ in files),
+        input_bytes=sum(size for _, size in files),
+        html_urls=tuple(
+            html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
+        ),
+        **job_flag_options(args),
+        **fetching,
+    )
     options = PipelineOptions(beam_options(beam_args))
     problem = (
-        None if args.no_images or not runs_on_this_machine(options) else device_problem(args.vqgan_device)
+        None if not job.images or not runs_on_this_machine(options) else device_problem(job.vqgan_device)
     )
     if problem:
-        print(f"cm3-data run: {problem}", file=sys.stderr)
-        return 2
-    refusal = local_memory_problem(options, job_input_bytes(files), args)
+        raise UsageError(problem)
+    refusal = local_memory_problem(options, job.input_bytes, args)
     if refusal:
-        print(f"cm3-data run: {refusal}", file=sys.stderr)
-        return 2
-    partial = shards.partial_output(args.output)
+        raise UsageError(refusal)
+    try:
+        image_codes = images.describe_vqgan(job.vqgan_checkpoint, job.vqgan_config, load=job.images)
+    except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
+        raise UsageError(str(error)) from None
+    except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
+        raise UsageError(f"cannot load the VQGAN: {type(error).__name__}: {error}") from None
     if "://" not in args.output:
         try:
             os.makedirs(partial)
         except OSError as error:
-            print(f"cm3-data run: cannot create --output {args.output}: {error.strerror}", file=sys.stderr)
-            return 2
-    job = JobOptions(
-        inputs=tuple(patterns),
-        output=partial,
-        target_shard_mb=args.target_shard_mb,
-        train_shards=args.train_shards,
-        validation_shards=args.validation_shards,
-        validation_fraction=args.validation_fraction,
-        limit=args.limit,
-        images=not args.no_images,
-        fetch_images=not args.no_fetch,
-        allow_private_image_hosts=args.allow_private_image_hosts,
-        vqgan_checkpoint=args.vqgan_checkpoint,
-        vqgan_config=args.vqgan_config,
-        vqgan_device=args.vqgan_device,
-        image_batch_size=args.image_batch_size,
-        c4=c4,
-        limits=limits,
-        hygiene=Hygiene(
-            max_image_url_repeats=args.max_image_url_repeats,
-            min_image_side=args.min_image_side,
-            max_image_aspect_ratio=args.max_image_aspect_ratio,
-            max_images_per_doc=args.max_images_per_doc,
-            image_dedup=not args.no_image_dedup,
-            doc_dedup=not args.no_doc_dedup,
-        ),
-        files=tuple(path for path, _ in files),
-        input_bytes=sum(size for _, size in files),
-        base_url=args.base_url,
-        html_urls=tuple(
-            html_file_urls([path for path, _ in files], map(input_glob, patterns), args.base_url).items()
-        ),
-        **fetching,
+            raise UsageError(f"cannot create --output {args.output}: {error.strerror}") from None
+    cluster = dask_cluster_size(options, args)
+    return Launch(
+        job, options, image_codes, args.output, patterns, len(files), not args.input, existing, cluster
     )
+
+
+def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
+    """Run a built job to its end: the output swapped in when it read pages, the report printed; the exit
+    code (1 nothing read, 4 too many image fetches failed, 130 interrupted). Whatever happens, the
+    partial output is gone afterwards and an earlier output is as it was unless replaced."""
+    import apache_beam as beam
+
+    from pipeline import shards
+    from pipeline.graph import build_pipeline
+    from pipeline.report import fetch_failure, report_table
+
+    job, partial = launch.job, launch.job.output
+    untouched = f"--output {launch.output} is as it was" if launch.existing else "nothing written"
     try:
-        try:
-            image_codes = images.describe_vqgan(args.vqgan_checkpoint, args.vqgan_config, load=job.images)
-        except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
-            print(f"cm3-data run: {error}", file=sys.stderr)
-            return 2
-        except Exception as error:  # missing file, bad yaml, mismatched weights, cloud credentials ...
-            print(f"cm3-data run: cannot load the VQGAN: {type(error).__name__}: {error}", file=sys.stderr)
-            return 2
-        if not args.input:
+        if launch.sample_corpus:
             print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
-        print(f"[cm3-data] {len(files)} input files -> {args.output}", file=sys.stderr)
+        print(f"[cm3-data] {launch.n_files} input files -> {launch.output}", file=sys.stderr)
         started = time.monotonic()
-        local = runs_on_this_machine(options)
-        with progress_lines(args.quiet, local, job.input_bytes):
-            with quiet_workers(not args.verbose), local_cluster(options, args) as options:
-                pipeline = beam.Pipeline(options=options)
-                build_pipeline(pipeline, job, image_codes, version_line("cm3-data"))
+        local = runs_on_this_machine(launch.beam)
+        with progress_lines(quiet, local, job.input_bytes):
+            with (
+                quiet_workers(not verbose),
+                local_cluster(launch.beam, launch.cluster, launch.output) as beam_options,
+            ):
+                pipeline = beam.Pipeline(options=beam_options)
+                build_pipeline(pipeline, job, launch.image_codes, version_line("cm3-data"))
                 result = pipeline.run()
                 result.wait_until_finish()
                 client = getattr(result, "client", None)
                 if client is not None:  # the Dask runner leaves its distributed.Client (and cluster) open
                     client.close()
         summary = json.loads(shards.read_bytes(shards.report_json_path(partial)))
-        empty = nothing_read(patterns, len(files), summary["counts"])
+        empty = nothing_read(launch.patterns, launch.n_files, summary["counts"])
         if empty:
             print(f"cm3-data run: {empty}; {untouched}", file=sys.stderr)
             return 1
-        shards.swap_output(partial, args.output)
+        shards.swap_output(partial, launch.output)
     except KeyboardInterrupt:
         print(f"cm3-data run: interrupted; {untouched}", file=sys.stderr)
         return 130
+    except Exception as error:  # a full disk, however deep in Beam, is one line; the rest goes on up
+        code = disk_full_error(error)
+        if code is None:
+            raise
+        shards.discard_output(partial)  # first: the space it took is free again when measured
+        free = free_space(launch.output)
+        print(
+            f"cm3-data run: {DISK_FULL[code]} writing --output {launch.output}"
+            f"{f' ({free} now)' if free else ''}; {untouched}",
+            file=sys.stderr,
+        )
+        return 5
     finally:
         shards.discard_output(partial)  # gone already when swapped in
     elapsed = time.monotonic() - started
     print(report_table(summary))
     print("\n" + metrics_check(result, summary["counts"]))
     print(
-        f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(args.output)} (+ report.json), "
-        f"verify: cm3-data verify {args.output}"
+        f"\nfinished in {elapsed:.1f}s; report: {shards.report_html_path(launch.output)} (+ report.json), "
+        f"verify: cm3-data verify {launch.output}"
     )
     failure = fetch_failure(summary["counts"], job.max_image_failure_rate) if job.fetch_images else None
     if failure:
         print(f"cm3-data run: {failure}", file=sys.stderr)
         return 4
     return 0
+
+
+DISK_FULL = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded"}
+# what survives when Beam re-raises a worker's error as text: "OSError: [Errno 28] No space left on device"
+_DISK_FULL_TEXT = re.compile(
+    "|".join(rf"\[Errno {code}\] {re.escape(os.strerror(code))}" for code in DISK_FULL)
+)
+
+
+def disk_full_error(error: BaseException) -> int | None:
+    """ENOSPC or EDQUOT if `error`, or anything in its chain of causes and contexts, is a full disk or an
+    exhausted quota (also when Beam kept only the message text), else None."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.errno in DISK_FULL:
+            return item.errno
+        match = _DISK_FULL_TEXT.search(str(item)[:100_000])
+        if match:
+            return int(re.search(r"\d+", match.group()).group())
+        todo += [item.__cause__, item.__context__]
+    return None
+
+
+def free_space(path: str) -> str:
+    """`N.N GB free` on the filesystem of local `path` (its nearest existing folder), else ''."""
+    if "://" in path:
+        return ""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    try:
+        return f"{shutil.disk_usage(folder).free / 1e9:.1f} GB free"
+    except OSError:
+        return ""
 
 
 def metrics_check(result, counts: dict[str, int]) -> str:
@@ -940,20 +1072,19 @@ def optout_command(argv: list[str]) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output whole")
     args = parser.parse_args(argv)
+    from pipeline import shards
     from pipeline.optout import load_optout, replay
 
     if not args.urls and not args.domains:
         print("cm3-data optout: give --urls LIST and/or --domains LIST", file=sys.stderr)
         return 2
-    if args.out.rstrip("/") == args.output.rstrip("/"):
+    if shards.inside(args.out, args.output) and shards.inside(args.output, args.out):  # however spelt
         print(
             "cm3-data optout: --output must differ from OUTPUT (the previous output is kept)", file=sys.stderr
         )
         return 2
     try:
         optout = load_optout(args.urls, args.domains)
-        if "://" not in args.out:
-            os.makedirs(args.out, exist_ok=True)
         counts = replay(args.output, args.out, optout, overwrite=args.overwrite)
     except (FileNotFoundError, ValueError, UnicodeDecodeError, OSError) as error:
         print(f"cm3-data optout: {error}", file=sys.stderr)

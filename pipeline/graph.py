@@ -1,5 +1,5 @@
 """The job: its options (everything that decides the output bytes) and its graph, which reads like the CM3
-paper's data section (3.1) and T5's cleaning (2.2) because each step is one composite of `pipeline.steps`.
+paper's data section (3.1) and T5's cleaning (2.2) because each step is one composite of `pipeline.beam_steps`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from c4_filters import C4Options
 from html_minimizer import Limits
 from image_tokenizer.fetch import DEFAULT_USER_AGENT, FetchOptions
 from pipeline import images, report, shards
-from pipeline.environment import environment
-from pipeline.hygiene import Hygiene
-from pipeline.steps import (
+from pipeline.beam_steps import (
     NAMESPACE,
     Counts,
     EncodeImages,
@@ -32,6 +30,8 @@ from pipeline.steps import (
     WriteShards,
     shard_counts,
 )
+from pipeline.environment import environment
+from pipeline.hygiene import Hygiene
 
 __all__ = ["NAMESPACE", "JobOptions", "build_pipeline"]
 

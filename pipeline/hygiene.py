@@ -1,4 +1,4 @@
-"""Corpus-level image and document hygiene, as plain functions (`pipeline.steps` wires them into the job).
+"""Corpus-level image and document hygiene, as plain functions (`pipeline.beam_steps` wires them in).
 
 What the builders of interleaved image-text web corpora (OBELICS, MINT-1T, MMC4, datatrove, img2dataset)
 clean at corpus level rather than per page, because here every image costs 256 training tokens and one
@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from c4_filters import stable_hash
-from pipeline.stages import losers
+from pipeline.doc_steps import losers
 
 # Reasons an image URL is removed by the rules below (not a fetch/decode failure): counted as
 # images.filtered.<reason> (one per unique image URL) in the funnel report.
@@ -116,6 +117,7 @@ MINHASH_BANDS = 14
 MINHASH_ROWS = 8
 _WORD = re.compile(r"\w+")
 _PRIME = (1 << 32) - 5  # largest prime under 2**32: a*h + b stays below 2**64 in uint64
+_MINHASH_BLOCK = 2048  # shingles per block of the signature: a 2048 x 112 uint64 buffer is 1.8 MB
 
 
 def doc_text(html: str) -> str:
@@ -125,18 +127,31 @@ def doc_text(html: str) -> str:
     return lxml.html.document_fromstring(html).text_content() if html.strip() else ""
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (punctuation and spacing normalised away, as datatrove does before hashing)."""
-    return _WORD.findall(text.lower())
+def words(text: str) -> Iterator[str]:
+    """Lower-cased word tokens (punctuation and spacing normalised away, as datatrove does before hashing),
+    streamed: a multi-megabyte article never holds one string object per word."""
+    return (match.group() for match in _WORD.finditer(text.lower()))
 
 
-def shingle_hashes(tokens: list[str], n: int) -> np.ndarray:
-    """32-bit hashes of the distinct word n-grams (a document shorter than n is one shingle)."""
-    if not tokens:
-        return np.zeros(0, dtype=np.uint64)
-    grams = {" ".join(tokens[i : i + n]) for i in range(max(1, len(tokens) - n + 1))}
-    values = [int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little") for g in grams]
-    return np.array(sorted(values), dtype=np.uint64)
+def shingle_hashes(tokens: Iterable[str], n: int) -> np.ndarray:
+    """Sorted distinct 32-bit hashes of the word n-grams (a document shorter than n is one shingle): 8 bytes
+    per word, the n-grams are hashed as they slide past instead of collected as strings."""
+    window: deque[str] = deque(maxlen=n)
+
+    def grams() -> Iterator[str]:
+        for token in tokens:
+            window.append(token)
+            if len(window) == n:
+                yield " ".join(window)
+
+    hashes = np.fromiter((_hash32(gram) for gram in grams()), dtype=np.uint64)
+    if hashes.size == 0 and window:
+        hashes = np.array([_hash32(" ".join(window))], dtype=np.uint64)
+    return np.unique(hashes)
+
+
+def _hash32(gram: str) -> int:
+    return int.from_bytes(hashlib.blake2b(gram.encode(), digest_size=4).digest(), "little")
 
 
 def _permutations(count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,12 +168,23 @@ _PERMUTATION_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def minhash(hashes: np.ndarray, count: int) -> np.ndarray:
-    """MinHash signature (`count` uint32 minima) of a set of 32-bit shingle hashes."""
+    """MinHash signature (`count` uint32 minima) of a set of 32-bit shingle hashes. The permuted hashes are
+    computed `_MINHASH_BLOCK` shingles at a time into one reused buffer, keeping a running minimum: memory is
+    count x block words whatever the document's length (the whole outer product took ~1.8 KB per word)."""
     if count not in _PERMUTATION_CACHE:
         _PERMUTATION_CACHE[count] = _permutations(count)
     a, b = _PERMUTATION_CACHE[count]
-    permuted = (np.outer(hashes, a) + b) % np.uint64(_PRIME)
-    return permuted.min(axis=0).astype(np.uint32)
+    prime = np.uint64(_PRIME)
+    signature = np.full(count, prime, dtype=np.uint64)  # above every value mod p
+    buffer = np.empty((min(len(hashes), _MINHASH_BLOCK), count), dtype=np.uint64)
+    for start in range(0, len(hashes), _MINHASH_BLOCK):
+        block = hashes[start : start + _MINHASH_BLOCK]
+        permuted = buffer[: len(block)]
+        np.multiply.outer(block, a, out=permuted)
+        permuted += b
+        permuted %= prime
+        np.minimum(signature, permuted.min(axis=0), out=signature)
+    return signature.astype(np.uint32)
 
 
 def band_keys(text: str) -> list[str]:
@@ -179,5 +205,6 @@ def band_keys(text: str) -> list[str]:
 
 def band_losers(urls: Iterable[str]) -> Iterator[str]:
     """Documents of one LSH band bucket that lose: all but the one with the smallest (stable_hash(url), url),
-    the same winner rule as the span dedup, streamed (`stages.losers`); a URL may be yielded more than once."""
+    the same winner rule as the span dedup, streamed (`doc_steps.losers`); a URL may be yielded more than
+    once."""
     return losers(urls, lambda url: (stable_hash(url), url))

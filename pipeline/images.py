@@ -1,6 +1,6 @@
 """Image stage: one unique image URL -> bytes (input record, else fetch) -> 256x256 uint8 crop -> VQGAN codes.
 
-Plain functions; `pipeline.steps` wires them. The per-URL outcome is data (`ImageOutcome`), so the funnel
+Plain functions; `pipeline.beam_steps` wires them. The per-URL outcome is data (`ImageOutcome`), so the funnel
 is right even on runners that do not report Beam metrics. Nothing here imports torch at module level: a
 worker that never encodes never loads it.
 """
@@ -27,8 +27,9 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import counters
 from pipeline.hygiene import FILTER_REASONS, NEAR_DUPLICATE, Hygiene, image_shape_reason, perceptual_hash
-from pipeline.readers import Count
+from pipeline.items import Count
 
 NOT_IN_INPUT = "not_in_input"  # fetching disabled and no WARC record for the URL
 # prepare_image's rules: none of the corpus-level hygiene (the image tokenizer's own limits still apply)
@@ -327,12 +328,12 @@ def failure_counts(outcome: ImageOutcome) -> Iterator[Count]:
     """One count per unique image URL: encoded, sharing another URL's codes, removed by a hygiene rule
     (images.filtered.<reason>) or failed (images.failed.<reason>)."""
     if outcome.codes is None:
-        kind = "filtered" if outcome.outcome in FILTER_REASONS else "failed"
-        yield Count(f"images.{kind}.{outcome.outcome}")
+        kind = counters.IMAGES_FILTERED if outcome.outcome in FILTER_REASONS else counters.IMAGES_FAILED
+        yield Count(kind + outcome.outcome)
     elif outcome.outcome == NEAR_DUPLICATE:
-        yield Count("images.near_duplicate_urls")
+        yield Count(counters.IMAGES_NEAR_DUPLICATE_URLS)
     else:
-        yield Count("images.encoded")
+        yield Count(counters.IMAGES_ENCODED)
 
 
 def padded_batches(

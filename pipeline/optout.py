@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from html_minimizer import replace_images_and_prune
-from pipeline import shards
+from pipeline import counters, shards
+from pipeline.doc_steps import all_image_srcs, count_code_images
 from pipeline.environment import environment
-from pipeline.stages import all_image_srcs, count_code_images
 
 
 @dataclass(frozen=True)
@@ -72,14 +72,14 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
     """Rows minus listed documents; listed images removed from the rest (every `<img>` with the same codes
     goes too: the same picture under another URL shares them). `counts` gets optout.<what> numbers."""
     for row in rows:
-        counts["optout.documents_read"] += 1
+        counts[counters.OPTOUT_DOCUMENTS_READ] += 1
         if optout.listed(row["url"]):
-            counts["optout.documents_removed"] += 1
+            counts[counters.OPTOUT_DOCUMENTS_REMOVED] += 1
             continue
         image_urls = list(row.get("image_urls") or [])
         srcs = all_image_srcs(row["html"])
         if len(srcs) != len(image_urls):  # an output written before image_urls existed: documents only
-            counts["optout.documents_without_image_urls"] += 1
+            counts[counters.OPTOUT_WITHOUT_IMAGE_URLS] += 1
             yield row
             continue
         removed = {src for src, url in zip(srcs, image_urls, strict=True) if optout.listed(url)}
@@ -87,10 +87,10 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
             yield row
             continue
         html, n_empty = replace_images_and_prune(row["html"], dict.fromkeys(removed))
-        counts["optout.empty_elements_removed"] += n_empty  # the final-document rule, as in the job
+        counts[counters.OPTOUT_EMPTY_ELEMENTS_REMOVED] += n_empty  # the final-document rule, as in the job
         kept = [url for src, url in zip(srcs, image_urls, strict=True) if src not in removed]
-        counts["optout.documents_touched"] += 1
-        counts["optout.image_refs_removed"] += len(image_urls) - len(kept)
+        counts[counters.OPTOUT_DOCUMENTS_TOUCHED] += 1
+        counts[counters.OPTOUT_IMAGE_REFS_REMOVED] += len(image_urls) - len(kept)
         yield {
             **row,
             "html": html,
@@ -100,19 +100,44 @@ def apply_optout(rows: Iterable[dict], optout: OptOut, counts: Counter) -> Itera
         }
 
 
+def target_problem(output: str, new_output: str) -> str | None:
+    """Why `new_output` cannot receive a replay of `output` (None if it can): the same directory however
+    spelt (`SRC/.`, `./SRC`, a symlink), or one inside the other (--overwrite would delete the source, or
+    the new output would be written into it). Checked before anything is touched."""
+    if shards.inside(new_output, output) and shards.inside(output, new_output):
+        return "--output must differ from OUTPUT (the previous output is kept)"
+    if shards.inside(new_output, output):
+        return f"{new_output} holds the output being replayed; --overwrite would delete it"
+    if shards.inside(output, new_output):
+        return f"{new_output} lies inside the output being replayed ({output}); choose another --output"
+    return None
+
+
+def check_sources(output: str) -> None:
+    """ValueError, one line, unless the shards of `output` pass `verify`'s file checks (sha256, rows,
+    schema): a replay of a damaged shard would give the damage a new manifest that verifies."""
+    problems = shards.verify(output, check_content=False)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if problems[1:] else ""
+        raise ValueError(
+            f"{output} fails verification, not replayed: {problems[0]}{more}; see cm3-data verify {output}"
+        )
+
+
 def replay(output: str, new_output: str, optout: OptOut, overwrite: bool = False) -> dict[str, int]:
     """Write `new_output` = `output` after the opt-out; returns the counts (also in the new manifest).
     A non-empty `new_output` is refused unless `overwrite`, which replaces it whole (the rule of every CLI).
     As `cm3-data run`, the replay is written beside `new_output` and swapped in when complete, so a failed
-    or interrupted replay leaves what was there as it was."""
-    if not shards.is_empty(new_output):
-        if not overwrite:
-            raise ValueError(
-                f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --output"
-            )
-        if shards.inside(new_output, output):
-            raise ValueError(f"{new_output} holds the output being replayed; --overwrite would delete it")
-    manifest = shards.read_manifest(output)
+    or interrupted replay leaves what was there as it was. `output` must pass `verify` first."""
+    manifest = shards.read_manifest(output)  # an unfinished OUTPUT is named first
+    problem = target_problem(output, new_output)
+    if problem:
+        raise ValueError(problem)
+    if not overwrite and not shards.is_empty(new_output):
+        raise ValueError(
+            f"{new_output} is not empty; pass --overwrite to replace it whole, or choose another --output"
+        )
+    check_sources(output)
     partial = shards.partial_output(new_output)
     if "://" not in new_output:  # a local directory (object stores have none to make), as `cm3-data run`
         os.makedirs(partial)

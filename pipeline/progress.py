@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline import counters
+
 ENV = "CM3_PROGRESS_DIR"
 WRITE_INTERVAL = 1.0  # seconds between two writes of a process's file
 LINE_INTERVAL = 15.0  # seconds between two progress lines
@@ -95,7 +97,11 @@ def totals(directory: str) -> collections.Counter[str]:
 
 def pages_done(counts: Mapping[str, int]) -> int:
     """Pages through the minimizer (each page passes it once: ok or a typed error)."""
-    return sum(n for name, n in counts.items() if name == "minimize.ok" or name.startswith("minimize.error."))
+    return sum(
+        n
+        for name, n in counts.items()
+        if name == counters.MINIMIZE_OK or name.startswith(counters.MINIMIZE_ERROR)
+    )
 
 
 def progress_line(counts: Mapping[str, int], elapsed: float, pages_per_s: float, input_bytes: int) -> str:
@@ -104,10 +110,11 @@ def progress_line(counts: Mapping[str, int], elapsed: float, pages_per_s: float,
     a runner that computes a step twice, as Beam's Dask runner does for side inputs, counts it twice)."""
     minutes, seconds = divmod(int(elapsed), 60)
     line = f"{minutes}m{seconds:02d}s: {pages_done(counts):,} pages ({pages_per_s:.1f}/s), "
-    line += f"{counts.get('c4.kept', 0):,} kept by C4"
-    obtained = sum(n for name, n in counts.items() if name.startswith("images.source."))
-    if obtained or counts.get("images.encoded"):
-        line += f"; images {obtained:,} obtained, {counts.get('images.encoded', 0):,} encoded"
+    line += f"{counts.get(counters.C4_KEPT, 0):,} kept by C4"
+    obtained = sum(n for name, n in counts.items() if name.startswith(counters.IMAGES_SOURCE))
+    encoded = counts.get(counters.IMAGES_ENCODED, 0)
+    if obtained or encoded:
+        line += f"; images {obtained:,} obtained, {encoded:,} encoded"
     line += f"; {counts.get(SHARDS, 0)} shards written"
     read = counts.get(INPUT_BYTES, 0)
     if input_bytes:

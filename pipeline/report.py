@@ -9,28 +9,30 @@ import html as html_lib
 import json
 import re
 
+from pipeline import counters
+
 # A share of failed images above this is flagged: a dead image host, a proxy, or the wrong --input.
 IMAGE_FAILURE_FLAG = 0.2
 
 # Plain-language names of the drop reasons (report.json keeps the counter names, the page shows both).
 DROP_REASONS = {
-    "minimize.error.NotHTML": "not HTML (binary data, no markup, or an unreadable charset)",
-    "minimize.error.InputTooLarge": "too large for the minimizer's limits",
-    "minimize.error.BadMarkup": "markup the minimizer cannot handle",
-    "minimize.error.unexpected": "the minimizer failed unexpectedly (see the log)",
-    "c4.error.unexpected": "the C4 rules failed unexpectedly (see the log)",
-    "c4.page:not_english": "not English (C4's language rule)",
-    "c4.page:not_selected_language": "not one of the --languages",
-    "c4.page:too_few_sentences": "too few sentences left after the line rules",
-    "c4.page:bad_words": "a word of the bad-words list",
-    "c4.page:lorem_ipsum": "placeholder text (lorem ipsum)",
-    "c4.page:curly_bracket": "a curly bracket (code or a template)",
-    "c4.page:unparseable": "no text the C4 rules could parse",
-    "dedup.url_duplicates_dropped": "the same URL as a page kept",
-    "dedup.near_dup_docs_dropped": "a near-duplicate of a page kept",
-    "dedup.span_docs_dropped": "too little left after removing repeated three-sentence spans",
+    counters.MINIMIZE_ERROR + "NotHTML": "not HTML (binary data, no markup, or an unreadable charset)",
+    counters.MINIMIZE_ERROR + "InputTooLarge": "too large for the minimizer's limits",
+    counters.MINIMIZE_ERROR + "BadMarkup": "markup the minimizer cannot handle",
+    counters.MINIMIZE_UNEXPECTED: "the minimizer failed unexpectedly (see the log)",
+    counters.C4_UNEXPECTED: "the C4 rules failed unexpectedly (see the log)",
+    counters.C4_PAGE + "not_english": "not English (C4's language rule)",
+    counters.C4_PAGE + "not_selected_language": "not one of the --languages",
+    counters.C4_PAGE + "too_few_sentences": "too few sentences left after the line rules",
+    counters.C4_PAGE + "bad_words": "a word of the bad-words list",
+    counters.C4_PAGE + "lorem_ipsum": "placeholder text (lorem ipsum)",
+    counters.C4_PAGE + "curly_bracket": "a curly bracket (code or a template)",
+    counters.C4_PAGE + "unparseable": "no text the C4 rules could parse",
+    counters.URL_DUPLICATES_DROPPED: "the same URL as a page kept",
+    counters.NEAR_DUP_DOCS_DROPPED: "a near-duplicate of a page kept",
+    counters.SPAN_DOCS_DROPPED: "too little left after removing repeated three-sentence spans",
 }
-_NOT_LANGUAGE = re.compile(r"^c4\.page:not_([a-z]{2,3})$")
+_NOT_LANGUAGE = re.compile("^" + re.escape(counters.C4_PAGE) + "not_([a-z]{2,3})$")
 
 
 def drop_reason(name: str) -> str:
@@ -47,16 +49,21 @@ def _sum(counts: dict[str, int], prefix: str) -> int:
     return sum(n for name, n in counts.items() if name.startswith(prefix))
 
 
+def _by_suffix(counts: dict[str, int], prefix: str) -> dict[str, int]:
+    """{what follows `prefix`: n} for the counters under `prefix` (a reason, an outcome)."""
+    return {name[len(prefix) :]: n for name, n in counts.items() if name.startswith(prefix)}
+
+
 def build_report(counts: dict[str, int], splits: dict, run: dict | None = None) -> dict:
     """The funnel (documents per stage), drops per rule and image outcomes, from the job's counts; `run`
     (inputs, options, code_version, duration_s) says what produced it, and `flags` what stands out."""
     written = {split: info["rows"] for split, info in splits.items()}
-    read = _sum(counts, "read.pages.")
-    minimized = counts.get("minimize.ok", 0)
-    c4_kept = counts.get("c4.kept", 0)
-    url_unique = c4_kept - counts.get("dedup.url_duplicates_dropped", 0)
-    near_kept = url_unique - counts.get("dedup.near_dup_docs_dropped", 0)
-    span_kept = near_kept - counts.get("dedup.span_docs_dropped", 0)
+    read = _sum(counts, counters.READ_PAGES)
+    minimized = counts.get(counters.MINIMIZE_OK, 0)
+    c4_kept = counts.get(counters.C4_KEPT, 0)
+    url_unique = c4_kept - counts.get(counters.URL_DUPLICATES_DROPPED, 0)
+    near_kept = url_unique - counts.get(counters.NEAR_DUP_DOCS_DROPPED, 0)
+    span_kept = near_kept - counts.get(counters.SPAN_DOCS_DROPPED, 0)
     funnel = [
         {"stage": "pages read", "docs": read},
         {"stage": "minimized", "docs": minimized},
@@ -66,43 +73,35 @@ def build_report(counts: dict[str, int], splits: dict, run: dict | None = None) 
         {"stage": "after span dedup", "docs": span_kept},
         {"stage": "written", "docs": sum(written.values())},
     ]
-    dropped = {name: n for name, n in counts.items() if name.startswith("minimize.error.")}
+    dropped = {name: n for name, n in counts.items() if name.startswith(counters.MINIMIZE_ERROR)}
     dropped.update(
         {
             name: n
             for name, n in counts.items()
-            if name.startswith("c4.page:") and not name.endswith((":kept", ":read"))
+            if name.startswith(counters.C4_PAGE) and not name.endswith(counters.C4_PAGE_TALLIES)
         }
     )
     for name in (
-        "c4.error.unexpected",
-        "dedup.url_duplicates_dropped",
-        "dedup.near_dup_docs_dropped",
-        "dedup.span_docs_dropped",
+        counters.C4_UNEXPECTED,
+        counters.URL_DUPLICATES_DROPPED,
+        counters.NEAR_DUP_DOCS_DROPPED,
+        counters.SPAN_DOCS_DROPPED,
     ):
         if counts.get(name):
             dropped[name] = counts[name]
     images = {
-        "unique": counts.get("images.unique", 0),
-        "from_input": counts.get("images.source.from_input", 0),
-        "fetched": counts.get("images.source.fetched", 0),
-        "data_uri": counts.get("images.source.data_uri", 0),
-        "failed": {
-            name[len("images.failed.") :]: n
-            for name, n in counts.items()
-            if name.startswith("images.failed.")
-        },
-        "filtered": {
-            name[len("images.filtered.") :]: n
-            for name, n in counts.items()
-            if name.startswith("images.filtered.")
-        },
+        "unique": counts.get(counters.IMAGES_UNIQUE, 0),
+        "from_input": counts.get(counters.IMAGES_FROM_INPUT, 0),
+        "fetched": counts.get(counters.IMAGES_FETCHED, 0),
+        "data_uri": counts.get(counters.IMAGES_DATA_URI, 0),
+        "failed": _by_suffix(counts, counters.IMAGES_FAILED),
+        "filtered": _by_suffix(counts, counters.IMAGES_FILTERED),
         "fetch": fetch_outcomes(counts),
-        "codes_written": counts.get("images.encoded", 0),
-        "near_duplicate_urls": counts.get("images.near_duplicate_urls", 0),
-        "refs_kept": counts.get("images.refs_kept", 0),
-        "refs_removed": counts.get("images.refs_removed", 0),
-        "refs_over_doc_cap": counts.get("images.refs_over_doc_cap", 0),
+        "codes_written": counts.get(counters.IMAGES_ENCODED, 0),
+        "near_duplicate_urls": counts.get(counters.IMAGES_NEAR_DUPLICATE_URLS, 0),
+        "refs_kept": counts.get(counters.IMAGES_REFS_KEPT, 0),
+        "refs_removed": counts.get(counters.IMAGES_REFS_REMOVED, 0),
+        "refs_over_doc_cap": counts.get(counters.IMAGES_REFS_OVER_DOC_CAP, 0),
     }
     report = {
         "funnel": funnel,
@@ -159,15 +158,10 @@ def languages(counts: dict[str, int]) -> dict[str, dict[str, int]]:
     """Pages per detected language: kept by C4, dropped by the language rule (not selected, or below the
     threshold; "und": no language found), from the "c4.language:<code>:kept|dropped" counters."""
     table: dict[str, dict[str, int]] = {}
-    for name, n in counts.items():
-        if name.startswith("c4.language:"):
-            code, outcome = name[len("c4.language:") :].rsplit(":", 1)
-            table.setdefault(code, {"kept": 0, "dropped": 0})[outcome] = n
+    for name, n in _by_suffix(counts, counters.C4_LANGUAGE).items():
+        code, outcome = name.rsplit(":", 1)
+        table.setdefault(code, {"kept": 0, "dropped": 0})[outcome] = n
     return dict(sorted(table.items(), key=lambda item: (-item[1]["kept"], -item[1]["dropped"], item[0])))
-
-
-# read.* counters that describe what was read rather than what was lost
-READ_TALLIES = ("read.files.", "read.pages.", "read.warc_", "read.arc_record")
 
 
 def read_losses(counts: dict[str, int]) -> dict[str, int]:
@@ -176,7 +170,7 @@ def read_losses(counts: dict[str, int]) -> dict[str, int]:
     return {
         name: n
         for name, n in sorted(counts.items())
-        if name.startswith("read.") and not name.startswith(READ_TALLIES) and n
+        if name.startswith(counters.READ) and not name.startswith(counters.READ_TALLIES) and n
     }
 
 
@@ -333,7 +327,7 @@ def report_html(report: dict) -> bytes:
 
 def fetch_outcomes(counts: dict[str, int]) -> dict[str, int]:
     """Image fetch attempts by the fetcher's outcome ("ok", "timeout" ...), from the images.fetch.* counters."""
-    return {name[len("images.fetch.") :]: n for name, n in counts.items() if name.startswith("images.fetch.")}
+    return _by_suffix(counts, counters.IMAGES_FETCH)
 
 
 # Below this many fetch attempts the failure rate is not judged: a handful of dead links is no outage.

@@ -19,6 +19,7 @@ still read and verified; `legacy_layout_note` says how to move them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 import io
@@ -26,6 +27,7 @@ import itertools
 import json
 import os
 import pickle
+import posixpath
 import re
 import shutil
 import tempfile
@@ -36,6 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+
+from image_tokenizer.leftovers import clean_leftovers, owned_suffix
 
 FORMAT = "cm3-docs/1"
 META_DIR = "_meta"
@@ -163,7 +167,8 @@ def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterat
     an external merge sort whose sorted runs are spilled to local temporary files (deleted when the
     generator finishes or is closed)."""
     buffer_bytes = SORT_BUFFER_BYTES if buffer_bytes is None else buffer_bytes
-    with tempfile.TemporaryDirectory(prefix="cm3-shard-sort-") as spill_dir:
+    _clean_dead_sort_folders()
+    with tempfile.TemporaryDirectory(prefix=SORT_PREFIX, suffix="-" + owned_suffix()) as spill_dir:
         runs: list[str] = []
         buffer: list[dict] = []
         held = 0
@@ -178,6 +183,15 @@ def sorted_rows(rows: Iterable[dict], buffer_bytes: int | None = None) -> Iterat
             yield from buffer
             return
         yield from heapq.merge(*(_read_run(path) for path in runs), iter(buffer), key=row_key)
+
+
+SORT_PREFIX = "cm3-shard-sort-"
+
+
+@functools.cache
+def _clean_dead_sort_folders() -> None:
+    """Once per process: the spill folders of sorts whose process was killed (kill -9 skips the cleanup)."""
+    clean_leftovers(tempfile.gettempdir(), (SORT_PREFIX,))
 
 
 def _spill(rows: list[dict], directory: str, index: int) -> str:
@@ -329,7 +343,9 @@ def partial_output(output_dir: str) -> str:
     parent, _, name = output_dir.rstrip("/").rpartition("/")
     if FileSystems.get_scheme(output_dir) is None:
         parent, name = os.path.split(os.path.abspath(output_dir))
-    return FileSystems.join(parent, f".{name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        # what killed runs into the same output left (its owner gone): never a running job's
+        clean_leftovers(parent, (f".{name}.partial-", f".{name}.replaced-"))
+    return FileSystems.join(parent, f".{name}.partial-{owned_suffix()}")
 
 
 def swap_output(partial: str, output_dir: str) -> None:
@@ -369,10 +385,17 @@ def discard_output(partial: str) -> None:
 
 
 def inside(output_dir: str, path: str) -> bool:
-    """Whether `path` lies in `output_dir` (local paths resolved), so that --overwrite never deletes inputs."""
-    if FileSystems.get_scheme(output_dir) is None and FileSystems.get_scheme(path) is None:
-        output_dir, path = os.path.realpath(output_dir), os.path.realpath(path)
-    return path.startswith(output_dir.rstrip("/") + "/")
+    """Whether `path` is `output_dir` or lies in it, so that --overwrite never deletes inputs. Both are
+    resolved first: `SRC/.`, `./SRC`, `../x/SRC` and a symlink to SRC are all SRC."""
+    output_dir, path = _resolved(output_dir), _resolved(path)
+    return path == output_dir or path.startswith(output_dir.rstrip("/") + "/")
+
+
+def _resolved(path: str) -> str:
+    if FileSystems.get_scheme(path) is None:
+        return os.path.realpath(path)
+    scheme, _, rest = path.partition("://")  # an object store has no links: only `.`, `..`, `//` to fold
+    return f"{scheme}://{posixpath.normpath(rest)}"
 
 
 def finish_shards(output_dir: str, written: Iterable[dict], n_shards: dict[str, int]) -> dict:
@@ -413,16 +436,18 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
     """Problems found in a finished output (empty list = valid): files, sha256, rows, schema, ids, codes."""
     from c4_filters import stable_hash
     from image_tokenizer import is_code_src
-    from pipeline.stages import image_srcs
+    from pipeline.doc_steps import image_srcs
 
     path = find_manifest(output_dir)
     if path is None:
         return [f"{manifest_path(output_dir)} is missing (unfinished or not a cm3-docs output)"]
     try:
         manifest = json.loads(read_bytes(path))
-    except ValueError as error:
-        return [f"{path} is not JSON: {error}"]
-    problems = []
+    except (ValueError, RecursionError) as error:  # RecursionError: nested thousands deep
+        return [f"{path} is not JSON: {' '.join(str(error).split())[:200]}"]
+    problems = manifest_problems(manifest)
+    if problems:  # nothing below can be checked against a manifest of the wrong shape
+        return [f"{path}: {problem}" for problem in problems]
     if manifest.get("format") != FORMAT:
         problems.append(f"format is {manifest.get('format')!r}, expected {FORMAT!r}")
     n_embed = manifest.get("image_codes", {}).get("n_embed")
@@ -486,6 +511,43 @@ def verify(output_dir: str, check_content: bool = True) -> list[str]:
     return problems
 
 
+def manifest_problems(manifest) -> list[str]:
+    """What makes `manifest` unusable as a cm3-docs manifest (missing keys, wrong types, `null`s), one line
+    each: `verify` reports them as FAIL lines and readers refuse the output, instead of a KeyError."""
+    if not isinstance(manifest, dict):
+        return [f"is a JSON {type(manifest).__name__}, not an object"]
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        return ['"splits" is missing or not an object']
+    if not isinstance(manifest.get("shards_dir", ""), str):
+        return ['"shards_dir" is not a string']
+    problems = []
+    codes = manifest.get("image_codes", {})
+    if not isinstance(codes, dict) or not _is(codes.get("n_embed", 0), int):
+        problems.append('"image_codes" is not an object with an integer "n_embed"')
+    for split, info in splits.items():
+        if not isinstance(info, dict) or not isinstance(info.get("shards"), list):
+            problems.append(f'splits.{split}: not an object with a "shards" list')
+            continue
+        if not _is(info.get("rows"), int):
+            problems.append(f'splits.{split}: "rows" is missing or not an integer')
+        for index, shard in enumerate(info["shards"]):
+            wrong = [
+                f'"{key}"'
+                for key, kind in (("file", str), ("sha256", str), ("rows", int))
+                if not isinstance(shard, dict) or not _is(shard.get(key), kind)
+            ]
+            if wrong:
+                problems.append(
+                    f"splits.{split}.shards[{index}]: {', '.join(wrong)} missing or of the wrong type"
+                )
+    return problems
+
+
+def _is(value, kind: type) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)  # JSON's true is no row count
+
+
 def _check_rows(name, rows, n_embed, stable_hash, is_code_src, image_srcs) -> list[str]:
     problems = []
     ids = [row["id"] for row in rows]
@@ -510,7 +572,16 @@ def read_manifest(output_dir: str) -> dict:
         raise FileNotFoundError(
             f"{manifest_path(output_dir)} is missing (unfinished or not a cm3-docs output)"
         )
-    return json.loads(read_bytes(path))
+    try:
+        manifest = json.loads(read_bytes(path))
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f"{path} is not JSON: {' '.join(str(error).split())[:200]}") from None
+    problems = manifest_problems(manifest)
+    if problems:
+        raise ValueError(
+            f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if problems[1:] else "")
+        )
+    return manifest
 
 
 def manifest_sha256(output_dir: str) -> str:

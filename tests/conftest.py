@@ -39,8 +39,8 @@ def _write_document_shards(
 ) -> Path:
     """Document shards + manifest.json written by the pipeline's own writer, so every reader (tokenizer,
     viewer) is tested on the real format. Rows need `url`, `html` and `lang_score`; the rest is derived."""
+    from pipeline.doc_steps import doc_id
     from pipeline.shards import FORMAT, SPLITS, finish_shards, write_manifest, write_shard
-    from pipeline.stages import doc_id
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []

@@ -19,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from model import CM3Config, CM3Tokenizer, CM3Transformer, load_checkpoint
-from model.checkpoint import write_model_files
+from model.checkpoint import write_manifest, write_model_files
 from model.generate import (
     MODES,
     BeamOptions,
@@ -732,6 +732,7 @@ def test_image_modes_of_a_model_trained_without_images_warn(checkpoint, tmp_path
     shutil.copytree(checkpoint, blind)
     config = json.loads((blind / "config.json").read_text())
     (blind / "config.json").write_text(json.dumps({**config, "data": {"image_tokens": 0}}))
+    write_manifest(blind, step=0)  # as such a run writes it
     image = json.dumps({"mode": "unconditional_image"})
     text = json.dumps({"mode": "score", "prompt": "<p>Paris is the capital of", "candidates": [" France."]})
     flags = ["--num-samples", "1"]

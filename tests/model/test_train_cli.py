@@ -233,6 +233,15 @@ def test_a_config_file_that_cannot_be_read_is_one_line(tmp_path, capsys):
     assert "not valid yaml" in _one_error_line(capsys)
 
 
+def test_a_config_file_with_aliases_or_a_repeated_key_is_one_line(tmp_path, capsys):
+    (tmp_path / "bomb.yaml").write_text("lr: &a 0.1\nwarmup_steps: *a\n")
+    assert main(["train", "--data", str(tmp_path), "--config", str(tmp_path / "bomb.yaml")]) == 2
+    assert "anchors and aliases" in _one_error_line(capsys)
+    (tmp_path / "twice.yaml").write_text("lr: 0.1\nmax_steps: 3\nlr: 0.2\n")
+    assert main(["train", "--data", str(tmp_path), "--config", str(tmp_path / "twice.yaml")]) == 2
+    assert "line 3, column 1: key 'lr' is given twice" in _one_error_line(capsys)
+
+
 # ---- 4. outputs: refused when not empty, replaced whole with --overwrite, never left half-written
 
 

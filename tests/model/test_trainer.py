@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model import TrainConfig, load_checkpoint
-from model.checkpoint import list_checkpoints
+from model.checkpoint import list_checkpoints, read_model_state
 from model.trainer import Trainer, flops_per_token, lr_factor, peak_flops
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,8 +255,8 @@ def test_sigkill_and_resume_reproduces_the_uninterrupted_run(token_shards, tmp_p
     straight, resumed = losses_of(tmp_path / "straight"), losses_of(run)
     assert sorted(resumed) == list(range(1, 61))
     assert resumed == straight  # bit-identical floats, every step
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "step-00000060" / "model.pt", weights_only=True)
-    b = torch.load(run / "checkpoints" / "step-00000060" / "model.pt", weights_only=True)
+    a = read_model_state(tmp_path / "straight" / "checkpoints" / "step-00000060")
+    b = read_model_state(run / "checkpoints" / "step-00000060")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from pipeline import shards
-from pipeline.cli import beam_lines_dropped, main, run_parser, runs_on_this_machine
+from pipeline.cli import (
+    beam_lines_dropped,
+    build_job,
+    fetch_job_options,
+    job_flag_options,
+    main,
+    run_parser,
+    runs_on_this_machine,
+)
+from pipeline.graph import JobOptions
+from pipeline.hygiene import Hygiene
 from pipeline.readers import expand_inputs
 from pipeline.report import build_report, report_table
 from pipeline.view import parse_args as view_args
@@ -88,6 +98,66 @@ def test_out_is_an_alias_of_output(tmp_path):
     assert view_args(["shards", "--out", "page.html"]).out == "page.html"
     code, err = run_cli(["optout", str(tmp_path), "--urls", "u", "--out", str(tmp_path)])
     assert code == 2 and "--output must differ" in err
+
+
+# each flag whose default a dataclass field holds: the flag's help quotes that default
+FLAG_DEFAULTS = {
+    "target_shard_mb": JobOptions,
+    "validation_fraction": JobOptions,
+    "vqgan_device": JobOptions,
+    "fetch_concurrency": JobOptions,
+    "fetch_timeout": JobOptions,
+    "max_image_failure_rate": JobOptions,
+    "max_image_url_repeats": Hygiene,
+    "min_image_side": Hygiene,
+    "max_image_aspect_ratio": Hygiene,
+    "max_images_per_doc": Hygiene,
+}
+
+
+def test_flags_not_given_keep_the_dataclass_defaults_which_the_help_quotes():
+    args, _ = run_parser().parse_known_args(["--output", "out"])
+    job = JobOptions(inputs=("x",), output="out", **job_flag_options(args), **fetch_job_options(args))
+    plain = JobOptions(inputs=("x",), output="out")
+    assert {**vars(job), "started": 0} == {**vars(plain), "started": 0}  # run-only fields too
+    helps = {action.dest: action.help for action in run_parser()._actions}
+    for dest, config in FLAG_DEFAULTS.items():
+        default = config.__dataclass_fields__[dest].default
+        shown = re.escape(f"{default:g}" if isinstance(default, float) else str(default))
+        assert re.search(rf"default:? {shown}\b|\b{shown}, the default|\b{shown} \(default\)", helps[dest]), (
+            dest
+        )
+
+
+def test_flags_given_reach_the_job():
+    args, _ = run_parser().parse_known_args(
+        [
+            "--output",
+            "o",
+            "--min-image-side",
+            "20",
+            "--no-doc-dedup",
+            "--no-fetch",
+            "--validation-fraction",
+            "0",
+        ]
+    )
+    options = job_flag_options(args)
+    assert options["hygiene"] == Hygiene(min_image_side=20, doc_dedup=False)
+    assert options["fetch_images"] is False and options["validation_fraction"] == 0
+
+
+def test_a_built_job_has_its_partial_output_and_nothing_else_yet(tmp_path):
+    """build_job checks and describes the job; running it (run_job) is a separate step."""
+    args, beam_args = run_parser().parse_known_args(["--output", str(tmp_path / "out"), "--no-images"])
+    launch = build_job(args, beam_args)
+    try:
+        assert launch.sample_corpus and launch.n_files == len(expand_inputs(launch.patterns)) > 0
+        assert launch.output == str(tmp_path / "out") and not (tmp_path / "out").exists()
+        assert os.path.isdir(launch.job.output) and launch.job.images is False
+    finally:
+        shards.discard_output(launch.job.output)
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_directory_input_is_the_input_files_under_it(tmp_path):

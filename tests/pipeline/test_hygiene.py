@@ -2,8 +2,13 @@
 pictures are the same under different URLs, which documents are near-duplicates, and that every winner is a
 function of content and URLs, never of arrival order."""
 
+import hashlib
 import io
+import random
+import tracemalloc
+from unittest import mock
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +16,7 @@ from PIL import Image
 
 from c4_filters import stable_hash
 from image_tokenizer.train_small_vqgan import skimage_rgb
-from pipeline import images
+from pipeline import hygiene, images
 from pipeline.hygiene import (
     ASPECT_RATIO,
     TOO_SMALL,
@@ -20,6 +25,7 @@ from pipeline.hygiene import (
     band_losers,
     capped_srcs,
     image_shape_reason,
+    minhash,
     over_url_repeats,
     perceptual_hash,
     representative,
@@ -119,9 +125,53 @@ def test_the_representative_is_the_smallest_url_whatever_the_order(urls):
 
 
 def test_shingles_ignore_case_and_punctuation():
-    assert words("Harbour, festival!  OPENED") == ["harbour", "festival", "opened"]
+    assert list(words("Harbour, festival!  OPENED")) == ["harbour", "festival", "opened"]
     assert (shingle_hashes(words("A b c d e f"), 5) == shingle_hashes(words("a, B. c d E f"), 5)).all()
     assert shingle_hashes(words("two words"), 5).size == 1 and shingle_hashes([], 5).size == 0
+
+
+def signature_by_whole_outer_product(text: str, count: int) -> np.ndarray:
+    """The signature as first written: every distinct 5-gram string collected, then one (shingles x count)
+    outer product (~1.8 KB per word)."""
+    tokens = hygiene._WORD.findall(text.lower())
+    grams = {" ".join(tokens[i : i + 5]) for i in range(max(1, len(tokens) - 5 + 1))}
+    values = [int.from_bytes(hashlib.blake2b(g.encode(), digest_size=4).digest(), "little") for g in grams]
+    a, b = hygiene._permutations(count)
+    permuted = (np.outer(np.array(sorted(values), dtype=np.uint64), a) + b) % np.uint64(hygiene._PRIME)
+    return permuted.min(axis=0).astype(np.uint32)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["harbour", "Festival", "quay", "boats", "été", "42", "-", ", "]),
+        min_size=1,
+        max_size=400,
+    ),
+    st.sampled_from([1, 3, 64, hygiene._MINHASH_BLOCK]),
+)
+def test_the_blockwise_signature_equals_the_whole_outer_product(tokens, block):
+    text = " ".join(tokens)
+    if not list(words(text)):
+        return
+    with mock.patch.object(hygiene, "_MINHASH_BLOCK", block):
+        signature = minhash(shingle_hashes(words(text), 5), 112)
+    assert (signature == signature_by_whole_outer_product(text, 112)).all()
+
+
+def test_a_multi_megabyte_article_is_hashed_in_bounded_memory():
+    rng = random.Random(0)
+    vocabulary = [f"word{i}" for i in range(5000)]
+    text = " ".join(rng.choice(vocabulary) for _ in range(100_000))  # ~650 KB, ~100k shingles
+    tracemalloc.start()
+    try:
+        keys = band_keys(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(keys) == 14
+    # the text's lower-cased copy, 8 bytes per shingle (twice while sorted) and one block buffer; the whole
+    # outer product would take ~180 MB here
+    assert peak < 2 * len(text) + 16 * 100_000 + 2 * 2048 * 112 * 8, peak
 
 
 def test_near_duplicate_articles_share_a_band_and_different_ones_do_not():

@@ -14,9 +14,10 @@ import pytest
 from PIL import Image
 
 from html_minimizer import minimize
-from pipeline import shards, stages
+from pipeline import doc_steps, shards
 from pipeline.cli import main
-from pipeline.readers import Count, Page, declared_url, html_file_urls, input_root, read_input
+from pipeline.items import Count, Page
+from pipeline.readers import declared_url, html_file_urls, input_root, read_input
 
 TEXT = (
     "The harbour festival opened on Saturday with music on the quay. Fishing boats were decorated with flags "
@@ -71,8 +72,8 @@ def test_a_page_typed_three_ways_has_one_url_id_and_split(tmp_path, monkeypatch)
         assert url == (
             "https://example.org/site/x.html" if base else (tmp_path / "x.html").resolve().as_uri()
         )
-        ids = {stages.doc_id(u) for u in urls}
-        splits = {stages.assign_split(u, 0.5) for u in urls}
+        ids = {doc_steps.doc_id(u) for u in urls}
+        splits = {doc_steps.assign_split(u, 0.5) for u in urls}
         assert len(ids) == 1 and len(splits) == 1
 
 
@@ -106,7 +107,9 @@ def test_relative_image_links_resolve_against_the_page_url(tmp_path):
     (tmp_path / "x.html").write_text(page_html())
     path = str(tmp_path / "x.html")
     page = read_page(path, path, "https://example.org/site/")
-    assert stages.image_srcs(minimize(page.body, page.url).html) == ["https://example.org/site/img/quay.png"]
+    assert doc_steps.image_srcs(minimize(page.body, page.url).html) == [
+        "https://example.org/site/img/quay.png"
+    ]
 
 
 # ---- image references: one per <img>
@@ -114,12 +117,12 @@ def test_relative_image_links_resolve_against_the_page_url(tmp_path):
 
 def test_references_are_counted_per_img_element_not_per_url():
     html = minimize(page_html(image="https://img.example/quay.png"), "https://news.example/a").html
-    doc = stages.Doc(url="https://news.example/a", source="html", html=html, lang_score=0.99)
-    items = list(stages.rewrite_images(doc, {"https://img.example/quay.png": "1 2 3"}, True))
+    doc = doc_steps.Doc(url="https://news.example/a", source="html", html=html, lang_score=0.99)
+    items = list(doc_steps.rewrite_images(doc, {"https://img.example/quay.png": "1 2 3"}, True))
     assert Count("images.refs_kept", 2) in items
-    (rewritten,) = [item for item in items if isinstance(item, stages.Doc)]
+    (rewritten,) = [item for item in items if isinstance(item, doc_steps.Doc)]
     assert rewritten.html.count("<img") == 2
-    removed = list(stages.rewrite_images(doc, {}, False))
+    removed = list(doc_steps.rewrite_images(doc, {}, False))
     assert Count("images.refs_removed", 2) in removed
 
 

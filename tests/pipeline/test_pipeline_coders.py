@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from c4_filters import C4Options, key_hash, span_hashes, stable_hash
 from html_minimizer import Limits
 from image_tokenizer.train_small_vqgan import skimage_rgb
-from pipeline import images, stages, steps
+from pipeline import beam_steps, doc_steps, images
 from pipeline.graph import JobOptions, build_pipeline
-from pipeline.readers import Page
+from pipeline.items import Page
 
 SIGNED_64 = range(-(2**63), 2**63)
 
@@ -82,10 +82,12 @@ SENTENCES = [
 ]
 
 
-def _doc(url: str, sentences: list[str]) -> stages.Doc:
+def _doc(url: str, sentences: list[str]) -> doc_steps.Doc:
     html = "<html><body><article>" + "".join(f"<p>{s}</p>" for s in sentences) + "</article></body></html>"
     page = Page(url=url, source="warc", body=html.encode())
-    (doc,) = [d for d in stages.minimize_and_clean(page, C4Options(), Limits()) if isinstance(d, stages.Doc)]
+    (doc,) = [
+        d for d in doc_steps.minimize_and_clean(page, C4Options(), Limits()) if isinstance(d, doc_steps.Doc)
+    ]
     return doc
 
 
@@ -110,10 +112,10 @@ def test_the_dedup_and_shard_steps_run_with_beam_type_checks_on_keys_past_2_to_t
 
     options = PipelineOptions(pipeline_type_check=True, runtime_type_check=True)
     with TestPipeline(options=options) as pipeline:
-        unique, _ = pipeline | beam.Create(docs) | "Url" >> steps.UrlDedup()
-        distinct, _ = unique | "Near" >> steps.NearDupDedup()
-        deduped, _ = distinct | "Spans" >> steps.SpanDedup(C4Options())
-        entries, _ = deduped | steps.WriteShards(str(tmp_path), 0.0, 1, {})
+        unique, _ = pipeline | beam.Create(docs) | "Url" >> beam_steps.UrlDedup()
+        distinct, _ = unique | "Near" >> beam_steps.NearDupDedup()
+        deduped, _ = distinct | "Spans" >> beam_steps.SpanDedup(C4Options())
+        entries, _ = deduped | beam_steps.WriteShards(str(tmp_path), 0.0, 1, {})
         assert_that(deduped, one_copy_of_each_span, label="Docs")
         assert_that(entries | beam.Map(lambda entry: entry["rows"] > 0), equal_to([True]), label="Rows")
 
@@ -125,14 +127,14 @@ def test_the_image_step_runs_with_beam_type_checks_on():
     skimage_rgb("coffee")[0].save(stream, "PNG")
     photo, broken = "https://img.example/coffee.png", "https://img.example/broken.jpg"
     html = f'<html><body><p>x</p><img src="{photo}"><img src="{broken}"></body></html>'
-    docs = [stages.Doc(f"https://news.example/{i}", "warc", html) for i in range(2)]
+    docs = [doc_steps.Doc(f"https://news.example/{i}", "warc", html) for i in range(2)]
     records = [(photo, stream.getvalue()), (broken, b"\xff\xd8 not really a jpeg")]
     options = PipelineOptions(pipeline_type_check=True, runtime_type_check=True)
     with TestPipeline(options=options) as pipeline:
         per_doc, _ = (
             pipeline | "Docs" >> beam.Create(docs),
             pipeline | "Records" >> beam.Create(records),
-        ) | steps.EncodeImages(
+        ) | beam_steps.EncodeImages(
             fetch=False,
             allow_private_hosts=False,
             handle=images.VQGANHandle(device="cpu"),

@@ -12,11 +12,15 @@ import lxml.html
 import pyarrow.parquet as pq
 import pytest
 
+import c4_filters
 from dataflow import local_dask_cluster
+from html_minimizer import MinimizeError
 from image_tokenizer import resolve_device
-from pipeline.cli import main, sample_inputs
+from pipeline import counters
+from pipeline.cli import main, nothing_read, sample_inputs
 from pipeline.environment import environment
 from pipeline.make_sample_corpus import SYNDICATED
+from pipeline.report import DROP_REASONS, build_report, fetch_failure, read_losses
 from pipeline.shards import manifest_path, report_html_path, report_json_path, verify
 
 pytestmark = pytest.mark.slow
@@ -130,6 +134,72 @@ def test_sample_corpus_rules_were_applied(sample_run):
     references = counts["images.refs_kept"] + counts["images.refs_removed"]
     assert references > counts["images.unique"]  # some images are shared by several documents
     assert report["funnel"][-1]["docs"] == len(docs)
+
+
+def names_the_report_reads() -> tuple[set[str], set[str]]:
+    """(exact counter names, name prefixes) the report and the console lines look up, recorded by running
+    them on a counts mapping that notes every lookup and every prefix test of a name."""
+    exact: set[str] = set(DROP_REASONS)
+    prefixes: set[str] = set()
+
+    class Name(str):
+        def startswith(self, prefix, *args) -> bool:
+            prefixes.update((prefix,) if isinstance(prefix, str) else prefix)
+            return False
+
+    class Counts(dict):
+        def get(self, name, default=None):
+            exact.add(name)
+            return super().get(name, default)
+
+        def __getitem__(self, name):
+            exact.add(name)
+            return super().__getitem__(name)
+
+    counts = Counts({Name("probe"): 1})
+    build_report(counts, {"train": {"rows": 0}})
+    read_losses(counts)
+    fetch_failure(counts, 0.0, 0)
+    nothing_read(["in/*"], 1, counts)
+    return exact, prefixes
+
+
+def counted_by_the_code(name: str) -> bool:
+    """A name some producer counts, by reading the code: a `counters` constant a step counts under, the name
+    of a MinimizeError subclass after minimize.error., a C4 page rule c4_filters names after c4.page:."""
+    producers = "\n".join(
+        path.read_text()
+        for path in Path(counters.__file__).parent.glob("*.py")
+        if path.name not in ("counters.py", "report.py")
+    )
+    constants = [const for const, value in vars(counters).items() if value == name and const.isupper()]
+    if any(re.search(rf"counters\.{const}\b", producers) for const in constants):
+        return True
+    if name.startswith(counters.MINIMIZE_ERROR):
+        subclasses, found = [MinimizeError], set()
+        while subclasses:
+            for subclass in subclasses.pop().__subclasses__():
+                found.add(subclass.__name__)
+                subclasses.append(subclass)
+        return name[len(counters.MINIMIZE_ERROR) :] in found
+    if name.startswith(counters.C4_PAGE):
+        rule = '"page:' + name[len(counters.C4_PAGE) :] + '"'
+        return any(rule in path.read_text() for path in Path(c4_filters.__file__).parent.glob("*.py"))
+    return False
+
+
+def test_every_counter_the_report_reads_is_counted(sample_run):
+    """A funnel row reads 0 when its name is misspelt: each name the report reads is counted by the sample
+    run, or (crashes, fetches, rules the sample corpus does not trip) by a producer found in the code."""
+    exact, prefixes = names_the_report_reads()
+    assert counters.READ_PAGES in prefixes and counters.MINIMIZE_OK in exact  # the probe sees the funnel
+    counts = read_json(report_json_path(str(sample_run)))["counts"]
+    not_in_sample = sorted(
+        [name for name in exact if name not in counts]
+        + [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in counts)]
+    )
+    assert len(not_in_sample) < len(exact | prefixes) / 2  # the sample run is the main witness
+    assert [name for name in not_in_sample if not counted_by_the_code(name)] == []
 
 
 def test_every_parquet_reader_opens_the_output_directory(sample_run, tmp_path):

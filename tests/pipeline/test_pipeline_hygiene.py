@@ -17,7 +17,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from image_tokenizer.train_small_vqgan import skimage_rgb
-from pipeline import stages, steps
+from pipeline import beam_steps, doc_steps
 from pipeline.cli import main, run_parser
 from pipeline.hygiene import Hygiene
 from pipeline.make_sample_corpus import TEXT
@@ -103,7 +103,7 @@ def test_one_photo_under_two_urls_is_encoded_once_and_each_page_keeps_its_own_ur
     docs = rows(output)
     a, b = docs[f"{SITE}photo-a"], docs[f"{SITE}photo-b"]
     assert (a["image_urls"], b["image_urls"]) == ([PHOTO_A], [PHOTO_B])
-    assert stages.image_srcs(a["html"]) == stages.image_srcs(b["html"])  # the same 256 codes
+    assert doc_steps.image_srcs(a["html"]) == doc_steps.image_srcs(b["html"])  # the same 256 codes
     assert report["images"]["near_duplicate_urls"] == 1
     assert report["images"]["codes_written"] == 3  # the photo once + the gallery's first two
 
@@ -188,11 +188,11 @@ def test_a_replay_that_fails_midway_leaves_the_previous_output_as_it_was(hygiene
 def test_near_dup_dedup_step_keeps_the_smallest_url_hash():
     news = TEXT["news"]
     html = "<html><body>" + "".join(f"<p>{p}</p>" for p in news[0]["paragraphs"]) + "</body></html>"
-    docs = [stages.Doc(f"https://copy{i}.example/", "warc", html) for i in range(4)]
-    docs.append(stages.Doc("https://other.example/", "warc", html.replace("<p>", "<p>Other ", 1)[:400]))
-    winners = {"https://other.example/", min((d.url for d in docs[:4]), key=steps.stable_hash)}
+    docs = [doc_steps.Doc(f"https://copy{i}.example/", "warc", html) for i in range(4)]
+    docs.append(doc_steps.Doc("https://other.example/", "warc", html.replace("<p>", "<p>Other ", 1)[:400]))
+    winners = {"https://other.example/", min((d.url for d in docs[:4]), key=beam_steps.stable_hash)}
     with TestPipeline() as pipeline:
-        kept, counts = pipeline | beam.Create(docs) | steps.NearDupDedup()
+        kept, counts = pipeline | beam.Create(docs) | beam_steps.NearDupDedup()
         assert_that(kept | beam.Map(lambda d: d.url), equal_to(sorted(winners)), label="Kept")
         assert_that(
             counts | beam.FlatMap(lambda c: c.items) | beam.CombinePerKey(sum),

@@ -30,6 +30,8 @@ def test_options_file_and_language_id_build_the_rules(tmp_path):
         ("c4:\n  min_sentences: -1\n", "min_sentences"),
         ("rules: {}\n", 'expected a mapping with "c4" and/or "limits"'),
         ("c4: [1, 2\n", "cannot read --options-file"),
+        ("c4: [1, 2]\n", "c4 must be a mapping of options, not [1, 2]"),
+        ("limits: text\n", "limits must be a mapping of options, not 'text'"),
     ],
 )
 def test_a_wrong_options_file_is_one_line(tmp_path, capsys, text, message):
@@ -129,3 +131,46 @@ def test_an_unexpected_failure_is_one_line_unless_debug(monkeypatch, capsys):
     assert "--debug" in err
     with pytest.raises(RuntimeError):
         main(["verify", "out", "--debug"])
+
+
+def _alias_bomb() -> str:
+    """367 bytes of YAML whose `c4.language` names 9**9 strings (a "billion laughs")."""
+    lines = ["c4:", "  language:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"  - &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_one_line_in_bounded_memory_and_time(tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+
+    def one_gigabyte():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    argv = ["-m", "pipeline.cli", "run", "--output", str(tmp_path / "out"), "--options-file", str(path)]
+    done = subprocess.run(
+        [sys.executable, *argv], preexec_fn=one_gigabyte, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert "anchors and aliases" in done.stderr and "line 3" in done.stderr
+
+
+def test_a_duplicate_key_in_the_options_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "rules.yaml"
+    path.write_text("c4:\n  min_sentences: 5\nc4:\n  min_sentences: 1\n")
+    assert main(["run", "--output", str(tmp_path / "out"), "--options-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "line 3" in err and "key 'c4' is given twice" in err and err.count("\n") == 1
+
+
+def test_a_huge_value_is_quoted_short(tmp_path, capsys):
+    path = tmp_path / "rules.yaml"
+    path.write_text("c4:\n  language: {" + ", ".join(f"k{i}: {i}" for i in range(50_000)) + "}\n")
+    assert main(["run", "--output", str(tmp_path / "out"), "--options-file", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 1000 and "C4Options.language" in err

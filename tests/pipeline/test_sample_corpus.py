@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.items import Page
 from pipeline.make_sample_corpus import SYNDICATED, build_warc, build_wikipedia_dump, corpus_copy
-from pipeline.readers import Page, read_input
+from pipeline.readers import read_input
 
 SAMPLE = Path(__file__).resolve().parents[2] / "pipeline" / "data" / "sample_corpus"
 

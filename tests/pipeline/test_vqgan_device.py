@@ -19,7 +19,7 @@ def parse(*argv: str):
 
 def test_cli_parses_device_and_batch_size():
     args, _ = parse()
-    assert args.vqgan_device == "auto" and args.image_batch_size is None
+    assert args.vqgan_device is None and args.image_batch_size is None  # JobOptions' default: auto
     for device in ("auto", "cpu", "cuda", "cuda:3"):
         assert parse("--vqgan-device", device)[0].vqgan_device == device
     assert parse("--image-batch-size", "auto")[0].image_batch_size is None

@@ -1,6 +1,7 @@
 """WARC records written for tests and the sample corpus read back as the page or image they hold."""
 
-from pipeline.readers import ImageRecord, Page, read_input
+from pipeline.items import ImageRecord, Page
+from pipeline.readers import read_input
 from pipeline.warc_writer import http_response, warc_record, warcinfo_record
 
 

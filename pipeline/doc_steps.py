@@ -1,4 +1,5 @@
-"""The job's logic as plain functions (the Beam graph in `pipeline.graph` only wires them).
+"""What each step of the job does to a document, as plain functions: no Beam here (`pipeline.beam_steps`
+wraps them in Beam composites, `pipeline.graph` wires those).
 
 Every function yields its result(s) and `Count` events, so a bad document is a counted skip. Winners of
 every de-duplication are chosen by content/URL hashes only, never by arrival order, so any runner and any
@@ -17,7 +18,8 @@ import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
 from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images_and_prune
-from pipeline.readers import Count, Page
+from pipeline import counters
+from pipeline.items import Count, Page
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,7 +40,7 @@ class Doc:
     image_urls: tuple[str, ...] = ()  # source URL of each <img>, in document order (set by rewrite_images)
 
 
-def counts_from_c4(stats: C4Stats, prefix: str = "c4.") -> Iterator[Count]:
+def counts_from_c4(stats: C4Stats, prefix: str = counters.C4) -> Iterator[Count]:
     for name, n in stats.as_dict().items():
         yield Count(prefix + name, n)
 
@@ -56,27 +58,27 @@ def minimize_and_clean(page: Page, options: C4Options, limits: Limits) -> Iterat
     try:
         minimal = minimize(page.body, page.url, charset=page.charset, limits=limits)
     except MinimizeError as error:
-        yield Count(f"minimize.error.{type(error).__name__}")
+        yield Count(counters.MINIMIZE_ERROR + type(error).__name__)
         return
     except Exception as error:  # untrusted input must never crash the job: counted, logged
         LOG.warning("minimize crashed on %s: %r", page.url, error)
-        yield Count("minimize.error.unexpected")
+        yield Count(counters.MINIMIZE_UNEXPECTED)
         return
-    yield Count("minimize.ok")
+    yield Count(counters.MINIMIZE_OK)
     for rule, n in minimal.removed:
-        yield Count(f"minimize.removed.{rule}", n)
+        yield Count(counters.MINIMIZE_REMOVED + rule, n)
     stats = C4Stats()
     try:
         cleaned = clean_html(minimal.html, options, stats)
     except Exception as error:
         LOG.warning("clean_html crashed on %s: %r", page.url, error)
-        yield Count("c4.error.unexpected")
+        yield Count(counters.C4_UNEXPECTED)
         return
     yield from counts_from_c4(stats)
     if cleaned is None:
-        yield Count("c4.dropped")
+        yield Count(counters.C4_DROPPED)
         return
-    yield Count("c4.kept")
+    yield Count(counters.C4_KEPT)
     yield Doc(
         url=page.url,
         source=page.source,
@@ -100,7 +102,7 @@ def url_winner(url: str, docs: Iterable[Doc]) -> Iterator[Doc | Count]:
         if best_key is None or key < best_key:
             best, best_key = doc, key
     if seen > 1:
-        yield Count("dedup.url_duplicates_dropped", seen - 1)
+        yield Count(counters.URL_DUPLICATES_DROPPED, seen - 1)
     if best is not None:
         yield best
 
@@ -146,14 +148,14 @@ def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -
     if not span_starts:
         yield doc
         return
-    yield Count("dedup.span_docs_touched")
+    yield Count(counters.SPAN_DOCS_TOUCHED)
     stats = C4Stats()
     cleaned = drop_spans(doc.html, span_starts, options, stats)
-    yield Count("dedup.span_sentences_dropped", stats["dedup:sentence:duplicate"])
-    yield Count("dedup.span_blocks_dropped", stats["dedup:line:duplicate"])
+    yield Count(counters.SPAN_SENTENCES_DROPPED, stats["dedup:sentence:duplicate"])
+    yield Count(counters.SPAN_BLOCKS_DROPPED, stats["dedup:line:duplicate"])
     yield from counts_from_c4(stats)
     if cleaned is None:
-        yield Count("dedup.span_docs_dropped")
+        yield Count(counters.SPAN_DOCS_DROPPED)
         return
     yield replace(doc, html=cleaned.html)
 
@@ -199,16 +201,18 @@ def rewrite_images(
             code = codes.get(src) if images_enabled else None
             if max_images and index >= max_images:
                 code = None
-                yield Count("images.refs_over_doc_cap", n_refs)
+                yield Count(counters.IMAGES_REFS_OVER_DOC_CAP, n_refs)
             mapping[src] = code
-            yield Count("images.refs_kept" if code is not None else "images.refs_removed", n_refs)
+            yield Count(
+                counters.IMAGES_REFS_KEPT if code is not None else counters.IMAGES_REFS_REMOVED, n_refs
+            )
         kept = tuple(src for src in srcs if mapping.get(src) is not None)
         html, n_empty = replace_images_and_prune(doc.html, mapping)
     else:
         kept = ()
         html, n_empty = prune_empty(doc.html)
     if n_empty:
-        yield Count("final.empty_elements_removed", n_empty)
+        yield Count(counters.EMPTY_ELEMENTS_REMOVED, n_empty)
     yield doc if html == doc.html and kept == doc.image_urls else replace(doc, html=html, image_urls=kept)
 
 

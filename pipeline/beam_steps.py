@@ -2,8 +2,8 @@
 cleaning (2.2): read, minimize + clean, URL dedup, span dedup, image encoding, image rewriting, shard writing.
 
 Each step takes and returns PCollections and also returns its `Counts` (one element per processed input
-element), so every runner gets the funnel from data. The logic lives in plain functions (readers, stages,
-images, shards); here they are only wired.
+element), so every runner gets the funnel from data. The logic lives in plain functions (readers,
+`pipeline.doc_steps`, images, shards); here they are only wired.
 
 Written for every runner, including the Dask runner of Beam 2.77, whose translation drops outputs emitted in
 `finish_bundle`, mixes the tagged outputs of a multi-output ParDo and computes only the last transform
@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 
 from c4_filters import C4Options, stable_hash
 from html_minimizer import Limits
-from pipeline import images, progress, shards, stages
+from pipeline import counters, doc_steps, images, progress, shards
 from pipeline.hygiene import (
     NEAR_DUPLICATE,
     URL_REPEATS,
@@ -41,7 +41,8 @@ from pipeline.hygiene import (
     over_url_repeats,
     representative,
 )
-from pipeline.readers import Count, ImageRecord, Page, read_input
+from pipeline.items import Count, ImageRecord, Page
+from pipeline.readers import read_input
 
 LOG = logging.getLogger(__name__)
 NAMESPACE = "cm3"
@@ -50,7 +51,7 @@ MB = 1 << 20
 # Every PCollection that crosses a shuffle states its element type, so each runner encodes keys with the
 # coder named here (UTF-8 strings, ints that fit signed 64 bits, tuples of those: all deterministic), never
 # one a Beam version happened to infer. Values that are our own classes go through Beam's pickling coder.
-DocByUrl = tuple[str, stages.Doc]
+DocByUrl = tuple[str, doc_steps.Doc]
 SpanOccurrence = tuple[int, tuple[str, int]]  # (key_hash(span), (doc URL, span start))
 DocImage = tuple[str, tuple[str, str | None]]  # (doc URL, (image URL, codes or None))
 
@@ -103,7 +104,7 @@ def stage_outputs(fn, element, *args):
                 yield item
     except Exception as error:  # last line of defence: one bad element is a counted skip, not a failed job
         LOG.warning("%s failed on one element: %r", fn.__name__, error)
-        counter[f"error.{fn.__name__.lstrip('_')}"] += 1
+        counter[counters.ERROR + fn.__name__.lstrip("_")] += 1
     if counter:
         for name, n in counter.items():
             Metrics.counter(NAMESPACE, name).inc(n)
@@ -154,7 +155,7 @@ def _read_numbered(numbered: tuple[int, str], limit: int, html_urls: dict[str, s
         if isinstance(item, Page):
             yield (file_index, page_index), item
             page_index += 1
-        elif not (isinstance(item, Count) and item.name.startswith("read.pages.")):
+        elif not (isinstance(item, Count) and item.name.startswith(counters.READ_PAGES)):
             yield item
     progress.file_read(path)
 
@@ -178,10 +179,10 @@ def _within_limit(numbered_page, last_kept: dict):
     """The page if its position is among the job's first `limit` (up to the last kept one), else a count."""
     position, page = numbered_page
     if position <= last_kept["pages"]:
-        yield Count(f"read.pages.{page.source}")
+        yield Count(counters.READ_PAGES + page.source)
         yield page
     else:
-        yield Count("read.pages_over_limit")
+        yield Count(counters.READ_PAGES_OVER_LIMIT)
 
 
 def _limit_stage(numbered_page, last_kept: dict):
@@ -239,13 +240,13 @@ class MinimizeAndClean(beam.PTransform):
         self._limits = limits
 
     def expand(self, pages):
-        return run_stage(pages, "MinimizeClean", stages.minimize_and_clean, self._c4, self._limits)
+        return run_stage(pages, "MinimizeClean", doc_steps.minimize_and_clean, self._c4, self._limits)
 
 
 # ---------------------------------------------------------------- de-duplication
 
 
-def _by_url(doc: stages.Doc):
+def _by_url(doc: doc_steps.Doc):
     return doc.url, doc
 
 
@@ -255,7 +256,7 @@ def _key_by_url() -> beam.Map:
 
 def _url_winner(keyed):
     url, docs = keyed
-    return stages.url_winner(url, docs)
+    return doc_steps.url_winner(url, docs)
 
 
 class UrlDedup(beam.PTransform):
@@ -268,13 +269,13 @@ class UrlDedup(beam.PTransform):
 
 def _span_losers(keyed):
     _, occurrences = keyed
-    return stages.span_losers(occurrences)
+    return doc_steps.span_losers(occurrences)
 
 
 def _drop_span_losers(joined, options: C4Options):
     _, grouped = joined
     for doc in grouped["doc"]:
-        yield from stages.apply_span_dedup(doc, grouped["drop"], options)
+        yield from doc_steps.apply_span_dedup(doc, grouped["drop"], options)
 
 
 class SpanDedup(beam.PTransform):
@@ -289,7 +290,7 @@ class SpanDedup(beam.PTransform):
     def expand(self, docs):
         losers = (
             docs
-            | "Spans" >> beam.FlatMap(stages.doc_spans, self._c4).with_output_types(SpanOccurrence)
+            | "Spans" >> beam.FlatMap(doc_steps.doc_spans, self._c4).with_output_types(SpanOccurrence)
             | "GroupSpans" >> beam.GroupByKey()
             | "SpanLosers" >> beam.FlatMap(_span_losers).with_output_types(tuple[str, int])
         )
@@ -299,7 +300,7 @@ class SpanDedup(beam.PTransform):
         return run_stage(joined, "DropLosers", _drop_span_losers, self._c4)
 
 
-def _doc_bands(doc: stages.Doc):
+def _doc_bands(doc: doc_steps.Doc):
     return [(key, doc.url) for key in band_keys(doc_text(doc.html))]
 
 
@@ -317,7 +318,7 @@ def _drop_near_duplicates(joined):
     lost = any(True for _ in grouped["drop"])
     for doc in grouped["doc"]:
         if lost:
-            yield Count("dedup.near_dup_docs_dropped")
+            yield Count(counters.NEAR_DUP_DOCS_DROPPED)
         else:
             yield doc
 
@@ -345,10 +346,10 @@ class NearDupDedup(beam.PTransform):
 # ---------------------------------------------------------------- images
 
 
-def _image_refs(doc: stages.Doc, rules: Hygiene):
+def _image_refs(doc: doc_steps.Doc, rules: Hygiene):
     """(image URL, document URL) for the document's first `max_images_per_doc` distinct images (the rest
     are never fetched: RewriteImages removes them)."""
-    return [(src, doc.url) for src in capped_srcs(stages.image_srcs(doc.html), rules)]
+    return [(src, doc.url) for src in capped_srcs(doc_steps.image_srcs(doc.html), rules)]
 
 
 def _one(pair):
@@ -371,11 +372,11 @@ def _resolve_image(joined, fetch: bool, rules: Hygiene):
     url, grouped = joined
     n_documents = sum(grouped["refs"])
     if not n_documents:
-        yield Count("images.records_unused", sum(1 for _ in grouped["record"]))
+        yield Count(counters.IMAGES_RECORDS_UNUSED, sum(1 for _ in grouped["record"]))
         return
-    yield Count("images.unique")
+    yield Count(counters.IMAGES_UNIQUE)
     if over_url_repeats(n_documents, rules):  # site furniture: never fetched, removed from every document
-        yield Count("images.filtered_refs.url_repeats", n_documents)
+        yield Count(counters.IMAGES_FILTERED_REFS + URL_REPEATS, n_documents)
         yield images.ImageOutcome(url, None, URL_REPEATS)
         return
     record = images.choose_record(grouped["record"])
@@ -386,7 +387,7 @@ def _resolve_image(joined, fetch: bool, rules: Hygiene):
     if data is None:
         yield images.ImageOutcome(url, None, outcome)
         return
-    yield Count(f"images.source.{outcome}")
+    yield Count(counters.IMAGES_SOURCE + outcome)
     crop, outcome, key = images.prepare(url, data, rules)
     if crop is None:
         yield images.ImageOutcome(url, None, outcome)
@@ -442,11 +443,11 @@ def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene, decode_slots
         line = _progress.record(fetched.fetch_outcome)
         if line:
             LOG.info(line)
-        yield Count(f"images.fetch.{fetched.fetch_outcome}")
+        yield Count(counters.IMAGES_FETCH + fetched.fetch_outcome)
         if fetched.fetch_outcome != "ok":
             yield images.ImageOutcome(fetched.url, None, fetched.fetch_outcome)
             continue
-        yield Count("images.source.fetched")
+        yield Count(counters.IMAGES_FETCHED)
         if fetched.crop is None:
             yield images.ImageOutcome(fetched.url, None, fetched.outcome)
             continue
@@ -641,11 +642,11 @@ def _rewrite(joined, max_images: int):
     _, grouped = joined
     codes = dict(grouped["images"])
     for doc in grouped["doc"]:
-        yield from stages.rewrite_images(doc, codes, True, max_images)
+        yield from doc_steps.rewrite_images(doc, codes, True, max_images)
 
 
-def _remove_images(doc: stages.Doc):
-    return stages.rewrite_images(doc, {}, False)
+def _remove_images(doc: doc_steps.Doc):
+    return doc_steps.rewrite_images(doc, {}, False)
 
 
 class RewriteImages(beam.PTransform):
@@ -689,8 +690,8 @@ def shard_counts(split_bytes: dict[str, int], target_mb: int, fixed: dict[str, i
     return counts
 
 
-def _split_row(doc: stages.Doc, validation_fraction: float):
-    return stages.assign_split(doc.url, validation_fraction), stages.doc_row(doc)
+def _split_row(doc: doc_steps.Doc, validation_fraction: float):
+    return doc_steps.assign_split(doc.url, validation_fraction), doc_steps.doc_row(doc)
 
 
 def _row_bytes(split_row):
@@ -701,7 +702,7 @@ def _row_bytes(split_row):
 def _shard_key(split_row, split_bytes: dict, target_mb: int, fixed: dict):
     split, row = split_row
     n_shards = shard_counts(split_bytes, target_mb, fixed)[split]
-    return (split, stages.shard_index(row["url"], n_shards), n_shards), row
+    return (split, doc_steps.shard_index(row["url"], n_shards), n_shards), row
 
 
 class WriteShard(beam.DoFn):
@@ -713,7 +714,7 @@ class WriteShard(beam.DoFn):
     def process(self, keyed):
         (split, index, n_shards), rows = keyed
         entry = shards.write_shard(self._output_dir, split, index, n_shards, rows)
-        Metrics.counter(NAMESPACE, f"written.{split}").inc(entry["rows"])
+        Metrics.counter(NAMESPACE, counters.WRITTEN + split).inc(entry["rows"])
         progress.add({progress.SHARDS: 1})
         LOG.info("wrote %s (%d documents)", entry["file"], entry["rows"])
         yield entry

@@ -12,8 +12,8 @@ from apache_beam.testing.util import assert_that, equal_to, is_not_empty
 from c4_filters import C4Options
 from html_minimizer import Limits
 from image_tokenizer.train_small_vqgan import skimage_rgb
-from pipeline import images, stages, steps
-from pipeline.readers import Count, Page
+from pipeline import beam_steps, doc_steps, images
+from pipeline.items import Count, Page
 from pipeline.warc_writer import http_response, warc_record
 
 SENTENCES = (
@@ -35,7 +35,7 @@ def summed(expected: dict):
     """An assert_that matcher: the Counts elements of a step add up to `expected` (for the names given)."""
 
     def check(actual):
-        combine = steps.SumCounts()
+        combine = beam_steps.SumCounts()
         total = combine.create_accumulator()
         for counts in actual:
             total = combine.add_input(total, counts)
@@ -53,7 +53,7 @@ def test_stage_turns_an_exception_into_a_counted_skip():
         yield x
 
     with TestPipeline() as pipeline:
-        results, counts = steps.run_stage(pipeline | beam.Create([1, 2, 3]), "Explode", explode)
+        results, counts = beam_steps.run_stage(pipeline | beam.Create([1, 2, 3]), "Explode", explode)
         assert_that(results, equal_to([1, 3]), label="Results")
         assert_that(counts, summed({"seen": 3, "error.explode": 1}), label="Counts")
 
@@ -64,7 +64,7 @@ def test_read_inputs_gives_pages_records_and_counts(tmp_path):
     warc += warc_record("https://img.example/p.png", http_response(b"\x89PNG fake", "image/png"))
     (tmp_path / "a.warc.gz").write_bytes(warc)
     with TestPipeline() as pipeline:
-        pages, records, counts = pipeline | steps.ReadInputs((str(tmp_path / "a.warc.gz"),), None)
+        pages, records, counts = pipeline | beam_steps.ReadInputs((str(tmp_path / "a.warc.gz"),), None)
         assert_that(pages | beam.Map(lambda p: (p.url, p.body)), equal_to([(page.url, page.body)]), "Pages")
         assert_that(records, equal_to([("https://img.example/p.png", b"\x89PNG fake")]), label="Records")
         assert_that(counts, summed({"read.files.warc": 1, "read.pages.warc": 1}), label="Counts")
@@ -80,7 +80,7 @@ def test_the_limit_keeps_the_first_pages_of_the_job_in_input_order(tmp_path):
         (tmp_path / f"{name}.warc.gz").write_bytes(warc)
         files.append(str(tmp_path / f"{name}.warc.gz"))
     with TestPipeline() as pipeline:
-        pages, _, counts = pipeline | steps.ReadInputs(tuple(files), 3)
+        pages, _, counts = pipeline | beam_steps.ReadInputs(tuple(files), 3)
         urls = ["https://news.example/a0", "https://news.example/a1", "https://news.example/b0"]
         assert_that(pages | beam.Map(lambda p: p.url), equal_to(urls), label="Pages")
         assert_that(counts, summed({"read.pages.warc": 3, "read.pages_over_limit": 3}), label="Counts")
@@ -89,19 +89,19 @@ def test_the_limit_keeps_the_first_pages_of_the_job_in_input_order(tmp_path):
 def test_minimize_and_clean_keeps_english_prose_and_counts_each_rule():
     pages = [article("https://news.example/a"), Page("https://news.example/b", "warc", b"\x00\x01" * 300)]
     with TestPipeline() as pipeline:
-        docs, counts = pipeline | beam.Create(pages) | steps.MinimizeAndClean(C4Options(), Limits())
+        docs, counts = pipeline | beam.Create(pages) | beam_steps.MinimizeAndClean(C4Options(), Limits())
         assert_that(docs | beam.Map(lambda d: d.url), equal_to(["https://news.example/a"]), label="Docs")
         assert_that(counts, summed({"minimize.ok": 1, "c4.kept": 1, "minimize.error.NotHTML": 1}), "Counts")
 
 
 def test_url_dedup_keeps_one_document_per_url_chosen_by_content():
     docs = [
-        stages.Doc("https://a.example/", "html", "<p>b</p>"),
-        stages.Doc("https://a.example/", "warc", "<p>z</p>"),
+        doc_steps.Doc("https://a.example/", "html", "<p>b</p>"),
+        doc_steps.Doc("https://a.example/", "warc", "<p>z</p>"),
     ]
-    docs.append(stages.Doc("https://b.example/", "warc", "<p>c</p>"))
+    docs.append(doc_steps.Doc("https://b.example/", "warc", "<p>c</p>"))
     with TestPipeline() as pipeline:
-        unique, counts = pipeline | beam.Create(docs) | steps.UrlDedup()
+        unique, counts = pipeline | beam.Create(docs) | beam_steps.UrlDedup()
         assert_that(unique, equal_to([docs[1], docs[2]]), label="Docs")
         assert_that(counts, summed({"dedup.url_duplicates_dropped": 1}), label="Counts")
 
@@ -116,12 +116,12 @@ def test_span_dedup_removes_repeated_three_sentence_spans_from_all_but_one_page(
     cleaned = [
         item
         for page in pages
-        for item in stages.minimize_and_clean(page, c4, Limits())
-        if isinstance(item, stages.Doc)
+        for item in doc_steps.minimize_and_clean(page, c4, Limits())
+        if isinstance(item, doc_steps.Doc)
     ]
     assert len(cleaned) == 3
     with TestPipeline() as pipeline:
-        deduped, counts = pipeline | beam.Create(cleaned) | steps.SpanDedup(c4)
+        deduped, counts = pipeline | beam.Create(cleaned) | beam_steps.SpanDedup(c4)
         texts = deduped | beam.Map(lambda d: d.html.count("grilled sardines"))
         assert_that(texts | beam.CombineGlobally(sum), equal_to([1]), label="OneCopyLeft")
         assert_that(counts, summed({"dedup.span_docs_touched": 2}), label="Counts")
@@ -134,12 +134,12 @@ OWN = (
 RUN = [sentence.rstrip(".") + "." for sentence in SENTENCES.split(". ")]
 
 
-def run_page(url: str, body: str) -> stages.Doc:
+def run_page(url: str, body: str) -> doc_steps.Doc:
     page = Page(url=url, source="warc", body=f"<html><body><article>{body}</article></body></html>".encode())
     (doc,) = [
         item
-        for item in stages.minimize_and_clean(page, C4Options(), Limits())
-        if isinstance(item, stages.Doc)
+        for item in doc_steps.minimize_and_clean(page, C4Options(), Limits())
+        if isinstance(item, doc_steps.Doc)
     ]
     return doc
 
@@ -152,7 +152,7 @@ def test_a_page_that_loses_a_duplicated_run_loses_all_three_sentences_and_the_wi
     loser_url = next(
         url
         for url in (f"https://b.example/{i}" for i in range(20))
-        if steps.stable_hash(url) > steps.stable_hash(winner.url)
+        if beam_steps.stable_hash(url) > beam_steps.stable_hash(winner.url)
     )
     loser = run_page(
         loser_url,
@@ -170,7 +170,7 @@ def test_a_page_that_loses_a_duplicated_run_loses_all_three_sentences_and_the_wi
 
     with TestPipeline() as pipeline:
         docs = [loser, winner] if reverse else [winner, loser]
-        deduped, counts = pipeline | beam.Create(docs) | steps.SpanDedup(C4Options())
+        deduped, counts = pipeline | beam.Create(docs) | beam_steps.SpanDedup(C4Options())
         assert_that(deduped, check, label="Docs")
         expected = {
             "dedup.span_docs_touched": 1,
@@ -190,7 +190,7 @@ def photo_png() -> bytes:
 def test_encode_images_resolves_each_image_once_and_routes_codes_to_every_document(photo_png):
     photo, broken = "https://img.example/coffee.png", "https://img.example/broken.jpg"
     docs = [
-        stages.Doc(
+        doc_steps.Doc(
             f"https://news.example/{i}",
             "warc",
             f'<html><body><p>x</p><img src="{photo}"><img src="{broken}"></body></html>',
@@ -211,7 +211,9 @@ def test_encode_images_resolves_each_image_once_and_routes_codes_to_every_docume
             pipeline | "Docs" >> beam.Create(docs),
             pipeline | "Records" >> beam.Create(records),
         ) | (
-            steps.EncodeImages(fetch=False, allow_private_hosts=False, handle=handle, batch_size=2, n_keys=3)
+            beam_steps.EncodeImages(
+                fetch=False, allow_private_hosts=False, handle=handle, batch_size=2, n_keys=3
+            )
         )
         expected = [(d.url, (photo, expected_codes[photo])) for d in docs] + [
             (d.url, (broken, None)) for d in docs
@@ -232,7 +234,7 @@ def test_encode_images_resolves_each_image_once_and_routes_codes_to_every_docume
 
 
 def test_rewrite_and_remove_images():
-    doc = stages.Doc(
+    doc = doc_steps.Doc(
         "https://news.example/a",
         "warc",
         '<html><body><p>x</p><img src="https://i.example/1.png"><img src="https://i.example/2.png"></body></html>',
@@ -241,23 +243,26 @@ def test_rewrite_and_remove_images():
     per_doc = [(doc.url, ("https://i.example/1.png", codes)), (doc.url, ("https://i.example/2.png", None))]
     with TestPipeline() as pipeline:
         docs = pipeline | "Docs" >> beam.Create([doc])
-        final, counts = (docs, pipeline | "Codes" >> beam.Create(per_doc)) | steps.RewriteImages()
+        final, counts = (docs, pipeline | "Codes" >> beam.Create(per_doc)) | beam_steps.RewriteImages()
         assert_that(
-            final | beam.Map(lambda d: stages.image_srcs(d.html)), equal_to([[codes]]), label="Rewritten"
+            final | beam.Map(lambda d: doc_steps.image_srcs(d.html)), equal_to([[codes]]), label="Rewritten"
         )
         assert_that(counts, summed({"images.refs_kept": 1, "images.refs_removed": 1}), label="Counts")
-        bare, bare_counts = docs | "NoImages" >> steps.RemoveImages()
+        bare, bare_counts = docs | "NoImages" >> beam_steps.RemoveImages()
         assert_that(
-            bare | "Srcs" >> beam.Map(lambda d: stages.image_srcs(d.html)), equal_to([[]]), label="Removed"
+            bare | "Srcs" >> beam.Map(lambda d: doc_steps.image_srcs(d.html)), equal_to([[]]), label="Removed"
         )
         assert_that(bare_counts, summed({"images.refs_removed": 2}), label="RemovedCounts")
 
 
 def test_shard_count_follows_the_data_unless_fixed():
-    mb = steps.MB
-    assert steps.shard_counts({"train": 0}, 256, {}) == {"train": 1, "validation": 1}
-    assert steps.shard_counts({"train": 3 * mb + 1, "validation": mb}, 1, {}) == {"train": 4, "validation": 1}
-    assert steps.shard_counts({"train": 10 * mb}, 1, {"train": 2, "validation": None}) == {
+    mb = beam_steps.MB
+    assert beam_steps.shard_counts({"train": 0}, 256, {}) == {"train": 1, "validation": 1}
+    assert beam_steps.shard_counts({"train": 3 * mb + 1, "validation": mb}, 1, {}) == {
+        "train": 4,
+        "validation": 1,
+    }
+    assert beam_steps.shard_counts({"train": 10 * mb}, 1, {"train": 2, "validation": None}) == {
         "train": 2,
         "validation": 1,
     }
@@ -265,13 +270,17 @@ def test_shard_count_follows_the_data_unless_fixed():
 
 def test_write_shards_sizes_shards_by_target(tmp_path):
     docs = [
-        stages.Doc(f"https://d.example/{i}", "warc", "<p>" + "w" * 200_000 + f"{i}</p>") for i in range(12)
+        doc_steps.Doc(f"https://d.example/{i}", "warc", "<p>" + "w" * 200_000 + f"{i}</p>") for i in range(12)
     ]
     with TestPipeline() as pipeline:
-        entries, split_bytes = pipeline | beam.Create(docs) | steps.WriteShards(str(tmp_path), 0.0, 1, {})
+        entries, split_bytes = (
+            pipeline | beam.Create(docs) | beam_steps.WriteShards(str(tmp_path), 0.0, 1, {})
+        )
         assert_that(entries | beam.Map(lambda e: e["file"][-22:]), is_not_empty(), label="Entries")
         assert_that(
-            split_bytes | beam.Map(lambda kv: (kv[0], kv[1] // steps.MB)), equal_to([("train", 2)]), "Bytes"
+            split_bytes | beam.Map(lambda kv: (kv[0], kv[1] // beam_steps.MB)),
+            equal_to([("train", 2)]),
+            "Bytes",
         )
     files = sorted(p.name for p in (tmp_path / "data").iterdir())
     assert files == [f"train-{i:05d}-of-00003.parquet" for i in range(3)]
