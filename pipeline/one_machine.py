@@ -116,9 +116,11 @@ def pickled_size(value: object) -> int:
 def dask_setup(worker=None) -> None:
     """Run by each worker of `local_dask_cluster` at start (Dask's `preload`; `dask worker --preload
     pipeline.one_machine` for a cluster of your own): objects Dask does not know are weighed pickled."""
+    from apache_beam.utils.windowed_value import WindowedValue
     from dask.sizeof import sizeof
 
-    sizeof.register(object)(pickled_size)
+    # WindowedValue by name as well: Dask caches the weigher it found for a class on first use
+    sizeof.register((object, WindowedValue))(pickled_size)
 
 
 def wants_local_dask(options) -> bool:

@@ -128,3 +128,21 @@ def test_dask_workers_spill_shuffles_to_disk_and_write_the_direct_runners_bytes(
     assert spilled and float(spilled.group(1)) > 0, err
     assert shard_files(tmp_path / "dask") == shard_files(tmp_path / "direct") != {}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cm3-dask-spill-")]
+
+
+def test_dask_workers_weigh_beams_elements_by_what_they_hold():
+    """Dask's own estimate of an object it does not know is `sys.getsizeof`: ten WindowedValues holding
+    1 MB each weighed under a KB, so the runner's partitions never reached the spill target."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.windowed_value import WindowedValue
+    from dask.sizeof import sizeof
+
+    partition = [WindowedValue(("url", b"x" * MB), 0, [GlobalWindow()]) for _ in range(10)]
+    default = sizeof.dispatch(object)
+    assert sizeof(partition) < 10_000
+    try:
+        one_machine.dask_setup()  # what each worker of the LocalCluster runs at start (a Dask preload)
+        assert 10 * MB <= sizeof(partition) < 11 * MB
+    finally:
+        sizeof.register((object, WindowedValue))(default)
+    assert sizeof(partition) < 10_000
