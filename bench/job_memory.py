@@ -15,7 +15,7 @@ The process tree's RSS is polled every 0.2 s (psutil): the peak of the tree's su
 each other process's peak; seconds per page, rows written and images encoded. Runners interleaved per size,
 one run each (the machine is shared; time figures are indicative, memory figures are the point).
 
-    .venv/bin/python bench/job_memory.py [--pages 60] [--sizes 1,4,16] [--json out.json]
+    .venv/bin/python bench/job_memory.py [--pages 40] [--sizes 1,4,16] [--json out.json]
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--pages", type=int, default=60, help="real pages per copy (1x)")
+    parser.add_argument("--pages", type=int, default=40, help="real pages per copy (1x)")
     parser.add_argument("--sizes", default="1,4,16", help="copies per size")
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
