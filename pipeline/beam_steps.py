@@ -29,7 +29,7 @@ from apache_beam.metrics import Metrics
 
 from c4_filters import C4Options, stable_hash
 from html_minimizer import Limits
-from pipeline import counters, doc_steps, images, shards
+from pipeline import counters, doc_steps, images, progress, shards
 from pipeline.hygiene import (
     NEAR_DUPLICATE,
     URL_REPEATS,
@@ -108,6 +108,7 @@ def stage_outputs(fn, element, *args):
     if counter:
         for name, n in counter.items():
             Metrics.counter(NAMESPACE, name).inc(n)
+        progress.add(counter)
         yield Counts(tuple(sorted(counter.items())))
 
 
@@ -141,7 +142,8 @@ def _record_pair(item):
 
 
 def _read_file(path: str, limit: int | None, html_urls: dict[str, str]):
-    return read_input(path, limit, html_urls.get(path))
+    yield from read_input(path, limit, html_urls.get(path))
+    progress.file_read(path)
 
 
 def _read_numbered(numbered: tuple[int, str], limit: int, html_urls: dict[str, str]):
@@ -155,6 +157,7 @@ def _read_numbered(numbered: tuple[int, str], limit: int, html_urls: dict[str, s
             page_index += 1
         elif not (isinstance(item, Count) and item.name.startswith(counters.READ_PAGES)):
             yield item
+    progress.file_read(path)
 
 
 def _is_numbered_page(item) -> bool:
@@ -712,6 +715,7 @@ class WriteShard(beam.DoFn):
         (split, index, n_shards), rows = keyed
         entry = shards.write_shard(self._output_dir, split, index, n_shards, rows)
         Metrics.counter(NAMESPACE, counters.WRITTEN + split).inc(entry["rows"])
+        progress.add({progress.SHARDS: 1})
         LOG.info("wrote %s (%d documents)", entry["file"], entry["rows"])
         yield entry
 

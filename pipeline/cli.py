@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -245,6 +246,27 @@ def run_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep near-duplicate documents (MinHash over word 5-grams; on by default)",
     )
+    local = parser.add_argument_group("running on this machine (pipeline/README.md#memory-on-one-machine)")
+    local.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="--runner dask: worker processes of the LocalCluster cm3-data starts (default: one per core)",
+    )
+    local.add_argument(
+        "--worker-memory",
+        type=memory_size,
+        default=None,
+        metavar="SIZE",
+        help="--runner dask: memory limit per worker, such as 2GB; shuffle data beyond half of it spills to "
+        "disk beside --output (default: 80%% of the available memory, shared)",
+    )
+    local.add_argument(
+        "--force",
+        action="store_true",
+        help="run on the direct runner even when the input looks too large for this machine's memory",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument(
         "--verbose", action="store_true", help="also Beam's own log lines (hidden by default)"
@@ -404,6 +426,18 @@ def base_url(value: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+def memory_size(value: str) -> int:
+    from pipeline.one_machine import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if size < 100_000_000:
+        raise argparse.ArgumentTypeError(f"must be at least 100MB (a worker's own imports), got {value!r}")
+    return size
+
+
 def fraction(value: str) -> float:
     try:
         number = float(value)
@@ -456,7 +490,10 @@ def image_batch_size(value: str) -> int | None:
         raise argparse.ArgumentTypeError(f"must be a positive integer or auto, got {value!r}") from None
 
 
-RUNNER_ALIASES = {"DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner"}
+RUNNER_ALIASES = {
+    "DaskRunner": "apache_beam.runners.dask.dask_runner.DaskRunner",
+    "dask": "apache_beam.runners.dask.dask_runner.DaskRunner",
+}
 
 
 def beam_options(beam_args: list[str]) -> list[str]:
@@ -476,7 +513,7 @@ def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list
     must stop the job, not pass to Beam as ignored options."""
     from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
 
-    if any("DaskRunner" in arg or "dask_runner" in arg for arg in beam_args):
+    if any("dask_runner" in arg for arg in beam_options(beam_args)):
         import apache_beam.runners.dask.dask_runner  # noqa: F401  (defines the --dask_* options)
     beam_parser = _BeamArgumentParser(allow_abbrev=False)
     for options_class in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
@@ -501,9 +538,33 @@ def unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> list
     return lines
 
 
-def _heartbeat(stop: threading.Event, started: float) -> None:
-    while not stop.wait(15):
-        print(f"[cm3-data] still running: {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+def _progress_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def progress_lines(quiet: bool, local: bool, input_bytes: int):
+    """Progress lines every 15 s while the block runs (pipeline/progress.py): counts summed from the files
+    of the processes of this machine's runners, the elapsed time only for workers elsewhere."""
+    from pipeline import progress
+
+    if quiet:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="cm3-progress-") as directory:
+        poller = progress.Poller(directory if local else None, input_bytes)
+        previous = os.environ.get(progress.ENV)
+        if local:
+            os.environ[progress.ENV] = directory  # inherited by the worker processes started from now on
+        threading.Thread(target=poller.run, args=(_progress_line,), daemon=True).start()
+        try:
+            yield
+        finally:
+            poller.stop.set()
+            if previous is None:
+                os.environ.pop(progress.ENV, None)
+            else:
+                os.environ[progress.ENV] = previous
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -628,8 +689,78 @@ def runs_on_this_machine(options) -> bool:
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     name = runner if isinstance(runner, str) else type(runner).__name__
     if "Dask" in name:
-        return not options.get_all_options(retain_unknown_options=True).get("dask_client_address")
+        from pipeline.one_machine import dask_address
+
+        return not dask_address(options)
     return name.rsplit(".", 1)[-1] in ("DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+def job_input_bytes(files: list[tuple[str, int]]) -> int:
+    return sum(size for _, size in files)
+
+
+def dask_cluster_size(options, args) -> tuple[int, int] | None:
+    """(workers, bytes of memory each) of the LocalCluster `--runner dask` starts here; None for a runner
+    that needs none (another runner, or Dask with --dask_client_address)."""
+    from pipeline import one_machine
+
+    if not one_machine.wants_local_dask(options):
+        return None
+    workers = args.workers or one_machine.default_workers()
+    available = one_machine.available_memory()
+    return workers, args.worker_memory or one_machine.default_worker_memory(workers, available)
+
+
+def local_memory_problem(options, input_bytes: int, args) -> str | None:
+    """One line when the job cannot run in this machine's memory as asked: the direct runner on an input
+    whose measured footprint exceeds the available memory (unless --force), or Dask workers whose limits
+    add up to more than is available; also --workers/--worker-memory given for another runner."""
+    from pipeline import one_machine
+
+    cluster = dask_cluster_size(options, args)
+    if cluster is None and (args.workers or args.worker_memory):
+        return "--workers and --worker-memory set up the cluster of --runner dask (without --dask_client_address)"
+    mode = one_machine.direct_mode(options)
+    if (mode is None and cluster is None) or args.force:
+        return None
+    available = one_machine.available_memory()
+    if cluster is not None:
+        workers, limit = cluster
+        if workers * limit <= available:
+            return None
+        return (
+            f"{workers} workers x {limit / (1 << 30):.1f} GB exceed the {available / (1 << 30):.1f} GB "
+            "available; lower --workers or --worker-memory (--force runs it anyway)"
+        )
+    return one_machine.memory_problem(mode, input_bytes, available)
+
+
+@contextlib.contextmanager
+def local_cluster(options, cluster: tuple[int, int] | None, output: str):
+    """With `cluster` (workers, memory each): a Dask LocalCluster of that size for the block, spilling
+    beside `output`; yields the options pointing at it. Without: the options as they are."""
+    from pipeline import one_machine
+
+    if cluster is None:
+        yield options
+        return
+    from apache_beam.runners.dask.dask_runner import DaskOptions
+
+    workers, limit = cluster
+    spill_parent = None if "://" in output else os.path.dirname(os.path.abspath(output))
+    with one_machine.local_dask_cluster(workers, limit, spill_parent) as address:
+        options.view_as(DaskOptions).address = address
+        yield options
+        try:
+            spilled = one_machine.spilled_bytes(address)
+        except (OSError, TimeoutError):  # a fact for the user, not worth failing a finished job over
+            spilled = 0
+        if spilled:
+            print(
+                f"[cm3-data] the Dask workers spilled {spilled / 1e6:.1f} MB of task results to disk "
+                f"(--worker-memory {limit / 1e9:.2f} GB each)",
+                file=sys.stderr,
+            )
 
 
 def device_problem(device: str) -> str | None:
@@ -684,6 +815,7 @@ class Launch:
     n_files: int
     sample_corpus: bool  # no --input: the bundled sample corpus
     existing: bool  # --output held an earlier output (kept as it was when the run fails)
+    cluster: tuple[int, int] | None = None  # --runner dask here: (workers, memory limit of each)
 
 
 def run_command(argv: list[str]) -> int:
@@ -752,6 +884,9 @@ def build_job(args: argparse.Namespace, beam_args: list[str]) -> Launch:
     )
     if problem:
         raise UsageError(problem)
+    refusal = local_memory_problem(options, job.input_bytes, args)
+    if refusal:
+        raise UsageError(refusal)
     try:
         image_codes = images.describe_vqgan(job.vqgan_checkpoint, job.vqgan_config, load=job.images)
     except FileNotFoundError as error:  # names the missing file: checkpoint, its yaml or --vqgan-config
@@ -763,7 +898,10 @@ def build_job(args: argparse.Namespace, beam_args: list[str]) -> Launch:
             os.makedirs(partial)
         except OSError as error:
             raise UsageError(f"cannot create --output {args.output}: {error.strerror}") from None
-    return Launch(job, options, image_codes, args.output, patterns, len(files), not args.input, existing)
+    cluster = dask_cluster_size(options, args)
+    return Launch(
+        job, options, image_codes, args.output, patterns, len(files), not args.input, existing, cluster
+    )
 
 
 def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
@@ -783,20 +921,19 @@ def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
             print("[cm3-data] no --input given: processing the bundled sample corpus", file=sys.stderr)
         print(f"[cm3-data] {launch.n_files} input files -> {launch.output}", file=sys.stderr)
         started = time.monotonic()
-        stop = threading.Event()
-        if not quiet:
-            threading.Thread(target=_heartbeat, args=(stop, started), daemon=True).start()
-        try:
-            with quiet_workers(not verbose):
-                pipeline = beam.Pipeline(options=launch.beam)
+        local = runs_on_this_machine(launch.beam)
+        with progress_lines(quiet, local, job.input_bytes):
+            with (
+                quiet_workers(not verbose),
+                local_cluster(launch.beam, launch.cluster, launch.output) as beam_options,
+            ):
+                pipeline = beam.Pipeline(options=beam_options)
                 build_pipeline(pipeline, job, launch.image_codes, version_line("cm3-data"))
                 result = pipeline.run()
                 result.wait_until_finish()
                 client = getattr(result, "client", None)
                 if client is not None:  # the Dask runner leaves its distributed.Client (and cluster) open
                     client.close()
-        finally:
-            stop.set()
         summary = json.loads(shards.read_bytes(shards.report_json_path(partial)))
         empty = nothing_read(launch.patterns, launch.n_files, summary["counts"])
         if empty:
@@ -811,9 +948,9 @@ def run_job(launch: Launch, quiet: bool = False, verbose: bool = False) -> int:
         if code is None:
             raise
         shards.discard_output(partial)  # first: the space it took is free again when measured
-        free = free_space(args.output)
+        free = free_space(launch.output)
         print(
-            f"cm3-data run: {DISK_FULL[code]} writing --output {args.output}"
+            f"cm3-data run: {DISK_FULL[code]} writing --output {launch.output}"
             f"{f' ({free} now)' if free else ''}; {untouched}",
             file=sys.stderr,
         )
