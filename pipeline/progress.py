@@ -30,6 +30,7 @@ class _ProcessCounts:
     WRITE_INTERVAL s when they changed, so that adding a count costs no file write."""
 
     def __init__(self, directory: str):
+        self.directory = directory
         self.path = Path(directory) / f"{os.getpid()}.json"
         self.pid = os.getpid()
         self.counts: collections.Counter[str] = collections.Counter()
@@ -45,6 +46,8 @@ class _ProcessCounts:
     def _write_every_interval(self) -> None:
         while True:
             time.sleep(WRITE_INTERVAL)
+            if _process is not self:  # a later job of this process writes its own file, by its own thread
+                return
             with self.lock:
                 if not self.changed:
                     continue
@@ -66,8 +69,8 @@ def add(counts: Mapping[str, int]) -> None:
     directory = os.environ.get(ENV)
     if not directory:
         return
-    if _process is None or _process.pid != os.getpid():  # a forked child starts its own file
-        _process = _ProcessCounts(directory)
+    if _process is None or _process.pid != os.getpid() or _process.directory != directory:
+        _process = _ProcessCounts(directory)  # a forked child, or a later job of this process, starts its own file
     _process.add(counts)
 
 

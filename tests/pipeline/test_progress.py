@@ -87,6 +87,7 @@ def test_the_poller_gives_the_rate_since_its_last_line(tmp_path, monkeypatch):
 def test_a_running_job_prints_progress_lines(tmp_path, monkeypatch):
     """The in-process runner on the sample corpus, a line every 0.2 s: they count pages as they go."""
     monkeypatch.setattr(progress, "LINE_INTERVAL", 0.2)
+    monkeypatch.setattr(progress, "WRITE_INTERVAL", 0.05)  # the sample job runs in a second or two
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         assert main(["run", "--output", str(tmp_path / "out"), "--no-images"]) == 0
