@@ -336,7 +336,7 @@ class _Minimizer:
                     doom(el)
                     count(_HINT_RULES.get(hint, "hinted"))
                 else:
-                    mark, lone_mark = len(holders), len(lone_candidates)
+                    mark, lone_mark, main_mark = len(holders), len(lone_candidates), len(main_candidates)
                     if (
                         tag not in keep_tags
                         or (tag == "img" and image_src(el) is None)
@@ -380,8 +380,10 @@ class _Minimizer:
                         has_block = has_block or sub_block or tag in blocks
                     else:
                         doom(el)
+                        # what the walk noted inside el goes with it (a link list can hold a long text)
                         del holders[mark:]
                         del lone_candidates[lone_mark:]
+                        del main_candidates[main_mark:]
                 tail = el.tail
                 if tail:
                     chars += len(tail.strip())
