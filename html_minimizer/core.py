@@ -3,13 +3,12 @@
 import functools
 import json
 import re
-import threading
 from urllib.parse import urljoin, urlsplit
 
 from lxml import etree
 
 from .charset import to_clean_utf8
-from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
+from .errors import BadMarkup, EmptyPage, InputTooLarge, MinimizeError, NotHTML
 from .limits import Limits
 from .page import ImageRef, MinimalPage
 from .rules import (
@@ -58,9 +57,16 @@ from .rules import (
     src_folders_name_furniture,
     style_hides,
 )
-from .serialize import escape_text, serialize, start_tag
+from .tree import (
+    escape_text,
+    is_empty_body,
+    parse_page,
+    prune_empty_elements,
+    remove_keeping_tail,
+    serialize,
+    start_tag,
+)
 
-_LOCAL = threading.local()
 # soft hyphens are invisible hints where a browser may break a word: as text they split it in two
 _SOFT_HYPHEN = "\xad"
 # strong hints from other signals than class/id words, counted apart
@@ -80,29 +86,13 @@ _LINKS_AND_TABLE_PARTS = ("a", *sorted(_TABLE_PARTS))
 _LANG = re.compile(r"^[A-Za-z]{2,8}(?:[-_][A-Za-z0-9]{1,8}){0,4}$")
 
 
-def _parser() -> etree.HTMLParser:
-    parser = getattr(_LOCAL, "parser", None)
-    if parser is None:
-        # collect_ids=False: no hash table of id attributes (nothing here looks elements up by id)
-        parser = etree.HTMLParser(
-            encoding="utf-8",
-            remove_comments=True,
-            remove_pis=True,
-            no_network=True,
-            default_doctype=False,
-            collect_ids=False,
-        )
-        _LOCAL.parser = parser
-    return parser
-
-
 def minimize(
     raw: bytes | str, url: str | None = None, *, charset: str | None = None, limits: Limits = Limits()
 ) -> MinimalPage:
     """Reduce a web page to minimal HTML: structure, text, images and structured data; no boilerplate.
 
-    Raises a `MinimizeError` subclass (`InputTooLarge`, `NotHTML`, `BadMarkup`) for pages to skip; never
-    anything else.
+    Raises a `MinimizeError` subclass (`InputTooLarge`, `NotHTML`, `BadMarkup`, `EmptyPage`) for pages to
+    skip; never anything else.
     """
     size = len(raw.encode("utf-8", errors="replace")) if isinstance(raw, str) else len(raw)
     if size > limits.max_input_bytes:
@@ -115,7 +105,7 @@ def minimize(
         raise InputTooLarge(f"{n_tags} tags > max_tags={limits.max_tags}")
     data = _cap_attributes(data, n_tags, limits.max_attributes)
     try:
-        root = etree.fromstring(data, _parser())
+        root = parse_page(data)
     except (etree.ParserError, etree.XMLSyntaxError, ValueError) as e:
         raise NotHTML(f"unparseable: {e}") from None
     if root is None:
@@ -193,6 +183,10 @@ class _Minimizer:
         if article_body and _misses_text(body, article_body):
             _insert_article_body(body, article_body)
             self.count("article_body_added")
+        # what the passes after the walk emptied (a table row whose text was a short line, a <div> of <br>s)
+        self.count("empty", prune_empty_elements(body))
+        if is_empty_body(body):
+            raise EmptyPage("no text or image left once boilerplate went")
         images = tuple(ImageRef(img.get("src"), img.get("alt"), img.get("title")) for img in body.iter("img"))
         parts = [start_tag("html", {"lang": lang} if lang else {}), "<head>"]
         if title:
@@ -251,7 +245,7 @@ class _Minimizer:
             if _furniture_holds_content(el, wrapper_chars):
                 el.tag = "div"  # a page that wraps its content in a <form>, <aside> or <header>
             else:
-                _remove(el)
+                remove_keeping_tail(el)
         paragraphs = self._drop_boilerplate(body, wrapper_chars, headings)
         etree.strip_tags(body, _UNWRAP)
         _keep_parse_stable(body, paragraphs)
@@ -934,35 +928,14 @@ def _remove_if_emptied(el: etree._Element | None) -> None:
         and not (el.text or "").strip()
     ):
         parent = el.getparent()
-        _remove(el)
+        remove_keeping_tail(el)
         el = parent
 
 
 def _remove_with_emptied_parents(el: etree._Element) -> None:
     """Remove el, and the containers that held nothing else (no text, no other element)."""
     parent = el.getparent()
-    _remove(el)
+    remove_keeping_tail(el)
     while parent is not None and parent.tag != "body" and not len(parent) and not (parent.text or "").strip():
         el, parent = parent, parent.getparent()
-        _remove(el)
-
-
-def _remove(el: etree._Element) -> None:
-    """Remove an element and its subtree, keeping its tail text in the parent."""
-    parent = el.getparent()
-    if parent is None:
-        return
-    tail = el.tail
-    if tail and tail.strip():
-        prev = el.getprevious()
-        if prev is not None:
-            prev.tail = (prev.tail or "") + tail
-        else:
-            parent.text = (parent.text or "") + tail
-    elif tail:
-        prev = el.getprevious()
-        if prev is not None:
-            prev.tail = (prev.tail or "") + " "
-        else:
-            parent.text = (parent.text or "") + " "
-    parent.remove(el)
+        remove_keeping_tail(el)
