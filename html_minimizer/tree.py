@@ -232,12 +232,12 @@ _LINE_BOXES = _LINE_ENDING | {"body", "td", "th", "caption"}
 
 
 def prune_empty_elements(root: etree._Element) -> int:
-    """CM3 §3.1's rule on a document (or its body): an element without text or an image goes, its tail stays. Kept without
-    text: `<img>`; `<td>`/`<th>` in a row with content elsewhere; a `<br>` unless it is next to a block
-    element or first or last in one (a `<br>` that ends a `<b>` still ends a line). An empty block element between two runs of inline text becomes a `<br>` (removing it
-    would join two lines). Returns how many elements went (a removed subtree counts once per element the rule
-    judged). Linear in the elements: each is visited once, and a run of `<br>` is trimmed from both ends of a
-    list of the children taken once."""
+    """CM3 §3.1's rule on a document (or its body): an element without text or an image goes, its tail stays.
+    Kept without text: `<img>`; `<td>`/`<th>` in a row with content elsewhere; a `<br>` unless it is next to
+    a block element or first or last in one (a `<br>` that ends a `<b>` still ends a line; `a<br><br>b` is a
+    paragraph break). An empty block element between two runs of inline text becomes a `<br>` (removing it
+    would join two lines). Returns how many elements went (a removed subtree counts once per element the
+    rule judged). Linear in the elements, runs of `<br>` included; the result is pruned already."""
     removed = [0]
 
     def visit(el: etree._Element) -> bool:
@@ -246,11 +246,6 @@ def prune_empty_elements(root: etree._Element) -> int:
         for child in list(el):
             if visit(child):
                 content = True
-            elif child.tag == "br" and _between_blocks(el, child):
-                content = content or not blank(child.tail)
-                remove_keeping_tail(child)
-                removed[0] += 1
-                continue
             elif child.tag in _KEEP_EMPTY:
                 pass
             elif child.tag in _LINE_ENDING and _text_around(el, child):
@@ -268,8 +263,7 @@ def prune_empty_elements(root: etree._Element) -> int:
                 continue
             if not blank(child.tail):
                 content = True
-        if el.tag in _LINE_BOXES:  # in an inline element (`<b>Title<br></b>text`) an edge <br> still breaks
-            removed[0] += _drop_edge_breaks(el)
+        removed[0] += _drop_separating_nothing(el)
         return content
 
     try:
@@ -290,48 +284,54 @@ def _text_around(parent: etree._Element, child: etree._Element) -> bool:
     return before and after
 
 
-def _between_blocks(parent: etree._Element, br: etree._Element) -> bool:
-    """A <br> next to a block element (`</section><br><section>`), or at the edge of a block element, with no
-    text on that side: it separates nothing. Next to another <br> it may (`text<br><br>text`: a paragraph)."""
-    prev, following = br.getprevious(), br.getnext()
-    if prev is None:
-        nothing_before = blank(parent.text) and parent.tag in _LINE_BOXES
-    else:
-        nothing_before = blank(prev.tail) and prev.tag in _LINE_ENDING
-    if following is None:
-        nothing_after = blank(br.tail) and parent.tag in _LINE_BOXES
-    else:
-        nothing_after = blank(br.tail) and following.tag in _LINE_ENDING
-    return nothing_before or nothing_after
-
-
-def _drop_edge_breaks(el: etree._Element) -> int:
-    """A <br> with nothing before or after it in its element separates nothing. Linear in a run of them: the
-    children are listed once (len(el) walks them) and the tails of the removed <br>s are joined once."""
+def _drop_separating_nothing(el: etree._Element) -> int:
+    """The <br> children of el that separate nothing: with no text between them and a block element (or the
+    edge of el, when el is a block), on either side. Once el's other children are pruned, in two passes over
+    the children listed once: what follows each <br> (through a run of them), right to left; then what
+    precedes it, left to right, as removals leave it."""
     children = list(el)
-    first, last = 0, len(children) - 1
-    if blank(el.text):
-        lead = [el.text or ""]
-        while first <= last and children[first].tag == "br":
-            tail = children[first].tail or ""
-            lead.append(tail)
-            el.remove(children[first])
-            first += 1
-            if not blank(tail):
-                break
-        if first:
-            el.text = "".join(lead) or None
-    trailing = []
-    while last >= first and children[last].tag == "br" and blank(children[last].tail):
-        trailing.append(children[last].tail or "")
-        el.remove(children[last])
-        last -= 1
-    if "".join(trailing):
-        if last >= first:
-            children[last].tail = (children[last].tail or "") + "".join(reversed(trailing))
+    box = el.tag in _LINE_BOXES
+    nothing_after = [False] * len(children)
+    following_blocks = box  # nothing but blank <br>s up to a block element or el's end
+    for i in range(len(children) - 1, -1, -1):
+        child = children[i]
+        if child.tag == "br":
+            nothing_after[i] = following_blocks = blank(child.tail) and following_blocks
         else:
-            el.text = (el.text or "") + "".join(reversed(trailing))
-    return first + (len(children) - 1 - last)
+            following_blocks = child.tag in _LINE_ENDING
+    dropped = 0
+    prev = None  # the last child kept so far
+    spaces: list[str] = []  # blank tails of removed <br>s, joined once (a run of "<br>\n" would cost its square)
+    for i, child in enumerate(children):
+        if child.tag == "br":
+            if prev is None:
+                nothing_before = box and blank(el.text)
+            else:
+                nothing_before = prev.tag in _LINE_ENDING and blank(prev.tail)
+            if nothing_before or nothing_after[i]:
+                dropped += 1
+                if blank(child.tail):
+                    spaces.append(child.tail or "")
+                    el.remove(child)
+                    continue
+                _append_spaces(el, prev, spaces)
+                remove_keeping_tail(child)
+                continue
+        _append_spaces(el, prev, spaces)
+        prev = child
+    _append_spaces(el, prev, spaces)
+    return dropped
+
+
+def _append_spaces(el: etree._Element, prev: etree._Element | None, spaces: list[str]) -> None:
+    joined = "".join(spaces)
+    spaces.clear()
+    if not joined:
+        return
+    if prev is None:
+        el.text = (el.text or "") + joined
+    else:
+        prev.tail = (prev.tail or "") + joined
 
 
 def is_empty_body(body: etree._Element) -> bool:
