@@ -301,7 +301,8 @@ def _drop_separating_nothing(el: etree._Element) -> int:
             following_blocks = child.tag in _LINE_ENDING
     dropped = 0
     prev = None  # the last child kept so far
-    spaces: list[str] = []  # blank tails of removed <br>s, joined once (a run of "<br>\n" would cost its square)
+    # blank tails of removed <br>s, joined once (appending each to a growing text costs a run's square)
+    spaces: list[str] = []
     for i, child in enumerate(children):
         if child.tag == "br":
             if prev is None:

@@ -63,7 +63,9 @@ def test_the_rule_is_the_same_in_minimize_c4_and_the_final_pass():
 def test_a_page_emptied_entirely_is_reported_not_returned_as_an_empty_body():
     with pytest.raises(EmptyPage):
         # two hidden halves (neither holds most of the page) and a <div> with a line break that separates nothing
-        minimize(b"<html><body><div hidden>Cookies</div><div hidden>Consent</div><div><br></div></body></html>")
+        minimize(
+            b"<html><body><div hidden>Cookies</div><div hidden>Consent</div><div><br></div></body></html>"
+        )
     assert issubclass(EmptyPage, MinimizeError)
 
 
