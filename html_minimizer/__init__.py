@@ -6,7 +6,7 @@ from .errors import BadMarkup, EmptyPage, InputTooLarge, MinimizeError, NotHTML
 from .images import replace_images, replace_images_and_prune
 from .limits import Limits
 from .page import ImageRef, MinimalPage
-from .tree import image_srcs, prune_empty
+from .tree import all_image_srcs, prune_empty
 
 __all__ = [
     "BadMarkup",
@@ -17,7 +17,7 @@ __all__ = [
     "MinimalPage",
     "MinimizeError",
     "NotHTML",
-    "image_srcs",
+    "all_image_srcs",
     "minimize",
     "prune_empty",
     "replace_images",

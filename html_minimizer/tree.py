@@ -354,7 +354,7 @@ def prune_empty(html: str) -> tuple[str, int]:
 # ---------------------------------------------------------------- images
 
 
-def image_srcs(html: str) -> list[str]:
+def all_image_srcs(html: str) -> list[str]:
     """The src of every <img> that has one, repeats included, in document order."""
     if "<img" not in html:
         return []

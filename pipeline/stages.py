@@ -16,7 +16,14 @@ from typing import TypeVar
 import lxml.html
 
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
-from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images_and_prune
+from html_minimizer import (
+    Limits,
+    MinimizeError,
+    all_image_srcs,
+    minimize,
+    prune_empty,
+    replace_images_and_prune,
+)
 from pipeline.readers import Count, Page
 
 LOG = logging.getLogger(__name__)
@@ -159,13 +166,6 @@ def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -
 
 
 # ---------------------------------------------------------------- images
-
-
-def all_image_srcs(html: str) -> list[str]:
-    """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
-    if "<img" not in html:
-        return []
-    return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
 
 
 def image_srcs(html: str) -> list[str]:

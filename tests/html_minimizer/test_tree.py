@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from c4_filters import clean_html
-from html_minimizer import EmptyPage, MinimizeError, image_srcs, minimize, prune_empty, replace_images
+from html_minimizer import EmptyPage, MinimizeError, all_image_srcs, minimize, prune_empty, replace_images
 from html_minimizer.tree import parse_minimal, remove_keeping_tail, serialize
 
 
@@ -96,8 +96,8 @@ def test_an_xhtml_doctype_does_not_switch_the_output_to_xhtml():
 
 def test_image_srcs_lists_every_img_with_a_src_in_order():
     html = '<html><body><img src="b"><p><img src="a"><img alt="none"><img src="b"></p></body></html>'
-    assert image_srcs(html) == ["b", "a", "b"]
-    assert image_srcs("<p>no images</p>") == []
+    assert all_image_srcs(html) == ["b", "a", "b"]
+    assert all_image_srcs("<p>no images</p>") == []
 
 
 _PIECES = st.sampled_from(
