@@ -127,12 +127,9 @@ def _make_writable(root: etree._Element) -> None:
 
 # ---------------------------------------------------------------- serialisation
 
-_SPACE_BEFORE_BLOCK = re.compile(
-    rf" (?=</?(?:{'|'.join(sorted(BLOCK_TAGS, key=lambda t: (-len(t), t)))})[ >])"
-)
-_SPACE_AFTER_BLOCK = re.compile(
-    rf"(</?(?:{'|'.join(sorted(BLOCK_TAGS, key=lambda t: (-len(t), t)))})(?: [^>]*)?>) "
-)
+_BLOCK_ALTERNATION = "|".join(sorted(BLOCK_TAGS, key=lambda t: (-len(t), t)))  # longest first
+_SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_BLOCK_ALTERNATION})[ >])")
+_SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_BLOCK_ALTERNATION})(?: [^>]*)?>) ")
 _ATTR_WS = re.compile(r"&#(?:9|10|13);")
 # a <pre> element with everything inside it (minimal HTML nests no <pre> in a <pre>: libxml2 closes it)
 _PRE = re.compile(r"(<pre(?: [^>]*)?>.*?</pre>)", re.S)
@@ -210,6 +207,7 @@ def remove_keeping_tail(el: etree._Element) -> None:
 
 
 def _holds_text(el: etree._Element) -> bool:
+    """Any text (even a space) inside el: removing it took a separator away."""
     return any(node.text for node in el.iter(etree.Element)) or any(
         node.tail for node in el.iterdescendants()
     )
@@ -237,7 +235,7 @@ def prune_empty_elements(root: etree._Element) -> int:
     a block element or first or last in one (a `<br>` that ends a `<b>` still ends a line; `a<br><br>b` is a
     paragraph break). An empty block element between two runs of inline text becomes a `<br>` (removing it
     would join two lines). Returns how many elements went (a removed subtree counts once per element the
-    rule judged). Linear in the elements, runs of `<br>` included; the result is pruned already."""
+    rule judged). Linear in the elements, runs of `<br>` included; pruning the result again removes nothing."""
     removed = [0]
 
     def visit(el: etree._Element) -> bool:
