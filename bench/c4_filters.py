@@ -26,10 +26,11 @@ from lxml import etree  # noqa: E402
 from c4_filters import C4Options, clean_html, clean_page  # noqa: E402
 from c4_filters import rules as r  # noqa: E402
 from c4_filters.badwords import ldnoobw_english  # noqa: E402
-from c4_filters.blocks import parse, prune_empty, read_blocks, remove_block, serialise  # noqa: E402
+from c4_filters.blocks import read_blocks, remove_block  # noqa: E402
 from c4_filters.html_clean import judge_block  # noqa: E402
 from c4_filters.language import top_language  # noqa: E402
 from c4_filters.stats import C4Stats  # noqa: E402
+from html_minimizer.tree import parse_minimal, prune_empty_elements, serialize  # noqa: E402
 
 PAGES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "boilerplate-dev" / "pages"
 DROP = ("script", "style", "noscript", "template", "svg", "iframe", "form", "head")
@@ -46,7 +47,7 @@ def build_corpus(pages: Path) -> tuple[list[str], list[str]]:
             for name in list(el.attrib):
                 if name not in KEEP_ATTRIBUTES.get(el.tag, ()):
                     del el.attrib[name]
-        htmls.append(serialise(root))
+        htmls.append(serialize(root))
         texts.append("\n".join(block.text for block in read_blocks(root, frozenset())))
     return htmls, texts
 
@@ -135,7 +136,7 @@ def html_stage_times(htmls: list[str]) -> dict[str, float]:
         times[name] = time.perf_counter() - start
         return out
 
-    roots = timed("parse (lxml)", lambda: [parse(h) for h in htmls])
+    roots = timed("parse (lxml)", lambda: [parse_minimal(h) for h in htmls])
     blocks = timed("read blocks", lambda: [read_blocks(root, options.exempt_tags) for root in roots])
 
     def line_rules() -> list[list]:
@@ -157,8 +158,8 @@ def html_stage_times(htmls: list[str]) -> dict[str, float]:
     words = ldnoobw_english()
     timed("page:bad_words", lambda: [any(words.find(b.text) for b in p) for p in kept])
     timed("page:not_english", lambda: [top_language("\n".join(b.text for b in p)) for p in kept if p])
-    timed("prune empty elements", lambda: [prune_empty(root) for root in roots])
-    timed("serialise", lambda: [serialise(root) for root in roots])
+    timed("prune empty elements", lambda: [prune_empty_elements(root) for root in roots])
+    timed("serialise", lambda: [serialize(root) for root in roots])
     return times
 
 
@@ -192,7 +193,7 @@ def main() -> None:
         "baseline: split + strip lines": lambda: [[line.strip() for line in t.split("\n")] for t in texts],
         "clean_page (C4, langdetect)": lambda: [clean_page(t) for t in texts],
         "clean_page, no language detection": lambda: [clean_page(t, options=NO_LANGUAGE) for t in texts],
-        "baseline: lxml parse (HTMLParser)": lambda: [parse(h) for h in htmls],
+        "baseline: lxml parse (HTMLParser)": lambda: [parse_minimal(h) for h in htmls],
         "clean_html (langdetect)": lambda: [clean_html(h) for h in htmls],
         "clean_html, no language detection": lambda: [clean_html(h, NO_LANGUAGE) for h in htmls],
     }

@@ -26,8 +26,8 @@ from lxml import etree  # noqa: E402
 
 from html_minimizer import MinimizeError, minimize  # noqa: E402
 from html_minimizer.charset import to_clean_utf8  # noqa: E402
-from html_minimizer.core import _parser  # noqa: E402
 from html_minimizer.rules import DROP_TAGS  # noqa: E402
+from html_minimizer.tree import parser  # noqa: E402
 
 DEFAULT_DATA = _HERE.parents[1] / "shared" / "data" / "boilerplate-dev"
 
@@ -53,7 +53,7 @@ def run_minimize(raw: bytes, url: str) -> None:
 
 def decode_and_parse(raw: bytes, url: str) -> None:
     """The part of minimize that is decoding and libxml2 parsing (the rest: limits, cleaning, serialising)."""
-    etree.fromstring(to_clean_utf8(raw)[0], _parser())
+    etree.fromstring(to_clean_utf8(raw)[0], parser())
 
 
 def _read_every_element(parent) -> None:
@@ -94,7 +94,7 @@ def floors(pages: list[tuple[str, bytes]], repeats: int) -> dict[str, float]:
         """Each page's body without script/style/...: what minimize walks."""
         found = []
         for data in clean:
-            body = etree.fromstring(data, _parser()).find("body")
+            body = etree.fromstring(data, parser()).find("body")
             if body is not None:
                 etree.strip_elements(body, *DROP_TAGS, with_tail=False)
                 found.append(body)
@@ -111,7 +111,7 @@ def floors(pages: list[tuple[str, bytes]], repeats: int) -> dict[str, float]:
 
     def parse_keep_free() -> tuple[float, float]:
         start = time.process_time()
-        trees = [etree.fromstring(data, _parser()) for data in clean]
+        trees = [etree.fromstring(data, parser()) for data in clean]
         parsed = time.process_time()
         del trees
         return parsed - start, time.process_time() - parsed

@@ -1,4 +1,4 @@
-"""Minimal HTML as C4 "lines": parsing, paragraph-like blocks, removing blocks, deterministic serialisation.
+"""Minimal HTML as C4 "lines": paragraph-like blocks, and removing them.
 
 A block is a run of inline content (text, <a>, <b>, <img> ...) inside one block-level element, cut at
 block-level children and at <br>/<hr>: `<div>intro<p>para</p>after</div>` has three blocks, "intro",
@@ -6,36 +6,25 @@ block-level children and at <br>/<hr>: `<div>intro<p>para</p>after</div>` has th
 image. Blocks are numbered in document order; `clean_html`, `span_hashes` and `drop_spans` all read them
 the same way, which is what makes dedup indices line up.
 
-Serialisation follows html_minimizer's rules so cleaned pages stay byte-compatible with its output: lower-case
-tags, attributes sorted by name, values always double-quoted, `&<>"` escaped (libxml2's XML escaping, whose
-empty-element syntax becomes HTML: `<br>`, `<td></td>`), no comments, whitespace runs collapsed to one space
-and dropped next to block tags.
+Parsing, pruning the elements removals emptied and writing the tree back are html_minimizer.tree's (one
+owner of the minimal-HTML tree), so cleaned pages keep the minimizer's serialisation byte for byte.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from lxml import etree
 
-VOID_TAGS = frozenset("area base br col embed hr img input link meta param source track wbr".split())
-# tags next to which html_minimizer drops a space (byte compatibility of the serialisation)
-SPACING_BLOCK_TAGS = frozenset(
-    """html head body title meta p div h1 h2 h3 h4 h5 h6 ul ol li dl dt dd table thead tbody tfoot tr td th
-    caption blockquote pre figure figcaption article section main br hr details summary address""".split()
-)
+from html_minimizer.tree import BLOCK_TAGS, blank
+
 # tags that end a line when reading blocks (HTML's block-level elements plus line breaks)
-LINE_BREAKING_TAGS = SPACING_BLOCK_TAGS | frozenset(
+LINE_BREAKING_TAGS = BLOCK_TAGS | frozenset(
     """aside center dialog fieldset footer form header hgroup legend menu nav noscript optgroup option
     search select textarea""".split()
 )
-_KEEP_ALWAYS = frozenset({"html", "head", "body"})
-# void elements that carry something (an image, metadata); <br>, <hr>, <wbr> only separate text
-_CONTENT_VOID_TAGS = VOID_TAGS - {"br", "hr", "wbr"}
-
 
 _NON_SPACE = re.compile(r"\S+")
 
@@ -43,37 +32,6 @@ _NON_SPACE = re.compile(r"\S+")
 def normalise(text: str) -> str:
     """Whitespace runs -> one space, stripped: the line text the rules see."""
     return " ".join(text.split())
-
-
-# characters lxml refuses in text it is given (libxml2 may still parse them into the tree)
-_NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def parse(html: str) -> etree._Element | None:
-    """The <html> root of `html`, or None when there is no document (empty / whitespace / unparseable).
-
-    Control characters (and lone surrogates) are dropped first, and those that character references put
-    into the tree (`&#1;`, `&#xFFFE;`) after parsing: they are no text, and lxml would refuse the edited
-    text nodes and attributes that still contained them."""
-    parser = etree.HTMLParser(encoding="utf-8", remove_comments=True, remove_pis=True)
-    try:
-        root = etree.fromstring(_NOT_XML_TEXT.sub("", html).encode("utf-8"), parser)
-    except (etree.ParserError, ValueError):
-        return None
-    if root is not None and "&#" in html:
-        _drop_referenced_controls(root)
-    return root
-
-
-def _drop_referenced_controls(root: etree._Element) -> None:
-    for node in root.iter():
-        if node.text and _NOT_XML_TEXT.search(node.text):
-            node.text = _NOT_XML_TEXT.sub("", node.text)
-        if node.tail and _NOT_XML_TEXT.search(node.tail):
-            node.tail = _NOT_XML_TEXT.sub("", node.tail)
-        for name, value in node.attrib.items():
-            if _NOT_XML_TEXT.search(value):
-                node.attrib[name] = _NOT_XML_TEXT.sub("", value)
 
 
 def _is_element(node: etree._Element) -> bool:
@@ -183,14 +141,14 @@ def is_soft_wrap(br: etree._Element) -> bool:
     prev = br.getprevious()
     if prev is None:
         before = br.getparent().text
-    elif not _blank(prev.tail):
+    elif not blank(prev.tail):
         before = prev.tail
     else:
         before = None if prev.tag == "br" or not _is_element(prev) else "".join(prev.itertext())
     before = (before or "").rstrip().rstrip(_CLOSERS)
     if not before or before[-1] in _LINE_ENDS:
         return False
-    if not _blank(br.tail):
+    if not blank(br.tail):
         return True
     following = br.getnext()
     return following is not None and following.tag not in LINE_BREAKING_TAGS and _is_element(following)
@@ -203,7 +161,7 @@ def read_blocks(root: etree._Element, exempt_tags: Collection[str]) -> list[Bloc
     blocks: list[Block] = []
 
     def flush(container: etree._Element, lead: etree._Element | None, inlines: list, exempt: bool) -> None:
-        if not inlines and _blank(container.text if lead is None else lead.tail):
+        if not inlines and blank(container.text if lead is None else lead.tail):
             return  # the common case between nested block elements
         block = Block(len(blocks), "", exempt, container, lead, inlines)
         block.text = block.current_text()
@@ -271,138 +229,3 @@ def remove_block(block: Block) -> None:
             _strip_text_keep_images(inline)
         else:
             inline.getparent().remove(inline)  # its tail (part of the run) goes with it
-
-
-def _blank(text: str | None) -> bool:
-    return not text or text.isspace()
-
-
-def _remove_keeping_tail(el: etree._Element, had_space: bool) -> None:
-    parent, prev = el.getparent(), el.getprevious()
-    before = (prev.tail if prev is not None else parent.text) or ""
-    tail = el.tail or ""
-    if before and tail:
-        if before[-1].isspace() and tail[0].isspace():
-            tail = tail.lstrip()
-        elif had_space and not before[-1].isspace() and not tail[0].isspace():
-            tail = " " + tail
-    if prev is not None:
-        prev.tail = (before + tail) or None
-    else:
-        parent.text = (before + tail) or None
-    parent.remove(el)
-
-
-def prune_empty(root: etree._Element) -> None:
-    """Drops elements left without text, image or other content-carrying void element (as html_minimizer
-    does), line breaks with nothing to separate included, except where that would join two lines."""
-    has_text: dict[etree._Element, bool] = {}
-    has_content: dict[etree._Element, bool] = {}
-    for el in reversed(list(root.iter())):
-        if not _is_element(el):
-            has_text[el] = has_content[el] = False
-            continue
-        text = not _blank(el.text) or any(has_text[c] or not _blank(c.tail) for c in el)
-        has_text[el] = text
-        has_content[el] = text or el.tag in _CONTENT_VOID_TAGS or any(has_content[c] for c in el)
-    breaking = line_breaking_elements(root)
-
-    def content_before_in_line(el: etree._Element) -> bool:
-        prev = el.getprevious()
-        while prev is not None:
-            if not _blank(prev.tail):
-                return True
-            if prev in breaking:
-                return False
-            if has_content[prev]:
-                return True
-            prev = prev.getprevious()
-        return not _blank(el.getparent().text)
-
-    def content_after_in_line(el: etree._Element) -> bool:
-        if not _blank(el.tail):
-            return True
-        following = el.getnext()
-        while following is not None and following not in breaking:
-            if has_content[following] or not _blank(following.tail):
-                return True
-            following = following.getnext()
-        return False
-
-    def visit(el: etree._Element) -> None:
-        for child in list(el):
-            if not _is_element(child) or has_content[child] or child.tag in _KEEP_ALWAYS:
-                if _is_element(child):
-                    visit(child)
-                continue
-            if child in breaking and content_after_in_line(child) and content_before_in_line(child):
-                continue  # removing it would join two lines
-            if child.tag == "br" and is_soft_wrap(child):
-                continue  # removing it would join two words
-            had_space = any(n.text for n in child.iter() if _is_element(n)) or any(
-                n.tail for n in child.iter() if n is not child
-            )
-            _remove_keeping_tail(child, had_space)
-
-    try:
-        visit(root)
-    finally:
-        visit = None  # noqa: F841  (break the recursive closure's reference cycle)
-
-
-_SIMPLE_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_:.]*\Z")
-_CHILDLESS = etree.XPath("descendant-or-self::*[not(node())]")
-_SPACING_ALTERNATION = "|".join(sorted(SPACING_BLOCK_TAGS, key=lambda t: (-len(t), t)))
-_SPACE_BEFORE_BLOCK = re.compile(rf" (?=</?(?:{_SPACING_ALTERNATION})[ >])")
-_SPACE_AFTER_BLOCK = re.compile(rf"(</?(?:{_SPACING_ALTERNATION})(?: [^>]*)?>) ")
-_PRE = re.compile(r"(<pre(?: [^>]*)?>.*?</pre>)", re.S)
-_ESCAPED_WHITESPACE = re.compile(r"&#(?:9|10|13);")
-
-
-def _writable(name: str) -> bool:
-    """A tag or attribute name that reads back as itself once written (junk markup parses into others)."""
-    if _SIMPLE_NAME.match(name):
-        return True
-    return bool(name) and not any(c.isspace() or c in "\"'<>/=&" for c in name)
-
-
-def _make_writable(root: etree._Element) -> None:
-    """Attributes in name order; junk tag names become <span>, junk attribute names are dropped."""
-    for el in root.iter():
-        if not _is_element(el):
-            continue
-        if not _writable(el.tag):
-            el.tag = "span"
-        items = el.attrib.items()
-        if items and (items != sorted(items) or not all(_writable(name) for name, _ in items)):
-            el.attrib.clear()
-            for name, value in sorted(items):
-                if _writable(name):
-                    try:
-                        el.set(name, value)
-                    except ValueError:  # a name lxml will not create (e.g. with a namespace prefix)
-                        pass
-
-
-def serialise(root: etree._Element) -> str:
-    """Deterministic text for the same tree (see module docstring).
-
-    Works on a copy in a fresh document: a source with an XHTML doctype would switch libxml2 to XHTML output
-    (`<br />`, added `xmlns` and `xml:lang`)."""
-    root = copy.deepcopy(root)
-    _make_writable(root)
-    for el in _CHILDLESS(root):
-        if el.tag not in VOID_TAGS:
-            el.text = ""  # written as <td></td>: every "/>" left in the XML output closes a void element
-    html = etree.tostring(root, encoding=str, with_tail=False).replace("/>", ">")
-    if "&#" in html:
-        html = _ESCAPED_WHITESPACE.sub(" ", html)
-    if "<pre" not in html:
-        return _collapse(html)
-    parts = _PRE.split(html)  # odd items: <pre>...</pre>, whose whitespace a browser renders: kept as is
-    return "".join(part if i % 2 else _collapse(part) for i, part in enumerate(parts))
-
-
-def _collapse(html: str) -> str:
-    html = _SPACE_BEFORE_BLOCK.sub("", " ".join(html.split()))
-    return _SPACE_AFTER_BLOCK.sub(r"\1", html)

@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 
-from c4_filters.blocks import Block, parse, read_blocks, remove_block
+from c4_filters.blocks import Block, read_blocks, remove_block
 from c4_filters.hashing import key_hash
 from c4_filters.html_clean import CleanResult, finish_page
 from c4_filters.rules import DEFAULT_OPTIONS, C4Options
 from c4_filters.sentences import split_sentences
 from c4_filters.stats import C4Stats
+from html_minimizer.tree import parse_minimal
 
 SPAN_SENTENCES = 3
 
@@ -48,7 +49,7 @@ def span_hashes(html: str, options: C4Options = DEFAULT_OPTIONS) -> list[tuple[i
     """(span start, key_hash(span)) for every three-sentence span of a cleaned page, in order; the span
     start is the number of its first sentence, as `drop_spans` counts them. The hash is the signed form: it
     is the key of the corpus-wide span shuffle."""
-    root = parse(html)
+    root = parse_minimal(html)
     if root is None:
         return []
     sentences = [
@@ -77,7 +78,7 @@ def drop_spans(
     """
     stats = stats if stats is not None else C4Stats()
     stats.inc("dedup:page:read")
-    root = parse(html)
+    root = parse_minimal(html)
     if root is None:
         stats.inc("dedup:page:unparseable")
         return None

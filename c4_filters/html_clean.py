@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from c4_filters.blocks import Block, parse, prune_empty, read_blocks, remove_block, serialise
+from c4_filters.blocks import Block, read_blocks, remove_block
 from c4_filters.rules import (
     CITATION,
     DEFAULT_OPTIONS,
@@ -25,6 +25,7 @@ from c4_filters.rules import (
     remove_citations,
 )
 from c4_filters.stats import C4Stats
+from html_minimizer.tree import parse_minimal, prune_empty_elements, serialize
 
 # in HTML the space before a marker goes with it, so "word [1]." becomes "word."
 _CITATION_WITH_SPACE = re.compile(r"\s*(?:" + CITATION.pattern + ")")
@@ -89,11 +90,11 @@ def finish_page(
     for i in sorted(gone):
         remove_block(kept[i])
     kept = [block for i, block in enumerate(kept) if i not in gone]
-    prune_empty(root)
+    prune_empty_elements(root)
     stats.inc(prefix + "line:kept", len(kept))
     stats.inc(prefix + "page:kept")
     return CleanResult(
-        serialise(root),
+        serialize(root),
         "\n".join(b.text for b in kept),
         verdict.lang_score,
         verdict.n_sentences,
@@ -107,7 +108,7 @@ def clean_html(
     """C4-cleaned minimal HTML, or None when the page is dropped (or is no HTML document at all)."""
     stats = stats if stats is not None else C4Stats()
     stats.inc("page:read")
-    root = parse(html)
+    root = parse_minimal(html)
     if root is None:
         stats.inc("page:unparseable")
         return None

@@ -2,19 +2,22 @@
 boilerplate, scripts and non-structured attributes removed, deterministic serialisation."""
 
 from .core import minimize
-from .errors import BadMarkup, InputTooLarge, MinimizeError, NotHTML
-from .images import prune_empty, replace_images, replace_images_and_prune
+from .errors import BadMarkup, EmptyPage, InputTooLarge, MinimizeError, NotHTML
+from .images import replace_images, replace_images_and_prune
 from .limits import Limits
 from .page import ImageRef, MinimalPage
+from .tree import all_image_srcs, prune_empty
 
 __all__ = [
     "BadMarkup",
+    "EmptyPage",
     "ImageRef",
     "InputTooLarge",
     "Limits",
     "MinimalPage",
     "MinimizeError",
     "NotHTML",
+    "all_image_srcs",
     "minimize",
     "prune_empty",
     "replace_images",

@@ -15,3 +15,7 @@ class NotHTML(MinimizeError):
 
 class BadMarkup(MinimizeError):
     """The markup parsed but holds names or characters lxml cannot process (garbage input)."""
+
+
+class EmptyPage(MinimizeError):
+    """Nothing of the page is left: every element was boilerplate or empty (CM3 §3.1's rules)."""

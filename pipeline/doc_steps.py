@@ -14,10 +14,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-import lxml.html
-
 from c4_filters import C4Options, C4Stats, clean_html, drop_spans, span_hashes, stable_hash
-from html_minimizer import Limits, MinimizeError, minimize, prune_empty, replace_images_and_prune
+from html_minimizer import (
+    Limits,
+    MinimizeError,
+    all_image_srcs,
+    minimize,
+    prune_empty,
+    replace_images_and_prune,
+)
 from pipeline import counters
 from pipeline.items import Count, Page
 
@@ -163,23 +168,14 @@ def apply_span_dedup(doc: Doc, span_starts: Iterable[int], options: C4Options) -
 # ---------------------------------------------------------------- images
 
 
-def all_image_srcs(html: str) -> list[str]:
-    """The src of every <img>, repeats included, in document order (one per <img> of the output)."""
-    if "<img" not in html:
-        return []
-    return [str(src) for src in lxml.html.document_fromstring(html).xpath("//img/@src")]
-
-
 def image_srcs(html: str) -> list[str]:
     """Distinct <img src> values of a minimal HTML document, in document order."""
     return list(dict.fromkeys(src for src in all_image_srcs(html) if src))
 
 
 def count_code_images(html: str) -> int:
-    """Number of <img> elements in the final document (all of them carry codes by then)."""
-    if "<img" not in html:
-        return 0
-    return len(lxml.html.document_fromstring(html).xpath("//img"))
+    """Number of <img> elements in the final document (all of them carry codes in their src by then)."""
+    return len(all_image_srcs(html))
 
 
 def rewrite_images(

@@ -19,6 +19,7 @@ DROP_REASONS = {
     counters.MINIMIZE_ERROR + "NotHTML": "not HTML (binary data, no markup, or an unreadable charset)",
     counters.MINIMIZE_ERROR + "InputTooLarge": "too large for the minimizer's limits",
     counters.MINIMIZE_ERROR + "BadMarkup": "markup the minimizer cannot handle",
+    counters.MINIMIZE_ERROR + "EmptyPage": "nothing left after the minimizer (no text, no image)",
     counters.MINIMIZE_UNEXPECTED: "the minimizer failed unexpectedly (see the log)",
     counters.C4_UNEXPECTED: "the C4 rules failed unexpectedly (see the log)",
     counters.C4_PAGE + "not_english": "not English (C4's language rule)",

@@ -10,7 +10,8 @@ import pytest
 from lxml import etree
 
 from c4_filters import C4Stats, clean_html, clean_page
-from c4_filters.blocks import read_blocks, serialise
+from c4_filters.blocks import read_blocks
+from html_minimizer.tree import serialize
 
 DROP = ("script", "style", "noscript", "template", "svg", "iframe", "form", "head")
 KEEP_ATTRIBUTES = {"a": {"href", "title"}, "img": {"alt", "src", "title"}, "html": {"lang"}}
@@ -37,7 +38,7 @@ def real_pages(shared_dir):
     for path in sorted((shared_dir / "data/boilerplate-dev/pages").glob("*.html")):
         root = reduce_page(path.read_bytes())
         text = "\n".join(block.text for block in read_blocks(root, frozenset()))
-        pages.append((serialise(root), text, labels.get(path.name)))
+        pages.append((serialize(root), text, labels.get(path.name)))
     return pages
 
 

@@ -168,3 +168,14 @@ def test_short_lines_after_the_article_go_but_lists_tables_and_long_lines_stay()
 def test_a_page_too_short_to_tell_its_article_keeps_its_short_lines():
     html = body_of(page(f"<p>{PARA}</p><div>Short line one</div><p>{PARA}</p><div>Short line two</div>").html)
     assert "Short line one" in html and "Short line two" in html
+
+
+def test_a_long_text_inside_a_removed_link_list_is_not_taken_for_the_article():
+    """A div holding a 600-character text and two long links is a link list (most of its text is links) and
+    goes; the text inside it must not then be chosen as the article the trailing-line rule starts from."""
+    inner = f"<div><p>{'Main article words here. ' * 24}</p><p>x</p></div>"
+    links = f"<a href='/a'>{'link text ' * 50}</a><a href='/b'>{'link text ' * 50}</a>"
+    hidden = f"<div hidden>{'hidden ' * 220}</div>"
+    result = page(f"{hidden}<div>{inner}{links}</div><p>{'Other kept prose. ' * 40}</p>")
+    assert body_of(result.html) == f"<p>{'Other kept prose. ' * 40}".rstrip() + "</p>"
+    assert dict(result.removed)["link_list"] == 1
