@@ -70,7 +70,9 @@ def add(counts: Mapping[str, int]) -> None:
     if not directory:
         return
     if _process is None or _process.pid != os.getpid() or _process.directory != directory:
-        _process = _ProcessCounts(directory)  # a forked child, or a later job of this process, starts its own file
+        _process = _ProcessCounts(
+            directory
+        )  # a forked child, or a later job of this process, starts its own file
     _process.add(counts)
 
 

@@ -19,14 +19,17 @@ def body_of(html: str) -> str:
 
 @pytest.mark.parametrize("line_break", ["<br>", "<br>\n"])
 def test_a_run_of_line_breaks_is_pruned_in_linear_time(line_break):
-    def seconds(n: int) -> float:
+    def seconds(n: int) -> float:  # the best of three: a shared machine only ever adds time
         html = f"<html><body><div>{line_break * n}</div><p>x</p></body></html>"
-        start = time.process_time()
-        assert body_of(prune_empty(html)[0]) == "<p>x</p>"
-        return time.process_time() - start
+        times = []
+        for _ in range(3):
+            start = time.process_time()
+            assert body_of(prune_empty(html)[0]) == "<p>x</p>"
+            times.append(time.process_time() - start)
+        return min(times)
 
     seconds(1000)  # warm up
-    assert seconds(40_000) < 6 * max(seconds(10_000), 0.005)  # quadratic: about 16 times
+    assert seconds(40_000) < 8 * max(seconds(10_000), 0.005)  # linear: about 4 times; quadratic: about 16
 
 
 @pytest.mark.parametrize(
