@@ -83,7 +83,8 @@ def _open(data: bytes, max_pixels: int, min_side: int | None) -> tuple[Image.Ima
         decoded_bytes = width * height * _BYTES_PER_PIXEL.get(image.mode, 4)
         if decoded_bytes > MAX_DECODE_BYTES:
             raise ImageDecodeError(
-                "too_many_pixels", f"{width}x{height} {image.mode}: {decoded_bytes} bytes > {MAX_DECODE_BYTES}"
+                "too_many_pixels",
+                f"{width}x{height} {image.mode}: {decoded_bytes} bytes > {MAX_DECODE_BYTES}",
             )
         return image, header_size
     except ImageDecodeError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import struct
 import subprocess
@@ -239,12 +240,12 @@ def png_rows(width: int, height: int, bit_depth: int) -> bytes:
 
 
 PEAK_PROBE = """
-import resource, sys
+import json, resource, sys
 from pipeline import images
 from pipeline.hygiene import Hygiene
 data = open(sys.argv[1], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-outcome = images.prepare("https://img.example/x.png", data, Hygiene(**eval(sys.argv[2])))[1]
+outcome = images.prepare("https://img.example/x.png", data, Hygiene(**json.loads(sys.argv[2])))[1]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(outcome, (peak - before) // 1024)
 """
@@ -259,14 +260,16 @@ print(outcome, (peak - before) // 1024)
         (4_000, 16_000, 8, {"max_image_aspect_ratio": 0}, "ok"),  # the same image kept: decoded, reduced
     ],
 )
-def test_bombs_are_refused_from_the_header_with_a_small_peak(tmp_path, width, height, bit_depth, rules, reason):
+def test_bombs_are_refused_from_the_header_with_a_small_peak(
+    tmp_path, width, height, bit_depth, rules, reason
+):
     """The job's path (`pipeline.images.prepare`) in a fresh process: the refusal is a counted reason and
     the peak resident memory it adds stays small, because no pixel of a refused image is decoded."""
     path = tmp_path / "bomb.png"
     path.write_bytes(png_rows(width, height, bit_depth))
     assert path.stat().st_size < 300_000
     probe = subprocess.run(
-        [sys.executable, "-c", PEAK_PROBE, str(path), repr(rules)],
+        [sys.executable, "-c", PEAK_PROBE, str(path), json.dumps(rules)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -22,9 +22,9 @@ from pipeline.hygiene import (
     band_losers,
     capped_srcs,
     image_shape_reason,
+    near_identical,
     over_url_repeats,
     perceptual_hash,
-    near_identical,
     representative,
     share_codes,
     shingle_hashes,
@@ -91,7 +91,9 @@ def test_size_and_shape(size, reason):
 def test_a_tracking_pixel_is_removed_before_it_is_cropped():
     crop, outcome, _, _ = images.prepare("https://t.example/p.gif", png(Image.new("RGB", (1, 1))), Hygiene())
     assert crop is None and outcome == TOO_SMALL
-    crop, outcome, _, _ = images.prepare("https://t.example/b.png", png(Image.new("RGB", (800, 160))), Hygiene())
+    crop, outcome, _, _ = images.prepare(
+        "https://t.example/b.png", png(Image.new("RGB", (800, 160))), Hygiene()
+    )
     assert crop is None and outcome == ASPECT_RATIO
 
 

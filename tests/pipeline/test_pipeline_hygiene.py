@@ -40,7 +40,9 @@ def altered_copy(photo: Image.Image) -> Image.Image:
     picture (tests/pipeline/test_hygiene.py measures it)."""
     rows, columns = np.mgrid[0 : photo.height, 0 : photo.width]
     pattern = np.where((rows // 3 + columns // 3) % 2 == 0, 60, -60)
-    return Image.fromarray(np.clip(np.asarray(photo).astype(np.int16) + pattern[..., None], 0, 255).astype(np.uint8))
+    return Image.fromarray(
+        np.clip(np.asarray(photo).astype(np.int16) + pattern[..., None], 0, 255).astype(np.uint8)
+    )
 
 
 def image_bytes(image: Image.Image, kind: str = "JPEG") -> bytes:
