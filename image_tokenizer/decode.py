@@ -39,12 +39,12 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I": 13, "F": 9}
 _BYTES_PER_PIXEL |= {mode: 9 for mode in ("I;16", "I;16B", "I;16L", "I;16N")}
 _WEB_MODES = {"1", "L", "P", "LA", "PA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
 _WEB_MODES |= set(_BYTES_PER_PIXEL)
-# How much larger than what the crop needs a reduced decode stays, so that the final bicubic resize still does
-# the antialiasing. JPEG: the DCT scale (1/2, 1/4, 1/8) keeps the short side >= 2 x 256; at 1/8 for a 256
-# target (DC coefficients only: a box filter) crops of 2800x2100 photos differed from a full decode by a mean
-# of 1.3-3.0 levels, at 2x by 0.2-0.3, for 1.6x the CPU of 1/8 (5-7x less than a full decode). Other formats
-# are box-reduced by an integer factor while 3 x 256 remains (0.15-0.2 levels at a factor of 2).
-JPEG_DRAFT_GAP = 2
+# How a decode is reduced to what the crop needs. A JPEG decodes at the smallest DCT scale (1/2, 1/4, 1/8)
+# whose short side is still >= 256: up to 7-10x less CPU than a full decode. At 1/8 (DC coefficients only: an area
+# average, as img2dataset's OpenCV INTER_AREA resize) crops of 2800x2100 photos differ from those of a full
+# decode by a mean of 1.3-3.0 levels, about what re-encoding the photo as a JPEG costs (1.0-3.2); a 2x margin
+# would bring that to 0.2-0.3 for 1.6x the CPU. Other formats are box-reduced by an integer factor while
+# 3 x 256 remains, where Pillow's reduce-then-resample matches a full resample (0.15-0.2 levels).
 REDUCING_GAP = 3
 ORIENTATION_TAG = 0x0112
 QUARTER_TURNS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -54,7 +54,7 @@ def open_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int 
     """`data` opened and checked from its header alone: no pixel is decoded here, so a bomb costs nothing.
 
     With `min_side`, a JPEG is set to decode at the smallest DCT scale (1/2, 1/4, 1/8) whose short side is
-    still >= JPEG_DRAFT_GAP x min_side (`draft`), and the decode budget is checked at that size. Reasons: "empty", "svg",
+    still >= min_side (`draft`), and the decode budget is checked at that size. Reasons: "empty", "svg",
     "not_image", "too_many_pixels" (over `max_pixels`, or over MAX_DECODE_BYTES at the mode's depth),
     "unsupported_mode", "extreme_aspect_ratio" (beyond MAX_ASPECT_RATIO: a 1 x 64M strip is a few hundred
     bytes of PNG and 256 MB decoded), "decode_error".
@@ -82,7 +82,7 @@ def _open(data: bytes, max_pixels: int, min_side: int | None) -> tuple[Image.Ima
             raise ImageDecodeError("extreme_aspect_ratio", f"{width}x{height} is beyond {MAX_ASPECT_RATIO}:1")
         header_size = image.size
         if min_side and image.format in ("JPEG", "MPO"):
-            image.draft("RGB", (JPEG_DRAFT_GAP * min_side, JPEG_DRAFT_GAP * min_side))
+            image.draft("RGB", (min_side, min_side))
         width, height = image.size
         decoded_bytes = width * height * _BYTES_PER_PIXEL.get(image.mode, 4)
         if decoded_bytes > MAX_DECODE_BYTES:
@@ -113,9 +113,9 @@ def decode_for_crop(
     accept: Callable[[int, int], str | None] | None = None,
 ) -> tuple[Image.Image, tuple[int, int]]:
     """(RGB picture, its full size after EXIF orientation) decoded only as large as `crop` needs: the short
-    side stays >= IMAGE_SIZE (or its own, if smaller). A JPEG decodes at a reduced DCT scale while
-    JPEG_DRAFT_GAP x IMAGE_SIZE remains (a 2800x2100 photo: 5-7x less CPU than at full size); other formats
-    are box-reduced while REDUCING_GAP x IMAGE_SIZE remains. Pass the full
+    side stays >= IMAGE_SIZE (or its own, if smaller). A JPEG decodes at a reduced DCT scale (a 2800x2100
+    photo at 1/8: 7-10x less CPU than at full size); other formats are box-reduced while
+    REDUCING_GAP x IMAGE_SIZE remains. Pass the full
     size to `crop`, so the crop window is the one the full picture gives.
 
     `accept(width, height)` sees the header's size before any pixel is decoded; a reason it returns is

@@ -290,11 +290,11 @@ def jpeg_photo(width: int, height: int, **save_args) -> bytes:
 def test_a_large_jpeg_decodes_at_a_reduced_scale_with_the_full_pictures_crop_window():
     data = jpeg_photo(2_800, 2_100)
     reduced, full_size = decode_for_crop(data)
-    assert full_size == (2_800, 2_100) and reduced.size == (700, 525)  # DCT scale 1/4: short side >= 2 x 256
+    assert full_size == (2_800, 2_100) and reduced.size == (350, 263)  # DCT scale 1/8: short side >= 256
     fast = crop(reduced, "https://img.example/a.jpg", full_size)
     slow = crop(decode_image(data), "https://img.example/a.jpg")
     # the same window of the same picture: only the decoder's downscaling differs
-    assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 1
+    assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 3
 
 
 def test_a_rotated_jpeg_keeps_its_full_size_after_orientation():
