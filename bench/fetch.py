@@ -287,7 +287,8 @@ def ours(args, variant: str, urls: list[str], work: Path) -> dict:
 def img2dataset(args, urls: list[str], work: Path) -> dict:
     url_file = work / "urls.txt"
     url_file.write_text("".join(url + "\n" for url in urls))
-    output = Path(tempfile.mkdtemp(prefix=f"i2d-{len(urls)}-", dir=work))  # a fresh one: it resumes an old one
+    # a fresh folder for every run: given the last one, img2dataset resumes it and fetches nothing
+    output = Path(tempfile.mkdtemp(prefix=f"i2d-{len(urls)}-", dir=work))
     command = [args.img2dataset, "--url_list", str(url_file), "--output_folder", str(output)]
     command += ["--processes_count", "1", "--thread_count", str(args.concurrency), "--image_size", "256"]
     command += ["--resize_mode", "center_crop", "--output_format", "files", "--timeout", "30"]

@@ -40,8 +40,8 @@ _BYTES_PER_PIXEL |= {mode: 9 for mode in ("I;16", "I;16B", "I;16L", "I;16N")}
 _WEB_MODES = {"1", "L", "P", "LA", "PA", "La", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
 _WEB_MODES |= set(_BYTES_PER_PIXEL)
 # How a decode is reduced to what the crop needs. A JPEG decodes at the smallest DCT scale (1/2, 1/4, 1/8)
-# whose short side is still >= 256: up to 7-10x less CPU than a full decode. At 1/8 (DC coefficients only: an area
-# average, as img2dataset's OpenCV INTER_AREA resize) crops of 2800x2100 photos differ from those of a full
+# whose short side is still >= 256: up to 7-10x less CPU than a full decode. At 1/8 (DC coefficients only:
+# an area average, as img2dataset's OpenCV INTER_AREA resize) crops of 2800x2100 photos differ from those of a full
 # decode by a mean of 1.3-3.0 levels, about what re-encoding the photo as a JPEG costs (1.0-3.2); a 2x margin
 # would bring that to 0.2-0.3 for 1.6x the CPU. Other formats are box-reduced by an integer factor while
 # 3 x 256 remains, where Pillow's reduce-then-resample matches a full resample (0.15-0.2 levels).
@@ -115,8 +115,8 @@ def decode_for_crop(
     """(RGB picture, its full size after EXIF orientation) decoded only as large as `crop` needs: the short
     side stays >= IMAGE_SIZE (or its own, if smaller). A JPEG decodes at a reduced DCT scale (a 2800x2100
     photo at 1/8: 7-10x less CPU than at full size); other formats are box-reduced while
-    REDUCING_GAP x IMAGE_SIZE remains. Pass the full
-    size to `crop`, so the crop window is the one the full picture gives.
+    REDUCING_GAP x IMAGE_SIZE remains. Pass the full size to `crop`, so the crop window is the one the full
+    picture gives.
 
     `accept(width, height)` sees the header's size before any pixel is decoded; a reason it returns is
     raised as ImageDecodeError(reason) (the data job's size and shape rules)."""
