@@ -9,7 +9,8 @@ The farm: `--hosts` loopback servers (127.0.0.20, .21 ...) in a separate process
 `--latency` +- `--jitter` seconds, with faults spread over the URLs: 404, 500, connection resets, slow drip
 (16 KB/s), and 429 with Retry-After: 1 (the same URL is served once its Retry-After has passed).
 
-Variants, each a fresh process on the same URL list, run one after another:
+Variants, each a fresh process on the same URL list, run one after another, in `--repeats` rounds (the
+figures are medians over the rounds; (a) runs in the first only):
   (a) before: the job's old step, one URL at a time through ImageFetcher.fetch, with the fetcher of
       `--old-ref` (git show; the commit before concurrent fetching), then decode + crop
   (b) now: `pipeline.images.completed` over `fetch_and_prepare`, --concurrency in flight, as the job's
@@ -30,6 +31,7 @@ import json
 import os
 import random
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -235,6 +237,13 @@ def worker_main(args) -> None:
     """One variant in this process: its result with the wall and CPU seconds of the work alone (after
     imports and set-up), as img2dataset's own stats give its duration."""
     urls = Path(args.url_file).read_text().split()
+    # imports are set-up, as img2dataset's are (its 1-URL run is taken off its CPU): the job's modules, and
+    # imagehash and scipy, which the perceptual hash imports on first use (~1 CPU-s)
+    import imagehash  # noqa: F401
+    import scipy.fftpack  # noqa: F401
+
+    from pipeline import images  # noqa: F401
+
     wall, cpu = time.monotonic(), time.process_time()
     result = run_variant(args.worker, urls, args.concurrency, Path(args.pool), args.old_ref)
     result.update(seconds=time.monotonic() - wall, cpu_seconds=time.process_time() - cpu)
@@ -279,7 +288,8 @@ def ours(args, variant: str, urls: list[str], work: Path) -> dict:
 def img2dataset(args, urls: list[str], work: Path) -> dict:
     url_file = work / "urls.txt"
     url_file.write_text("".join(url + "\n" for url in urls))
-    output = work / f"i2d-{len(urls)}"
+    # a fresh folder for every run: given the last one, img2dataset resumes it and fetches nothing
+    output = Path(tempfile.mkdtemp(prefix=f"i2d-{len(urls)}-", dir=work))
     command = [args.img2dataset, "--url_list", str(url_file), "--output_folder", str(output)]
     command += ["--processes_count", "1", "--thread_count", str(args.concurrency), "--image_size", "256"]
     command += ["--resize_mode", "center_crop", "--output_format", "files", "--timeout", "30"]
@@ -332,22 +342,33 @@ def bench(args) -> int:
         print(
             f"{'variant':<26}{'URLs':>6}{'ok':>6}{'images/s':>10}{'per CPU-s':>11}{'peak RSS MiB':>14}  failures"
         )
-        results = {}
-        for scale in (1, args.scale):
-            urls = url_list(hosts, len(pool), args.urls * scale)
-            for variant in variants:
-                if variant == "a" and scale > 1 and not args.old_at_scale:
-                    continue  # minutes at one URL at a time; --old-at-scale runs it
-                run = ours(args, variant, urls, work) if variant != "c" else img2dataset(args, urls, work)
-                cpu = run["cpu"] - base_cpu if variant == "c" else run["cpu_seconds"]
-                run.update(rate=run["ok"] / run["seconds"], per_cpu=run["ok"] / max(cpu, 1e-9))
-                results[variant, scale] = run
-                failures = ", ".join(f"{k} {n}" for k, n in sorted(run["outcomes"].items()) if k != "ok")
-                print(
-                    f"{NAMES[variant]:<26}{len(urls):>6}{run['ok']:>6}{run['rate']:>10.1f}{run['per_cpu']:>11.1f}"
-                    f"{run['rss']:>14.0f}  {failures}",
-                    flush=True,
-                )
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for repeat in range(args.repeats):  # every variant once per round, the rounds one after another
+            for scale in (1, args.scale):
+                urls = url_list(hosts, len(pool), args.urls * scale)
+                for variant in variants:
+                    if variant == "a" and (scale > 1 and not args.old_at_scale or repeat > 0):
+                        continue  # minutes at one URL at a time; --old-at-scale runs it
+                    run = ours(args, variant, urls, work) if variant != "c" else img2dataset(args, urls, work)
+                    cpu = run["cpu"] - base_cpu if variant == "c" else run["cpu_seconds"]
+                    run.update(rate=run["ok"] / run["seconds"], per_cpu=run["ok"] / max(cpu, 1e-9))
+                    runs.setdefault((variant, scale), []).append(run)
+                    failures = ", ".join(f"{k} {n}" for k, n in sorted(run["outcomes"].items()) if k != "ok")
+                    print(
+                        f"{NAMES[variant]:<26}{len(urls):>6}{run['ok']:>6}{run['rate']:>10.1f}"
+                        f"{run['per_cpu']:>11.1f}{run['rss']:>14.0f}  {failures}",
+                        flush=True,
+                    )
+        results = {
+            key: {name: statistics.median(run[name] for run in group) for name in ("rate", "per_cpu", "rss")}
+            for key, group in runs.items()
+        }
+        print(f"medians of {args.repeats} rounds:")
+        for (variant, scale), result in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+            print(
+                f"{NAMES[variant]:<26}{args.urls * scale:>6}{'':>6}{result['rate']:>10.1f}"
+                f"{result['per_cpu']:>11.1f}{result['rss']:>14.0f}"
+            )
         for scale in (1, args.scale):
             b, d = results["b", scale], results["d", scale]
             line = f"{scale}x: (b)/(d) images/s {b['rate'] / d['rate']:.2f} (target >= 0.8)"
@@ -375,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jitter", type=float, default=0.03)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--img2dataset", default=None, help="img2dataset executable (its own venv)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; figures are their medians")
     parser.add_argument("--old-ref", default=OLD_REF)
     parser.add_argument("--old-at-scale", action="store_true", help="also run (a) on the larger list")
     parser.add_argument("--pool", default=str(Path(tempfile.gettempdir()) / "cm3-bench-fetch-photos"))

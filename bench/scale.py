@@ -1,6 +1,7 @@
 """Worker memory and time per item of the data job's grouped steps as the work grows (N, 4N, 16N).
 
-Each step gets its grouped values the way a runner hands them over, as a one-shot iterator, in the worst
+Each step gets its grouped values the way a runner hands them over, as an iterator (the perceptual-hash group
+re-iterable, as GroupByKey values are: it is read twice), in the worst
 case of one key holding everything: all crops of the job in one encode group (padded batches + the codes
 routed to the documents of a logo used on every page), every document in one shard (external sort +
 streaming Parquet), a three-sentence span found on every page, one URL crawled on every page, and the corpus
@@ -119,9 +120,12 @@ def streaming_steps(n_images: int, n_docs: int, model, batch_size: int, out_dir:
         for _ in doc_steps.url_winner("https://d.example/crawled", docs):
             pass
 
-    def phash_group():  # one picture served under every image URL: the representative's crop
-        members = ((url, crop) for url, crop in crops(n_images))
-        for _ in beam_steps._group_representative(("phash:0123456789abcdef", members)):
+    def phash_group():  # one picture served under every image URL: the representative's crop and thumbnail
+        class Members:  # read twice (the representative, then each URL's pixel check), never materialised
+            def __iter__(self):
+                return ((url, crop, crop) for url, crop in crops(n_images))  # a thumbnail is 256x256x3 too
+
+        for _ in beam_steps._share_group(("phash:0123456789abcdef", Members())):
             pass
 
     def phash_members():  # its codes routed to every URL of the group
@@ -156,7 +160,7 @@ def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_
 
     from c4_filters import stable_hash
     from image_tokenizer import to_pixels
-    from pipeline import doc_steps, shards
+    from pipeline import doc_steps, hygiene, shards
 
     def encode():
         items = sorted(crops(n_images), key=lambda item: item[0])
@@ -183,7 +187,8 @@ def materialising_steps(n_images: int, n_docs: int, model, batch_size: int, out_
 
     def phash_group():
         members = list(crops(n_images))
-        min(members, key=lambda member: member[0])
+        best = min(members, key=lambda member: member[0])
+        [hygiene.near_identical(crop, best[1]) for _, crop in members]
 
     def phash_members():
         for _ in sorted(f"https://img.example/{i:09d}.jpg" for i in range(n_docs)):

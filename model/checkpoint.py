@@ -53,6 +53,8 @@ def _quiet_single_process(single: bool):
         if single:
             warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
         yield
+
+
 MANIFEST = "manifest.json"
 STATE_DIR = "state"  # the DCP checkpoint of the shared states
 _STEP_DIR = re.compile(r"^step-(\d{8})$")

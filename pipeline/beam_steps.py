@@ -39,7 +39,7 @@ from pipeline.hygiene import (
     capped_srcs,
     doc_text,
     over_url_repeats,
-    representative,
+    share_codes,
 )
 from pipeline.items import Count, ImageRecord, Page
 from pipeline.readers import read_input
@@ -357,8 +357,8 @@ def _one(pair):
 
 
 class ResolveImage(beam.DoFn):
-    """(image URL, {"refs": [n references], "record": input records}) -> (url, group key, uint8 crop), a
-    failed ImageOutcome, or a FetchRequest for the grouped fetch step, plus counts. Records are streamed."""
+    """(image URL, {"refs": [n references], "record": input records}) -> (url, group key, uint8 crop,
+    thumbnail), a failed ImageOutcome, or a FetchRequest for the grouped fetch step, plus counts. Records are streamed."""
 
     def __init__(self, fetch: bool, rules: Hygiene):
         self._fetch = fetch
@@ -388,18 +388,19 @@ def _resolve_image(joined, fetch: bool, rules: Hygiene):
         yield images.ImageOutcome(url, None, outcome)
         return
     yield Count(counters.IMAGES_SOURCE + outcome)
-    crop, outcome, key = images.prepare(url, data, rules)
+    crop, outcome, key, thumb = images.prepare(url, data, rules)
     if crop is None:
         yield images.ImageOutcome(url, None, outcome)
         return
-    yield url, key, crop
+    yield url, key, crop, thumb
 
 
 _progress = images.FetchProgress()  # this process's fetches, for the progress lines
 
 
 class FetchImages(beam.DoFn):
-    """(fetch group, stream of image URLs) -> (url, group key, crop) or a failed ImageOutcome, plus counts.
+    """(fetch group, stream of image URLs) -> (url, group key, crop, thumbnail) or a failed ImageOutcome,
+    plus counts.
 
     The group is streamed through a pool of `window` threads (fetch, decode, crop), results yielded as they
     complete: at most `window` images are held, whatever the group's size. The fetcher (per-host slots,
@@ -451,7 +452,7 @@ def _fetch_group(keyed, fetcher, pool, window: int, rules: Hygiene, decode_slots
         if fetched.crop is None:
             yield images.ImageOutcome(fetched.url, None, fetched.outcome)
             continue
-        yield fetched.url, fetched.key, fetched.crop
+        yield fetched.url, fetched.key, fetched.crop, fetched.thumbnail
 
 
 def _is_fetch_request(item) -> bool:
@@ -481,29 +482,40 @@ class EncodeBatches(beam.DoFn):
 
 
 def _key_crop(item, n_keys: int):
-    """(group key, crop) -> (encode group, (label, crop)); the label the codes come back under is the key."""
+    """(label, crop) -> (encode group, (label, crop)); the codes come back under the label."""
     return stable_hash(item[0]) % n_keys, item
 
 
 def _by_group(prepared):
-    url, key, crop = prepared
-    return key, (url, crop)
+    url, key, crop, thumb = prepared
+    return key, (url, crop, thumb)
 
 
-def _group_representative(keyed):
-    """(group key, stream of (url, crop)) -> (group key, crop of the smallest URL), holding one crop."""
+def _share_group(keyed):
+    """(group key, (url, crop, thumbnail) per URL) -> (label, url, crop to encode or None), pixel-checked."""
     key, members = keyed
-    url, crop = representative(members)
-    yield key, crop
+    for label, url, crop in share_codes(key, members):
+        if label != key:
+            yield Count(counters.IMAGES_PHASH_PIXEL_MISMATCH)
+        yield label, url, crop
 
 
-def _member(prepared):
-    url, key, _ = prepared
-    return key, url
+def _has_crop(shared) -> bool:
+    return shared[2] is not None
+
+
+def _label_crop(shared):
+    label, _, crop = shared
+    return label, crop
+
+
+def _label_member(shared):
+    label, url, _ = shared
+    return label, url
 
 
 def _outcomes_to_members(joined):
-    """(group key, {"codes": [its encoded outcome], "member": its URLs}) -> one ImageOutcome per URL: the
+    """(label, {"codes": [its encoded outcome], "member": its URLs}) -> one ImageOutcome per URL: the
     smallest URL (whose crop was encoded) "ok", every other URL NEAR_DUPLICATE with the same codes."""
     _, grouped = joined
     codes = next((outcome.codes for outcome in grouped["codes"]), None)
@@ -562,8 +574,9 @@ class EncodeImages(beam.PTransform):
     Hygiene (`rules`): a document's images past `max_images_per_doc` are not referenced; an image URL that
     more than `max_image_url_repeats` documents reference is removed without being fetched (the references
     are counted by a combiner); images too small or too elongated are removed before cropping. With
-    `image_dedup`, crops are grouped by perceptual hash (a running minimum holds one crop per group): only
-    the smallest URL's crop is encoded and its codes go to every URL of the group."""
+    `image_dedup`, crops are grouped by perceptual hash: the smallest URL's crop is encoded and its codes go
+    to every URL of the group whose picture passes a strict pixel check against it (`share_codes`, one crop
+    and one thumbnail held per group); a URL that fails it is encoded on its own."""
 
     def __init__(
         self,
@@ -608,21 +621,24 @@ class EncodeImages(beam.PTransform):
         )
         out = (local, fetched) | "Resolved" >> beam.Flatten()
         prepared = out | "Prepared" >> beam.Filter(_is_prepared)
-        crops = (
+        shared, share_counts = run_stage(
             prepared
-            | "ByGroup" >> beam.Map(_by_group).with_output_types(tuple[str, tuple[str, Any]])
-            | "GroupSamePicture" >> beam.GroupByKey()
-            | "Representatives" >> beam.FlatMap(_group_representative).with_output_types(tuple[str, Any])
+            | "ByGroup" >> beam.Map(_by_group).with_output_types(tuple[str, tuple[str, Any, Any]])
+            | "GroupSamePicture" >> beam.GroupByKey(),
+            "SharePicture",
+            _share_group,
         )
         encoded = (
-            crops
+            shared
+            | "ToEncode" >> beam.Filter(_has_crop)
+            | "LabelCrops" >> beam.Map(_label_crop).with_output_types(tuple[str, Any])
             | "KeyCrops" >> beam.Map(_key_crop, self._n_keys).with_output_types(tuple[int, tuple[str, Any]])
             | "GroupCrops" >> beam.GroupByKey()
             | "VQGANEncode" >> beam.ParDo(EncodeBatches(self._handle, self._batch_size))
         )
         per_url = {
             "codes": encoded | "KeyGroupCodes" >> _key_by_image_url(),
-            "member": prepared | "Members" >> beam.Map(_member).with_output_types(tuple[str, str]),
+            "member": shared | "Members" >> beam.Map(_label_member).with_output_types(tuple[str, str]),
         } | "JoinMembers" >> beam.CoGroupByKey()
         members = per_url | "CodesToMembers" >> beam.FlatMap(_outcomes_to_members)
         outcomes = (out | "Failed" >> beam.Filter(_is_failed), members) | "Outcomes" >> beam.Flatten()
@@ -632,9 +648,11 @@ class EncodeImages(beam.PTransform):
             "outcome": outcomes | "KeyOutcomes" >> _key_by_image_url(),
         } | "JoinCodes" >> beam.CoGroupByKey()
         per_doc = doc_codes | "CodesToDocs" >> beam.FlatMap(_codes_to_docs).with_output_types(DocImage)
-        counts = (out | "ResolveCounts" >> beam.Filter(is_counts), outcome_counts) | "ImageCounts" >> (
-            beam.Flatten()
-        )
+        counts = (
+            out | "ResolveCounts" >> beam.Filter(is_counts),
+            share_counts,
+            outcome_counts,
+        ) | "ImageCounts" >> beam.Flatten()
         return per_doc, counts
 
 

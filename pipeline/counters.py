@@ -67,6 +67,7 @@ IMAGES_FILTERED_REFS = "images.filtered_refs."  # + hygiene reason, one per refe
 IMAGES_FAILED = "images.failed."  # + failure reason, one per unique URL
 IMAGES_ENCODED = "images.encoded"
 IMAGES_NEAR_DUPLICATE_URLS = "images.near_duplicate_urls"
+IMAGES_PHASH_PIXEL_MISMATCH = "images.phash_pixel_mismatch"  # same hash group, not the same pixels: own codes
 IMAGES_REFS_KEPT = "images.refs_kept"
 IMAGES_REFS_REMOVED = "images.refs_removed"
 IMAGES_REFS_OVER_DOC_CAP = "images.refs_over_doc_cap"

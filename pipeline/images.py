@@ -28,7 +28,14 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counters
-from pipeline.hygiene import FILTER_REASONS, NEAR_DUPLICATE, Hygiene, image_shape_reason, perceptual_hash
+from pipeline.hygiene import (
+    FILTER_REASONS,
+    NEAR_DUPLICATE,
+    Hygiene,
+    image_shape_reason,
+    perceptual_hash,
+    thumbnail,
+)
 from pipeline.items import Count
 
 NOT_IN_INPUT = "not_in_input"  # fetching disabled and no WARC record for the URL
@@ -151,7 +158,7 @@ class FetchRequest:
 
 @dataclass(frozen=True)
 class Fetched:
-    """One fetch and what became of it: the crop (and group key), or why there is none.
+    """One fetch and what became of it: the crop (with its group key and thumbnail), or why there is none.
 
     `fetch_outcome` is the fetcher's ("ok", "timeout" ...); `outcome` is the decoder's when the fetch was ok.
     """
@@ -161,6 +168,7 @@ class Fetched:
     outcome: str
     crop: np.ndarray | None = None
     key: str | None = None
+    thumbnail: np.ndarray | None = None
 
 
 def fetch_and_prepare(
@@ -173,8 +181,8 @@ def fetch_and_prepare(
     if not result.ok or result.data is None:
         return Fetched(url, str(result.outcome), str(result.outcome))
     with decode_slots or contextlib.nullcontext():
-        crop, outcome, key = prepare(url, result.data, rules)
-    return Fetched(url, "ok", outcome, crop, key)
+        crop, outcome, key, thumb = prepare(url, result.data, rules)
+    return Fetched(url, "ok", outcome, crop, key, thumb)
 
 
 # glibc mallopt parameters: a fixed mmap threshold (glibc otherwise raises it to the largest block freed, up to
@@ -279,32 +287,38 @@ def fetch_keys(input_bytes: int) -> int:
 
 def prepare_image(url: str, data: bytes) -> tuple[np.ndarray | None, str]:
     """Decode + the 256x256 uint8 crop seeded by the URL; (None, reason) for undecodable images."""
-    crop, outcome, _ = prepare(url, data, NO_HYGIENE)
+    crop, outcome, _, _ = prepare(url, data, NO_HYGIENE)
     return crop, outcome
 
 
-def prepare(url: str, data: bytes, rules: Hygiene) -> tuple[np.ndarray | None, str, str]:
-    """(crop, outcome, group key): decode, the size and shape rules (an image they remove is never cropped
-    nor encoded), then the 256x256 uint8 crop seeded by the URL. The group key is the perceptual hash when
-    `rules.image_dedup` (URLs serving the same picture share one encoding), else the URL itself."""
-    from image_tokenizer import ImageDecodeError, crop, decode_image
+def prepare(url: str, data: bytes, rules: Hygiene) -> tuple[np.ndarray | None, str, str, np.ndarray | None]:
+    """(crop, outcome, group key, thumbnail): the header's size, mode and shape checked (the tokenizer's
+    limits, then the size and shape rules: an image they remove is never decoded), the picture decoded only
+    as large as the crop needs, then the 256x256 uint8 crop seeded by the URL. With `rules.image_dedup` the
+    group key is the perceptual hash of the picture the crop is cut from (URLs serving the same picture share
+    one encoding) and the thumbnail is what `share_codes` compares before they do; else the key is the URL
+    and there is no thumbnail."""
+    from image_tokenizer import ImageDecodeError, crop, decode_for_crop, resized_for_crop
 
     try:
-        image = decode_image(data)
+        image, full_size = decode_for_crop(
+            data, accept=lambda width, height: image_shape_reason(width, height, rules)
+        )
     except ImageDecodeError as error:
-        return None, str(error.reason), url
+        return None, str(error.reason), url, None
     except Exception:  # untrusted bytes: any decoder failure is a counted outcome
-        return None, "decode_error", url
-    reason = image_shape_reason(*image.size, rules)
-    if reason is not None:
-        return None, reason, url
+        return None, "decode_error", url, None
     try:
-        key = "phash:" + perceptual_hash(image) if rules.image_dedup else url
-        return crop(image, seed_key=url), "ok", key
+        resized = resized_for_crop(image, full_size)
+        if rules.image_dedup:
+            key, thumb = "phash:" + perceptual_hash(resized), thumbnail(resized)
+        else:
+            key, thumb = url, None
+        return crop(resized, seed_key=url), "ok", key, thumb
     except ImageDecodeError as error:
-        return None, str(error.reason), url
+        return None, str(error.reason), url, None
     except Exception:
-        return None, "preprocess_error", url
+        return None, "preprocess_error", url, None
 
 
 def check_device(device: str) -> str:

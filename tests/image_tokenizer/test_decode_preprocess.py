@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from image_tokenizer import ImageDecodeError, crop, decode_image, preprocess
+from image_tokenizer import ImageDecodeError, crop, decode_for_crop, decode_image, preprocess
 from image_tokenizer.decode import DEFAULT_MAX_PIXELS, crop_offset
 
 
@@ -147,7 +152,15 @@ def test_arbitrary_bytes_give_an_image_or_a_typed_error(data):
     try:
         assert decode_image(data).mode == "RGB"
     except ImageDecodeError as error:
-        assert error.reason in {"empty", "svg", "not_image", "too_many_pixels", "decode_error"}
+        assert error.reason in {
+            "empty",
+            "svg",
+            "not_image",
+            "too_many_pixels",
+            "unsupported_mode",
+            "extreme_aspect_ratio",
+            "decode_error",
+        }
 
 
 def gradient(width: int, height: int) -> Image.Image:
@@ -191,12 +204,108 @@ def test_crop_offset_is_stable_across_processes():
 
 
 @pytest.mark.parametrize("size", [(1, 100_000), (100_000, 1), (2_600, 256)])
-def test_thin_images_are_refused_before_any_resampling(size):
+def test_thin_images_are_refused_before_any_pixel_is_decoded(size):
     """A few hundred bytes of PNG, 1 x 100,000 px, passes the pixel cap; scaled to a short side of 256 it
-    would be a 256 x 25,600,000 image. Beyond 10:1 the crop is refused as a counted reason instead."""
-    thin = decode_image(encoded(Image.new("RGB", size, (200, 30, 30)), "PNG"))
+    would be a 256 x 25,600,000 image. Beyond 10:1 it is refused from the header, as a counted reason."""
+    data = encoded(Image.new("RGB", size, (200, 30, 30)), "PNG")
     started = time.monotonic()
     with pytest.raises(ImageDecodeError) as raised:
-        crop(thin, seed_key="https://img.example/rule.png")
+        decode_image(data)
     assert raised.value.reason == "extreme_aspect_ratio" and time.monotonic() - started < 0.5
+    with pytest.raises(ImageDecodeError, match="extreme_aspect_ratio"):  # a picture made in memory
+        crop(Image.new("RGB", size), seed_key="https://img.example/rule.png")
     assert crop(Image.new("RGB", (2_560, 256)), seed_key="x").shape == (256, 256, 3)  # 10:1 still crops
+
+
+def png_rows(width: int, height: int, bit_depth: int) -> bytes:
+    """A real greyscale PNG of zeros (every row present, so it decodes), compressed as it is streamed:
+    8000 x 8000 at 16 bits is 128 MB of pixels in ~124 KB."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    row = b"\x00" * (1 + width * bit_depth // 8)  # filter byte + samples
+    rows_per_piece = max(1, (1 << 20) // len(row))
+    compressor, compressed = zlib.compressobj(9), []
+    for start in range(0, height, rows_per_piece):
+        compressed.append(compressor.compress(row * min(rows_per_piece, height - start)))
+    compressed.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", b"".join(compressed))
+        + chunk(b"IEND", b"")
+    )
+
+
+PEAK_PROBE = """
+import json, resource, sys
+from pipeline import images
+from pipeline.hygiene import Hygiene
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcome = images.prepare("https://img.example/x.png", data, Hygiene(**json.loads(sys.argv[2])))[1]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(outcome, (peak - before) // 1024)
+"""
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "bit_depth", "rules", "reason"),
+    [
+        (8_000, 8_000, 16, {}, "too_many_pixels"),  # 64 MP: at the pixel cap, but 16-bit (issue 27, item 6)
+        (1, 64_000_000, 8, {}, "extreme_aspect_ratio"),  # a 1 x 64M strip, within the pixel cap
+        (4_000, 16_000, 8, {}, "aspect_ratio"),  # the job's 3:1 shape rule, from the header
+        (4_000, 16_000, 8, {"max_image_aspect_ratio": 0}, "ok"),  # the same image kept: decoded, reduced
+    ],
+)
+def test_bombs_are_refused_from_the_header_with_a_small_peak(
+    tmp_path, width, height, bit_depth, rules, reason
+):
+    """The job's path (`pipeline.images.prepare`) in a fresh process: the refusal is a counted reason and
+    the peak resident memory it adds stays small, because no pixel of a refused image is decoded."""
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_rows(width, height, bit_depth))
+    assert path.stat().st_size < 300_000
+    probe = subprocess.run(
+        [sys.executable, "-c", PEAK_PROBE, str(path), json.dumps(rules)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    outcome, added_mib = probe.stdout.split()
+    assert outcome == reason
+    # refused: nothing decoded; kept: 64 MP of 8-bit grey is decoded once (61 MiB), then reduced 5x
+    assert int(added_mib) < (20 if reason != "ok" else 150), f"{outcome}: peak +{added_mib} MiB"
+
+
+def jpeg_photo(width: int, height: int, **save_args) -> bytes:
+    return encoded(gradient(width, height).resize((width, height)), "JPEG", quality=92, **save_args)
+
+
+def test_a_large_jpeg_decodes_at_a_reduced_scale_with_the_full_pictures_crop_window():
+    data = jpeg_photo(2_800, 2_100)
+    reduced, full_size = decode_for_crop(data)
+    assert full_size == (2_800, 2_100) and reduced.size == (350, 263)  # DCT scale 1/8: short side >= 256
+    fast = crop(reduced, "https://img.example/a.jpg", full_size)
+    slow = crop(decode_image(data), "https://img.example/a.jpg")
+    # the same window of the same picture: only the decoder's downscaling differs
+    assert np.abs(fast.astype(int) - slow.astype(int)).mean() < 3
+
+
+def test_a_rotated_jpeg_keeps_its_full_size_after_orientation():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    reduced, full_size = decode_for_crop(jpeg_photo(2_000, 1_200, exif=exif.tobytes()))
+    assert full_size == (1_200, 2_000) and reduced.width < reduced.height
+
+
+def test_a_small_image_is_decoded_whole():
+    data = encoded(gradient(300, 200), "PNG")
+    reduced, full_size = decode_for_crop(data)
+    assert reduced.size == full_size == (300, 200)
+    assert np.array_equal(np.asarray(reduced), np.asarray(decode_image(data)))

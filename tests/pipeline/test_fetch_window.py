@@ -94,7 +94,7 @@ def test_at_most_decode_slots_images_are_decoded_at_once(monkeypatch):
         time.sleep(0.01)
         with lock:
             state["decoding"] -= 1
-        return None, "decode_error", url
+        return None, "decode_error", url, None
 
     monkeypatch.setattr(images, "prepare", prepare)
     slots = threading.Semaphore(2)

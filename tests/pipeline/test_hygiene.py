@@ -2,6 +2,7 @@
 pictures are the same under different URLs, which documents are near-duplicates, and that every winner is a
 function of content and URLs, never of arrival order."""
 
+import functools
 import hashlib
 import io
 import random
@@ -26,9 +27,11 @@ from pipeline.hygiene import (
     capped_srcs,
     image_shape_reason,
     minhash,
+    near_identical,
     over_url_repeats,
     perceptual_hash,
     representative,
+    share_codes,
     shingle_hashes,
     words,
 )
@@ -91,9 +94,11 @@ def test_size_and_shape(size, reason):
 
 
 def test_a_tracking_pixel_is_removed_before_it_is_cropped():
-    crop, outcome, _ = images.prepare("https://t.example/p.gif", png(Image.new("RGB", (1, 1))), Hygiene())
+    crop, outcome, _, _ = images.prepare("https://t.example/p.gif", png(Image.new("RGB", (1, 1))), Hygiene())
     assert crop is None and outcome == TOO_SMALL
-    crop, outcome, _ = images.prepare("https://t.example/b.png", png(Image.new("RGB", (800, 160))), Hygiene())
+    crop, outcome, _, _ = images.prepare(
+        "https://t.example/b.png", png(Image.new("RGB", (800, 160))), Hygiene()
+    )
     assert crop is None and outcome == ASPECT_RATIO
 
 
@@ -195,3 +200,72 @@ def test_pictures_that_differ_only_in_colour_are_not_grouped():
     red, blue = Image.new("RGB", (200, 200), (200, 30, 30)), Image.new("RGB", (200, 200), (30, 30, 200))
     assert perceptual_hash(red) != perceptual_hash(blue)  # phash alone sees two flat grey squares
     assert perceptual_hash(red) == perceptual_hash(Image.new("RGB", (300, 300), (200, 30, 30)))
+
+
+def altered_copy(photo: Image.Image, cell: int) -> Image.Image:
+    """`photo` under a +-60 checkerboard of `cell`-pixel squares: its coarse DCT and mean colour barely move,
+    so it keeps the perceptual hash and colour key of the real photo, yet it is plainly another picture
+    (issue 27, item 8: what an attacker serves to take over a real photo's codes)."""
+    rows, columns = np.mgrid[0 : photo.height, 0 : photo.width]
+    pattern = np.where((rows // cell + columns // cell) % 2 == 0, 60, -60)
+    pixels = np.asarray(photo).astype(np.int16) + pattern[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def test_an_altered_copy_with_the_same_hash_does_not_lend_its_codes_to_the_real_photo():
+    photo = skimage_rgb("chelsea")[0]
+    real = images.prepare("https://news.example/cat.jpg", jpeg(photo, 90), Hygiene())
+    poison = images.prepare("https://a.attacker.example/cat.png", png(altered_copy(photo, 3)), Hygiene())
+    assert real[1] == poison[1] == "ok" and real[2] == poison[2]  # same phash and colour key: one group
+    assert np.abs(real[0].astype(int) - poison[0].astype(int)).mean() > 40  # crops: another picture
+    members = [("https://news.example/cat.jpg", real[0], real[3])]
+    members.append(("https://a.attacker.example/cat.png", poison[0], poison[3]))
+    shared = {url: (label, crop) for label, url, crop in share_codes(real[2], members)}
+    # the attacker's URL sorts first and is the representative; the real photo is encoded from its own pixels
+    assert shared["https://a.attacker.example/cat.png"][0] == real[2]
+    label, crop = shared["https://news.example/cat.jpg"]
+    assert label != real[2] and crop is real[0]
+
+
+def test_true_near_duplicates_still_share_one_encoding():
+    photo = skimage_rgb("coffee")[0]
+    urls = ["https://cdn0.example/c.jpg", "https://cdn1.example/c.jpg", "https://cdn2.example/c.png"]
+    datas = [jpeg(photo, 95), jpeg(photo, 40), png(photo.resize((300, 200)))]
+    prepared = [images.prepare(url, data, Hygiene()) for url, data in zip(urls, datas, strict=True)]
+    assert len({item[2] for item in prepared}) == 1
+    members = [(url, item[0], item[3]) for url, item in zip(urls, prepared, strict=True)]
+    shared = list(share_codes(prepared[0][2], members))
+    assert {label for label, _, _ in shared} == {prepared[0][2]}
+    assert [url for _, url, crop in shared if crop is not None] == [urls[0]]  # one crop encoded
+
+
+@functools.cache
+def cat_copies() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(url, crop, thumbnail): two re-encodings of a photo (cdn0, cdn1) and two altered copies (cdn2, cdn3)."""
+    photo = skimage_rgb("chelsea")[0]
+    datas = [jpeg(photo, 95), jpeg(photo, 60), png(altered_copy(photo, 3)), png(altered_copy(photo, 6))]
+    members = []
+    for i, data in enumerate(datas):
+        url = f"https://cdn{i}.example/cat"
+        crop, _, _, thumb = images.prepare(url, data, Hygiene())
+        members.append((url, crop, thumb))
+    return members
+
+
+@given(st.permutations(range(4)))
+def test_who_shares_does_not_depend_on_the_order(order):
+    members = [cat_copies()[i] for i in order]
+    assert {(label, url) for label, url, _ in share_codes("k", members)} == {
+        ("k", "https://cdn0.example/cat"),
+        ("k", "https://cdn1.example/cat"),
+        ("k https://cdn2.example/cat", "https://cdn2.example/cat"),
+        ("k https://cdn3.example/cat", "https://cdn3.example/cat"),
+    }
+
+
+def test_near_identical_is_a_strict_mean_pixel_difference():
+    base = np.full((256, 256, 3), 100, dtype=np.uint8)
+    assert near_identical(base, base + 5) and not near_identical(base, base + 6)
+    one_channel = base.copy()
+    one_channel[..., 0] += 15  # 15 on one channel of three: a mean of 5
+    assert near_identical(base, one_channel)

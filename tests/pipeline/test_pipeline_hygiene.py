@@ -1,6 +1,7 @@
 """Corpus hygiene through the whole job, on a small crawl the test writes: a logo on 12 pages, a 1x1 tracking
-pixel, one photo served under two URLs, a page with more images than the cap, and two near-duplicate
-articles; then an opt-out replay of the output that `cm3-data verify` accepts."""
+pixel, one photo served under two URLs, a page with more images than the cap, an altered copy of a photo
+that shares its perceptual hash, and two near-duplicate articles; then an opt-out replay of the output that
+`cm3-data verify` accepts."""
 
 import contextlib
 import dataclasses
@@ -10,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import apache_beam as beam
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
@@ -17,7 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from image_tokenizer.train_small_vqgan import skimage_rgb
-from pipeline import beam_steps, doc_steps
+from pipeline import beam_steps, counters, doc_steps
 from pipeline.cli import main, run_parser
 from pipeline.hygiene import Hygiene
 from pipeline.make_sample_corpus import TEXT
@@ -30,6 +32,17 @@ LOGO = "https://www.harbour.example/static/logo.png"
 PIXEL = "https://track.example/p.gif"
 PHOTO_A, PHOTO_B = "https://cdn-a.example/coffee.jpg", "https://cdn-b.example/img/coffee-small.jpg"
 GALLERY = [f"https://cdn-a.example/{name}.jpg" for name in ("astronaut", "chelsea", "rocket")]
+ALTERED = "https://a.attacker.example/cat.png"  # sorts before the gallery's chelsea.jpg
+
+
+def altered_copy(photo: Image.Image) -> Image.Image:
+    """`photo` under a +-60 checkerboard of 3-pixel squares: same perceptual hash and colour key, another
+    picture (tests/pipeline/test_hygiene.py measures it)."""
+    rows, columns = np.mgrid[0 : photo.height, 0 : photo.width]
+    pattern = np.where((rows // 3 + columns // 3) % 2 == 0, 60, -60)
+    return Image.fromarray(
+        np.clip(np.asarray(photo).astype(np.int16) + pattern[..., None], 0, 255).astype(np.uint8)
+    )
 
 
 def image_bytes(image: Image.Image, kind: str = "JPEG") -> bytes:
@@ -51,6 +64,7 @@ def crawl() -> bytes:
     records.append(page(f"{SITE}photo-a", news[12]["paragraphs"], [PIXEL, PHOTO_A]))
     records.append(page(f"{SITE}photo-b", news[13]["paragraphs"], [PHOTO_B]))
     records.append(page(f"{SITE}gallery", news[15]["paragraphs"], GALLERY))
+    records.append(page("https://a.attacker.example/cats", news[16]["paragraphs"], [ALTERED]))
     original = news[14]["paragraphs"]
     edited = [original[0].replace(" the ", " this ", 1)] + original[1:]
     records += [page(f"{SITE}story", original, []), page(f"{SITE}story-copy", edited, [])]
@@ -61,6 +75,7 @@ def crawl() -> bytes:
         PHOTO_A: image_bytes(coffee),
         PHOTO_B: image_bytes(coffee.resize((300, 200))),  # the same picture, smaller, recompressed
         **{url: image_bytes(skimage_rgb(url.rsplit("/", 1)[1][:-4])[0]) for url in GALLERY},
+        ALTERED: image_bytes(altered_copy(skimage_rgb("chelsea")[0]), "PNG"),
     }
     records += [warc_record(url, http_response(data, "image/jpeg")) for url, data in pictures.items()]
     return b"".join(records)
@@ -105,7 +120,18 @@ def test_one_photo_under_two_urls_is_encoded_once_and_each_page_keeps_its_own_ur
     assert (a["image_urls"], b["image_urls"]) == ([PHOTO_A], [PHOTO_B])
     assert doc_steps.image_srcs(a["html"]) == doc_steps.image_srcs(b["html"])  # the same 256 codes
     assert report["images"]["near_duplicate_urls"] == 1
-    assert report["images"]["codes_written"] == 3  # the photo once + the gallery's first two
+    assert report["images"]["codes_written"] == 4  # the photo once, the gallery's first two, the altered copy
+
+
+def test_an_altered_copy_sharing_the_hash_does_not_replace_the_real_photos_codes(hygiene_run):
+    """Issue 27, item 8: the altered copy's URL sorts first in its perceptual-hash group, but the gallery's
+    photo fails the pixel check against it, so it is encoded from its own pixels."""
+    output, report = hygiene_run
+    docs = rows(output)
+    gallery, altered = docs[f"{SITE}gallery"], docs["https://a.attacker.example/cats"]
+    assert gallery["image_urls"] == GALLERY[:2] and altered["image_urls"] == [ALTERED]
+    assert doc_steps.image_srcs(altered["html"])[0] not in doc_steps.image_srcs(gallery["html"])
+    assert report["counts"][counters.IMAGES_PHASH_PIXEL_MISMATCH] == 1
 
 
 def test_a_document_keeps_its_first_n_images(hygiene_run):
