@@ -22,7 +22,6 @@ import re
 import shutil
 import warnings
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -45,15 +44,9 @@ from .transformer import CM3Transformer
 log = logging.getLogger("cm3.checkpoint")
 
 
-@contextmanager
-def _quiet_single_process(single: bool):
-    """DCP warns on every save and load without a process group that it assumes one process: that is
-    exactly what `no_dist` asks for, so a one-process run's console is spared the line."""
-    with warnings.catch_warnings():
-        if single:
-            warnings.filterwarnings("ignore", message="torch.distributed is .*single process")
-        yield
-
+# DCP warns on every save and load without a process group that it assumes one process: exactly what our
+# no_dist=True asks for (one-process runs only). Filtered for good, as an async save warns from its thread.
+warnings.filterwarnings("ignore", message="torch.distributed is .*single process", category=UserWarning)
 
 MANIFEST = "manifest.json"
 STATE_DIR = "state"  # the DCP checkpoint of the shared states
@@ -331,14 +324,12 @@ class CheckpointManager:
         shared = {name: obj.state_dict() for name, obj in self.states.items()}
         single = self.world_size == 1
         if self.async_save:
-            with _quiet_single_process(single):
-                future = dcp.async_save(
-                    shared, checkpoint_id=tmp / STATE_DIR, process_group=self._group, no_dist=single
-                )
+            future = dcp.async_save(
+                shared, checkpoint_id=tmp / STATE_DIR, process_group=self._group, no_dist=single
+            )
             self._in_flight = (future, tmp, step)
             return None
-        with _quiet_single_process(single):
-            dcp.save(shared, checkpoint_id=tmp / STATE_DIR, no_dist=single)
+        dcp.save(shared, checkpoint_id=tmp / STATE_DIR, no_dist=single)
         return self._publish(tmp, step)
 
     def wait(self) -> Path | None:
@@ -443,8 +434,7 @@ class CheckpointManager:
         if check is not None:
             check(ckpt)
         shared = {name: obj.state_dict() for name, obj in self.states.items()}
-        with _quiet_single_process(self.world_size == 1):
-            dcp.load(shared, checkpoint_id=ckpt / STATE_DIR, no_dist=self.world_size == 1)
+        dcp.load(shared, checkpoint_id=ckpt / STATE_DIR, no_dist=self.world_size == 1)
         for name, obj in self.states.items():
             obj.load_state_dict(shared[name])
         saved_world = read_manifest(ckpt)["world_size"]
@@ -539,8 +529,7 @@ def read_model_state(ckpt: Path) -> dict[str, torch.Tensor]:
         if name.startswith("model.") and isinstance(meta, TensorStorageMetadata)
     }
     state = {"model": model}
-    with _quiet_single_process(True):
-        dcp.load(state, checkpoint_id=ckpt / STATE_DIR, no_dist=True)
+    dcp.load(state, checkpoint_id=ckpt / STATE_DIR, no_dist=True)
     return state["model"]
 
 
