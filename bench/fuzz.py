@@ -545,33 +545,46 @@ def worker(task) -> dict:
                 )
             else:
                 data = mutate(rng.choice(corpus[target]), rng, corpus[target])
-            counts[target]["inputs"] += 1
-            base = vm_kb("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")
-            started = time.perf_counter()
-            signal.setitimer(signal.ITIMER_REAL, time_bound)
-            try:
-                run_target(target, data, tmp, case)
-                outcome = None
-            except Hang:
-                outcome = "hang"
-            except Exception as error:  # any undocumented exception is what we look for
-                outcome = f"crash:{type(error).__name__}"
-                name = hashlib.sha256(data).hexdigest()[:16]
-                Path(out).mkdir(parents=True, exist_ok=True)
-                Path(out, f"{target}-{name}.bin").write_bytes(data)
-                Path(out, f"{target}-{name}.txt").write_text(traceback.format_exc())
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            elapsed = time.perf_counter() - started
-            slowest = max(slowest, elapsed)
-            used_mb = (vm_kb("VmHWM") - base) / 1024
-            peak_mb = max(peak_mb, used_mb)
-            if outcome:
-                counts[target][outcome] += 1
-            if used_mb > memory_bound_mb:
-                counts[target]["over_memory"] += 1
+            outcome, elapsed, used_mb = bounded_run(
+                functools.partial(run_target, target, data, tmp, case), target, data, time_bound, out
+            )
+            slowest, peak_mb = max(slowest, elapsed), max(peak_mb, used_mb)
+            tally(counts[target], outcome, used_mb, memory_bound_mb)
     return {"counts": {t: dict(c) for t, c in counts.items()}, "slowest_s": slowest, "peak_mb": peak_mb}
+
+
+def bounded_run(
+    run, target: str, data: bytes, time_bound: float, out: str
+) -> tuple[str | None, float, float]:
+    """(outcome, seconds, MB of peak memory over the start) of one input: None, "hang" past `time_bound`
+    (SIGALRM), or "crash:<type>" for any exception that escapes `run`; a crashing input and its traceback
+    are kept under `out`."""
+    base = vm_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    started = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, time_bound)
+    try:
+        run()
+        outcome = None
+    except Hang:
+        outcome = "hang"
+    except Exception as error:  # any undocumented exception (or a failed oracle) is what we look for
+        outcome = f"crash:{type(error).__name__}"
+        name = hashlib.sha256(data).hexdigest()[:16]
+        Path(out).mkdir(parents=True, exist_ok=True)
+        Path(out, f"{target}-{name}.bin").write_bytes(data)
+        Path(out, f"{target}-{name}.txt").write_text(traceback.format_exc())
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return outcome, time.perf_counter() - started, (vm_kb("VmHWM") - base) / 1024
+
+
+def tally(counts: Counter, outcome: str | None, used_mb: float, memory_bound_mb: float) -> None:
+    counts["inputs"] += 1
+    if outcome:
+        counts[outcome] += 1
+    if used_mb > memory_bound_mb:
+        counts["over_memory"] += 1
 
 
 # ---- hostile config and prompt files: the CLIs' own inputs, checked at their boundary.
@@ -780,31 +793,11 @@ def hostile_worker(task) -> dict:
         for i in range(2 * n):
             target = HOSTILE_TARGETS[i % 2]
             data = hostile_options(rng) if target == "options" else hostile_prompts(rng, special)
-            counts[target]["inputs"] += 1
-            base = vm_kb("VmRSS")
-            Path("/proc/self/clear_refs").write_text("5")
-            started = time.perf_counter()
-            signal.setitimer(signal.ITIMER_REAL, time_bound)
-            try:
-                run_hostile(target, data, tmp, checkpoint)
-                outcome = None
-            except Hang:
-                outcome = "hang"
-            except Exception as error:  # AssertionError: the oracle failed; anything else escaped
-                outcome = f"crash:{type(error).__name__}"
-                name = hashlib.sha256(data).hexdigest()[:16]
-                Path(out).mkdir(parents=True, exist_ok=True)
-                Path(out, f"{target}-{name}.bin").write_bytes(data)
-                Path(out, f"{target}-{name}.txt").write_text(traceback.format_exc())
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            slowest = max(slowest, time.perf_counter() - started)
-            used_mb = (vm_kb("VmHWM") - base) / 1024
-            peak_mb = max(peak_mb, used_mb)
-            if outcome:
-                counts[target][outcome] += 1
-            if used_mb > memory_bound_mb:
-                counts[target]["over_memory"] += 1
+            outcome, elapsed, used_mb = bounded_run(  # AssertionError: the oracle failed
+                functools.partial(run_hostile, target, data, tmp, checkpoint), target, data, time_bound, out
+            )
+            slowest, peak_mb = max(slowest, elapsed), max(peak_mb, used_mb)
+            tally(counts[target], outcome, used_mb, memory_bound_mb)
     return {"counts": {t: dict(c) for t, c in counts.items()}, "slowest_s": slowest, "peak_mb": peak_mb}
 
 
