@@ -122,11 +122,12 @@ def _decode(model, constraint, prompt: Prompt, settings: GenerationSettings, gen
     )
 
 
-def _reranked(outputs: list[dict], scores: list[float], top: int, reranker) -> list[dict]:
+def _reranked(outputs: list[dict], scores: list[float | None], top: int, reranker) -> list[dict]:
+    """The `top` outputs by score, best first; an output the reranker could not score (None) comes last."""
     for out, value in zip(outputs, scores, strict=True):
         out["rerank_score"] = value
         out["reranker"] = reranker.name
-    return sorted(outputs, key=lambda o: -o["rerank_score"])[:top]
+    return sorted(outputs, key=lambda o: (o["rerank_score"] is None, -(o["rerank_score"] or 0.0)))[:top]
 
 
 def _caption(model, constraint, prompt: Prompt, settings, generator, reranker) -> dict:

@@ -514,8 +514,9 @@ def _generate(args: argparse.Namespace) -> int:
                 overview.append((record, pages))
             results.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
             status = "error: " + error if error else "ok"
+            mode = record.get("mode") or (request.get("mode") if isinstance(request, dict) else None)
             print(
-                f"[{index + 1}/{len(requests)}] {record.get('mode', '?')}: {status} "
+                f"[{index + 1}/{len(requests)}] {str(mode or '?')[:40]}: {status} "
                 f"({time.perf_counter() - started:.1f} s)",
                 file=sys.stderr,
             )

@@ -45,14 +45,18 @@ class SelfReranker:
             scores += score_completions(self.model, masked_caption_ids(tok, codes), [completion])
         return scores
 
-    def captions_for_image(self, codes: Sequence[int], captions: Sequence[str]) -> list[float]:
-        """log p(the 256 codes | `<img alt="{caption}" src="`) for each caption."""
+    def captions_for_image(self, codes: Sequence[int], captions: Sequence[str]) -> list[float | None]:
+        """log p(the 256 codes | `<img alt="{caption}" src="`) for each caption; None for a caption too long
+        to fit beside its image in the model's context (a sample that ran on to its token budget), which
+        then ranks last instead of failing the request."""
         tok = self.tok
         image_ids = [tok.image_code_offset + int(c) for c in codes]
-        return [
-            score_completions(self.model, tok.encode(f'<img alt="{attr(c)}" src="'), [image_ids])[0]
-            for c in captions
-        ]
+        scores: list[float | None] = []
+        for caption in captions:
+            prompt = tok.encode(f'<img alt="{attr(caption)}" src="')
+            fits = len(prompt) + len(image_ids) <= self.model.config.max_seq_len
+            scores.append(score_completions(self.model, prompt, [image_ids])[0] if fits else None)
+        return scores
 
 
 def load_clip(path: str | Path):

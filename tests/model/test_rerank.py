@@ -49,3 +49,20 @@ def test_clip_reranker_errors_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(RerankError, match="cannot load a CLIP model"):
         load_clip(tmp_path)
+
+
+def test_a_caption_too_long_to_score_beside_its_image_ranks_last(loaded, caption_codes, captions):
+    """A sampled caption that ran on to its token budget cannot sit beside its 256 codes in the context: the
+    self reranker gives it no score and it ranks last; the request does not fail (it did, in `make demo`)."""
+    from model.generate import _reranked
+    from model.rerank import SelfReranker
+
+    model, tok, _ = loaded
+    reranker = SelfReranker(model, tok)
+    codes = caption_codes(captions[0], tok.n_embed)
+    runaway = " ".join(["word"] * model.config.max_seq_len)
+    scores = reranker.captions_for_image(codes, [captions[0], runaway])
+    assert isinstance(scores[0], float) and scores[1] is None
+    outputs = [{"caption": runaway}, {"caption": captions[0]}]
+    ranked = _reranked(outputs, scores[::-1], 2, reranker)
+    assert [o["caption"] for o in ranked] == [captions[0], runaway]
